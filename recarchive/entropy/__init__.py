@@ -1,0 +1,1 @@
+"""Exact entropy models: integer CDF tables built once per model and hashed with it."""
