@@ -1,0 +1,109 @@
+"""Integer CDF tables and vectorized symbol look-up for the coder.
+
+A `CdfBank` holds T rows of one alphabet at one precision: row r is a CDF with
+cdf[r, 0] = 0, cdf[r, A] = 2^precision and every frequency >= 1 (so every symbol is codable).
+Each lane names the row it codes with; decoding finds the symbol whose interval holds the
+lane's cumulative frequency by one gather from an inverse table when all rows' inverses fit in
+memory, else by a binary search run on all lanes in step. Both give the same symbol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from recarchive.ans.backend import NUMPY, Array, Backend
+from recarchive.ans.message import Message, check_precision
+
+# Decoding by direct look-up (one gather per symbol) when the table of every row's inverse CDF
+# stays small (16 Mi entries of 1 to 4 bytes); otherwise a vectorized binary search.
+MAX_INVERSE_ENTRIES = 1 << 24
+
+
+class CdfBank:
+    """T integer CDF rows of one alphabet size at one precision, on one backend."""
+
+    def __init__(self, cdf: np.ndarray, precision: int, backend: Backend = NUMPY) -> None:
+        check_precision(precision)
+        cdf = np.ascontiguousarray(np.asarray(cdf, dtype=np.int64))
+        if cdf.ndim == 1:
+            cdf = cdf[None, :]
+        validate_cdf(cdf, precision)
+        self.precision = precision
+        self.num_rows, width = cdf.shape
+        self.alphabet_size = width - 1
+        self.cdf_numpy = cdf
+        self.backend = backend
+        self._flat = backend.asarray(cdf.reshape(-1))
+        self._inverse = None
+        if self.num_rows << precision <= MAX_INVERSE_ENTRIES:
+            self._inverse = backend.from_numpy(inverse_table(cdf, precision))
+
+    def to(self, backend: Backend) -> CdfBank:
+        return CdfBank(self.cdf_numpy, self.precision, backend)
+
+    def sha256(self) -> str:
+        """Hash of precision and table: what a model or archive pins its tables by."""
+        h = hashlib.sha256(f"cdfbank:v1:{self.precision}:{self.cdf_numpy.shape}".encode())
+        h.update(self.cdf_numpy.astype("<i8").tobytes())
+        return h.hexdigest()
+
+    def start_freq(self, rows: Array, symbols: Array) -> tuple[Array, Array]:
+        """Interval of each lane's symbol in its row."""
+        base = rows * (self.alphabet_size + 1) + symbols
+        starts = self._flat[base]
+        return starts, self._flat[base + 1] - starts
+
+    def lookup(self, rows: Array, cf: Array) -> tuple[Array, Array, Array]:
+        """Symbol, start and frequency of the interval that holds `cf`, per lane."""
+        width = self.alphabet_size + 1
+        base = rows * width
+        if self._inverse is not None:
+            position = base + self._inverse[(rows << self.precision) + cf]
+        else:
+            position = self._binary_search(base, cf)
+        starts = self._flat[position]
+        return position - base, starts, self._flat[position + 1] - starts
+
+    def _binary_search(self, base: Array, cf: Array) -> Array:
+        """Branchless search, all lanes in step: the last position whose cdf is <= cf."""
+        position = base
+        last = base + self.alphabet_size  # cdf there is 2^p > cf: never taken
+        step = 1 << (self.alphabet_size.bit_length() - 1)
+        while step:
+            candidate = self.backend.minimum(position + step, last)
+            position = self.backend.where(self._flat[candidate] <= cf, candidate, position)
+            step >>= 1
+        return position
+
+
+def inverse_table(cdf: np.ndarray, precision: int) -> np.ndarray:
+    """For each row and each cf in [0, 2^p), the symbol whose interval holds cf."""
+    freqs = np.diff(cdf, axis=-1)
+    symbols = np.broadcast_to(np.arange(freqs.shape[-1]), freqs.shape).reshape(-1)
+    dtype = np.uint8 if freqs.shape[-1] <= 256 else np.int16 if freqs.shape[-1] < 2**15 else np.int32
+    return np.repeat(symbols.astype(dtype), freqs.reshape(-1))
+
+
+def validate_cdf(cdf: np.ndarray, precision: int) -> None:
+    """Refuse a table that cannot be decoded: wrong ends, or a symbol of zero frequency."""
+    if cdf.shape[-1] < 2:
+        raise ValueError("a CDF table needs at least one symbol")
+    if np.any(cdf[..., 0] != 0) or np.any(cdf[..., -1] != 1 << precision):
+        raise ValueError(f"every CDF row must run from 0 to 2^{precision}")
+    if np.any(np.diff(cdf, axis=-1) < 1):
+        raise ValueError("every symbol needs frequency >= 1 in every CDF row")
+
+
+def push_symbols(message: Message, bank: CdfBank, rows: Array, symbols: Array) -> None:
+    """Encode one symbol per lane, lane i under row rows[i] of `bank`."""
+    starts, freqs = bank.start_freq(rows, symbols)
+    message.push(starts, freqs, bank.precision)
+
+
+def pop_symbols(message: Message, bank: CdfBank, rows: Array) -> Array:
+    """Decode one symbol per lane, lane i under row rows[i] of `bank`."""
+    symbols, starts, freqs = bank.lookup(rows, message.peek(bank.precision))
+    message.pop(starts, freqs, bank.precision)
+    return symbols

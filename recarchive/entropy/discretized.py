@@ -1,0 +1,149 @@
+"""Integer CDF tables for discretized logistic and Gaussian distributions on an integer grid.
+
+Pixels (256 values) and latent bins (2^k values) are both symbols k in [0, n) coded under a
+continuous distribution of mean mu and scale s, discretized to unit cells, with the two edge
+cells taking the tails. Tables are indexed, as in CompressAI's scale tables, by a quantized
+scale and by the mean's fractional part only: shifting the mean by an integer shifts the cells,
+so one row over the 2n-1 relative offsets d = k - floor(mu) serves every integer part. For a
+given floor(mu) = m the symbol k covers relative cell d = k - m; symbol 0 also takes every cell
+below and symbol n-1 every cell above. Every relative cell has frequency >= 1, so every symbol
+does too, and the table never depends on anything but (family, n, mean steps, scales,
+precision): build it once per model and pin it by `sha256`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from recarchive.ans import Array, Backend, CdfBank, Message
+from recarchive.ans.backend import NUMPY
+from recarchive.entropy.quantize import pmf_to_cdf
+
+FAMILIES = ("logistic", "gaussian")
+
+
+def _logistic_cdf(t: float) -> float:
+    if t >= 0:
+        return 1.0 / (1.0 + math.exp(-t))
+    e = math.exp(t)
+    return e / (1.0 + e)
+
+
+def _standard_cdf(family: str):
+    if family == "logistic":
+        return _logistic_cdf
+    if family == "gaussian":
+        return lambda t: 0.5 * math.erfc(-t / math.sqrt(2.0))
+    raise ValueError(f"unknown distribution family {family!r}; choose one of {FAMILIES}")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """What a table is built from; equal specs give equal tables."""
+
+    family: str
+    num_symbols: int
+    mean_steps: int  # the mean's fractional part is quantized to multiples of 1/mean_steps
+    scales: tuple[float, ...]
+    precision: int
+
+    @staticmethod
+    def log_uniform(
+        family: str,
+        num_symbols: int,
+        *,
+        scale_min: float,
+        scale_max: float,
+        num_scales: int,
+        mean_steps: int = 16,
+        precision: int = 18,
+    ) -> GridSpec:
+        ratio = math.log(scale_max / scale_min) / max(num_scales - 1, 1)
+        scales = tuple(float(scale_min * math.exp(ratio * i)) for i in range(num_scales))
+        return GridSpec(family, num_symbols, mean_steps, scales, precision)
+
+
+class DiscretizedTable:
+    """Integer CDFs of a discretized family on [0, n), indexed by (fixed-point mean, scale).
+
+    Means come as integers in units of 1/mean_steps (`mean_fixed`), scales as indices into
+    `spec.scales`: both are what an exact integer network emits, so indexing is exact.
+    """
+
+    def __init__(self, spec: GridSpec, backend: Backend = NUMPY, cdf: np.ndarray | None = None):
+        self.spec = spec
+        self.backend = backend
+        relative = build_relative_cdf(spec) if cdf is None else cdf
+        self.bank = CdfBank(relative, spec.precision, backend)
+        self._last = spec.num_symbols - 1
+
+    def to(self, backend: Backend) -> DiscretizedTable:
+        return DiscretizedTable(self.spec, backend, self.bank.cdf_numpy)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(f"discretized:v1:{self.spec}:{self.bank.sha256()}".encode()).hexdigest()
+
+    def _row_and_shift(self, mean_fixed: Array, scale_index: Array) -> tuple[Array, Array]:
+        """Table row and integer mean part per lane, the mean clamped to [0, n-1]."""
+        steps = self.spec.mean_steps
+        mean_fixed = self.backend.clip(mean_fixed, 0, self._last * steps)
+        whole = mean_fixed // steps
+        row = scale_index * steps + (mean_fixed - whole * steps)
+        return row, whole
+
+    def start_freq(self, symbols: Array, mean_fixed: Array, scale_index: Array):
+        row, whole = self._row_and_shift(mean_fixed, scale_index)
+        cell_starts, cell_freqs = self.bank.start_freq(row, symbols - whole + self._last)
+        ends = cell_starts + cell_freqs
+        starts = self.backend.where(symbols == 0, 0, cell_starts)
+        ends = self.backend.where(symbols == self._last, 1 << self.spec.precision, ends)
+        return starts, ends - starts
+
+    def push(self, message: Message, symbols: Array, mean_fixed: Array, scale_index: Array):
+        starts, freqs = self.start_freq(symbols, mean_fixed, scale_index)
+        message.push(starts, freqs, self.spec.precision)
+
+    def pop(self, message: Message, mean_fixed: Array, scale_index: Array) -> Array:
+        row, whole = self._row_and_shift(mean_fixed, scale_index)
+        cells, _, _ = self.bank.lookup(row, message.peek(self.spec.precision))
+        symbols = self.backend.clip(cells - self._last + whole, 0, self._last)
+        starts, freqs = self.start_freq(symbols, mean_fixed, scale_index)
+        message.pop(starts, freqs, self.spec.precision)
+        return symbols
+
+    def mean_fixed(self, mean: Array) -> Array:
+        """Float means to the table's fixed point (for callers whose means are exact floats)."""
+        steps = self.spec.mean_steps
+        if self.backend.is_torch:
+            return self.backend.asarray((mean * steps).floor())
+        return self.backend.asarray(np.floor(np.asarray(mean) * steps))
+
+    def scale_index(self, scale: Array) -> Array:
+        """Nearest scale in the grid, in log space (for callers whose scales are exact floats)."""
+        grid = np.log(np.asarray(self.spec.scales))
+        scale = self.backend.to_numpy(scale)
+        edges = (grid[1:] + grid[:-1]) / 2
+        return self.backend.asarray(np.searchsorted(edges, np.log(scale)))
+
+
+def build_relative_cdf(spec: GridSpec) -> np.ndarray:
+    """Rows (scale, mean fraction) over the 2n-1 relative cells d = -(n-1) .. n-1."""
+    if spec.num_symbols < 2:
+        raise ValueError("a discretized table needs at least 2 symbols")
+    cdf_of = _standard_cdf(spec.family)
+    n = spec.num_symbols
+    offsets = range(-(n - 1), n)
+    rows = []
+    for scale in spec.scales:
+        for step in range(spec.mean_steps):
+            frac = step / spec.mean_steps
+            # Upper edge of each cell but the last; the first and last cells take the tails.
+            upper = [cdf_of((d + 0.5 - frac) / scale) for d in offsets[:-1]]
+            edges = np.array([0.0, *upper, 1.0])
+            pmf = np.maximum(np.diff(edges), 0.0)
+            rows.append(pmf)
+    return pmf_to_cdf(np.array(rows), spec.precision)

@@ -1,0 +1,42 @@
+"""Probabilities to integer CDFs, once, at table-building time.
+
+Only the integer tables reach the coder, and they are hashed, so encoder and decoder agree
+whatever float arithmetic produced them; this step just has to be deterministic on one machine
+and keep every symbol codable (frequency >= 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pmf_to_cdf(pmf: np.ndarray, precision: int) -> np.ndarray:
+    """Integer CDFs (..., A+1) summing to 2^precision with every frequency >= 1.
+
+    Each symbol gets 1 plus the floor of its share of the rest; the remainder goes one by one
+    to the largest fractional parts (ties to the lower index), so the rounding is the best
+    of its kind in total variation and depends on nothing but `pmf`.
+    """
+    pmf = np.asarray(pmf, dtype=np.float64)
+    alphabet = pmf.shape[-1]
+    total = 1 << precision
+    if alphabet > total:
+        raise ValueError(f"{alphabet} symbols cannot all get a frequency at precision {precision}")
+    if np.any(~np.isfinite(pmf)) or np.any(pmf < 0):
+        raise ValueError("probabilities must be finite and non-negative")
+    mass = pmf.sum(axis=-1, keepdims=True)
+    if np.any(mass <= 0):
+        raise ValueError("every distribution needs positive total mass")
+    share = pmf / mass * (total - alphabet)
+    freqs = np.floor(share).astype(np.int64)
+    remainder = total - alphabet - freqs.sum(axis=-1)
+    fractions = share - freqs
+    # Rank by fractional part, largest first; stable sort keeps ties in index order.
+    order = np.argsort(-fractions, axis=-1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(alphabet)[None, :].repeat(
+        order.reshape(-1, alphabet).shape[0], 0).reshape(order.shape), axis=-1)
+    freqs += 1 + (ranks < remainder[..., None])
+    cdf = np.zeros(pmf.shape[:-1] + (alphabet + 1,), dtype=np.int64)
+    np.cumsum(freqs, axis=-1, out=cdf[..., 1:])
+    return cdf
