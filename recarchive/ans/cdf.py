@@ -82,7 +82,8 @@ def inverse_table(cdf: np.ndarray, precision: int) -> np.ndarray:
     """For each row and each cf in [0, 2^p), the symbol whose interval holds cf."""
     freqs = np.diff(cdf, axis=-1)
     symbols = np.broadcast_to(np.arange(freqs.shape[-1]), freqs.shape).reshape(-1)
-    dtype = np.uint8 if freqs.shape[-1] <= 256 else np.int16 if freqs.shape[-1] < 2**15 else np.int32
+    alphabet = freqs.shape[-1]
+    dtype = np.uint8 if alphabet <= 256 else np.int16 if alphabet < 2**15 else np.int32
     return np.repeat(symbols.astype(dtype), freqs.reshape(-1))
 
 

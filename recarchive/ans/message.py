@@ -98,7 +98,8 @@ class Message:
         stack = WordStack(self.backend, self.stack.clean_seed)
         stack.clean_words_drawn = self.stack.clean_words_drawn
         stack.load(self.stack.words())
-        return Message(_clone(self.head), stack, None if self.counts is None else _clone(self.counts))
+        counts = None if self.counts is None else _clone(self.counts)
+        return Message(_clone(self.head), stack, counts)
 
 
 def _clone(values: Array) -> Array:

@@ -80,5 +80,6 @@ def clean_words(backend: Backend, seed: int, offset: int, count: int) -> Array:
     from recarchive.exact import prng
 
     if backend.is_torch:
-        return prng.random_words_torch(seed, CLEAN_BITS_STREAM, offset, count, device=backend.device)
+        device = backend.device
+        return prng.random_words_torch(seed, CLEAN_BITS_STREAM, offset, count, device=device)
     return prng.random_words(seed, CLEAN_BITS_STREAM, offset, count).astype("int64")

@@ -85,7 +85,8 @@ class DiscretizedTable:
         return DiscretizedTable(self.spec, backend, self.bank.cdf_numpy)
 
     def sha256(self) -> str:
-        return hashlib.sha256(f"discretized:v1:{self.spec}:{self.bank.sha256()}".encode()).hexdigest()
+        tag = f"discretized:v1:{self.spec}:{self.bank.sha256()}"
+        return hashlib.sha256(tag.encode()).hexdigest()
 
     def _row_and_shift(self, mean_fixed: Array, scale_index: Array) -> tuple[Array, Array]:
         """Table row and integer mean part per lane, the mean clamped to [0, n-1]."""
