@@ -18,6 +18,8 @@ Two kinds of message:
 
 from __future__ import annotations
 
+import numpy as np
+
 from recarchive.ans.backend import NUMPY, Array, Backend, backend_of
 from recarchive.ans.stack import WordStack, clean_words
 
@@ -62,7 +64,7 @@ class Message:
     def push(self, starts: Array, freqs: Array, precision: int) -> None:
         """Encode on every lane the symbol occupying [start, start+freq) of 2^precision."""
         check_precision(precision)
-        x = self.head
+        x, starts, freqs = self._flat(self.head), self._flat(starts), self._flat(freqs)
         # x >= freq·2^(63-p) decides whether the lane must first shed a word; comparing the
         # halves keeps freq·2^(62-p) inside int64 even when freq = 2^p.
         emit = (x >> 1) >= (freqs << (62 - precision))
@@ -70,9 +72,10 @@ class Message:
             self.stack.push(x[emit] & 0xFFFFFFFF)
             x = self.backend.where(emit, x >> WORD_BITS, x)
             if self.counts is not None:
-                self.counts = self.counts + self.backend.asarray(emit)
+                self.counts = self.counts + self.backend.asarray(emit).reshape(self.lane_shape)
         quotient = x // freqs
-        self.head = (quotient << precision) + (x - quotient * freqs) + starts
+        x = (quotient << precision) + (x - quotient * freqs) + starts
+        self.head = x.reshape(self.lane_shape)
 
     def peek(self, precision: int) -> Array:
         """The cumulative frequency each lane's next symbol covers (look its symbol up in a CDF)."""
@@ -82,17 +85,21 @@ class Message:
     def pop(self, starts: Array, freqs: Array, precision: int) -> None:
         """Remove the symbols found from `peek` (given their starts and frequencies)."""
         check_precision(precision)
-        x = self.head
+        x, starts, freqs = self._flat(self.head), self._flat(starts), self._flat(freqs)
         x = freqs * (x >> precision) + (x & ((1 << precision) - 1)) - starts
         need = x < LOWER_BOUND
         if self.counts is not None:
-            need = need & (self.counts > 0)  # a lane with no words left is growing, not empty
+            need = need & (self._flat(self.counts) > 0)  # a lane with no words left is growing, not empty
         if self.backend.count(need):
             words = self.stack.pop(self.backend.count(need))
             x[need] = (x[need] << WORD_BITS) | words
             if self.counts is not None:
-                self.counts = self.counts - self.backend.asarray(need)
-        self.head = x
+                self.counts = self.counts - self.backend.asarray(need).reshape(self.lane_shape)
+        self.head = x.reshape(self.lane_shape)
+
+    def _flat(self, values: Array) -> Array:
+        """Lanes as one axis (C order, as mask indexing orders them); 0-d lanes included."""
+        return values.reshape(-1) if self.backend.is_torch else np.reshape(values, -1)
 
     def copy(self) -> Message:
         stack = WordStack(self.backend, self.stack.clean_seed)
