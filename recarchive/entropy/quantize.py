@@ -33,10 +33,37 @@ def pmf_to_cdf(pmf: np.ndarray, precision: int) -> np.ndarray:
     fractions = share - freqs
     # Rank by fractional part, largest first; stable sort keeps ties in index order.
     order = np.argsort(-fractions, axis=-1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(alphabet)[None, :].repeat(
-        order.reshape(-1, alphabet).shape[0], 0).reshape(order.shape), axis=-1)
+    ranks = np.argsort(order, axis=-1, kind="stable")
     freqs += 1 + (ranks < remainder[..., None])
     cdf = np.zeros(pmf.shape[:-1] + (alphabet + 1,), dtype=np.int64)
+    np.cumsum(freqs, axis=-1, out=cdf[..., 1:])
+    return cdf
+
+
+def counts_to_cdf(counts: np.ndarray, precision: int) -> np.ndarray:
+    """Integer CDFs from symbol counts in integer arithmetic only: a decoder that rebuilds the
+    table from stored counts gets it bit for bit on any machine.
+
+    Same rule as `pmf_to_cdf`: one per symbol, floors of the shares of the rest, remainder to
+    the largest remainders (ties to the lower index). Rows with no counts become uniform.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if np.any(counts < 0):
+        raise ValueError("symbol counts must be non-negative")
+    alphabet = counts.shape[-1]
+    spare = (1 << precision) - alphabet
+    if spare < 0:
+        raise ValueError(f"{alphabet} symbols cannot all get a frequency at precision {precision}")
+    counts = np.where(counts.sum(axis=-1, keepdims=True) == 0, 1, counts)
+    total = counts.sum(axis=-1, keepdims=True)
+    if np.any(total > (1 << 62) // max(spare, 1)):
+        raise ValueError("symbol counts too large for exact integer quantization")
+    scaled = counts * spare
+    freqs, leftover = scaled // total, scaled % total
+    remainder = spare - freqs.sum(axis=-1)
+    order = np.argsort(-leftover, axis=-1, kind="stable")
+    ranks = np.argsort(order, axis=-1, kind="stable")
+    freqs = freqs + 1 + (ranks < remainder[..., None])
+    cdf = np.zeros(counts.shape[:-1] + (alphabet + 1,), dtype=np.int64)
     np.cumsum(freqs, axis=-1, out=cdf[..., 1:])
     return cdf
