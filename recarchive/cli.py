@@ -1,0 +1,156 @@
+"""The `recarchive` command line.
+
+Each subcommand is one `add_*_parser` function (its arguments) and one `cmd_*` function (its
+work), listed in `SUBCOMMANDS`; each `bench` target is one entry of `BENCH_TARGETS`. Heavy
+modules are imported inside the commands, so `recarchive --help` stays fast and one broken
+optional dependency cannot take down unrelated commands.
+
+Exit codes: 0 success, 1 a failure the user can act on (bad input, missing device or file, a
+benchmark whose correctness check failed), 2 a usage error (from argparse), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from recarchive import __version__
+
+PROG = "recarchive"
+Result = dict[str, Any]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (underscores allowed, as in 1_000_000)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+# --- bench ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchTarget:
+    """One `recarchive bench TARGET`: its options, its run, and its human-readable form.
+
+    `run` returns a JSON-ready dict; keys ending in `_exact` or `_identical` are correctness
+    checks, and one that is False makes the command fail after printing the result.
+    """
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], Result]
+    table: Callable[[Result], str]
+
+
+def _ans_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--symbols", type=positive_int, default=10**6,
+                        help="symbols to code, rounded up to whole steps (default 1000000)")
+    parser.add_argument("--lanes", type=positive_int, default=192,
+                        help="interleaved rANS lanes (default 192)")
+    parser.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: require the GPU measurement (it runs anyway when CUDA is "
+                        "present)")
+    parser.add_argument("--no-constriction", dest="constriction", action="store_false",
+                        help="skip the constriction reference coder")
+
+
+def _ans_run(args: argparse.Namespace) -> Result:
+    from recarchive.bench.ans_bench import run_ans_benchmark
+
+    return run_ans_benchmark(symbols=args.symbols, lanes=args.lanes, seed=args.seed,
+                             device=args.device, with_constriction=args.constriction)
+
+
+def _ans_table(result: Result) -> str:
+    from recarchive.bench.ans_bench import format_table
+
+    return format_table(result)
+
+
+BENCH_TARGETS: dict[str, BenchTarget] = {
+    "ans": BenchTarget(
+        help="interleaved rANS coder: speed, rate overhead, backend agreement, constriction",
+        add_arguments=_ans_arguments,
+        run=_ans_run,
+        table=_ans_table,
+    ),
+}
+
+
+def add_bench_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("bench", help="measure and check a component",
+                                 description="Measure a component and check its results.")
+    targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for name, target in BENCH_TARGETS.items():
+        sub = targets.add_parser(name, help=target.help, description=target.help)
+        sub.add_argument("--json", action="store_true",
+                         help="print one JSON object on stdout instead of a table")
+        target.add_arguments(sub)
+        sub.set_defaults(bench_target=target)
+    parser.set_defaults(handler=cmd_bench)
+
+
+def failed_checks(result: Result) -> list[str]:
+    return [k for k, v in result.items() if k.endswith(("_exact", "_identical")) and v is False]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run one bench target; print it; fail if any of its correctness checks failed, so that
+    `make bench` in CI catches a coder that got fast by getting wrong."""
+    target: BenchTarget = args.bench_target
+    result = target.run(args)
+    print(json.dumps(result, allow_nan=False) if args.json else target.table(result))
+    failed = failed_checks(result)
+    if failed:
+        print(f"{PROG}: error: bench {args.target}: checks failed: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_bench_parser,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Exact neural lossless archival of image datasets.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_parser in SUBCOMMANDS:
+        add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (default: sys.argv[1:]), run the command, and return its exit code;
+    expected failures become one line on stderr rather than a traceback."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error (or --help / --version)
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    try:
+        return args.handler(args)
+    except (ValueError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
