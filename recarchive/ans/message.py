@@ -89,7 +89,8 @@ class Message:
         x = freqs * (x >> precision) + (x & ((1 << precision) - 1)) - starts
         need = x < LOWER_BOUND
         if self.counts is not None:
-            need = need & (self._flat(self.counts) > 0)  # a lane with no words left is growing, not empty
+            # A lane with no words left on the stack is growing from 0, not short of words.
+            need = need & (self._flat(self.counts) > 0)
         if self.backend.count(need):
             words = self.stack.pop(self.backend.count(need))
             x[need] = (x[need] << WORD_BITS) | words
