@@ -119,9 +119,54 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- train ---------------------------------------------------------------------------------
+
+
+def add_train_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train", help="train a model on ../shared/data",
+                                 description="Train a model; rerun with the same --out resumes.")
+    models = parser.add_subparsers(dest="model_family", metavar="MODEL", required=True)
+    sub = models.add_parser("bitswap", help="a Bit-Swap hierarchical VAE")
+    sub.add_argument("--dataset", choices=("cifar10", "photo"), default="cifar10")
+    sub.add_argument("--out", required=True, help="folder for checkpoints (resumes from it)")
+    sub.add_argument("--steps", type=positive_int, default=20_000)
+    sub.add_argument("--batch-size", type=positive_int, default=64)
+    sub.add_argument("--lr", type=float, default=2e-3)
+    sub.add_argument("--free-bits", type=float, default=0.1)
+    sub.add_argument("--max-minutes", type=float, default=None)
+    sub.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sub.add_argument("--latent-layers", type=positive_int, default=4)
+    sub.add_argument("--latent-channels", type=positive_int, default=8)
+    sub.add_argument("--width", type=positive_int, default=64)
+    sub.add_argument("--res-blocks", type=int, default=1)
+    sub.add_argument("--seed", type=int, default=0)
+    sub.set_defaults(handler=cmd_train_bitswap)
+
+
+def cmd_train_bitswap(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recarchive.models.bitswap import BitSwapConfig
+    from recarchive.training.bitswap import TrainSettings, train
+
+    config = BitSwapConfig(latent_layers=args.latent_layers,
+                           latent_channels=args.latent_channels, width=args.width,
+                           res_blocks=args.res_blocks)
+    settings = TrainSettings(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
+                             learning_rate=args.lr, free_bits=args.free_bits,
+                             max_minutes=args.max_minutes, device=args.device, seed=args.seed,
+                             config=config)
+    checkpoint = train(settings, Path(args.out), log=lambda line: print(line, flush=True))
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
 # --- entry point ---------------------------------------------------------------------------
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_bench_parser,)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    add_bench_parser,
+    add_train_parser,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

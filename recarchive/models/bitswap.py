@@ -1,0 +1,175 @@
+"""Bit-Swap's hierarchical latent-variable model (Kingma, Abbeel, Ho, ICML 2019), float form.
+
+A 3×32×32 block is reshaped (space to depth) to 12×16×16; latent layers z1..zL of
+`latent_channels`×16×16 follow, each with a logistic conditional. Inference nets q(z1|x),
+q(z_{i+1}|z_i) and generative nets p(x|z1), p(z_i|z_{i+1}) are small ResNets with weight
+normalization and ELU; the top prior p(zL) is a fixed standard logistic; x is a discretized
+logistic per subpixel. This module trains; `exact_bitswap` turns a trained model into the
+integer network that drives the coder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+LOG2 = math.log(2.0)
+ELU_FLOOR = -8.0  # the exact ELU table covers [-8, 0); below it ELU is flat in both forms
+
+
+@dataclass(frozen=True)
+class BitSwapConfig:
+    """Shape of a Bit-Swap model; stored in the model file and hashed with the weights."""
+
+    image_channels: int = 3
+    latent_layers: int = 4
+    latent_channels: int = 8
+    width: int = 64
+    res_blocks: int = 2
+    min_log_scale: float = -7.0
+    max_log_scale: float = 5.0
+
+    @property
+    def data_channels(self) -> int:
+        return 4 * self.image_channels  # after space to depth
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def space_to_depth(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, 32, 32) -> (N, 4C, 16, 16), the paper's reshape."""
+    return F.pixel_unshuffle(x, 2)
+
+
+def depth_to_space(x: torch.Tensor) -> torch.Tensor:
+    return F.pixel_shuffle(x, 2)
+
+
+def elu(x: torch.Tensor) -> torch.Tensor:
+    """ELU with its input floored at -8, exactly what the integer table computes."""
+    return F.elu(torch.clamp(x, min=ELU_FLOOR))
+
+
+def conv3x3(cin: int, cout: int) -> nn.Conv2d:
+    return weight_norm(nn.Conv2d(cin, cout, 3, padding=1))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(width, width)
+        self.conv2 = conv3x3(width, width)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.conv2(elu(self.conv1(elu(h))))
+
+
+class ConditionalNet(nn.Module):
+    """in_channels×16×16 -> (mean, log scale) of out_channels×16×16."""
+
+    def __init__(self, in_channels: int, out_channels: int, config: BitSwapConfig) -> None:
+        super().__init__()
+        self.inp = conv3x3(in_channels, config.width)
+        self.blocks = nn.ModuleList(ResBlock(config.width) for _ in range(config.res_blocks))
+        self.mean = conv3x3(config.width, out_channels)
+        self.log_scale = conv3x3(config.width, out_channels)
+        self.min_log_scale, self.max_log_scale = config.min_log_scale, config.max_log_scale
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.inp(h)
+        for block in self.blocks:
+            h = block(h)
+        h = elu(h)
+        log_scale = torch.clamp(self.log_scale(h), self.min_log_scale, self.max_log_scale)
+        return self.mean(h), log_scale
+
+
+def pixels_to_input(x: torch.Tensor) -> torch.Tensor:
+    """uint8-valued pixels to [-1, 1], the nets' input scale (exact: (2x - 255) / 255)."""
+    return (2.0 * x - 255.0) / 255.0
+
+
+def logistic_log_density(z: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor):
+    t = (z - mean) * torch.exp(-log_scale)
+    return -t - log_scale - 2.0 * F.softplus(-t)
+
+
+def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor):
+    """log P(x) for integer pixels 0..255 in pixel units, the edges taking the tails."""
+    inv = torch.exp(-log_scale)
+    upper = (x + 0.5 - mean) * inv
+    lower = (x - 0.5 - mean) * inv
+    log_cdf_upper = F.logsigmoid(upper)
+    log_sf_lower = F.logsigmoid(-lower)
+    # σ(u) − σ(l) = σ(u) · σ(−l) · (1 − e^(l−u)): stable in both tails.
+    mid = log_cdf_upper + log_sf_lower + torch.log(-torch.expm1(lower - upper))
+    logp = torch.where(x <= 0, log_cdf_upper, torch.where(x >= 255, log_sf_lower, mid))
+    return logp
+
+
+class BitSwapModel(nn.Module):
+    """The float model: the nets, sampling and the ELBO used to train them."""
+
+    def __init__(self, config: BitSwapConfig) -> None:
+        super().__init__()
+        self.config = config
+        zc, dc = config.latent_channels, config.data_channels
+        layers = config.latent_layers
+        self.infer = nn.ModuleList(
+            [ConditionalNet(dc, zc, config)] + [ConditionalNet(zc, zc, config)
+                                                for _ in range(layers - 1)]
+        )
+        self.generate = nn.ModuleList(
+            [ConditionalNet(zc, dc, config)] + [ConditionalNet(zc, zc, config)
+                                                for _ in range(layers - 1)]
+        )
+
+    def pixel_params(self, z1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(x|z1) in pixel units: mean = 127.5 + 127.5 · net mean."""
+        mean, log_scale = self.generate[0](z1)
+        return 127.5 + 127.5 * mean, log_scale + math.log(127.5)
+
+    def elbo_terms(self, x: torch.Tensor, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
+        """Per-image negative ELBO parts in nats, from one reparameterized sample."""
+        cfg = self.config
+        h = space_to_depth(pixels_to_input(x))
+        zs, log_q = [], []
+        for net in self.infer:
+            mean, log_scale = net(h)
+            u = torch.rand_like(mean).clamp(1e-6, 1 - 1e-6)
+            z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
+            log_q.append(logistic_log_density(z, mean, log_scale).flatten(1).sum(1))
+            zs.append(z)
+            h = z
+        mean, log_scale = self.pixel_params(zs[0])
+        x_s2d = space_to_depth(x)
+        recon = -discretized_logistic_log_prob(x_s2d, mean, log_scale).flatten(1).sum(1)
+        kls = []
+        for i in range(cfg.latent_layers):
+            if i + 1 < cfg.latent_layers:
+                pm, pls = self.generate[i + 1](zs[i + 1])
+            else:
+                pm, pls = torch.zeros_like(zs[i]), torch.zeros_like(zs[i])
+            log_p = logistic_log_density(zs[i], pm, pls).flatten(1).sum(1)
+            kls.append(log_q[i] - log_p)
+        kl = torch.stack(kls, 1)
+        if free_bits > 0:
+            dims = cfg.latent_channels * 256
+            floor = free_bits * LOG2 * dims
+            kl_train = torch.maximum(kl.mean(0, keepdim=True), torch.full_like(kl[:1], floor))
+            kl_train = kl_train.expand_as(kl)
+        else:
+            kl_train = kl
+        return {"recon": recon, "kl": kl.sum(1), "kl_train": kl_train.sum(1)}
+
+    def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """Negative ELBO in bits per dimension, per image."""
+        terms = self.elbo_terms(x)
+        dims = x[0].numel()
+        return (terms["recon"] + terms["kl"]) / (dims * LOG2)

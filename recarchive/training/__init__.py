@@ -1,0 +1,1 @@
+"""Training loops for the shipped models (run by `jobs/train_*.py` and `recarchive train`)."""

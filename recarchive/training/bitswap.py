@@ -1,0 +1,140 @@
+"""Training Bit-Swap models: CIFAR-10 (`bitswap-cifar`) or 32×32 photo patches (`bitswap-photo`).
+
+Checkpoints every `checkpoint_every` steps and at the end; a rerun with the same output folder
+resumes. Validation −ELBO in bits/dim is logged on the held-back split (never the test set),
+for both the raw and the Polyak-averaged weights, which are what ships.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
+
+
+@dataclass
+class TrainSettings:
+    dataset: str = "cifar10"  # or "photo"
+    steps: int = 20_000
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    warmup_steps: int = 500
+    free_bits: float = 0.1  # bits per latent dimension, per layer (Bit-Swap's free bits)
+    ema_decay: float = 0.999
+    seed: int = 0
+    checkpoint_every: int = 500
+    validate_every: int = 1000
+    validation_images: int = 2000
+    max_minutes: float | None = None
+    device: str = "auto"
+    config: BitSwapConfig = field(default_factory=BitSwapConfig)
+
+
+def load_training_data(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) uint8 NHWC images."""
+    from recarchive import datasets
+
+    if dataset == "cifar10":
+        return datasets.cifar10_split("train"), datasets.cifar10_split("validation")
+    if dataset == "photo":
+        train = datasets.random_patches(datasets.photo_files("train"), 200_000, seed)
+        val = datasets.random_patches(datasets.photo_files("validation"), 5_000, seed + 1)
+        return train, val
+    raise ValueError(f"unknown training dataset {dataset!r}: use cifar10 or photo")
+
+
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.array(images)).to(device).permute(0, 3, 1, 2).float()
+
+
+@torch.no_grad()
+def validation_bits_per_dim(model: BitSwapModel, images: np.ndarray, device, batch=250) -> float:
+    torch.manual_seed(1234)
+    total = 0.0
+    for start in range(0, len(images), batch):
+        total += float(model.bits_per_dim(to_tensor(images[start : start + batch], device)).sum())
+    return total / len(images)
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
+    """Train (or resume) into `out_dir`; returns the checkpoint path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / "checkpoint.pt"
+    device = _resolve_device(settings.device)
+    torch.manual_seed(settings.seed)
+    model = BitSwapModel(settings.config).to(device)
+    ema = copy.deepcopy(model)
+    optimizer = torch.optim.Adamax(model.parameters(), lr=settings.learning_rate)
+    step, history = 0, []
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+        log(f"resumed from step {step}")
+    train_images, val_images = load_training_data(settings.dataset, settings.seed)
+    val_images = val_images[: settings.validation_images]
+    rng = np.random.default_rng(settings.seed + step)
+    started = time.monotonic()
+
+    def save() -> None:
+        state = {"model": model.state_dict(), "ema": ema.state_dict(),
+                 "optimizer": optimizer.state_dict(), "step": step, "history": history,
+                 "config": settings.config.to_dict()}
+        tmp = checkpoint.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(checkpoint)
+
+    while step < settings.steps:
+        lr = settings.learning_rate * min(1.0, (step + 1) / settings.warmup_steps)
+        lr *= 0.5 * (1 + math.cos(math.pi * step / settings.steps)) * 0.9 + 0.1
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = train_images[rng.integers(0, len(train_images), settings.batch_size)]
+        x = to_tensor(batch, device)
+        if rng.random() < 0.5:
+            x = x.flip(3)  # horizontal flips: a free doubling of the training set
+        terms = model.elbo_terms(x, settings.free_bits)
+        loss = (terms["recon"] + terms["kl_train"]).mean() / (x[0].numel() * math.log(2))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 200.0)
+        optimizer.step()
+        with torch.no_grad():
+            decay = min(settings.ema_decay, (1 + step) / (10 + step))
+            for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+                p_ema.lerp_(p, 1 - decay)
+        step += 1
+        if step % 100 == 0:
+            log(f"step {step} loss {loss.item():.4f} bits/dim lr {lr:.2e} "
+                f"({time.monotonic() - started:.0f}s)")
+        out_of_time = (settings.max_minutes is not None
+                       and time.monotonic() - started > 60 * settings.max_minutes)
+        if step % settings.validate_every == 0 or step == settings.steps or out_of_time:
+            record = {"step": step,
+                      "val_bits_per_dim": validation_bits_per_dim(model, val_images, device),
+                      "val_bits_per_dim_ema": validation_bits_per_dim(ema, val_images, device)}
+            history.append(record)
+            log(json.dumps(record))
+        if step % settings.checkpoint_every == 0 or step == settings.steps or out_of_time:
+            save()
+        if out_of_time:
+            log(f"stopping at step {step}: time limit of {settings.max_minutes} minutes")
+            break
+    save()
+    return checkpoint
