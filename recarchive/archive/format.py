@@ -1,0 +1,141 @@
+"""The archive layout on storage, its Parquet schemas and its manifest (format version 1).
+
+    ARCHIVE/
+      manifest.json                          written last, exclusively; names every file below
+      runs/RUN/run.json                      the run's settings (codec, shard size, source)
+      runs/RUN/done/part-NNNNNN.json         one per finished part: its files and checksums
+      runs/RUN/data/part-NNNNNN.parquet      shards, one per row group (`SHARD_SCHEMA`)
+      runs/RUN/index/part-NNNNNN.parquet     one row per object of the part (`INDEX_SCHEMA`)
+      runs/RUN/models/SHA256.bin             copies of the codec models the shards need
+
+A part is a run of consecutive objects of the sorted source listing; it is the unit of work and
+of resume. Shard numbers in the CLI are global: parts in order, row groups in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from recarchive.archive.errors import FormatVersionError, IntegrityError
+
+FORMAT_NAME = "recarchive-archive"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+KIND_RASTER = "raster"
+KIND_BLOB = "blob"
+KIND_SKIPPED = "skipped"
+SHARD_PIXELS = "pixels"
+SHARD_BLOB = "blob"
+BLOB_CODEC = "zstd"
+
+
+def run_dir(run_id: str) -> str:
+    return f"runs/{run_id}"
+
+
+def part_name(part: int) -> str:
+    return f"part-{part:06d}"
+
+
+def data_path(run_id: str, part: int) -> str:
+    return f"{run_dir(run_id)}/data/{part_name(part)}.parquet"
+
+
+def index_path(run_id: str, part: int) -> str:
+    return f"{run_dir(run_id)}/index/{part_name(part)}.parquet"
+
+
+def done_path(run_id: str, part: int) -> str:
+    return f"{run_dir(run_id)}/done/{part_name(part)}.json"
+
+
+def model_path(run_id: str, sha256: str) -> str:
+    return f"{run_dir(run_id)}/models/{sha256}.bin"
+
+
+SHA = pa.binary(32)
+
+# One row per row group: a shard of pixel blocks coded by a codec, or a zstd frame of
+# concatenated fallback objects.
+SHARD_SCHEMA = pa.schema([
+    ("kind", pa.string()),
+    ("codec", pa.string()),
+    ("model_sha256", pa.string()),
+    ("params", pa.string()),          # JSON, the codec's EncodedShard.params
+    ("channels", pa.int8()),
+    ("num_blocks", pa.int32()),
+    ("raw_size", pa.int64()),         # bytes of raw blocks or of the concatenated objects
+    ("raw_sha256", SHA),              # of the raw blocks (N, 32, 32, C) C-order, or raw bytes
+    ("payload_sha256", SHA),
+    ("payload", pa.large_binary()),
+])
+SHARD_STAT_COLUMNS = ["kind", "channels", "num_blocks"]  # in the footer: the shard table
+
+INDEX_SCHEMA = pa.schema([
+    ("key", pa.string()),
+    ("size", pa.int64()),
+    ("kind", pa.string()),            # raster | blob | skipped
+    ("format", pa.string()),          # what Pillow read ("PNG", "JPEG", ...), "" if none
+    ("mode", pa.string()),            # L LA RGB RGBA P for rasters
+    ("height", pa.int32()),
+    ("width", pa.int32()),
+    ("channels", pa.int8()),
+    ("part", pa.int32()),
+    ("shard", pa.int32()),            # row group in the part's data file; -1 for skipped
+    ("block_start", pa.int32()),      # first block within that shard (rasters)
+    ("num_blocks", pa.int32()),       # blocks, continuing in the part's next shards of its
+                                      # channel count
+    ("blob_offset", pa.int64()),      # byte range within the blob shard (blobs)
+    ("blob_length", pa.int64()),
+    ("sha256", SHA),                  # of the original object bytes
+    ("pixels_sha256", SHA),           # of the decoded pixels (H, W, C) C-order (rasters)
+    ("reason", pa.string()),          # why kept as bytes, or why skipped
+    ("icc", pa.large_binary()),
+    ("exif", pa.large_binary()),
+    ("palette", pa.binary()),         # P mode: palette bytes, see `meta.palette_mode`
+    ("meta", pa.string()),            # JSON: PNG text, dpi, transparency, palette mode
+])
+INDEX_ROW_GROUP = 1024
+
+
+def sha256_hex(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def seal_manifest(manifest: dict[str, Any]) -> bytes:
+    """The manifest's bytes, with a checksum over everything else so truncation or edits of
+    the manifest itself are caught."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    sealed = dict(body, manifest_sha256=sha256_hex(canonical_json(body)))
+    return json.dumps(sealed, indent=1, sort_keys=True).encode() + b"\n"
+
+
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Check a manifest's format name, version and own checksum; return it."""
+    try:
+        manifest = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise IntegrityError(f"{where}: manifest is not valid JSON ({error}); the archive is "
+                             "damaged or truncated") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise IntegrityError(f"{where}: not a recarchive manifest (no format "
+                             f"{FORMAT_NAME!r})")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{where}: archive format version {version!r} is not supported by this recarchive "
+            f"(it reads version {FORMAT_VERSION}); use the recarchive release that wrote it")
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    if manifest.get("manifest_sha256") != sha256_hex(canonical_json(body)):
+        raise IntegrityError(f"{where}: manifest checksum does not match its contents; the "
+                             "manifest was edited or damaged")
+    return manifest

@@ -1,0 +1,242 @@
+"""Build one part: its objects' blocks packed into coded shards, fallback bytes into zstd
+shards, both as row groups of one Parquet data file, plus the part's index table.
+
+Memory stays bounded by one pending shard per channel layout, one pending blob shard, and the
+part's output file: shards are coded and appended as soon as they fill.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from recarchive.archive.blocks import cut_blocks
+from recarchive.archive.format import (
+    BLOB_CODEC,
+    INDEX_ROW_GROUP,
+    INDEX_SCHEMA,
+    KIND_BLOB,
+    KIND_RASTER,
+    KIND_SKIPPED,
+    SHARD_BLOB,
+    SHARD_PIXELS,
+    SHARD_SCHEMA,
+    SHARD_STAT_COLUMNS,
+)
+from recarchive.archive.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
+from recarchive.archive.rasters import pixels_sha256
+from recarchive.codecs import BlockCodec
+
+SMALL_COLUMNS = [name for name in SHARD_SCHEMA.names if name != "payload"]
+
+
+@dataclass
+class PartStats:
+    """Counts and byte totals of one part (summed over parts into the manifest)."""
+
+    objects: int = 0
+    rasters: int = 0
+    blobs: int = 0
+    skipped: int = 0
+    source_bytes: int = 0
+    raw_pixel_bytes: int = 0          # decoded pixels of rasters (H*W*C), before padding
+    block_bytes: int = 0              # coded blocks, padding included
+    pixel_payload_bytes: int = 0      # codec payloads of pixel shards
+    blob_raw_bytes: int = 0
+    blob_payload_bytes: int = 0       # zstd payloads of blob shards
+    pixel_shards: int = 0
+    blob_shards: int = 0
+
+    def add(self, other: PartStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class _Pending:
+    blocks: list[np.ndarray] = field(default_factory=list)
+    count: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+class PartBuilder:
+    """Accumulates the objects of one part, in listing order; `finish` returns its files."""
+
+    def __init__(self, part: int, codec: BlockCodec, *, shard_blocks: int,
+                 blob_shard_bytes: int, zstd_level: int = 9,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.part = part
+        self.codec = codec
+        self.shard_blocks = shard_blocks
+        self.blob_shard_bytes = blob_shard_bytes
+        self.zstd_level = zstd_level
+        self.max_pixels = max_pixels
+        self.stats = PartStats()
+        self._rows: list[dict[str, Any]] = []
+        self._pending: dict[int, _Pending] = {}
+        self._blobs = _Pending()
+        self._blob_size = 0
+        self._shards = 0
+        self._buffer = io.BytesIO()
+        self._writer = pq.ParquetWriter(
+            self._buffer, SHARD_SCHEMA,
+            compression={name: ("none" if name == "payload" else "zstd")
+                         for name in SHARD_SCHEMA.names},
+            use_dictionary=False, write_statistics=SHARD_STAT_COLUMNS,
+            write_page_index=False, store_schema=True,
+        )
+
+    # --- adding objects --------------------------------------------------------------------
+
+    def add_skipped(self, key: str, size: int, reason: str) -> None:
+        """An object that could not be read from the source: recorded, with the reason."""
+        self.stats.objects += 1
+        self.stats.skipped += 1
+        self._rows.append(_row(key, size, KIND_SKIPPED, self.part, reason=reason))
+
+    def add(self, key: str, data: bytes) -> Ingested:
+        """Ingest one object's bytes and pack what is kept of it."""
+        kept = ingest(data, self.max_pixels)
+        self.stats.objects += 1
+        self.stats.source_bytes += len(data)
+        digest = hashlib.sha256(data).digest()
+        pixels = kept.pixels
+        if pixels is not None and pixels.shape[2] not in self.codec.channel_layouts:
+            kept = Ingested(kind=KIND_BLOB, format=kept.format,
+                            reason=f"codec {self.codec.name!r} does not code "
+                            f"{pixels.shape[2]}-channel images; bytes kept")
+        if kept.kind == KIND_RASTER and kept.pixels is not None:
+            self._add_raster(key, len(data), digest, kept)
+        else:
+            self._add_blob(key, data, digest, kept)
+        return kept
+
+    def _add_raster(self, key: str, size: int, digest: bytes, kept: Ingested) -> None:
+        pixels = kept.pixels
+        assert pixels is not None
+        height, width, channels = pixels.shape
+        blocks = cut_blocks(pixels)
+        row = _row(key, size, KIND_RASTER, self.part, format=kept.format, mode=kept.mode,
+                   height=height, width=width, channels=channels,
+                   num_blocks=len(blocks), sha256=digest, pixels_sha256=pixels_sha256(pixels),
+                   icc=kept.icc, exif=kept.exif, palette=kept.palette,
+                   meta=json.dumps(kept.meta, sort_keys=True) if kept.meta else None)
+        self._rows.append(row)
+        self.stats.rasters += 1
+        self.stats.raw_pixel_bytes += pixels.size
+        pending = self._pending.setdefault(channels, _Pending())
+        row["block_start"] = pending.count
+        pending.rows.append(row)
+        pending.blocks.append(blocks)
+        pending.count += len(blocks)
+        if pending.count >= self.shard_blocks:
+            self._flush_pixels(channels, final=False)
+
+    def _add_blob(self, key: str, data: bytes, digest: bytes, kept: Ingested) -> None:
+        row = _row(key, len(data), KIND_BLOB, self.part, format=kept.format,
+                   blob_offset=self._blob_size, blob_length=len(data), sha256=digest,
+                   reason=kept.reason)
+        self._rows.append(row)
+        self.stats.blobs += 1
+        self.stats.blob_raw_bytes += len(data)
+        self._blobs.rows.append(row)
+        self._blobs.blocks.append(np.frombuffer(data, np.uint8))
+        self._blob_size += len(data)
+        if self._blob_size >= self.blob_shard_bytes:
+            self._flush_blobs()
+
+    # --- shards ----------------------------------------------------------------------------
+
+    def _flush_pixels(self, channels: int, *, final: bool) -> None:
+        pending = self._pending[channels]
+        if pending.count == 0:
+            return
+        blocks = np.concatenate(pending.blocks) if len(pending.blocks) > 1 else pending.blocks[0]
+        start = 0
+        while len(blocks) - start >= self.shard_blocks or (final and start < len(blocks)):
+            shard = blocks[start:start + self.shard_blocks]
+            number = self._write_pixel_shard(shard)
+            for row in pending.rows:
+                row["shard"] = number
+            pending.rows = []
+            start += len(shard)
+        rest = blocks[start:]
+        pending.blocks = [rest] if len(rest) else []
+        pending.count = len(rest)
+
+    def _write_pixel_shard(self, blocks: np.ndarray) -> int:
+        blocks = np.ascontiguousarray(blocks)
+        encoded = self.codec.encode(blocks)
+        payload = bytes(encoded.payload)
+        self.stats.pixel_shards += 1
+        self.stats.block_bytes += blocks.size
+        self.stats.pixel_payload_bytes += len(payload)
+        return self._write_shard(SHARD_PIXELS, self.codec.name, self.codec.model_sha256,
+                                 encoded.params, blocks.shape[3], len(blocks), blocks.tobytes(),
+                                 payload)
+
+    def _flush_blobs(self) -> None:
+        if not self._blobs.rows:
+            return
+        raw = b"".join(part.tobytes() for part in self._blobs.blocks)
+        payload = zstandard.ZstdCompressor(level=self.zstd_level).compress(raw)
+        self.stats.blob_shards += 1
+        self.stats.blob_payload_bytes += len(payload)
+        number = self._write_shard(SHARD_BLOB, BLOB_CODEC, None, {"level": self.zstd_level},
+                                   0, 0, raw, payload)
+        for row in self._blobs.rows:
+            row["shard"] = number
+        self._blobs = _Pending()
+        self._blob_size = 0
+
+    def _write_shard(self, kind: str, codec: str, model: str | None, params: dict[str, Any],
+                     channels: int, num_blocks: int, raw: bytes, payload: bytes) -> int:
+        record = {
+            "kind": [kind], "codec": [codec], "model_sha256": [model],
+            "params": [json.dumps(params, sort_keys=True)], "channels": [channels],
+            "num_blocks": [num_blocks], "raw_size": [len(raw)],
+            "raw_sha256": [hashlib.sha256(raw).digest()],
+            "payload_sha256": [hashlib.sha256(payload).digest()], "payload": [payload],
+        }
+        self._writer.write_table(pa.Table.from_pydict(record, schema=SHARD_SCHEMA))
+        number = self._shards
+        self._shards += 1
+        return number
+
+    # --- finishing -------------------------------------------------------------------------
+
+    @property
+    def shards(self) -> int:
+        return self._shards
+
+    def finish(self) -> tuple[bytes, bytes]:
+        """Flush every pending shard; return (data file bytes, index file bytes)."""
+        for channels in sorted(self._pending):
+            self._flush_pixels(channels, final=True)
+        self._flush_blobs()
+        self._writer.close()
+        index = io.BytesIO()
+        table = pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA)
+        pq.write_table(table, index, row_group_size=INDEX_ROW_GROUP, compression="zstd",
+                       write_statistics=["key", "kind"], write_page_index=False)
+        return self._buffer.getvalue(), index.getvalue()
+
+
+def _row(key: str, size: int, kind: str, part: int, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "key": key, "size": size, "kind": kind, "format": "", "mode": "", "height": 0,
+        "width": 0, "channels": 0, "part": part, "shard": -1, "block_start": 0,
+        "num_blocks": 0, "blob_offset": 0, "blob_length": 0, "sha256": None,
+        "pixels_sha256": None, "reason": None, "icc": None, "exif": None, "palette": None,
+        "meta": None,
+    }
+    row.update(values)
+    return row

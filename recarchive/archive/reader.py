@@ -1,0 +1,239 @@
+"""Reading a finished archive: its manifest, index tables and individual shards.
+
+Everything read is checked: index files and models against the manifest's sha256 (they are
+read whole), shards by their payload sha256 before decoding and raw sha256 after; data files
+are opened lazily and only the footer and the row groups asked for are fetched.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from recarchive.archive.errors import ArchiveIncomplete, IntegrityError
+from recarchive.archive.format import MANIFEST, SHARD_BLOB, SHARD_PIXELS, parse_manifest
+from recarchive.archive.models import CodecCache
+from recarchive.codecs import CodecError, EncodedShard
+from recarchive.codecs.base import BLOCK_SIZE
+from recarchive.storage import open_location
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One row group of a data file, from the Parquet footer alone."""
+
+    kind: str
+    channels: int
+    num_blocks: int
+    compressed_bytes: int
+
+
+class ArchiveReader:
+    """A finished archive at `url`; refuses incomplete, unknown-version or tampered ones."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.location = open_location(url, storage_options)
+        self.url = url
+        if not self.location.exists(MANIFEST):
+            raise ArchiveIncomplete(
+                f"{url}: no {MANIFEST}: not an archive, or an archive run that has not "
+                "finished (rerun the same `recarchive archive` command to resume it)")
+        self.manifest = parse_manifest(self.location.read_bytes(MANIFEST), f"{url}/{MANIFEST}")
+        self.files = {f["path"]: f for f in self.manifest["files"]}
+        self.parts = self.manifest["parts"]
+        self.shard_offsets = np.cumsum([0] + [p["shards"] for p in self.parts]).tolist()
+        self.codecs = CodecCache(self._model)
+        self._footers: dict[int, tuple[pq.ParquetFile, list[ShardInfo]]] = {}
+
+    # --- files -----------------------------------------------------------------------------
+
+    def read_checked(self, path: str) -> bytes:
+        """A whole file named in the manifest, checked against its size and sha256."""
+        entry = self.files.get(path)
+        if entry is None:
+            raise IntegrityError(f"{self.url}: {path} is not named in the manifest")
+        try:
+            data = self.location.read_bytes(path)
+        except FileNotFoundError:
+            raise IntegrityError(f"{self.url}: {path} named in the manifest is missing") from None
+        if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise IntegrityError(f"{self.url}: {path} does not match its manifest checksum "
+                                 f"(size {len(data)}, expected {entry['size']}): the file is "
+                                 "damaged, truncated or was replaced")
+        return data
+
+    def _model(self, sha256: str) -> bytes:
+        for model in self.manifest.get("models", []):
+            if model["sha256"] == sha256:
+                return self.read_checked(model["path"])
+        raise IntegrityError(f"{self.url}: a shard needs model {sha256}, which the archive "
+                             "does not contain")
+
+    # --- index -----------------------------------------------------------------------------
+
+    def global_shard(self, part: int, row_group: int) -> int:
+        return int(self.shard_offsets[part]) + row_group
+
+    def index_parts(self, pattern: str | None = None) -> list[dict[str, Any]]:
+        """Parts whose key range can hold keys matching `pattern` (all parts if None)."""
+        if not pattern:
+            return list(self.parts)
+        prefix = _literal_prefix(pattern)
+        return [p for p in self.parts
+                if p["max_key"] >= prefix and (not prefix or p["min_key"] < prefix + "\U0010ffff")]
+
+    def index_table(self, part: dict[str, Any]) -> pa.Table:
+        data = self.read_checked(part["index"])
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except (pa.ArrowException, OSError) as error:
+            raise IntegrityError(f"{self.url}: {part['index']} is not a readable index: "
+                                 f"{error}") from error
+        if table.num_rows != part["objects"]:
+            raise IntegrityError(f"{self.url}: {part['index']} has {table.num_rows} rows, the "
+                                 f"manifest says {part['objects']}")
+        return table
+
+    def rows(self, pattern: str | None = None,
+             shards: set[int] | None = None) -> Iterator[dict[str, Any]]:
+        """Index rows (dicts) of objects whose key matches `pattern` (fnmatch; `*` also
+        matches `/`) and whose first shard (global number) is in `shards`."""
+        for part in self.index_parts(pattern):
+            for row in self.index_table(part).to_pylist():
+                if pattern and not fnmatch.fnmatchcase(row["key"], pattern):
+                    continue
+                if shards is not None and (
+                        row["shard"] < 0 or self.global_shard(row["part"], row["shard"])
+                        not in shards):
+                    continue
+                yield row
+
+    # --- shards ----------------------------------------------------------------------------
+
+    def shard_table(self, part: int) -> tuple[pq.ParquetFile, list[ShardInfo]]:
+        """The part's data file (footer read, nothing else) and its shard list."""
+        if part not in self._footers:
+            path = self.parts[part]["data"]
+            entry = self.files[path]
+            try:
+                handle = self.location.open_read(path)
+                parquet = pq.ParquetFile(handle)
+            except FileNotFoundError:
+                raise IntegrityError(f"{self.url}: data file {path} is missing") from None
+            except (pa.ArrowException, OSError) as error:
+                raise IntegrityError(f"{self.url}: data file {path} is damaged or truncated: "
+                                     f"{error}") from error
+            if handle.size() != entry["size"]:
+                raise IntegrityError(f"{self.url}: data file {path} is {handle.size()} bytes, "
+                                     f"the manifest says {entry['size']}")
+            meta = parquet.metadata
+            if meta.num_row_groups != self.parts[part]["shards"]:
+                raise IntegrityError(f"{self.url}: {path} has {meta.num_row_groups} shards, "
+                                     f"the manifest says {self.parts[part]['shards']}")
+            names = parquet.schema_arrow.names
+            infos = []
+            for number in range(meta.num_row_groups):
+                group = meta.row_group(number)
+                stats = [group.column(names.index(n)).statistics
+                         for n in ("kind", "channels", "num_blocks")]
+                if any(s is None or not s.has_min_max for s in stats):
+                    raise IntegrityError(f"{self.url}: {path} shard {number} lacks its footer "
+                                         "statistics")
+                kind, channels, blocks = (s.min for s in stats)
+                infos.append(ShardInfo(str(kind), int(channels), int(blocks),
+                                       int(group.total_byte_size)))
+            self._footers[part] = (parquet, infos)
+        return self._footers[part]
+
+    def read_shard(self, part: int, number: int) -> dict[str, Any]:
+        parquet, infos = self.shard_table(part)
+        where = f"{self.url}: shard {self.global_shard(part, number)} (part {part} row group " \
+                f"{number})"
+        try:
+            row = parquet.read_row_group(number).to_pylist()[0]
+        except (pa.ArrowException, OSError, IndexError) as error:
+            raise IntegrityError(f"{where}: unreadable: {error}") from error
+        if hashlib.sha256(row["payload"]).digest() != row["payload_sha256"]:
+            raise IntegrityError(f"{where}: payload checksum mismatch (damaged or tampered)")
+        return row
+
+    def decode_pixels(self, part: int, number: int) -> np.ndarray:
+        """The shard's (N, 32, 32, C) blocks, checked against the shard's raw sha256."""
+        row = self.read_shard(part, number)
+        where = f"{self.url}: shard {self.global_shard(part, number)}"
+        if row["kind"] != SHARD_PIXELS:
+            raise IntegrityError(f"{where}: expected a pixel shard, found {row['kind']!r}")
+        codec = self.codecs.get(row["codec"], row["model_sha256"], where)
+        try:
+            blocks = codec.decode(EncodedShard(row["payload"], row["num_blocks"],
+                                               row["channels"], json.loads(row["params"])))
+        except (CodecError, ValueError) as error:
+            raise IntegrityError(f"{where}: codec {row['codec']!r} cannot decode it: "
+                                 f"{error}") from error
+        expected = (row["num_blocks"], BLOCK_SIZE, BLOCK_SIZE, row["channels"])
+        if blocks.shape != expected or hashlib.sha256(
+                np.ascontiguousarray(blocks).tobytes()).digest() != row["raw_sha256"]:
+            raise IntegrityError(f"{where}: decoded blocks do not match the shard's checksum")
+        return blocks
+
+    def decode_blob(self, part: int, number: int) -> bytes:
+        row = self.read_shard(part, number)
+        where = f"{self.url}: shard {self.global_shard(part, number)}"
+        if row["kind"] != SHARD_BLOB:
+            raise IntegrityError(f"{where}: expected a blob shard, found {row['kind']!r}")
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(
+                row["payload"], max_output_size=row["raw_size"])
+        except zstandard.ZstdError as error:
+            raise IntegrityError(f"{where}: zstd cannot decode it: {error}") from error
+        if len(raw) != row["raw_size"] or hashlib.sha256(raw).digest() != row["raw_sha256"]:
+            raise IntegrityError(f"{where}: decoded bytes do not match the shard's checksum")
+        return raw
+
+    def shard_chain(self, part: int, first: int, block_start: int,
+                    num_blocks: int) -> list[tuple[int, int, int]]:
+        """(row group, start, stop) block slices holding an object's blocks: its first shard,
+        then the part's following shards of the same channel count."""
+        _, infos = self.shard_table(part)
+        if not 0 <= first < len(infos):
+            raise IntegrityError(f"{self.url}: index names shard {first} of part {part}, which "
+                                 "does not exist")
+        channels = infos[first].channels
+        chain, number, start, left = [], first, block_start, num_blocks
+        while left > 0:
+            if number >= len(infos):
+                raise IntegrityError(f"{self.url}: part {part}: an object's blocks run past "
+                                     "the last shard")
+            info = infos[number]
+            if info.kind == SHARD_PIXELS and info.channels == channels:
+                take = min(left, info.num_blocks - start)
+                if take <= 0:
+                    raise IntegrityError(f"{self.url}: part {part} shard {number}: block "
+                                         f"range starts at {start} of {info.num_blocks}")
+                chain.append((number, start, start + take))
+                left -= take
+                start = 0
+            number += 1
+        return chain
+
+
+def open_archive(url: str, storage_options: dict[str, Any] | None = None) -> ArchiveReader:
+    return ArchiveReader(url, storage_options)
+
+
+def _literal_prefix(pattern: str) -> str:
+    for position, char in enumerate(pattern):
+        if char in "*?[":
+            return pattern[:position]
+    return pattern
+

@@ -1,0 +1,257 @@
+"""Archive a source into an archive: plan parts from the listing, build each part (or reuse it
+from an interrupted run), then write the manifest last and exclusively.
+
+The steps are separate functions so a scheduler can spread `build_part` over workers and call
+`finalize` once: `plan_parts` -> `build_part` per part (idempotent, skips finished parts) ->
+`finalize`.
+
+Resume: a run is named by `run_id` (default: a hash of the source URL and settings, so the same
+command resumes). Each finished part leaves `runs/RUN/done/part-N.json`, written after its data
+and index files, recording a fingerprint of the part's objects (keys and sizes) and its files'
+checksums. A rerun reuses a part whose fingerprint and files still match, and rebuilds any
+other. Until the manifest exists, readers refuse the archive as incomplete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from recarchive.archive.errors import ArchiveError
+from recarchive.archive.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    canonical_json,
+    data_path,
+    done_path,
+    index_path,
+    model_path,
+    run_dir,
+    seal_manifest,
+    sha256_hex,
+)
+from recarchive.archive.ingest import DEFAULT_MAX_PIXELS
+from recarchive.archive.models import model_bytes_of
+from recarchive.archive.parts import PartBuilder, PartStats
+from recarchive.codecs import BlockCodec, get_codec
+from recarchive.storage import Location, StoredObject, open_location
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """Everything that shapes an archive's contents (and so names its default run)."""
+
+    codec: str = "order0"
+    codec_options: dict[str, Any] = field(default_factory=dict)
+    shard_blocks: int = 1024
+    part_objects: int = 4096
+    part_bytes: int = 64 * 1024 * 1024
+    blob_shard_bytes: int = 8 * 1024 * 1024
+    zstd_level: int = 9
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def check(self) -> None:
+        for name in ("shard_blocks", "part_objects", "part_bytes", "blob_shard_bytes",
+                     "max_pixels"):
+            if getattr(self, name) < 1:
+                raise ArchiveError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """A part: consecutive objects of the sorted listing, and their fingerprint."""
+
+    number: int
+    objects: tuple[StoredObject, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for item in self.objects:
+            digest.update(f"{item.key}\0{item.size}\n".encode())
+        return digest.hexdigest()
+
+
+@dataclass
+class PartEvent:
+    """Reported after each part: built now, or reused from an earlier attempt of the run."""
+
+    part: int
+    reused: bool
+    objects: int
+    record: dict[str, Any]
+
+
+def default_run_id(source_url: str, settings: ArchiveSettings) -> str:
+    body = canonical_json({"source": source_url, "settings": asdict(settings)})
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+def plan_parts(objects: Iterable[StoredObject], settings: ArchiveSettings) -> Iterator[PartPlan]:
+    """Cut the (streaming) listing into parts of at most `part_objects` objects and about
+    `part_bytes` source bytes; only one part's listing is held at a time."""
+    batch: list[StoredObject] = []
+    size = 0
+    number = 0
+    for item in objects:
+        if batch and (len(batch) >= settings.part_objects
+                      or size + item.size > settings.part_bytes):
+            yield PartPlan(number, tuple(batch))
+            number += 1
+            batch, size = [], 0
+        batch.append(item)
+        size += item.size
+    if batch:
+        yield PartPlan(number, tuple(batch))
+
+
+def source_objects(source: Location, destination: Location) -> Iterator[StoredObject]:
+    """The source listing, leaving out the archive itself when it lies inside the source."""
+    inside = source.fs is destination.fs and (
+        destination.root.startswith(source.root.rstrip("/") + "/"))
+    prefix = destination.root[len(source.root.rstrip("/")) + 1:].strip("/") + "/"
+    for item in source.list_files():
+        if inside and (item.key + "/").startswith(prefix):
+            continue
+        yield item
+
+
+def start_run(destination: Location, source_url: str, settings: ArchiveSettings,
+              run_id: str | None) -> tuple[str, BlockCodec]:
+    """Check the destination, record the run's settings, and copy the codec's model in."""
+    settings.check()
+    if destination.exists(MANIFEST):
+        raise ArchiveError(f"{destination.url}: an archive is already complete there "
+                           f"({MANIFEST} exists); choose another destination")
+    run_id = run_id or default_run_id(source_url, settings)
+    if not run_id.replace("-", "").replace("_", "").isalnum():
+        raise ArchiveError(f"run id {run_id!r}: use letters, digits, '-' and '_' only")
+    record = {"run_id": run_id, "source": source_url, "settings": asdict(settings)}
+    run_file = f"{run_dir(run_id)}/run.json"
+    if destination.exists(run_file):
+        earlier = json.loads(destination.read_bytes(run_file))
+        if earlier != record:
+            raise ArchiveError(
+                f"{destination.url}: run {run_id!r} was started with other settings or source "
+                f"({earlier}); rerun with the same ones to resume, or pass another --run-id")
+    else:
+        destination.write_atomic(run_file, canonical_json(record))
+    codec = get_codec(settings.codec, **settings.codec_options)
+    model = model_bytes_of(codec)
+    if model is not None:
+        target = model_path(run_id, codec.model_sha256 or "")
+        if not destination.exists(target) or destination.size(target) != len(model):
+            destination.write_atomic(target, model)
+    return run_id, codec
+
+
+def build_part(source: Location, destination: Location, run_id: str, plan: PartPlan,
+               codec: BlockCodec, settings: ArchiveSettings) -> PartEvent:
+    """Build one part's files, or reuse them when an earlier attempt finished this part."""
+    done = done_path(run_id, plan.number)
+    if destination.exists(done):
+        try:
+            record = json.loads(destination.read_bytes(done))
+        except (ValueError, OSError):
+            record = {}
+        if record.get("fingerprint") == plan.fingerprint and all(
+            destination.exists(f["path"]) and destination.size(f["path"]) == f["size"]
+            for f in record.get("files", [])
+        ):
+            return PartEvent(plan.number, True, len(plan.objects), record)
+    builder = PartBuilder(plan.number, codec, shard_blocks=settings.shard_blocks,
+                          blob_shard_bytes=settings.blob_shard_bytes,
+                          zstd_level=settings.zstd_level, max_pixels=settings.max_pixels)
+    for item in plan.objects:
+        try:
+            data = bytes(source.fs.cat_file(item.path))
+        except Exception as error:  # noqa: BLE001 - unreadable objects are recorded, not fatal
+            builder.add_skipped(item.key, item.size,
+                                f"unreadable in source: {type(error).__name__}: {error}")
+            continue
+        builder.add(item.key, data)
+    data, index = builder.finish()
+    files = []
+    for role, path, content in (("data", data_path(run_id, plan.number), data),
+                                ("index", index_path(run_id, plan.number), index)):
+        destination.write_atomic(path, content)
+        files.append({"role": role, "path": path, "size": len(content),
+                      "sha256": sha256_hex(content)})
+    keys = [item.key for item in plan.objects]
+    record = {
+        "part": plan.number, "fingerprint": plan.fingerprint, "objects": len(plan.objects),
+        "min_key": min(keys), "max_key": max(keys), "shards": builder.shards,
+        "files": files, "stats": asdict(builder.stats),
+    }
+    destination.write_atomic(done, canonical_json(record))  # last: marks the part finished
+    return PartEvent(plan.number, False, len(plan.objects), record)
+
+
+def finalize(destination: Location, run_id: str, source_url: str, settings: ArchiveSettings,
+             codec: BlockCodec, records: list[dict[str, Any]],
+             started: float | None = None) -> dict[str, Any]:
+    """Write the manifest (exclusively, last): every file with its checksum, the parts and
+    totals. Fails if another writer completed the archive first."""
+    records = sorted(records, key=lambda r: r["part"])
+    if [r["part"] for r in records] != list(range(len(records))):
+        raise ArchiveError(f"{destination.url}: parts {[r['part'] for r in records]} are not "
+                           "0..N-1; some part was not built")
+    totals = PartStats()
+    for record in records:
+        totals.add(PartStats(**record["stats"]))
+    files = [f for record in records for f in record["files"]]
+    models = []
+    if codec.model_sha256:
+        path = model_path(run_id, codec.model_sha256)
+        files.append({"role": "model", "path": path, "size": destination.size(path),
+                      "sha256": codec.model_sha256})
+        models.append({"codec": codec.name, "sha256": codec.model_sha256, "path": path})
+    manifest = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "run_id": run_id,
+        "created_unix": time.time(), "source": source_url, "settings": asdict(settings),
+        "codec": codec.name, "models": models,
+        "parts": [{"part": r["part"], "shards": r["shards"], "objects": r["objects"],
+                   "min_key": r["min_key"], "max_key": r["max_key"],
+                   "data": r["files"][0]["path"], "index": r["files"][1]["path"]}
+                  for r in records],
+        "totals": asdict(totals), "files": files,
+    }
+    if started is not None:
+        manifest["archive_seconds"] = round(time.time() - started, 3)
+    try:
+        destination.create_exclusive(MANIFEST, seal_manifest(manifest))
+    except FileExistsError:
+        raise ArchiveError(f"{destination.url}: another writer completed this archive first "
+                           f"({MANIFEST} exists); nothing was overwritten") from None
+    return manifest
+
+
+def archive(source_url: str, destination_url: str, settings: ArchiveSettings | None = None,
+            *, run_id: str | None = None, source_options: dict[str, Any] | None = None,
+            destination_options: dict[str, Any] | None = None,
+            on_part: Callable[[PartEvent], None] | None = None) -> dict[str, Any]:
+    """Archive every object below `source_url` into `destination_url`; return the manifest.
+
+    In process and sequential; `on_part` is called after each part (progress, tests).
+    """
+    settings = settings or ArchiveSettings()
+    started = time.time()
+    source = open_location(source_url, source_options)
+    destination = open_location(destination_url, destination_options)
+    if not source.fs.exists(source.root):
+        raise ArchiveError(f"{source_url}: source does not exist")
+    run_id, codec = start_run(destination, source_url, settings, run_id)
+    records = []
+    for plan in plan_parts(source_objects(source, destination), settings):
+        event = build_part(source, destination, run_id, plan, codec, settings)
+        records.append(event.record)
+        if on_part is not None:
+            on_part(event)
+    if not records:
+        raise ArchiveError(f"{source_url}: no objects to archive")
+    return finalize(destination, run_id, source_url, settings, codec, records, started)
