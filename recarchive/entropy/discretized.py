@@ -104,17 +104,28 @@ class DiscretizedTable:
         ends = self.backend.where(symbols == self._last, 1 << self.spec.precision, ends)
         return starts, ends - starts
 
-    def push(self, message: Message, symbols: Array, mean_fixed: Array, scale_index: Array):
+    def push(self, message: Message, symbols: Array, mean_fixed: Array, scale_index: Array,
+             active: Array | None = None) -> None:
+        """Code one symbol per lane; lanes where `active` is False sit this step out at no cost."""
         starts, freqs = self.start_freq(symbols, mean_fixed, scale_index)
-        message.push(starts, freqs, self.spec.precision)
+        message.push(*self._sit_out(starts, freqs, active), self.spec.precision)
 
-    def pop(self, message: Message, mean_fixed: Array, scale_index: Array) -> Array:
+    def pop(self, message: Message, mean_fixed: Array, scale_index: Array,
+            active: Array | None = None) -> Array:
+        """Decode one symbol per lane (meaningless on lanes where `active` is False)."""
         row, whole = self._row_and_shift(mean_fixed, scale_index)
         cells, _, _ = self.bank.lookup(row, message.peek(self.spec.precision))
         symbols = self.backend.clip(cells - self._last + whole, 0, self._last)
         starts, freqs = self.start_freq(symbols, mean_fixed, scale_index)
-        message.pop(starts, freqs, self.spec.precision)
+        message.pop(*self._sit_out(starts, freqs, active), self.spec.precision)
         return symbols
+
+    def _sit_out(self, starts: Array, freqs: Array, active: Array | None) -> tuple[Array, Array]:
+        """The whole interval [0, 2^p) for inactive lanes: pushing or popping it changes nothing."""
+        if active is None:
+            return starts, freqs
+        full = 1 << self.spec.precision
+        return self.backend.where(active, starts, 0), self.backend.where(active, freqs, full)
 
     def mean_fixed(self, mean: Array) -> Array:
         """Float means to the table's fixed point (for callers whose means are exact floats)."""

@@ -1,0 +1,225 @@
+"""The Bit-Swap codec: recursive bits-back coding of 32×32 RGB blocks with an exact model.
+
+A shard's blocks are dealt to `chains` independent chains coded side by side (lanes
+(chains, 256)); within a chain, blocks are coded one after another so each block's latents are
+popped from the bits its predecessors pushed, and only the chain's first block needs initial
+(clean) bits. The nets run batched over the chains. Per block, in Bit-Swap's order:
+
+    pop z1 ~ q(z1|x); push x ~ p(x|z1); for i = 2..L: pop z_i ~ q(z_i|z_{i-1}),
+    push z_{i-1} ~ p(z_{i-1}|z_i); finally push z_L ~ p(z_L)
+
+and decoding runs it backwards. `mode="bbans"` pops every latent first (BB-ANS), the baseline
+that shows Bit-Swap's smaller initial-bits cost. Every probability comes from integer network
+outputs indexing integer tables, so decoding with another batch size, thread count or device
+gives the same blocks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recarchive.ans import Message, clean_message, message_from_bytes, message_to_bytes
+from recarchive.ans.backend import torch_backend
+from recarchive.ans.serialize import CorruptMessageError
+from recarchive.codecs.base import CodecError, EncodedShard, check_blocks
+from recarchive.entropy.discretized import DiscretizedTable
+from recarchive.models.bitswap import depth_to_space, space_to_depth
+from recarchive.models.exact_bitswap import ExactBitSwap
+
+LANES_PER_CHAIN = 256
+DEFAULT_CHAINS = 64
+MODES = ("bitswap", "bbans")
+
+
+class BitSwapCodec:
+    name = "bitswap"
+    channel_layouts = (3,)
+
+    def __init__(self, model: ExactBitSwap, model_sha256: str, *, chains: int = DEFAULT_CHAINS,
+                 mode: str = "bitswap", device: str | torch.device = "cpu", seed: int = 0,
+                 net_batch: int | None = None) -> None:
+        if mode not in MODES:
+            raise CodecError(f"unknown Bit-Swap mode {mode!r}: use one of {MODES}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self._sha256 = model_sha256
+        self.chains, self.mode, self.seed = chains, mode, seed
+        self.net = _BatchedNets(model, net_batch)
+        self.backend = torch_backend(self.device)
+        self.latent = model.table("latent").to(self.backend)
+        self.pixel = model.table("pixel").to(self.backend)
+        self.latent_dims = model.config.latent_channels * 256
+
+    @property
+    def model_sha256(self) -> str:
+        return self._sha256
+
+    # --- lanes ---------------------------------------------------------------------------
+
+    def _push(self, message: Message, table: DiscretizedTable, symbols, params, active) -> None:
+        """Push a (chains, D) variable, 256 lanes' worth per step, first columns first."""
+        mean, scale = (p.reshape(symbols.shape) for p in params)
+        for t in range(symbols.shape[1] // LANES_PER_CHAIN):
+            cols = slice(t * LANES_PER_CHAIN, (t + 1) * LANES_PER_CHAIN)
+            table.push(message, symbols[:, cols], mean[:, cols], scale[:, cols], active[:, None])
+
+    def _pop(self, message: Message, table: DiscretizedTable, params, active) -> torch.Tensor:
+        """Pop a (chains, D) variable: the exact inverse of `_push`."""
+        mean, scale = (p.reshape(p.shape[0], -1) for p in params)
+        out = torch.empty_like(mean)
+        for t in reversed(range(mean.shape[1] // LANES_PER_CHAIN)):
+            cols = slice(t * LANES_PER_CHAIN, (t + 1) * LANES_PER_CHAIN)
+            out[:, cols] = table.pop(message, mean[:, cols], scale[:, cols], active[:, None])
+        return out
+
+    def _latent_input(self, bins: torch.Tensor) -> torch.Tensor:
+        """Bin indices (chains, D) -> the nets' integer input (chains, C, 16, 16)."""
+        return (2 * bins - 1023).reshape(bins.shape[0], -1, 16, 16)
+
+    # --- one step of every chain -----------------------------------------------------------
+
+    def _encode_step(self, message: Message, x: torch.Tensor, active: torch.Tensor) -> None:
+        m, layers = self.net, len(self.model.infer)
+        flat_x = x.reshape(x.shape[0], -1)
+        zs: list[torch.Tensor] = []
+        if self.mode == "bitswap":
+            zs.append(self._pop(message, self.latent, m.posterior(0, 2 * x - 255), active))
+            self._push(message, self.pixel, flat_x,
+                       m.pixel_likelihood(self._latent_input(zs[0])), active)
+            for j in range(1, layers):
+                h = self._latent_input(zs[j - 1])
+                zs.append(self._pop(message, self.latent, m.posterior(j, h), active))
+                self._push(message, self.latent, zs[j - 1],
+                           m.latent_prior(j, self._latent_input(zs[j])), active)
+        else:
+            h = 2 * x - 255
+            for j in range(layers):
+                zs.append(self._pop(message, self.latent, m.posterior(j, h), active))
+                h = self._latent_input(zs[j])
+            self._push(message, self.pixel, flat_x,
+                       m.pixel_likelihood(self._latent_input(zs[0])), active)
+            for j in range(1, layers):
+                self._push(message, self.latent, zs[j - 1],
+                           m.latent_prior(j, self._latent_input(zs[j])), active)
+        top = m.top_prior(tuple(zs[-1].shape))
+        self._push(message, self.latent, zs[-1], tuple(t.to(self.device) for t in top), active)
+
+    def _decode_step(self, message: Message, active: torch.Tensor) -> torch.Tensor:
+        m, layers = self.net, len(self.model.infer)
+        chains = active.shape[0]
+        top = m.top_prior((chains, self.latent_dims))
+        zs: list[torch.Tensor | None] = [None] * layers
+        zs[-1] = self._pop(message, self.latent, tuple(t.to(self.device) for t in top), active)
+        if self.mode == "bitswap":
+            for j in reversed(range(1, layers)):
+                zs[j - 1] = self._pop(message, self.latent,
+                                      m.latent_prior(j, self._latent_input(zs[j])), active)
+                self._push(message, self.latent, zs[j],
+                           m.posterior(j, self._latent_input(zs[j - 1])), active)
+            x = self._pop(message, self.pixel, m.pixel_likelihood(self._latent_input(zs[0])),
+                          active).reshape(chains, -1, 16, 16)
+            self._push(message, self.latent, zs[0], m.posterior(0, 2 * x - 255), active)
+            return x
+        for j in reversed(range(1, layers)):
+            zs[j - 1] = self._pop(message, self.latent,
+                                  m.latent_prior(j, self._latent_input(zs[j])), active)
+        x = self._pop(message, self.pixel, m.pixel_likelihood(self._latent_input(zs[0])),
+                      active).reshape(chains, -1, 16, 16)
+        for j in reversed(range(1, layers)):
+            self._push(message, self.latent, zs[j],
+                       m.posterior(j, self._latent_input(zs[j - 1])), active)
+        self._push(message, self.latent, zs[0], m.posterior(0, 2 * x - 255), active)
+        return x
+
+    # --- the codec interface ---------------------------------------------------------------
+
+    def _layout(self, num_blocks: int) -> tuple[int, int]:
+        chains = max(1, min(self.chains, num_blocks))
+        return chains, -(-num_blocks // chains)
+
+    @torch.no_grad()
+    def encode(self, blocks: np.ndarray) -> EncodedShard:
+        blocks = check_blocks(blocks, self)
+        num_blocks = len(blocks)
+        chains, steps = self._layout(num_blocks)
+        message = clean_message((chains, LANES_PER_CHAIN), self.seed, self.backend)
+        pixels = torch.from_numpy(blocks).to(self.device).permute(0, 3, 1, 2).to(torch.int64)
+        for k in range(steps):
+            batch, active = self._step_batch(pixels, k, chains)
+            self._encode_step(message, space_to_depth(batch), active)
+        params = {"chains": chains, "mode": self.mode, "seed": self.seed,
+                  "clean_words": int(message.stack.clean_words_drawn),
+                  "lanes_per_chain": LANES_PER_CHAIN}
+        return EncodedShard(message_to_bytes(message), num_blocks, 3, params)
+
+    def _step_batch(self, pixels: torch.Tensor, k: int, chains: int):
+        """Blocks k·chains .. (k+1)·chains - 1 of the shard (zeros past its end) and which are
+        real."""
+        batch = pixels[k * chains : (k + 1) * chains]
+        active = torch.arange(chains, device=self.device) < batch.shape[0]
+        if batch.shape[0] < chains:
+            pad = torch.zeros((chains - batch.shape[0], *batch.shape[1:]), dtype=batch.dtype,
+                              device=self.device)
+            batch = torch.cat([batch, pad])
+        return batch, active
+
+    @torch.no_grad()
+    def decode(self, shard: EncodedShard) -> np.ndarray:
+        params = shard.params
+        if shard.channels != 3 or params.get("mode", "bitswap") not in MODES:
+            raise CodecError(f"not a Bit-Swap RGB shard: channels={shard.channels}, "
+                             f"params={params}")
+        chains = int(params["chains"])
+        if not 1 <= chains <= max(shard.num_blocks, 1):
+            raise CodecError(f"Bit-Swap shard names {chains} chains for {shard.num_blocks} blocks")
+        steps = -(-shard.num_blocks // chains)
+        decoder = self if params.get("mode") == self.mode else self._with_mode(params["mode"])
+        try:
+            message = message_from_bytes(shard.payload, self.backend)
+        except CorruptMessageError as error:
+            raise CodecError(f"Bit-Swap shard payload is damaged: {error}") from error
+        if message.lane_shape != (chains, LANES_PER_CHAIN):
+            raise CodecError(f"Bit-Swap shard lanes {message.lane_shape} do not match its "
+                             f"{chains} chains")
+        out = torch.empty((steps * chains, 3, 32, 32), dtype=torch.int64, device=self.device)
+        for k in reversed(range(steps)):
+            count = min(chains, shard.num_blocks - k * chains)
+            active = torch.arange(chains, device=self.device) < count
+            x = decoder._decode_step(message, active)
+            out[k * chains : (k + 1) * chains] = depth_to_space(x)
+        blocks = out[: shard.num_blocks].permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
+        return np.ascontiguousarray(blocks)
+
+    def _with_mode(self, mode: str) -> BitSwapCodec:
+        return BitSwapCodec(self.model, self._sha256, chains=self.chains, mode=mode,
+                            device=self.device, seed=self.seed, net_batch=self.net.batch)
+
+
+class _BatchedNets:
+    """The model's entropy-parameter calls, run in slices of `batch` chains.
+
+    Results do not depend on the slicing (the nets are exact); it bounds memory, and tests use
+    it to prove that decoding with another batch size gives the same blocks.
+    """
+
+    def __init__(self, model: ExactBitSwap, batch: int | None) -> None:
+        self.model, self.batch = model, batch
+
+    def _run(self, fn, h: torch.Tensor):
+        if self.batch is None or h.shape[0] <= self.batch:
+            return fn(h)
+        parts = [fn(h[i : i + self.batch]) for i in range(0, h.shape[0], self.batch)]
+        return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+
+    def posterior(self, level: int, h: torch.Tensor):
+        return self._run(lambda part: self.model.posterior(level, part), h)
+
+    def latent_prior(self, level: int, z: torch.Tensor):
+        return self._run(lambda part: self.model.latent_prior(level, part), z)
+
+    def pixel_likelihood(self, z: torch.Tensor):
+        return self._run(self.model.pixel_likelihood, z)
+
+    def top_prior(self, shape: tuple[int, ...]):
+        return self.model.top_prior(shape)

@@ -1,0 +1,115 @@
+"""Fast exact convolutions on integer-valued float64 tensors, with power-of-two requantization.
+
+The integer layers in `layers.py` are the reference: int64 in and out, any multiplier. This is
+the form the codecs run, because it never leaves float64: activations are float64 tensors
+holding integers; convolution is float64 `conv2d` on them with every partial sum bounded below
+2^53 (checked at construction), so any summation order gives the same exact integers; the
+rounding offset is folded into the bias, and requantization multiplies by 2^-s and floors,
+both exact in binary floating point. oneDNN, NNPACK and cuDNN are switched off around the call,
+so the CPU and CUDA kernels are im2col + DGEMM (never Winograd or FFT), and float64 has no TF32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EXACT_LIMIT = 1 << 53
+
+
+@contextlib.contextmanager
+def plain_convolution():
+    """Only im2col + GEMM convolution kernels inside: no algorithm that rounds differently."""
+    with (
+        torch.backends.mkldnn.flags(enabled=False),
+        torch.backends.nnpack.flags(enabled=False),
+        torch.backends.cudnn.flags(enabled=False),
+    ):
+        yield
+
+
+def _signed_max(bits: int) -> int:
+    return (1 << (bits - 1)) - 1
+
+
+class FixedPointConv2d(nn.Module):
+    """y = clamp(floor((conv(x, W) + b') / 2^s)) with integer W, b' = b + 2^(s-1), per-channel s.
+
+    Input activations are integers in `in_bits` signed bits; outputs in `out_bits`.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, shift: torch.Tensor, *,
+                 in_bits: int, out_bits: int, padding: int, name: str = "conv") -> None:
+        super().__init__()
+        weight = weight.detach().to(torch.float64).cpu()
+        bias = bias.detach().to(torch.float64).cpu()
+        shift = shift.detach().to(torch.int64).cpu()
+        if not (torch.equal(weight, weight.round()) and torch.equal(bias, bias.round())):
+            raise ValueError(f"{name}: weights and bias must be integers")
+        fan_in = weight[0].numel()
+        offsets = torch.where(shift > 0, 2.0 ** (shift - 1).clamp(min=0), 0.0).to(torch.float64)
+        bound = fan_in * int(weight.abs().max()) * (1 << (in_bits - 1)) + int(
+            (bias + offsets).abs().max())
+        if bound >= EXACT_LIMIT:
+            raise ValueError(f"{name}: accumulator bound 2^{bound.bit_length()} reaches 2^53; "
+                             "use fewer weight or activation bits")
+        self.name, self.in_bits, self.out_bits, self.padding = name, in_bits, out_bits, padding
+        self.accumulator_bound = bound
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias + offsets)
+        self.register_buffer("scale", (2.0 ** (-shift.to(torch.float64))).view(-1, 1, 1))
+        self.register_buffer("shift", shift)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with plain_convolution():
+            acc = F.conv2d(x, self.weight, self.bias, padding=self.padding)
+        limit = _signed_max(self.out_bits)
+        return torch.clamp(torch.floor(acc * self.scale), -limit - 1, limit)
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d, in_scale: float, out_scale: float, *, weight_bits: int,
+                   in_bits: int, out_bits: int, name: str = "conv") -> FixedPointConv2d:
+        """Quantize: W_int = round(W · in_scale · 2^s / out_scale) with the largest s per channel
+        that keeps |W_int| within `weight_bits`; b_int = round(b · 2^s / out_scale)."""
+        weight = conv.weight.detach().to(torch.float64).cpu()
+        bias = (torch.zeros(weight.shape[0], dtype=torch.float64) if conv.bias is None
+                else conv.bias.detach().to(torch.float64).cpu())
+        real = weight * (in_scale / out_scale)
+        peak = real.flatten(1).abs().amax(1).clamp(min=1e-30)
+        shift = torch.floor(torch.log2(_signed_max(weight_bits) / peak)).to(torch.int64)
+        shift = shift.clamp(-30, 52)
+        factor = (2.0 ** shift.to(torch.float64)).view(-1, 1, 1, 1)
+        limit = _signed_max(weight_bits)
+        w_int = torch.round(real * factor).clamp(-limit, limit)
+        b_int = torch.round(bias * factor.view(-1) / out_scale)
+        padding = conv.padding[0] if isinstance(conv.padding, tuple) else int(conv.padding)
+        return cls(w_int, b_int, shift, in_bits=in_bits, out_bits=out_bits, padding=padding,
+                   name=name)
+
+
+class FixedPointELU(nn.Module):
+    """ELU on integers at scale 2^-frac: identity above 0, a machine-independent table on
+    [-2^(table_bits-1), 0) (from `LookupActivation.elu`), its last value below that."""
+
+    table: torch.Tensor
+
+    def __init__(self, frac_bits: int, table_bits: int = 16) -> None:
+        super().__init__()
+        from recarchive.exact.layers import LookupActivation
+
+        scale = 2.0**-frac_bits
+        lookup = LookupActivation.elu(in_bits=table_bits, in_scale=scale, out_scale=scale)
+        half = 1 << (table_bits - 1)
+        self.half = half
+        self.register_buffer("table", lookup.table[:half].to(torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = (torch.clamp(x, -self.half, -1) + self.half).to(torch.int64)
+        return torch.where(x >= 0, x, self.table[index])

@@ -1,0 +1,180 @@
+"""Bit-Swap as an exact integer network: what the coder runs, on any device, bit for bit.
+
+Conversion quantizes a trained float model once (16-bit weights per output channel with a
+power-of-two requantization shift, 20-bit activations at 2^-12, ELU by table); from then on
+the integer tensors are the model, shipped in a safetensors file and pinned by its sha256.
+Every net maps integer inputs to integer entropy parameters (a fixed-point mean and a scale
+index into an integer CDF table), so the decoder computes exactly the probabilities the
+encoder used.
+
+Latents are coded in 2^10 bins of width 1/64 over [-8, 8] (the edge bins take the tails);
+the nets read a latent as its bin centre, (2b - 1023)/128, an exact integer input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from recarchive.entropy.discretized import DiscretizedTable, GridSpec
+from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU
+from recarchive.models.bitswap import BitSwapConfig, BitSwapModel, ConditionalNet
+
+WEIGHT_BITS = 16
+ACT_BITS = 20
+ACT_FRAC_BITS = 12  # activations are integers at scale 2^-12
+OUT_BITS = 24
+LATENT_BINS = 1024
+LATENT_INPUT_SCALE = 1 / 128  # bin b's centre is (2b - 1023) / 128
+PIXEL_INPUT_SCALE = 1 / 255  # pixel v enters as 2v - 255
+MEAN_STEPS = 16  # table means in 1/16 of a symbol
+PIXEL_MEAN_SCALE = 1 / 2040  # the pixel net's mean output o: 16·(127.5 + 127.5·o) = 2040 + 2040·o
+LATENT_MEAN_SCALE = 1 / 1024  # z in 1/1024: 16·(64 z + 511.5) = 1024 z + 8184
+LATENT_MEAN_OFFSET = 8184
+PIXEL_MEAN_OFFSET = 2040
+
+
+@dataclass(frozen=True)
+class ScaleGrid:
+    """Scale j of a table is exp((j + first) · step) in symbol units."""
+
+    step: float
+    first: int
+    count: int
+    net_offset: int  # added to the net's integer log-scale (units of `step`) to reach symbol units
+
+    def scales(self) -> tuple[float, ...]:
+        return tuple(math.exp((j + self.first) * self.step) for j in range(self.count))
+
+    def index(self, log_scale_int: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(log_scale_int + self.net_offset - self.first, 0, self.count - 1)
+
+
+def _grid(step: float, smallest: float, largest: float, symbol_units_offset: float) -> ScaleGrid:
+    first = round(math.log(smallest) / step)
+    last = round(math.log(largest) / step)
+    return ScaleGrid(step, first, last - first + 1, round(symbol_units_offset / step))
+
+
+# Latent scales in bin units are 64 × scales in z units; pixel scales are 127.5 × the net's.
+LATENT_GRID = _grid(1 / 8, 0.15, 2048.0, math.log(64.0))
+PIXEL_GRID = _grid(1 / 16, 0.15, 128.0, math.log(127.5))
+LATENT_PRECISION = 20
+PIXEL_PRECISION = 18
+
+
+def latent_table_spec() -> GridSpec:
+    return GridSpec("logistic", LATENT_BINS, MEAN_STEPS, LATENT_GRID.scales(), LATENT_PRECISION)
+
+
+def pixel_table_spec() -> GridSpec:
+    return GridSpec("logistic", 256, MEAN_STEPS, PIXEL_GRID.scales(), PIXEL_PRECISION)
+
+
+class ExactConditionalNet(nn.Module):
+    """Integer twin of `ConditionalNet`: integer input -> (integer mean, integer log-scale).
+
+    Tensors are float64 holding integers (see `recarchive.exact.fixed_point`); the outputs are
+    returned as int64 for table look-ups.
+    """
+
+    def __init__(self, inp: FixedPointConv2d, blocks: list[tuple[FixedPointConv2d, ...]],
+                 mean: FixedPointConv2d, log_scale: FixedPointConv2d,
+                 log_scale_range: tuple[int, int], elu: FixedPointELU) -> None:
+        super().__init__()
+        self.inp, self.mean, self.log_scale = inp, mean, log_scale
+        self.blocks = nn.ModuleList(nn.ModuleList(pair) for pair in blocks)
+        self.log_scale_range = log_scale_range
+        self.elu = elu
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        limit = (1 << (ACT_BITS - 1)) - 1
+        h = self.inp(h.to(torch.float64))
+        for conv1, conv2 in self.blocks:
+            h = torch.clamp(h + conv2(self.elu(conv1(self.elu(h)))), -limit - 1, limit)
+        h = self.elu(h)
+        log_scale = torch.clamp(self.log_scale(h), *self.log_scale_range)
+        return self.mean(h).to(torch.int64), log_scale.to(torch.int64)
+
+
+def _convert_net(net: ConditionalNet, in_scale: float, mean_scale: float, grid: ScaleGrid,
+                 elu: FixedPointELU, name: str) -> ExactConditionalNet:
+    act = 2.0**-ACT_FRAC_BITS
+
+    def conv(layer: nn.Conv2d, scale_in: float, scale_out: float, out_bits: int,
+             part: str) -> FixedPointConv2d:
+        return FixedPointConv2d.from_float(layer, scale_in, scale_out, weight_bits=WEIGHT_BITS,
+                                           in_bits=ACT_BITS, out_bits=out_bits,
+                                           name=f"{name}.{part}")
+
+    blocks = [(conv(b.conv1, act, act, ACT_BITS, f"block{i}.conv1"),
+               conv(b.conv2, act, act, ACT_BITS, f"block{i}.conv2"))
+              for i, b in enumerate(net.blocks)]
+    log_range = (math.floor(net.min_log_scale / grid.step),
+                 math.ceil(net.max_log_scale / grid.step))
+    return ExactConditionalNet(conv(net.inp, in_scale, act, ACT_BITS, "inp"), blocks,
+                               conv(net.mean, act, mean_scale, OUT_BITS, "mean"),
+                               conv(net.log_scale, act, grid.step, OUT_BITS, "log_scale"),
+                               log_range, elu)
+
+
+class ExactBitSwap(nn.Module):
+    """The integer nets plus the integer tables they index."""
+
+    def __init__(self, config: BitSwapConfig, infer: list[ExactConditionalNet],
+                 generate: list[ExactConditionalNet]) -> None:
+        super().__init__()
+        self.config = config
+        self.infer = nn.ModuleList(infer)
+        self.generate = nn.ModuleList(generate)
+        self._tables: dict[str, DiscretizedTable] = {}
+
+    def table(self, kind: str) -> DiscretizedTable:
+        """The latent or pixel table, built once per process (they depend on nothing else)."""
+        if kind not in self._tables:
+            spec = latent_table_spec() if kind == "latent" else pixel_table_spec()
+            self._tables[kind] = DiscretizedTable(spec)
+        return self._tables[kind]
+
+    # Entropy parameters: (mean_fixed, scale_index), each int64 shaped like the variable.
+    def posterior(self, level: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z_{level+1} | x or z_level); h is the integer input of infer[level]."""
+        mean, log_scale = self.infer[level](h)
+        return mean + LATENT_MEAN_OFFSET, LATENT_GRID.index(log_scale)
+
+    def latent_prior(self, level: int, z_above: torch.Tensor):
+        """p(z_level | z_{level+1}) for level >= 1 (0-based: generate[level])."""
+        mean, log_scale = self.generate[level](z_above)
+        return mean + LATENT_MEAN_OFFSET, LATENT_GRID.index(log_scale)
+
+    def pixel_likelihood(self, z1: torch.Tensor):
+        mean, log_scale = self.generate[0](z1)
+        return mean + PIXEL_MEAN_OFFSET, PIXEL_GRID.index(log_scale)
+
+    def top_prior(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed standard logistic, in bin units."""
+        mean = torch.full(shape, LATENT_MEAN_OFFSET, dtype=torch.int64)
+        return mean, LATENT_GRID.index(torch.zeros(shape, dtype=torch.int64))
+
+
+def convert_to_exact(model: BitSwapModel) -> ExactBitSwap:
+    """Quantize a trained float model into its exact integer form."""
+    model = model.cpu().eval()
+    elu = FixedPointELU(ACT_FRAC_BITS)
+    with torch.no_grad():
+        infer = [_convert_net(net, PIXEL_INPUT_SCALE if i == 0 else LATENT_INPUT_SCALE,
+                              LATENT_MEAN_SCALE, LATENT_GRID, elu, f"infer{i}")
+                 for i, net in enumerate(model.infer)]
+        generate = [_convert_net(net, LATENT_INPUT_SCALE,
+                                 PIXEL_MEAN_SCALE if i == 0 else LATENT_MEAN_SCALE,
+                                 PIXEL_GRID if i == 0 else LATENT_GRID, elu, f"generate{i}")
+                    for i, net in enumerate(model.generate)]
+    return ExactBitSwap(model.config, infer, generate)
+
+
+def config_json(config: BitSwapConfig) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True)
