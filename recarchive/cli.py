@@ -78,12 +78,40 @@ def _ans_table(result: Result) -> str:
     return format_table(result)
 
 
+def _archive_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="only the first N CIFAR-10 test images (default all 10000)")
+    parser.add_argument("--shard-blocks", type=positive_int, default=1024,
+                        help="blocks per shard (default 1024)")
+    parser.add_argument("--codec", default="order0", help="codec (default order0)")
+
+
+def _archive_bench_run(args: argparse.Namespace) -> Result:
+    from recarchive.bench.archive_bench import run_archive_benchmark
+
+    return run_archive_benchmark(limit=args.limit, shard_blocks=args.shard_blocks,
+                                 codec=args.codec)
+
+
+def _archive_bench_table(result: Result) -> str:
+    from recarchive.bench.archive_bench import format_table
+
+    return format_table(result)
+
+
 BENCH_TARGETS: dict[str, BenchTarget] = {
     "ans": BenchTarget(
         help="interleaved rANS coder: speed, rate overhead, backend agreement, constriction",
         add_arguments=_ans_arguments,
         run=_ans_run,
         table=_ans_table,
+    ),
+    "archive": BenchTarget(
+        help="archive format on CIFAR-10 test: index overhead, bytes read to restore one "
+        "image, archive/restore throughput",
+        add_arguments=_archive_bench_arguments,
+        run=_archive_bench_run,
+        table=_archive_bench_table,
     ),
 }
 
@@ -161,11 +189,105 @@ def cmd_train_bitswap(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- archive, restore, verify, ls ---------------------------------------------------------
+
+
+def _storage_options_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage-options", metavar="JSON", default=None,
+                        help="fsspec storage options as JSON, e.g. "
+                        '\'{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}\'')
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def add_archive_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "archive", help="archive every object of SRC into the archive DST",
+        description="Archive every object below SRC (any fsspec URL) into DST; rerunning the "
+        "same command resumes an interrupted run.")
+    parser.add_argument("src")
+    parser.add_argument("dst")
+    parser.add_argument("--codec", default="order0", help="block codec (default order0)")
+    parser.add_argument("--model", default=None, help="model name for codecs that need one")
+    parser.add_argument("--shard-blocks", type=positive_int, default=1024,
+                        help="32x32 blocks per shard (default 1024)")
+    parser.add_argument("--part-objects", type=positive_int, default=4096,
+                        help="objects per part, the unit of work and resume (default 4096)")
+    parser.add_argument("--max-pixels", type=positive_int, default=None,
+                        help="larger images are kept as bytes, never decoded")
+    parser.add_argument("--run-id", default=None,
+                        help="name of the run to start or resume (default: from SRC+settings)")
+    _storage_options_argument(parser)
+    parser.set_defaults(handler=cmd_archive)
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from recarchive.archive.commands import archive_command
+
+    return archive_command(args.src, args.dst, codec=args.codec, model=args.model,
+                           shard_blocks=args.shard_blocks, part_objects=args.part_objects,
+                           max_pixels=args.max_pixels, run_id=args.run_id,
+                           storage_options=args.storage_options, as_json=args.json)
+
+
+def add_restore_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("restore", help="restore objects of ARCHIVE into DST",
+                                 description="Restore objects (all by default) into DST, "
+                                 "reading only the shards they need.")
+    parser.add_argument("archive")
+    parser.add_argument("dst")
+    parser.add_argument("--shards", default=None,
+                        help="objects whose data begins in these shards, e.g. 0,3-5")
+    parser.add_argument("--objects", metavar="GLOB", default=None,
+                        help="objects whose key matches GLOB (* also matches /)")
+    _storage_options_argument(parser)
+    parser.set_defaults(handler=cmd_restore)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from recarchive.archive.commands import restore_command
+
+    return restore_command(args.archive, args.dst, shards=args.shards, objects=args.objects,
+                           storage_options=args.storage_options, as_json=args.json)
+
+
+def add_verify_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("verify", help="decode and check every object of ARCHIVE")
+    parser.add_argument("archive")
+    _storage_options_argument(parser)
+    parser.set_defaults(handler=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from recarchive.archive.commands import verify_command
+
+    return verify_command(args.archive, storage_options=args.storage_options,
+                          as_json=args.json)
+
+
+def add_ls_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("ls", help="list the objects of ARCHIVE")
+    parser.add_argument("archive")
+    parser.add_argument("--objects", metavar="GLOB", default=None)
+    _storage_options_argument(parser)
+    parser.set_defaults(handler=cmd_ls)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from recarchive.archive.commands import ls_command
+
+    return ls_command(args.archive, objects=args.objects, storage_options=args.storage_options,
+                      as_json=args.json)
+
+
 # --- entry point ---------------------------------------------------------------------------
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_bench_parser,
     add_train_parser,
+    add_archive_parser,
+    add_restore_parser,
+    add_verify_parser,
+    add_ls_parser,
 )
 
 

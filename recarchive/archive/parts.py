@@ -35,7 +35,14 @@ from recarchive.archive.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
 from recarchive.archive.rasters import pixels_sha256
 from recarchive.codecs import BlockCodec
 
-SMALL_COLUMNS = [name for name in SHARD_SCHEMA.names if name != "payload"]
+# Index encodings chosen for size (the index is most of the archive's overhead): sorted keys
+# share prefixes, counters grow by small steps, the rest repeats.
+INDEX_DICTIONARY_COLUMNS = ["kind", "format", "mode", "reason", "meta", "icc", "exif",
+                            "palette", "height", "width", "channels", "num_blocks"]
+INDEX_ENCODINGS = {"key": "DELTA_BYTE_ARRAY", "size": "DELTA_BINARY_PACKED",
+                   "part": "DELTA_BINARY_PACKED", "shard": "DELTA_BINARY_PACKED",
+                   "block_start": "DELTA_BINARY_PACKED", "blob_offset": "DELTA_BINARY_PACKED",
+                   "blob_length": "DELTA_BINARY_PACKED"}
 
 
 @dataclass
@@ -226,7 +233,9 @@ class PartBuilder:
         index = io.BytesIO()
         table = pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA)
         pq.write_table(table, index, row_group_size=INDEX_ROW_GROUP, compression="zstd",
-                       write_statistics=["key", "kind"], write_page_index=False)
+                       compression_level=9, use_dictionary=INDEX_DICTIONARY_COLUMNS,
+                       column_encoding=INDEX_ENCODINGS, write_statistics=["key", "kind"],
+                       write_page_index=False)
         return self._buffer.getvalue(), index.getvalue()
 
 

@@ -146,7 +146,7 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
                                   exif=row["exif"], meta_json=row["meta"])
             else:
                 data = decoder.blob(row)
-            destination.write_atomic(paths[row["key"]], data)
+            destination.write_atomic(paths[row["key"]], data, durable=False)
             report.written_bytes += len(data)
     report.archive_bytes_read = reader.location.read.bytes
     report.seconds = time.time() - started

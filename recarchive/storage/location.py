@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
 from recarchive.storage.counting import ByteCounter, CountingFile
@@ -63,8 +65,8 @@ class Location:
         self.read.add(len(data))
         return bytes(data)
 
-    def write_atomic(self, relative: str, data: bytes) -> None:
-        write_atomic(self.fs, self.path(relative), data)
+    def write_atomic(self, relative: str, data: bytes, durable: bool = True) -> None:
+        write_atomic(self.fs, self.path(relative), data, durable)
 
     def create_exclusive(self, relative: str, data: bytes) -> None:
         create_exclusive(self.fs, self.path(relative), data)
@@ -91,4 +93,6 @@ def open_location(url: str, storage_options: dict[str, Any] | None = None) -> Lo
     if not url:
         raise ValueError("empty storage URL")
     fs, root = url_to_fs(url, **(storage_options or {}))
+    if isinstance(fs, LocalFileSystem):
+        root = os.path.normpath(root)
     return Location(fs, root.rstrip("/") or "/", url)

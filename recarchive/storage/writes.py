@@ -25,7 +25,7 @@ def _is_local(fs: AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def _local_temp(path: str, data: bytes) -> str:
+def _local_temp(path: str, data: bytes, durable: bool = True) -> str:
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
@@ -33,7 +33,8 @@ def _local_temp(path: str, data: bytes) -> str:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
@@ -41,10 +42,14 @@ def _local_temp(path: str, data: bytes) -> str:
     return temp
 
 
-def write_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
-    """Write `data` to `path` so that no reader ever sees part of it."""
+def write_atomic(fs: AbstractFileSystem, path: str, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` so that no reader ever sees part of it.
+
+    `durable` (local files): fsync before the rename, so a file that exists after a crash is
+    complete; restores of many small objects pass False (atomic, not crash-durable).
+    """
     if _is_local(fs):
-        temp = _local_temp(path, data)
+        temp = _local_temp(path, data, durable)
         try:
             os.replace(temp, path)
         except BaseException:

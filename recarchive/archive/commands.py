@@ -1,0 +1,124 @@
+"""What the `archive`, `restore`, `verify` and `ls` subcommands do, as plain functions: the CLI
+parses arguments and calls these, which run the work and print a short text or JSON result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from recarchive.archive.errors import ArchiveError
+from recarchive.archive.restore import RestoreReport, list_objects, restore, verify
+from recarchive.archive.writer import ArchiveSettings, PartEvent, archive
+
+
+def parse_storage_options(text: str | None) -> dict[str, Any]:
+    """`--storage-options` JSON (e.g. '{"client_kwargs": {"endpoint_url": "http://..."}}')."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ArchiveError(f"--storage-options is not JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise ArchiveError("--storage-options must be a JSON object")
+    return value
+
+
+def parse_shards(text: str | None) -> set[int] | None:
+    """'0,3-5' -> {0, 3, 4, 5}."""
+    if not text:
+        return None
+    shards: set[int] = set()
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            if "-" in item:
+                low, high = (int(v) for v in item.split("-", 1))
+                shards.update(range(low, high + 1))
+            elif item:
+                shards.add(int(item))
+        except ValueError:
+            raise ArchiveError(f"--shards: {item!r} is not N or N-M") from None
+    return shards
+
+
+def archive_command(source: str, destination: str, *, codec: str = "order0",
+                    model: str | None = None, shard_blocks: int = 1024,
+                    part_objects: int = 4096, max_pixels: int | None = None,
+                    run_id: str | None = None, storage_options: str | None = None,
+                    as_json: bool = False, out: TextIO = sys.stdout) -> int:
+    options = parse_storage_options(storage_options)
+    settings = ArchiveSettings(
+        codec=codec, codec_options={"model": model} if model else {},
+        shard_blocks=shard_blocks, part_objects=part_objects,
+        **({"max_pixels": max_pixels} if max_pixels else {}))
+
+    def progress(event: PartEvent) -> None:
+        if not as_json:
+            state = "reused" if event.reused else "built"
+            print(f"part {event.part}: {event.objects} objects ({state})", file=out, flush=True)
+
+    manifest = archive(source, destination, settings, run_id=run_id, source_options=options,
+                       destination_options=options, on_part=progress)
+    totals = manifest["totals"]
+    summary = {"archive": destination, "run_id": manifest["run_id"], "codec": manifest["codec"],
+               "parts": len(manifest["parts"]), **totals,
+               "archive_bytes": sum(f["size"] for f in manifest["files"]),
+               "seconds": manifest.get("archive_seconds")}
+    if as_json:
+        print(json.dumps(summary), file=out)
+    else:
+        print(f"archived {totals['objects']} objects ({totals['rasters']} rasters, "
+              f"{totals['blobs']} kept as bytes, {totals['skipped']} skipped) into "
+              f"{destination}: {summary['archive_bytes']} bytes", file=out)
+    return 0
+
+
+def _print_report(report: RestoreReport, verb: str, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        print(json.dumps(report.as_dict()), file=out)
+        return
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.kinds.items()))
+    print(f"{verb} {report.objects} objects ({kinds}); {report.shards_decoded} shards decoded, "
+          f"{report.archive_bytes_read} archive bytes read", file=out)
+    for item in report.skipped:
+        print(f"skipped in source: {item['key']}: {item['reason']}", file=out)
+    for problem in report.problems:
+        print(f"problem: {problem}", file=out)
+
+
+def restore_command(archive_url: str, destination: str, *, shards: str | None = None,
+                    objects: str | None = None, storage_options: str | None = None,
+                    as_json: bool = False, out: TextIO = sys.stdout) -> int:
+    options = parse_storage_options(storage_options)
+    report = restore(archive_url, destination, shards=parse_shards(shards), objects=objects,
+                     archive_options=options, destination_options=options)
+    _print_report(report, "restored", as_json, out)
+    return 0
+
+
+def verify_command(archive_url: str, *, storage_options: str | None = None,
+                   as_json: bool = False, out: TextIO = sys.stdout) -> int:
+    report = verify(archive_url, parse_storage_options(storage_options))
+    _print_report(report, "verified", as_json, out)
+    if report.problems:
+        print(f"recarchive: error: {archive_url}: {len(report.problems)} problems",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def ls_command(archive_url: str, *, objects: str | None = None,
+               storage_options: str | None = None, as_json: bool = False,
+               out: TextIO = sys.stdout) -> int:
+    for row in list_objects(archive_url, objects, parse_storage_options(storage_options)):
+        if as_json:
+            print(json.dumps(row), file=out)
+            continue
+        shape = "x".join(str(v) for v in row["shape"]) if row["shape"] else "-"
+        shard = "-" if row["shard"] is None else str(row["shard"])
+        note = f"  ({row['reason']})" if row["reason"] else ""
+        print(f"{row['kind']:7} {row['size']:>10} {row['mode'] or '-':4} {shape:>13} "
+              f"shard {shard:>5}  {row['key']}{note}", file=out)
+    return 0

@@ -1,0 +1,149 @@
+"""`recarchive bench archive`: what the archive format costs beyond the codec, and how fast
+archives are made and restored.
+
+The workload is CIFAR-10 test written as one PNG object per image in a local folder used as
+the bucket (`--limit N` takes the first N). It reports:
+- `index_overhead_pct`: every archive byte that is not a codec payload (index, Parquet
+  structure and per-shard checksums, manifest, run bookkeeping) as % of the payload bytes,
+  with its parts, and `codec` naming the codec whose payloads these are;
+- `restore_one_bytes_read`: bytes fetched from the archive to restore one image, next to
+  `archive_bytes`;
+- archive, restore and verify throughput in MB/s of raw pixels;
+- `roundtrip_identical`: every restored image equals its source pixels (a failed check fails
+  the command).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from recarchive.archive import ArchiveSettings, archive, restore, verify
+from recarchive.archive.format import MANIFEST
+
+
+def _write_bucket(images: np.ndarray, folder: Path) -> list[str]:
+    keys = []
+    for number, image in enumerate(images):
+        key = f"cifar10-test/{number:05d}.png"
+        path = folder / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "PNG")
+        path.write_bytes(buffer.getvalue())
+        keys.append(key)
+    return keys
+
+
+def _folder_bytes(folder: Path) -> dict[str, int]:
+    sizes = {"data": 0, "index": 0, "manifest": 0, "bookkeeping": 0, "models": 0}
+    for path in folder.rglob("*"):
+        if not path.is_file():
+            continue
+        parts = path.relative_to(folder).parts
+        role = ("manifest" if parts == (MANIFEST,) else
+                parts[2] if len(parts) > 3 and parts[2] in ("data", "index", "models")
+                else "bookkeeping")
+        sizes[role] += path.stat().st_size
+    return sizes
+
+
+def _object_hash_bytes(folder: Path) -> int:
+    """Bytes the index spends on the two per-object sha256 columns (from Parquet metadata)."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in folder.rglob("index/*.parquet"):
+        meta = pq.ParquetFile(path).metadata
+        names = [meta.schema.column(j).name for j in range(meta.num_columns)]
+        for group in range(meta.num_row_groups):
+            for name in ("sha256", "pixels_sha256"):
+                total += meta.row_group(group).column(names.index(name)).total_compressed_size
+    return total
+
+
+def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
+                          codec: str = "order0", workdir: str | None = None) -> dict[str, Any]:
+    """Archive, restore one, restore all and verify CIFAR-10 test; return the figures."""
+    from recarchive.codecs import get_codec
+    from recarchive.datasets import load_cifar10
+
+    get_codec(codec)  # import the codec's stack (torch) before any timing
+    images = load_cifar10("test")
+    if limit is not None:
+        images = images[:limit]
+    with tempfile.TemporaryDirectory(prefix="recarchive-bench-", dir=workdir) as temp:
+        root = Path(temp)
+        bucket, target = root / "bucket", root / "archive"
+        keys = _write_bucket(images, bucket)
+        raw = int(images.size)
+        started = time.perf_counter()
+        manifest = archive(str(bucket), str(target),
+                           ArchiveSettings(codec=codec, shard_blocks=shard_blocks))
+        archive_seconds = time.perf_counter() - started
+        totals = manifest["totals"]
+        sizes = _folder_bytes(target)
+        archive_bytes = sum(sizes.values())
+        payload = totals["pixel_payload_bytes"] + totals["blob_payload_bytes"]
+        data_structure = sizes["data"] - payload
+        hashes = _object_hash_bytes(target)
+
+        one = restore(str(target), str(root / "one"), objects=keys[len(keys) // 2])
+        started = time.perf_counter()
+        full = restore(str(target), str(root / "all"))
+        restore_seconds = time.perf_counter() - started
+        identical = full.objects == len(keys) and all(
+            np.array_equal(np.asarray(Image.open(root / "all" / key)), image)
+            for key, image in zip(keys, images, strict=True))
+        started = time.perf_counter()
+        checked = verify(str(target))
+        verify_seconds = time.perf_counter() - started
+
+    megabytes = raw / 1e6
+    return {
+        "dataset": "cifar10-test", "images": len(keys), "codec": codec,
+        "shard_blocks": shard_blocks, "storage": "local folder",
+        "raw_pixel_bytes": raw, "source_png_bytes": totals["source_bytes"],
+        "payload_bytes": payload, "archive_bytes": archive_bytes,
+        "index_overhead_pct": 100.0 * (archive_bytes - payload) / payload,
+        "overhead_index_bytes": sizes["index"],
+        "overhead_object_hash_bytes": hashes,
+        "index_overhead_pct_without_object_hashes":
+            100.0 * (archive_bytes - payload - hashes) / payload,
+        "overhead_data_file_bytes": data_structure,
+        "overhead_manifest_bytes": sizes["manifest"],
+        "overhead_bookkeeping_bytes": sizes["bookkeeping"] + sizes["models"],
+        "payload_bits_per_dim": 8.0 * payload / raw,
+        "shards": totals["pixel_shards"] + totals["blob_shards"],
+        "restore_one_bytes_read": one.archive_bytes_read,
+        "restore_one_pct_of_archive": 100.0 * one.archive_bytes_read / archive_bytes,
+        "restore_one_shards_decoded": one.shards_decoded,
+        "archive_seconds": archive_seconds,
+        "archive_mb_per_s": megabytes / archive_seconds,
+        "restore_seconds": restore_seconds,
+        "restore_mb_per_s": megabytes / restore_seconds,
+        "verify_mb_per_s": megabytes / verify_seconds,
+        "roundtrip_identical": bool(identical),
+        "verify_problems": len(checked.problems),
+        "verify_identical": not checked.problems,
+        "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"archive benchmark: {result['images']} {result['dataset']} images, codec "
+             f"{result['codec']}, {result['shard_blocks']} blocks/shard, {result['storage']}"]
+    for key, value in result.items():
+        if key in ("dataset", "images", "codec", "shard_blocks", "storage"):
+            continue
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        lines.append(f"  {key:28} {text}")
+    return "\n".join(lines)
