@@ -38,12 +38,13 @@ class BitSwapCodec:
 
     def __init__(self, model: ExactBitSwap, model_sha256: str, *, chains: int = DEFAULT_CHAINS,
                  mode: str = "bitswap", device: str | torch.device = "cpu", seed: int = 0,
-                 net_batch: int | None = None) -> None:
+                 net_batch: int | None = None, model_bytes: bytes | None = None) -> None:
         if mode not in MODES:
             raise CodecError(f"unknown Bit-Swap mode {mode!r}: use one of {MODES}")
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self._sha256 = model_sha256
+        self._model_bytes = model_bytes
         self.chains, self.mode, self.seed = chains, mode, seed
         self.net = _BatchedNets(model, net_batch)
         self.backend = torch_backend(self.device)
@@ -54,6 +55,10 @@ class BitSwapCodec:
     @property
     def model_sha256(self) -> str:
         return self._sha256
+
+    def model_bytes(self) -> bytes | None:
+        """The model file, for archives to carry a copy (they restore without the zoo)."""
+        return self._model_bytes
 
     # --- lanes ---------------------------------------------------------------------------
 
@@ -193,7 +198,8 @@ class BitSwapCodec:
 
     def _with_mode(self, mode: str) -> BitSwapCodec:
         return BitSwapCodec(self.model, self._sha256, chains=self.chains, mode=mode,
-                            device=self.device, seed=self.seed, net_batch=self.net.batch)
+                            device=self.device, seed=self.seed, net_batch=self.net.batch,
+                            model_bytes=self._model_bytes)
 
 
 class _BatchedNets:

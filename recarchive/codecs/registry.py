@@ -27,8 +27,22 @@ def get_codec(name: str, **options: Any) -> BlockCodec:
     return _FACTORIES[name](**options)
 
 
+def _bitswap(model: str = "bitswap-cifar", model_bytes: bytes | None = None,
+             model_sha256: str | None = None, **options: Any) -> BlockCodec:
+    """Bit-Swap with a shipped model, a model file, or model bytes (from an archive)."""
+    from recarchive.codecs.bitswap import BitSwapCodec
+    from recarchive.models import zoo
+
+    if model_bytes is not None:
+        loaded = zoo.load_bitswap_bytes(model_bytes, model_sha256, "archive model copy")
+    else:
+        loaded = zoo.load_bitswap(model, model_sha256)
+    return BitSwapCodec(loaded.exact, loaded.sha256, model_bytes=loaded.data, **options)
+
+
 def _load_builtin() -> None:
     if "order0" not in _FACTORIES:
         from recarchive.codecs.order0 import Order0Codec
 
         register_codec("order0", Order0Codec)
+        register_codec("bitswap", _bitswap)

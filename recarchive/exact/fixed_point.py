@@ -12,6 +12,7 @@ so the CPU and CUDA kernels are im2col + DGEMM (never Winograd or FFT), and floa
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +24,14 @@ EXACT_LIMIT = 1 << 53
 @contextlib.contextmanager
 def plain_convolution():
     """Only im2col + GEMM convolution kernels inside: no algorithm that rounds differently."""
-    with (
-        torch.backends.mkldnn.flags(enabled=False),
-        torch.backends.nnpack.flags(enabled=False),
-        torch.backends.cudnn.flags(enabled=False),
-    ):
-        yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # toggling oneDNN warns about Intel GPUs
+        with (
+            torch.backends.mkldnn.flags(enabled=False),
+            torch.backends.nnpack.flags(enabled=False),
+            torch.backends.cudnn.flags(enabled=False),
+        ):
+            yield
 
 
 def _signed_max(bits: int) -> int:
@@ -53,19 +56,24 @@ class FixedPointConv2d(nn.Module):
         shift = shift.detach().to(torch.int64).cpu()
         if not (torch.equal(weight, weight.round()) and torch.equal(bias, bias.round())):
             raise ValueError(f"{name}: weights and bias must be integers")
-        fan_in = weight[0].numel()
         offsets = torch.where(shift > 0, 2.0 ** (shift - 1).clamp(min=0), 0.0).to(torch.float64)
-        bound = fan_in * int(weight.abs().max()) * (1 << (in_bits - 1)) + int(
-            (bias + offsets).abs().max())
-        if bound >= EXACT_LIMIT:
-            raise ValueError(f"{name}: accumulator bound 2^{bound.bit_length()} reaches 2^53; "
-                             "use fewer weight or activation bits")
         self.name, self.in_bits, self.out_bits, self.padding = name, in_bits, out_bits, padding
-        self.accumulator_bound = bound
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias + offsets)
         self.register_buffer("scale", (2.0 ** (-shift.to(torch.float64))).view(-1, 1, 1))
         self.register_buffer("shift", shift)
+        self.accumulator_bound = self.check_bound()
+
+    def check_bound(self) -> int:
+        """Largest |partial sum| any input can produce; refuse >= 2^53, where float64 stops
+        being exact. Run again after loading weights from a file."""
+        fan_in = self.weight[0].numel()
+        bound = fan_in * int(self.weight.abs().max()) * (1 << (self.in_bits - 1))
+        bound += int(self.bias.abs().max())
+        if bound >= EXACT_LIMIT or not torch.equal(self.weight, self.weight.round()):
+            raise ValueError(f"{self.name}: accumulator bound 2^{bound.bit_length()} reaches "
+                             "2^53 (or weights are not integers); use fewer bits")
+        return bound
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with plain_convolution():

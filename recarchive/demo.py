@@ -1,0 +1,199 @@
+"""`make demo`: archive a small real bucket, restore it, check every object, print a summary.
+
+The bucket is a local folder holding two CC0 photos from scikit-image and four CIFAR-10 test
+images (from the shared data's fixtures) plus generated edge cases: every raster mode and
+format the archive keeps as pixels, and what it must keep as bytes (JPEG, lossy WebP, 16-bit
+PNG, zero-byte, non-image, corrupt and bomb PNGs). Runs in process, no Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import struct
+import sys
+import tempfile
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+FIXTURE_FILES = {
+    "photos/skimage_chelsea_CC0.png": "skimage_chelsea_CC0.png",
+    "photos/skimage_coffee_CC0.png": "skimage_coffee_CC0.png",
+    "cifar10/cifar10_test_00.png": "cifar10_test_00.png",
+    "cifar10/cifar10_test_01.png": "cifar10_test_01.png",
+    "cifar10/cifar10_test_02.png": "cifar10_test_02.png",
+    "cifar10/cifar10_test_03.png": "cifar10_test_03.png",
+}
+
+
+def _encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return (struct.pack(">I", len(body)) + kind + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+
+def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A tiny PNG whose header claims width x height 8-bit gray pixels."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    data = zlib.compress(b"\0" * 64)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data)
+            + png_chunk(b"IEND", b""))
+
+
+def edge_cases(seed: int = 0) -> dict[str, bytes]:
+    """Generated objects (key -> bytes) covering what ingest must tell apart."""
+    rng = np.random.default_rng(seed)
+    smooth = np.add.outer(np.arange(33), np.arange(45)).astype(np.uint8)
+    rgb = np.stack([smooth, smooth[::-1], rng.integers(0, 256, smooth.shape, np.uint8)], -1)
+    rgb = rgb.astype(np.uint8)
+    alpha = np.linspace(0, 255, 45, dtype=np.uint8)[None, :].repeat(33, 0)
+    palette = Image.fromarray(rng.integers(0, 6, (40, 50), np.uint8), "P")
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255, 250, 250, 0, 9, 9, 9])
+    gray16 = Image.fromarray((np.arange(30 * 40).reshape(30, 40) * 53 % 65536).astype(np.uint16))
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Title", "recarchive demo")
+    text.add_itxt("Comment", "exact pixels \u2713")
+    exif = Image.Exif()
+    exif[0x010F] = "recarchive"  # Make
+    photo = Image.fromarray(rgb, "RGB")
+    valid = _encode(photo, "PNG")
+    return {
+        "edge/odd_45x33.png": valid,
+        "edge/gray.png": _encode(Image.fromarray(smooth, "L"), "PNG"),
+        "edge/rgba.png": _encode(Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), "PNG"),
+        "edge/palette.png": _encode(palette, "PNG", transparency=0),
+        "edge/nested/deeper/gray_alpha.png": _encode(
+            Image.fromarray(np.dstack([smooth, alpha]), "LA"), "PNG"),
+        "edge/metadata.png": _encode(photo, "PNG", pnginfo=text, exif=exif.tobytes(),
+                                     icc_profile=b"demo-icc-profile-bytes"),
+        "edge/image.bmp": _encode(photo, "BMP"),
+        "edge/image.tiff": _encode(photo, "TIFF"),
+        "edge/image.ppm": _encode(photo, "PPM"),
+        "edge/lossless.webp": _encode(photo, "WEBP", lossless=True),
+        "edge/lossy.webp": _encode(photo, "WEBP", quality=70),
+        "edge/photo.jpg": _encode(photo, "JPEG", quality=90),
+        "edge/gray16.png": _encode(gray16, "PNG"),
+        "edge/empty.bin": b"",
+        "edge/readme.txt": b"not an image: kept byte for byte\n",
+        "edge/corrupt.png": valid[: len(valid) * 2 // 3],
+        "edge/bomb.png": bomb_png(),
+    }
+
+
+def make_bucket(folder: Path, fixtures: Path | None = None) -> dict[str, bytes]:
+    """Write the demo bucket into `folder`; return key -> original bytes."""
+    if fixtures is None:
+        from recarchive.datasets import data_dir
+
+        fixtures = data_dir() / "fixtures"
+    objects = {key: (fixtures / name).read_bytes() for key, name in FIXTURE_FILES.items()}
+    objects.update(edge_cases())
+    for key, data in objects.items():
+        path = folder / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return objects
+
+
+def same_raster(original: bytes, restored: bytes) -> bool:
+    """Same mode, pixels and palette, decoded from the original and the restored bytes."""
+    with Image.open(io.BytesIO(original)) as a, Image.open(io.BytesIO(restored)) as b:
+        if a.mode != b.mode or not np.array_equal(np.asarray(a), np.asarray(b)):
+            return False
+        if a.mode == "P":
+            used = len(a.getpalette() or [])
+            return (a.getpalette() or [])[:used] == (b.getpalette() or [])[:used]
+        return True
+
+
+def run_demo(workdir: str | None = None, codec: str = "order0",
+             say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Archive, restore, check, verify; return the summary (also printed through `say`)."""
+    from recarchive.archive import ArchiveSettings, archive, restore, verify
+
+    temp = tempfile.mkdtemp(prefix="recarchive-demo-", dir=workdir)
+    try:
+        root = Path(temp)
+        bucket, target, restored = root / "bucket", root / "archive", root / "restored"
+        objects = make_bucket(bucket)
+        manifest = archive(str(bucket), str(target), ArchiveSettings(codec=codec))
+        report = restore(str(target), str(restored))
+        checked = verify(str(target))
+        from recarchive.archive import list_objects
+
+        rows = {row["key"]: row for row in list_objects(str(target))}
+        mismatched = []
+        for key, data in objects.items():
+            path = restored / key
+            row = rows.get(key)
+            if row is None or not path.is_file():
+                mismatched.append(key)
+            elif row["kind"] == "raster":
+                if not same_raster(data, path.read_bytes()):
+                    mismatched.append(key)
+            elif path.read_bytes() != data:
+                mismatched.append(key)
+        archive_bytes = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        totals = manifest["totals"]
+        summary = {
+            "objects": totals["objects"], "kinds": dict(Counter(r["kind"] for r in rows.values())),
+            "source_bytes": totals["source_bytes"], "archive_bytes": archive_bytes,
+            "codec": manifest["codec"], "raw_pixel_bytes": totals["raw_pixel_bytes"],
+            "codec_payload_bytes": totals["pixel_payload_bytes"],
+            "codec_bits_per_dim": 8.0 * totals["pixel_payload_bytes"] / totals["block_bytes"],
+            "blob_bytes": totals["blob_raw_bytes"], "blob_zstd_bytes": totals["blob_payload_bytes"],
+            "kept_as_bytes": {k: r["reason"] for k, r in sorted(rows.items())
+                              if r["kind"] != "raster"},
+            "restored": report.objects, "identical": not mismatched, "mismatched": mismatched,
+            "verify_problems": checked.problems,
+        }
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    say(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(s["kinds"].items()))
+    lines = [
+        f"objects: {s['objects']} ({kinds})",
+        f"source: {s['source_bytes']} bytes; archive: {s['archive_bytes']} bytes "
+        f"({100.0 * s['archive_bytes'] / s['source_bytes']:.1f}% of source)",
+        f"pixels: {s['raw_pixel_bytes']} raw bytes -> {s['codec_payload_bytes']} bytes by codec "
+        f"{s['codec']} ({s['codec_bits_per_dim']:.3f} bits/dim, padding included)",
+        f"kept as bytes (zstd): {s['blob_bytes']} -> {s['blob_zstd_bytes']} bytes",
+    ]
+    lines += [f"  {key}: {reason}" for key, reason in s["kept_as_bytes"].items()]
+    lines.append(f"restored {s['restored']} objects; every object pixel/byte-identical: "
+                 f"{'yes' if s['identical'] else 'NO: ' + ', '.join(s['mismatched'])}")
+    lines.append("verify: " + ("ok" if not s["verify_problems"]
+                               else f"{len(s['verify_problems'])} problems"))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recarchive.demo", description=__doc__)
+    parser.add_argument("--workdir", default=None, help="where the temporary folders go")
+    parser.add_argument("--codec", default="order0")
+    args = parser.parse_args(argv)
+    summary = run_demo(args.workdir, args.codec)
+    ok = summary["identical"] and not summary["verify_problems"]
+    if not ok:
+        print("demo: FAILED", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

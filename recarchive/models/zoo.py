@@ -1,0 +1,110 @@
+"""Shipped models: safetensors files named and addressed by their sha256.
+
+A model file holds the exact integer tensors the codec runs (`exact.*`), the float weights
+they came from (`float.*`, for the −ELBO and for fine-tuning) and metadata (family, config,
+training record). Loading always verifies the file's sha256 against what the caller expects:
+the name's entry in `SHIPPED`, or the hash an archive recorded. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load, save
+
+from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
+from recarchive.models.exact_bitswap import ExactBitSwap, convert_to_exact
+
+FORMAT = "recarchive-model/1"
+ZOO_DIR = Path(__file__).parent / "zoo"
+# name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
+SHIPPED: dict[str, str] = {}
+
+
+class ModelError(ValueError):
+    """A model file is missing, damaged, or not the one asked for."""
+
+
+@dataclass
+class LoadedModel:
+    exact: ExactBitSwap
+    float_model: BitSwapModel
+    metadata: dict
+    sha256: str
+    data: bytes
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def bitswap_model_bytes(model: BitSwapModel, training: dict | None = None) -> bytes:
+    """Serialize a trained float model together with its exact conversion."""
+    exact = convert_to_exact(model)
+    tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"exact.{k}": v.detach().cpu().clone().contiguous()
+                    for k, v in exact.state_dict().items()})
+    metadata = {"format": FORMAT, "family": "bitswap",
+                "config": json.dumps(model.config.to_dict(), sort_keys=True),
+                "training": json.dumps(training or {}, sort_keys=True)}
+    return save(tensors, metadata)
+
+
+def _metadata(data: bytes) -> dict:
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    return header.get("__metadata__", {})
+
+
+def load_bitswap_bytes(data: bytes, expected_sha256: str | None, source: str) -> LoadedModel:
+    """Parse and check a Bit-Swap model file's bytes."""
+    digest = sha256_of(data)
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise ModelError(f"model {source} has sha256 {digest}, expected {expected_sha256}: "
+                         "the file is damaged or is another model")
+    try:
+        metadata = _metadata(data)
+        tensors = load(data)
+    except Exception as error:  # safetensors raises several types for damaged files
+        raise ModelError(f"model {source} is not a readable safetensors file: {error}") from error
+    if metadata.get("format") != FORMAT or metadata.get("family") != "bitswap":
+        raise ModelError(f"model {source} is not a {FORMAT} Bit-Swap model: {metadata}")
+    config = BitSwapConfig(**json.loads(metadata["config"]))
+    float_model = BitSwapModel(config)
+    float_model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("float.")})
+    exact = convert_to_exact(BitSwapModel(config))  # the skeleton; weights come from the file
+    exact.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("exact.")})
+    for module in exact.modules():
+        if hasattr(module, "check_bound"):
+            module.check_bound()
+    return LoadedModel(exact, float_model.eval(), metadata, digest, data)
+
+
+def resolve_model(name_or_path: str) -> tuple[bytes, str | None, str]:
+    """(file bytes, expected sha256 or None, description) for a zoo name or a file path."""
+    if name_or_path in SHIPPED:
+        path = ZOO_DIR / f"{name_or_path}.safetensors"
+        if not path.exists():
+            raise ModelError(f"shipped model {name_or_path} is missing from {ZOO_DIR}")
+        return path.read_bytes(), SHIPPED[name_or_path], name_or_path
+    path = Path(name_or_path)
+    if path.exists():
+        return path.read_bytes(), None, str(path)
+    known = ", ".join(sorted(SHIPPED)) or "none yet"
+    raise ModelError(f"unknown model {name_or_path!r}: give a shipped name ({known}) or a path")
+
+
+def load_bitswap(name_or_path: str, expected_sha256: str | None = None) -> LoadedModel:
+    data, shipped_sha, source = resolve_model(name_or_path)
+    return load_bitswap_bytes(data, expected_sha256 or shipped_sha, source)
+
+
+def float_model_from_checkpoint(path: Path, use_ema: bool = True) -> BitSwapModel:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = BitSwapModel(BitSwapConfig(**state["config"]))
+    model.load_state_dict(state["ema" if use_ema else "model"])
+    return model.eval()

@@ -1,0 +1,101 @@
+"""Bit-Swap: exact round trips whatever the batch size or threads, the model file, the modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recarchive.codecs import CodecError, EncodedShard, get_codec
+from recarchive.codecs.bitswap import BitSwapCodec
+from recarchive.datasets import data_dir
+from recarchive.models import zoo
+from recarchive.models.bitswap import BitSwapConfig, BitSwapModel, pixels_to_input, space_to_depth
+from recarchive.models.exact_bitswap import LATENT_MEAN_OFFSET, convert_to_exact
+
+TINY = BitSwapConfig(latent_layers=2, latent_channels=4, width=8, res_blocks=1)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> tuple[Path, BitSwapModel]:
+    torch.manual_seed(0)
+    model = BitSwapModel(TINY).eval()
+    path = tmp_path_factory.mktemp("zoo") / "tiny.safetensors"
+    path.write_bytes(zoo.bitswap_model_bytes(model, {"note": "untrained test model"}))
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def blocks() -> np.ndarray:
+    return np.load(data_dir() / "fixtures" / "cifar10_test_first16_uint8_NHWC.npy")[:11]
+
+
+def codec(model_file, **options) -> BitSwapCodec:
+    return get_codec("bitswap", model=str(model_file[0]), **options)
+
+
+@pytest.mark.parametrize("mode", ["bitswap", "bbans"])
+def test_round_trip_with_other_batch_sizes_and_threads(model_file, blocks, mode):
+    encoder = codec(model_file, chains=4, mode=mode)
+    shard = encoder.encode(blocks)  # 11 blocks over 4 chains: the last step is partial
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        decoded = codec(model_file, chains=4, mode=mode, net_batch=1).decode(shard)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(decoded, blocks)
+    again = codec(model_file, chains=4, mode=mode, net_batch=3).encode(blocks)
+    assert again.payload == shard.payload
+
+
+def test_bitswap_needs_fewer_initial_bits_than_bbans(model_file, blocks):
+    swap = codec(model_file, chains=2, mode="bitswap").encode(blocks)
+    bbans = codec(model_file, chains=2, mode="bbans").encode(blocks)
+    assert swap.params["clean_words"] < bbans.params["clean_words"]
+
+
+def test_decoder_follows_the_shard_parameters(model_file, blocks):
+    shard = codec(model_file, chains=3, mode="bbans").encode(blocks[:5])
+    decoded = codec(model_file, chains=64, mode="bitswap").decode(shard)
+    assert np.array_equal(decoded, blocks[:5])
+
+
+def test_damaged_payload_is_refused(model_file, blocks):
+    shard = codec(model_file, chains=2).encode(blocks[:2])
+    broken = bytearray(shard.payload)
+    broken[len(broken) // 2] ^= 0xFF
+    with pytest.raises(CodecError):
+        codec(model_file).decode(EncodedShard(bytes(broken), 2, 3, shard.params))
+
+
+def test_wrong_layout_is_refused(model_file):
+    with pytest.raises(CodecError):
+        codec(model_file).encode(np.zeros((2, 32, 32, 1), np.uint8))
+
+
+def test_model_file_is_pinned_by_hash(model_file):
+    data = model_file[0].read_bytes()
+    loaded = zoo.load_bitswap(str(model_file[0]), zoo.sha256_of(data))
+    assert loaded.sha256 == zoo.sha256_of(data)
+    with pytest.raises(zoo.ModelError, match="sha256"):
+        zoo.load_bitswap(str(model_file[0]), "0" * 64)
+    with pytest.raises(zoo.ModelError):
+        zoo.load_bitswap_bytes(data[:1000], None, "cut file")
+    carried = get_codec("bitswap", model_bytes=data, model_sha256=loaded.sha256)
+    assert carried.model_bytes() == data
+
+
+def test_exact_model_tracks_the_float_model(model_file):
+    _, model = model_file
+    exact = convert_to_exact(model)
+    x = torch.from_numpy(
+        np.load(data_dir() / "fixtures" / "cifar10_test_first16_uint8_NHWC.npy")[:4]
+    ).permute(0, 3, 1, 2).to(torch.int64)
+    mean_fixed, _ = exact.posterior(0, space_to_depth(2 * x - 255))
+    with torch.no_grad():
+        mean, _ = model.infer[0](space_to_depth(pixels_to_input(x.double().float())))
+    float_fixed = 1024 * mean.double() + LATENT_MEAN_OFFSET
+    assert (mean_fixed.double() - float_fixed).abs().max() < 4
