@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/recarchive bench ans
+	$(BIN)/python -m recarchive.demo
 
 bench: $(STAMP)
 	$(BIN)/recarchive bench ans --json
