@@ -113,7 +113,38 @@ BENCH_TARGETS: dict[str, BenchTarget] = {
         run=_archive_bench_run,
         table=_archive_bench_table,
     ),
+    "codec": BenchTarget(
+        help="a codec's bits/dim, speed and exactness on a data set, beside PNG/WebP/JPEG-XL",
+        add_arguments=lambda parser: _codec_arguments(parser),
+        run=lambda args: _codec_run(args),
+        table=lambda result: _codec_table(result),
+    ),
 }
+
+
+def _codec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--codec", default="bitswap", help="codec name (default bitswap)")
+    parser.add_argument("--model", default=None, help="model name or file (codec default)")
+    parser.add_argument("--dataset", default="cifar10-test",
+                        help="cifar10-test, cifar10-validation or photo-val")
+    parser.add_argument("--limit", type=positive_int, default=None, help="first N images only")
+    parser.add_argument("--shard-blocks", type=positive_int, default=1024)
+    parser.add_argument("--chains", type=positive_int, default=None,
+                        help="chains per shard (Bit-Swap; default the codec's)")
+    parser.add_argument("--no-baselines", dest="baselines", action="store_false")
+
+
+def _codec_run(args: argparse.Namespace) -> Result:
+    from recarchive.bench.codec_bench import run_codec_benchmark
+
+    return run_codec_benchmark(args.codec, args.model, args.dataset, args.limit,
+                               args.shard_blocks, args.chains, args.baselines)
+
+
+def _codec_table(result: Result) -> str:
+    from recarchive.bench.codec_bench import format_table
+
+    return format_table(result)
 
 
 def add_bench_parser(commands: argparse._SubParsersAction) -> None:

@@ -1,0 +1,104 @@
+"""`recarchive bench codec`: rate, speed and exactness of a codec on a data set, beside the
+classical codecs on the same images.
+
+Images are grouped into shards of `shard_blocks`; each shard is encoded, serialized, decoded
+and compared. `bits_per_dim` counts every byte of every shard's payload (initial bits, heads,
+headers, checksums) over the images' dimensions.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from recarchive.bench.baselines import baseline_bits_per_dim
+
+DATASETS = ("cifar10-test", "cifar10-validation", "photo-val")
+
+
+def load_dataset(name: str, limit: int | None) -> np.ndarray:
+    from recarchive import datasets
+
+    if name == "cifar10-test":
+        images = datasets.cifar10_split("test")
+    elif name == "cifar10-validation":
+        images = datasets.cifar10_split("validation")
+    elif name == "photo-val":
+        images = datasets.random_patches(datasets.photo_files("validation"), 10_000, seed=2024)
+    else:
+        raise ValueError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)}")
+    return np.ascontiguousarray(images[:limit] if limit else images)
+
+
+def neg_elbo_bits_per_dim(codec, images: np.ndarray, batch: int = 250) -> float | None:
+    """The float model's −ELBO (one seeded sample per image), where the codec has one."""
+    from recarchive.models import zoo
+
+    data = getattr(codec, "model_bytes", lambda: None)()
+    if data is None:
+        return None
+    model = zoo.load_bitswap_bytes(data, None, "benchmark model").float_model
+    torch.manual_seed(0)
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            x = torch.from_numpy(images[start : start + batch]).permute(0, 3, 1, 2).float()
+            total += float(model.bits_per_dim(x).sum())
+    return total / len(images)
+
+
+def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit: int | None,
+                        shard_blocks: int = 1024, chains: int | None = None,
+                        baselines: bool = True) -> dict:
+    from recarchive.codecs import get_codec
+
+    options = {}
+    if model:
+        options["model"] = model
+    if chains:
+        options["chains"] = chains
+    codec = get_codec(codec_name, **options)
+    images = load_dataset(dataset, limit)
+    shards = [images[i : i + shard_blocks] for i in range(0, len(images), shard_blocks)]
+    encoded, encode_s, decode_s, exact = [], 0.0, 0.0, True
+    for shard in shards:
+        start = time.perf_counter()
+        encoded.append(codec.encode(shard))
+        encode_s += time.perf_counter() - start
+    for shard, enc in zip(shards, encoded, strict=True):
+        start = time.perf_counter()
+        decoded = codec.decode(enc)
+        decode_s += time.perf_counter() - start
+        exact &= bool(np.array_equal(decoded, shard))
+    dims = images.size
+    payload_bits = 8 * sum(len(e.payload) for e in encoded)
+    clean_words = [e.params.get("clean_words") for e in encoded]
+    result = {
+        "codec": codec_name,
+        "model": model,
+        "model_sha256": codec.model_sha256,
+        "dataset": dataset,
+        "images": len(images),
+        "shards": len(shards),
+        "shard_blocks": shard_blocks,
+        "bits_per_dim": payload_bits / dims,
+        "neg_elbo_bits_per_dim": neg_elbo_bits_per_dim(codec, images),
+        "initial_bits_per_shard": (32 * float(np.mean(clean_words))
+                                   if None not in clean_words else None),
+        "encode_mb_per_s": images.nbytes / encode_s / 1e6,
+        "decode_mb_per_s": images.nbytes / decode_s / 1e6,
+        "encode_seconds": encode_s,
+        "decode_seconds": decode_s,
+        "roundtrip_exact": exact,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if baselines:
+        result.update(baseline_bits_per_dim(images))
+    return result
+
+
+def format_table(result: dict) -> str:
+    rows = [f"{key:>26}  {value}" for key, value in result.items()]
+    return "\n".join(rows)
