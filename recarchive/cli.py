@@ -99,6 +99,26 @@ def _archive_bench_table(result: Result) -> str:
     return format_table(result)
 
 
+def _rec_synthetic_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plots", metavar="DIR", default=None,
+                        help="write the PNG plots into DIR")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller samples (a few seconds; what the tests run)")
+    parser.add_argument("--seed", type=int, default=0, help="experiment seed (default 0)")
+
+
+def _rec_synthetic_run(args: argparse.Namespace) -> Result:
+    from recarchive.bench.rec_synthetic import run_rec_synthetic
+
+    return run_rec_synthetic(seed=args.seed, quick=args.quick, plots_dir=args.plots)
+
+
+def _rec_synthetic_table(result: Result) -> str:
+    from recarchive.bench.rec_synthetic import format_table
+
+    return format_table(result)
+
+
 BENCH_TARGETS: dict[str, BenchTarget] = {
     "ans": BenchTarget(
         help="interleaved rANS coder: speed, rate overhead, backend agreement, constriction",
@@ -118,6 +138,13 @@ BENCH_TARGETS: dict[str, BenchTarget] = {
         add_arguments=lambda parser: _codec_arguments(parser),
         run=lambda args: _codec_run(args),
         table=lambda result: _codec_table(result),
+    ),
+    "rec-synthetic": BenchTarget(
+        help="relative entropy coding on 5-D Gaussians: PFR runtime vs D∞, codelength vs I, "
+        "ORC bias vs budget, standard and space-partitioned",
+        add_arguments=_rec_synthetic_arguments,
+        run=_rec_synthetic_run,
+        table=_rec_synthetic_table,
     ),
 }
 

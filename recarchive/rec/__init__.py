@@ -23,6 +23,7 @@ from recarchive.rec.gaussian import dinf_bits, kl_bits, whiten
 from recarchive.rec.index_code import (
     IndexCode,
     choice_bits,
+    fit_zipf_lam,
     fitted_index_code,
     pop_choice,
     push_choice,
@@ -47,6 +48,7 @@ __all__ = [
     "decode_blocks",
     "dinf_bits",
     "encode_blocks",
+    "fit_zipf_lam",
     "fitted_index_code",
     "kl_bits",
     "pop_choice",

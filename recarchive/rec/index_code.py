@@ -12,10 +12,14 @@ length, then the bits below the leading one), so no index is ever uncodable. Row
 
 * `zipf_index_code`: p(n) ∝ n^-(1 + 1/lam), the classic PFR index code (Li & El Gamal) when
   nothing is known about n beyond the scale lam of E[log2 n];
-* `fitted_index_code` (recommended for partitioned REC): counts of n from encoding training
-  data, smoothed with a little Zipf mass so unseen indices stay cheap enough. Quantized with
-  the integer-only `counts_to_cdf`, so a decoder rebuilding the table from stored counts gets
-  the same table bit for bit. Measured gains over Zipf are in `recarchive/rec/README.md`.
+* `fit_zipf_lam` + `zipf_index_code` (recommended): the Zipf scale that codes indices from
+  encoding training data shortest. n is heavy-tailed (it grows like 2**(KL - sum(bits)) when a
+  posterior carries more information than its partition), which a power law matches with one
+  parameter;
+* `fitted_index_code`: a histogram of training indices, smoothed with a little Zipf mass and
+  quantized by the integer-only `counts_to_cdf` (a decoder rebuilding it from stored counts
+  gets the same table). Needs thousands of samples to match the fitted Zipf on the tail.
+Measurements: `recarchive/rec/README.md`.
 """
 
 from __future__ import annotations
@@ -107,6 +111,17 @@ def fitted_index_code(
             counts = counts * ((1 << 20) // max(n.size, 1))
         rows.append(counts + smooth)
     return IndexCode(counts_to_cdf(np.stack(rows), INDEX_PRECISION))
+
+
+def fit_zipf_lam(indices: np.ndarray, cap: int = DEFAULT_CAP) -> float:
+    """The Zipf scale that codes these training indices shortest (a 1-parameter fit, so a few
+    hundred samples suffice where a histogram would still be learning its tail)."""
+    n = np.asarray(indices, dtype=np.int64).reshape(-1)
+    grid = np.geomspace(0.25, 64.0, 33)
+    code = zipf_index_code(grid, cap)
+    rows = np.arange(grid.size)[:, None]
+    cost = code.symbol_bits(np.broadcast_to(rows, (grid.size, n.size)), n[None, :]).mean(axis=1)
+    return float(grid[int(np.argmin(cost))])
 
 
 # --- pushing and popping ---------------------------------------------------------------------
