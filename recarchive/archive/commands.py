@@ -47,7 +47,8 @@ def archive_command(source: str, destination: str, *, codec: str = "order0",
                     model: str | None = None, shard_blocks: int = 1024,
                     part_objects: int = 4096, max_pixels: int | None = None,
                     run_id: str | None = None, storage_options: str | None = None,
-                    as_json: bool = False, out: TextIO = sys.stdout) -> int:
+                    as_json: bool = False, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     options = parse_storage_options(storage_options)
     settings = ArchiveSettings(
         codec=codec, codec_options={"model": model} if model else {},
@@ -90,7 +91,8 @@ def _print_report(report: RestoreReport, verb: str, as_json: bool, out: TextIO) 
 
 def restore_command(archive_url: str, destination: str, *, shards: str | None = None,
                     objects: str | None = None, storage_options: str | None = None,
-                    as_json: bool = False, out: TextIO = sys.stdout) -> int:
+                    as_json: bool = False, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     options = parse_storage_options(storage_options)
     report = restore(archive_url, destination, shards=parse_shards(shards), objects=objects,
                      archive_options=options, destination_options=options)
@@ -99,7 +101,8 @@ def restore_command(archive_url: str, destination: str, *, shards: str | None = 
 
 
 def verify_command(archive_url: str, *, storage_options: str | None = None,
-                   as_json: bool = False, out: TextIO = sys.stdout) -> int:
+                   as_json: bool = False, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     report = verify(archive_url, parse_storage_options(storage_options))
     _print_report(report, "verified", as_json, out)
     if report.problems:
@@ -111,7 +114,8 @@ def verify_command(archive_url: str, *, storage_options: str | None = None,
 
 def ls_command(archive_url: str, *, objects: str | None = None,
                storage_options: str | None = None, as_json: bool = False,
-               out: TextIO = sys.stdout) -> int:
+               out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     for row in list_objects(archive_url, objects, parse_storage_options(storage_options)):
         if as_json:
             print(json.dumps(row), file=out)
