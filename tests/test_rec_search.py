@@ -1,0 +1,137 @@
+"""REC search: PFR (standard and partitioned) samples Q exactly, ORC's bias shrinks with its
+budget, the partition speeds PFR up, and the encoder's choice is what the decoder rebuilds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from recarchive.bench.rec_synthetic import mmd2
+from recarchive.exact.normal import default_table
+from recarchive.rec import bits_from_mi, candidate_atoms, dinf_bits, rec_search, split_blocks
+
+VALUES = default_table().values
+# A 3-D posterior off-centre in every dimension (so tail bins matter), KL ~ 5.5 bits.
+LOC = np.array([1.1, -0.6, 0.3])
+SCALE = np.array([0.15, 0.3, 0.7])
+M = 3000
+
+
+def _ks_normal(z: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance of z to N(0, 1)."""
+    z = np.sort(z)
+    cdf = 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0)))
+    n = z.size
+    return float(max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n)))
+
+
+def _whitened(atoms: np.ndarray) -> np.ndarray:
+    return (VALUES[atoms] - LOC) / SCALE
+
+
+def _assert_is_q(atoms: np.ndarray) -> None:
+    """Every dimension N(0,1) after whitening (KS at about the 99.9% level, 1.95/sqrt(n)),
+    plus first and second moments; loose enough to be stable, tight enough to catch a biased
+    sampler (see test_biased_sampler_is_caught)."""
+    z = _whitened(atoms)
+    bound = 1.95 / math.sqrt(z.shape[0])
+    for d in range(z.shape[1]):
+        assert _ks_normal(z[:, d]) < bound, d
+    assert np.all(np.abs(z.mean(axis=0)) < 4.0 / math.sqrt(z.shape[0]))
+    assert np.all(np.abs(z.var(axis=0) - 1.0) < 0.12)
+
+
+def _run(bits: np.ndarray | None, **kwargs) -> np.ndarray:
+    loc = np.broadcast_to(LOC, (M, 3))
+    scale = np.broadcast_to(SCALE, (M, 3))
+    return rec_search(loc, scale, bits, seed=11, items=np.arange(M), blocks=1, **kwargs)
+
+
+def test_pfr_samples_q() -> None:
+    res = _run(None)
+    assert not res.truncated.any()
+    _assert_is_q(res.atoms)
+
+
+@pytest.mark.parametrize("weights", ["ratio", "prior"])
+def test_partitioned_pfr_samples_q(weights: str) -> None:
+    res = _run(np.array([3, 2, 1]), weights=weights)
+    _assert_is_q(res.atoms)
+    # What the encoder reports is what the decoder regenerates from (bin, index).
+    again = candidate_atoms(11, np.arange(M), 1, res.bins, res.indices, np.array([3, 2, 1]))
+    assert np.array_equal(again, res.atoms)
+
+
+def test_biased_sampler_is_caught() -> None:
+    """ORC with a tiny budget is biased; the same test must reject it (the test has power)."""
+    res = _run(None, budget=4)
+    with pytest.raises(AssertionError):
+        _assert_is_q(res.atoms)
+
+
+def test_orc_bias_decreases_with_budget() -> None:
+    rng = np.random.default_rng(0)
+    exact = rng.normal(size=(600, 3))
+    loc, scale = np.broadcast_to(LOC, (600, 3)), np.broadcast_to(SCALE, (600, 3))
+    mmd = {}
+    for budget in (2, 32, 1024):
+        res = rec_search(loc, scale, None, seed=3, items=np.arange(600), blocks=2,
+                         budget=budget)
+        assert res.steps.max() <= budget
+        mmd[budget] = mmd2(_whitened(res.atoms), exact, math.sqrt(3.0))
+    assert mmd[2] > mmd[32] > mmd[1024]
+    assert mmd[2] > 0.1 and mmd[1024] < 0.01
+
+
+def test_partitioned_orc_less_biased_at_same_budget() -> None:
+    rng = np.random.default_rng(1)
+    exact = rng.normal(size=(600, 3))
+    loc, scale = np.broadcast_to(LOC, (600, 3)), np.broadcast_to(SCALE, (600, 3))
+    out = []
+    for bits in (None, np.array([3, 2, 1])):
+        res = rec_search(loc, scale, bits, seed=4, items=np.arange(600), blocks=3, budget=8)
+        out.append(mmd2(_whitened(res.atoms), exact, math.sqrt(3.0)))
+    assert out[1] < out[0] / 3
+
+
+def test_partition_cuts_steps() -> None:
+    res_std = _run(None)
+    res_part = _run(np.array([3, 2, 1]))
+    assert np.median(res_std.steps) > 4 * np.median(res_part.steps)
+    # Standard PFR's expected steps are ~2**D∞.
+    expected = 2.0 ** dinf_bits(LOC[None], SCALE[None])[0]
+    assert 0.5 * expected < res_std.steps.mean() < 2.0 * expected
+
+
+def test_batch_rows_are_independent_of_their_neighbours() -> None:
+    """A block's choice depends only on its own posterior and keys, not on the batch."""
+    rng = np.random.default_rng(5)
+    loc = rng.normal(size=(20, 3)) * 0.8
+    scale = np.exp(rng.normal(size=(20, 3)) * 0.3 - 1.0)
+    bits = np.array([2, 2, 1])
+    full = rec_search(loc, scale, bits, seed=9, items=np.arange(20), blocks=4)
+    part = rec_search(loc[7:9], scale[7:9], bits, seed=9, items=np.arange(7, 9), blocks=4)
+    assert np.array_equal(full.atoms[7:9], part.atoms)
+    assert np.array_equal(full.indices[7:9], part.indices)
+
+
+def test_truncation_is_flagged() -> None:
+    res = rec_search(LOC[None], SCALE[None] * 0.01, None, seed=1, items=[0], max_steps=64)
+    assert res.truncated[0] and res.steps[0] == 64
+
+
+def test_bits_from_mi_rules() -> None:
+    mi = np.array([3.4, 2.1, 1.7, 0.8, 0.1])
+    assert bits_from_mi(mi, "floor").tolist() == [3, 2, 1, 0, 0]
+    assert bits_from_mi(mi, "round").tolist() == [3, 2, 2, 1, 0]
+    budget = bits_from_mi(mi, "budget")
+    assert budget.sum() == 8 and budget[4] == 0  # below min_bits: never split
+    assert bits_from_mi(mi, "budget", margin=3.0).sum() == 5
+    assert bits_from_mi(np.full(40, 2.0)).sum() == 32  # the layout's cap
+
+
+def test_split_blocks() -> None:
+    blocks = split_blocks(np.array([3.0, 4.0, 5.0, 20.0, 1.0, 1.0]), 8.0)
+    assert [b.tolist() for b in blocks] == [[0, 1], [2], [3], [4, 5]]
