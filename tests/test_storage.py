@@ -67,7 +67,8 @@ def test_listing_a_single_file(tmp_path) -> None:
     (tmp_path / "one.png").write_bytes(b"x")
     fs = open_location(str(tmp_path)).fs
     assert list(iter_objects(fs, str(tmp_path / "one.png"))) == [
-        StoredObject("one.png", str(tmp_path / "one.png"), 1)]
+        StoredObject("one.png", str(tmp_path / "one.png"), 1,
+                     f"mtime={(tmp_path / 'one.png').stat().st_mtime}")]
 
 
 def test_listing_does_not_keep_directory_cache(tmp_path) -> None:

@@ -64,7 +64,8 @@ class ArchiveSettings:
 
 @dataclass(frozen=True)
 class PartPlan:
-    """A part: consecutive objects of the sorted listing, and their fingerprint."""
+    """A part: consecutive objects of the sorted listing, and their fingerprint (keys, sizes
+    and listing version tags: a changed object makes its part be rebuilt on resume)."""
 
     number: int
     objects: tuple[StoredObject, ...]
@@ -73,7 +74,7 @@ class PartPlan:
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         for item in self.objects:
-            digest.update(f"{item.key}\0{item.size}\n".encode())
+            digest.update(f"{item.key}\0{item.size}\0{item.version}\n".encode())
         return digest.hexdigest()
 
 
