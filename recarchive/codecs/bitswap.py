@@ -1,9 +1,10 @@
 """The Bit-Swap codec: recursive bits-back coding of 32×32 RGB blocks with an exact model.
 
 A shard's blocks are dealt to `chains` independent chains coded side by side (lanes
-(chains, 256)); within a chain, blocks are coded one after another so each block's latents are
-popped from the bits its predecessors pushed, and only the chain's first block needs initial
-(clean) bits. The nets run batched over the chains. Per block, in Bit-Swap's order:
+(chains, lanes_per_chain)); within a chain, blocks are coded one after another so each
+block's latents are popped from the bits its predecessors pushed, and only the chain's first
+block needs initial (clean) bits. The nets run batched over the chains. Per block, in
+Bit-Swap's order:
 
     pop z1 ~ q(z1|x); push x ~ p(x|z1); for i = 2..L: pop z_i ~ q(z_i|z_{i-1}),
     push z_{i-1} ~ p(z_{i-1}|z_i); finally push z_L ~ p(z_L)
@@ -27,7 +28,9 @@ from recarchive.entropy.discretized import DiscretizedTable
 from recarchive.models.bitswap import depth_to_space, space_to_depth
 from recarchive.models.exact_bitswap import ExactBitSwap
 
-LANES_PER_CHAIN = 256
+# Lanes per chain: each lane's head is initial bits the chain pays once, so few lanes keep
+# that cost down; the lanes of all chains still make one wide vector per coder call.
+DEFAULT_LANES_PER_CHAIN = 64
 DEFAULT_CHAINS = 64
 MODES = ("bitswap", "bbans")
 
@@ -38,7 +41,8 @@ class BitSwapCodec:
 
     def __init__(self, model: ExactBitSwap, model_sha256: str, *, chains: int = DEFAULT_CHAINS,
                  mode: str = "bitswap", device: str | torch.device = "cpu", seed: int = 0,
-                 net_batch: int | None = None, model_bytes: bytes | None = None) -> None:
+                 net_batch: int | None = None, model_bytes: bytes | None = None,
+                 lanes_per_chain: int = DEFAULT_LANES_PER_CHAIN) -> None:
         if mode not in MODES:
             raise CodecError(f"unknown Bit-Swap mode {mode!r}: use one of {MODES}")
         self.device = torch.device(device)
@@ -46,6 +50,10 @@ class BitSwapCodec:
         self._sha256 = model_sha256
         self._model_bytes = model_bytes
         self.chains, self.mode, self.seed = chains, mode, seed
+        dims = (model.config.latent_channels * 256, model.config.data_channels * 256)
+        if lanes_per_chain < 1 or any(d % lanes_per_chain for d in dims):
+            raise CodecError(f"lanes_per_chain={lanes_per_chain} must divide {dims}")
+        self.lanes = lanes_per_chain
         self.net = _BatchedNets(model, net_batch)
         self.backend = torch_backend(self.device)
         self.latent = model.table("latent").to(self.backend)
@@ -63,18 +71,18 @@ class BitSwapCodec:
     # --- lanes ---------------------------------------------------------------------------
 
     def _push(self, message: Message, table: DiscretizedTable, symbols, params, active) -> None:
-        """Push a (chains, D) variable, 256 lanes' worth per step, first columns first."""
+        """Push a (chains, D) variable, one lane group's worth per step, first columns first."""
         mean, scale = (p.reshape(symbols.shape) for p in params)
-        for t in range(symbols.shape[1] // LANES_PER_CHAIN):
-            cols = slice(t * LANES_PER_CHAIN, (t + 1) * LANES_PER_CHAIN)
+        for t in range(symbols.shape[1] // self.lanes):
+            cols = slice(t * self.lanes, (t + 1) * self.lanes)
             table.push(message, symbols[:, cols], mean[:, cols], scale[:, cols], active[:, None])
 
     def _pop(self, message: Message, table: DiscretizedTable, params, active) -> torch.Tensor:
         """Pop a (chains, D) variable: the exact inverse of `_push`."""
         mean, scale = (p.reshape(p.shape[0], -1) for p in params)
         out = torch.empty_like(mean)
-        for t in reversed(range(mean.shape[1] // LANES_PER_CHAIN)):
-            cols = slice(t * LANES_PER_CHAIN, (t + 1) * LANES_PER_CHAIN)
+        for t in reversed(range(mean.shape[1] // self.lanes)):
+            cols = slice(t * self.lanes, (t + 1) * self.lanes)
             out[:, cols] = table.pop(message, mean[:, cols], scale[:, cols], active[:, None])
         return out
 
@@ -148,14 +156,14 @@ class BitSwapCodec:
         blocks = check_blocks(blocks, self)
         num_blocks = len(blocks)
         chains, steps = self._layout(num_blocks)
-        message = clean_message((chains, LANES_PER_CHAIN), self.seed, self.backend)
-        pixels = torch.from_numpy(blocks).to(self.device).permute(0, 3, 1, 2).to(torch.int64)
+        message = clean_message((chains, self.lanes), self.seed, self.backend)
+        pixels = torch.from_numpy(blocks.copy()).to(self.device).permute(0, 3, 1, 2).to(torch.int64)
         for k in range(steps):
             batch, active = self._step_batch(pixels, k, chains)
             self._encode_step(message, space_to_depth(batch), active)
         params = {"chains": chains, "mode": self.mode, "seed": self.seed,
                   "clean_words": int(message.stack.clean_words_drawn),
-                  "lanes_per_chain": LANES_PER_CHAIN}
+                  "lanes_per_chain": self.lanes}
         return EncodedShard(message_to_bytes(message), num_blocks, 3, params)
 
     def _step_batch(self, pixels: torch.Tensor, k: int, chains: int):
@@ -179,12 +187,13 @@ class BitSwapCodec:
         if not 1 <= chains <= max(shard.num_blocks, 1):
             raise CodecError(f"Bit-Swap shard names {chains} chains for {shard.num_blocks} blocks")
         steps = -(-shard.num_blocks // chains)
-        decoder = self if params.get("mode") == self.mode else self._with_mode(params["mode"])
+        lanes = int(params.get("lanes_per_chain", DEFAULT_LANES_PER_CHAIN))
+        decoder = self._with(params.get("mode", "bitswap"), lanes)
         try:
             message = message_from_bytes(shard.payload, self.backend)
         except CorruptMessageError as error:
             raise CodecError(f"Bit-Swap shard payload is damaged: {error}") from error
-        if message.lane_shape != (chains, LANES_PER_CHAIN):
+        if message.lane_shape != (chains, lanes):
             raise CodecError(f"Bit-Swap shard lanes {message.lane_shape} do not match its "
                              f"{chains} chains")
         out = torch.empty((steps * chains, 3, 32, 32), dtype=torch.int64, device=self.device)
@@ -196,10 +205,13 @@ class BitSwapCodec:
         blocks = out[: shard.num_blocks].permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
         return np.ascontiguousarray(blocks)
 
-    def _with_mode(self, mode: str) -> BitSwapCodec:
+    def _with(self, mode: str, lanes: int) -> BitSwapCodec:
+        """This codec, or one like it that decodes a shard made with another mode or lanes."""
+        if (mode, lanes) == (self.mode, self.lanes):
+            return self
         return BitSwapCodec(self.model, self._sha256, chains=self.chains, mode=mode,
                             device=self.device, seed=self.seed, net_batch=self.net.batch,
-                            model_bytes=self._model_bytes)
+                            model_bytes=self._model_bytes, lanes_per_chain=lanes)
 
 
 class _BatchedNets:

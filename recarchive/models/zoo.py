@@ -46,12 +46,21 @@ def bitswap_model_bytes(model: BitSwapModel, training: dict | None = None) -> by
     """Serialize a trained float model together with its exact conversion."""
     exact = convert_to_exact(model)
     tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"exact.{k}": v.detach().cpu().clone().contiguous()
-                    for k, v in exact.state_dict().items()})
+    tensors.update({f"exact.{k}": _compact_integers(v) for k, v in exact.state_dict().items()})
     metadata = {"format": FORMAT, "family": "bitswap",
                 "config": json.dumps(model.config.to_dict(), sort_keys=True),
                 "training": json.dumps(training or {}, sort_keys=True)}
     return save(tensors, metadata)
+
+
+def _compact_integers(tensor: torch.Tensor) -> torch.Tensor:
+    """Integer-valued float64 buffers as int32 where they fit (weights), else int64: exact,
+    and a quarter to a half of the bytes. Loading copies them back into float64 buffers."""
+    tensor = tensor.detach().cpu().clone().contiguous()
+    if tensor.dtype != torch.float64 or not torch.equal(tensor, tensor.round()):
+        return tensor
+    peak = float(tensor.abs().max()) if tensor.numel() else 0.0
+    return tensor.to(torch.int32 if peak < 2**31 else torch.int64)
 
 
 def _metadata(data: bytes) -> dict:
