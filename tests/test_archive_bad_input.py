@@ -137,6 +137,16 @@ def test_unreadable_object_is_recorded_and_the_rest_restored(tmp_path: Path) -> 
     assert not (tmp_path / "out" / "b").exists()
 
 
+def test_oversized_object_is_skipped_with_reason(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big.bin").write_bytes(b"x" * 1000)
+    (tmp_path / "src" / "small.bin").write_bytes(b"y" * 10)
+    archive(str(tmp_path / "src"), str(tmp_path / "arch"), ArchiveSettings(max_object_bytes=100))
+    rows = {r["key"]: r for r in list_objects(str(tmp_path / "arch"))}
+    assert rows["big.bin"]["kind"] == "skipped" and "max_object_bytes" in rows["big.bin"]["reason"]
+    assert rows["small.bin"]["kind"] == "blob"
+
+
 # --- damaged archives -------------------------------------------------------------------
 
 

@@ -54,10 +54,11 @@ class ArchiveSettings:
     blob_shard_bytes: int = 8 * 1024 * 1024
     zstd_level: int = 9
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_object_bytes: int = 4 * 1024**3  # objects are read whole; larger ones are skipped
 
     def check(self) -> None:
         for name in ("shard_blocks", "part_objects", "part_bytes", "blob_shard_bytes",
-                     "max_pixels"):
+                     "max_pixels", "max_object_bytes"):
             if getattr(self, name) < 1:
                 raise ArchiveError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -169,6 +170,12 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
                           blob_shard_bytes=settings.blob_shard_bytes,
                           zstd_level=settings.zstd_level, max_pixels=settings.max_pixels)
     for item in plan.objects:
+        if item.size > settings.max_object_bytes:
+            builder.add_skipped(item.key, item.size,
+                                f"{item.size} bytes > max_object_bytes "
+                                f"{settings.max_object_bytes}; not archived (raise the limit "
+                                "on a machine with the memory)")
+            continue
         try:
             data = bytes(source.fs.cat_file(item.path))
         except Exception as error:  # noqa: BLE001 - unreadable objects are recorded, not fatal
