@@ -9,6 +9,7 @@ PNG, zero-byte, non-image, corrupt and bomb PNGs). Runs in process, no Ray.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import shutil
 import struct
@@ -92,8 +93,15 @@ def edge_cases(seed: int = 0) -> dict[str, bytes]:
     }
 
 
+DANGLING = "edge/dangling-link"
+
+
 def make_bucket(folder: Path, fixtures: Path | None = None) -> dict[str, bytes]:
-    """Write the demo bucket into `folder`; return key -> original bytes."""
+    """Write the demo bucket into `folder`; return key -> original bytes.
+
+    Also adds `edge/dangling-link`, a symlink to nothing: listed like any object but unreadable,
+    so the archive must record it as skipped with the reason (it is not in the returned dict).
+    """
     if fixtures is None:
         from recarchive.datasets import data_dir
 
@@ -104,6 +112,8 @@ def make_bucket(folder: Path, fixtures: Path | None = None) -> dict[str, bytes]:
         path = folder / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    with contextlib.suppress(OSError, NotImplementedError):
+        (folder / DANGLING).symlink_to(folder / "edge" / "no-such-target")
     return objects
 
 
@@ -145,6 +155,9 @@ def run_demo(workdir: str | None = None, codec: str = "order0",
                     mismatched.append(key)
             elif path.read_bytes() != data:
                 mismatched.append(key)
+        for key, row in rows.items():
+            if key not in objects and (row["kind"] != "skipped" or not row["reason"]):
+                mismatched.append(key)  # only unreadable objects may be missing, with a reason
         archive_bytes = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         totals = manifest["totals"]
         summary = {
@@ -155,8 +168,11 @@ def run_demo(workdir: str | None = None, codec: str = "order0",
             "codec_bits_per_dim": 8.0 * totals["pixel_payload_bytes"] / totals["block_bytes"],
             "blob_bytes": totals["blob_raw_bytes"], "blob_zstd_bytes": totals["blob_payload_bytes"],
             "kept_as_bytes": {k: r["reason"] for k, r in sorted(rows.items())
-                              if r["kind"] != "raster"},
-            "restored": report.objects, "identical": not mismatched, "mismatched": mismatched,
+                              if r["kind"] == "blob"},
+            "skipped": {k: r["reason"] for k, r in sorted(rows.items())
+                        if r["kind"] == "skipped"},
+            "restored": report.objects - len(report.skipped),
+            "identical": not mismatched, "mismatched": mismatched,
             "verify_problems": checked.problems,
         }
     finally:
@@ -176,6 +192,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"kept as bytes (zstd): {s['blob_bytes']} -> {s['blob_zstd_bytes']} bytes",
     ]
     lines += [f"  {key}: {reason}" for key, reason in s["kept_as_bytes"].items()]
+    lines.append(f"skipped (recorded, not restorable): {len(s['skipped'])}")
+    lines += [f"  {key}: {reason}" for key, reason in s["skipped"].items()]
     lines.append(f"restored {s['restored']} objects; every object pixel/byte-identical: "
                  f"{'yes' if s['identical'] else 'NO: ' + ', '.join(s['mismatched'])}")
     lines.append("verify: " + ("ok" if not s["verify_problems"]
