@@ -54,6 +54,7 @@ class ArchiveReader:
         self.shard_offsets = np.cumsum([0] + [p["shards"] for p in self.parts]).tolist()
         self.codecs = CodecCache(self._model)
         self._footers: dict[int, tuple[pq.ParquetFile, list[ShardInfo]]] = {}
+        self._handles: dict[int, Any] = {}
 
     # --- files -----------------------------------------------------------------------------
 
@@ -127,10 +128,12 @@ class ArchiveReader:
             entry = self.files[path]
             try:
                 handle = self.location.open_read(path)
-                parquet = pq.ParquetFile(handle)
             except FileNotFoundError:
                 raise IntegrityError(f"{self.url}: data file {path} is missing") from None
+            try:
+                parquet = pq.ParquetFile(handle)
             except (pa.ArrowException, OSError) as error:
+                handle.close()
                 raise IntegrityError(f"{self.url}: data file {path} is damaged or truncated: "
                                      f"{error}") from error
             if handle.size() != entry["size"]:
@@ -153,7 +156,15 @@ class ArchiveReader:
                 infos.append(ShardInfo(str(kind), int(channels), int(blocks),
                                        int(group.total_byte_size)))
             self._footers[part] = (parquet, infos)
+            self._handles[part] = handle
         return self._footers[part]
+
+    def release(self, part: int) -> None:
+        """Close the part's data file (callers going part by part keep one open at a time)."""
+        entry = self._footers.pop(part, None)
+        if entry is not None:
+            entry[0].close()
+            self._handles.pop(part).close()
 
     def read_shard(self, part: int, number: int) -> dict[str, Any]:
         parquet, infos = self.shard_table(part)

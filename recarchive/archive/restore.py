@@ -148,6 +148,7 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
                 data = decoder.blob(row)
             destination.write_atomic(paths[row["key"]], data, durable=False)
             report.written_bytes += len(data)
+        reader.release(part)
     report.archive_bytes_read = reader.location.read.bytes
     report.seconds = time.time() - started
     return report
@@ -188,6 +189,7 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None) -> R
                     report.skipped.append({"key": row["key"], "reason": row["reason"] or ""})
             except (IntegrityError, ValueError) as error:
                 report.problems.append(str(error))
+        reader.release(part["part"])
     totals = reader.manifest["totals"]
     expected = {KIND_RASTER: totals["rasters"], KIND_BLOB: totals["blobs"],
                 KIND_SKIPPED: totals["skipped"]}
