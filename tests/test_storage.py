@@ -181,3 +181,16 @@ def test_listing_memory_is_bounded_by_one_folder(tmp_path) -> None:
         del location.fs.ls
     assert [o.key for o in first][-1] == "d01/f0"
     assert len(calls) == 3  # root, d00, d01: not all 31 folders
+
+
+def test_exclusive_create_without_hard_links(tmp_path, monkeypatch) -> None:
+    def no_links(*args, **kwargs):
+        raise PermissionError("hard links not supported here")
+
+    monkeypatch.setattr(os, "link", no_links)
+    fs = open_location(str(tmp_path)).fs
+    create_exclusive(fs, str(tmp_path / "m"), b"one")
+    with pytest.raises(FileExistsError):
+        create_exclusive(fs, str(tmp_path / "m"), b"two")
+    assert (tmp_path / "m").read_bytes() == b"one"
+    assert os.listdir(tmp_path) == ["m"]

@@ -3,9 +3,12 @@
 - `write_atomic`: readers see the old file or the whole new one. Local files go through a
   temporary file and `os.replace`; object stores (S3, memory) make a single PUT atomic by nature.
 - `create_exclusive`: writes only if the file does not exist yet, else `FileExistsError`.
-  Local files: temporary file + `os.link`, which fails atomically if the target exists.
+  Local files: temporary file + `os.link`, which fails atomically if the target exists (where
+  hard links are not supported, `O_EXCL` creation: still exclusive, but a reader may briefly
+  see a partial file, which manifest parsing rejects as damaged).
   S3 (s3fs): a conditional PUT with `If-None-Match: *` (s3fs `pipe_file(mode="create")`), which
-  the server enforces. Other filesystems: fsspec's `mode="create"`, which for filesystems
+  the server enforces (an S3-compatible server that ignores the header degrades to the
+  `exists` check below). Other filesystems: fsspec's `mode="create"`, which for filesystems
   without a conditional write is a best-effort `exists` check followed by a write; two writers
   racing within that gap could both succeed. Use it where only one writer runs per archive.
 """
@@ -64,12 +67,25 @@ def write_atomic(fs: AbstractFileSystem, path: str, data: bytes, durable: bool =
     fs.pipe_file(path, data)
 
 
+def _create_excl(path: str, data: bytes) -> None:
+    """Exclusive but not atomic to readers (they may see the file while it is written)."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def create_exclusive(fs: AbstractFileSystem, path: str, data: bytes) -> None:
     """Write `data` to `path` only if nothing is there; `FileExistsError` otherwise."""
     if _is_local(fs):
         temp = _local_temp(path, data)
         try:
             os.link(temp, path)  # atomic, and fails if `path` exists
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here (some network/FUSE mounts): O_EXCL instead
+            _create_excl(path, data)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
