@@ -10,18 +10,16 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from recarchive.datasets import data_dir
 from recarchive.demo import FIXTURE_FILES, edge_cases
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "fixtures"
-if os.environ.get("RECARCHIVE_DATA"):
-    FIXTURES = Path(os.environ["RECARCHIVE_DATA"]) / "fixtures"
+FIXTURES = data_dir() / "fixtures"
 
 
 def free_port() -> int:

@@ -219,6 +219,11 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
         files.append({"role": "model", "path": path, "size": destination.size(path),
                       "sha256": codec.model_sha256})
         models.append({"codec": codec.name, "sha256": codec.model_sha256, "path": path})
+    # run bookkeeping: not needed to restore, named so that `verify` covers every file
+    for path in [f"{run_dir(run_id)}/run.json"] + [done_path(run_id, r["part"]) for r in records]:
+        data = destination.read_bytes(path)
+        files.append({"role": "bookkeeping", "path": path, "size": len(data),
+                      "sha256": sha256_hex(data)})
     manifest = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "run_id": run_id,
         "created_unix": time.time(), "source": source_url, "settings": asdict(settings),
