@@ -97,3 +97,13 @@ def test_manifest_seal_detects_any_edit():
     edited = sealed.replace(b'"files": []', b'"files": [1]')
     with pytest.raises(IntegrityError, match="checksum"):
         parse_manifest(edited, "m")
+
+
+def test_part_planning_streams_an_endless_listing():
+    import itertools
+
+    endless = (StoredObject(f"k{n}", f"/k{n}", 1) for n in itertools.count())
+    plans = plan_parts(endless, ArchiveSettings(part_objects=1000))
+    first, second = next(plans), next(plans)
+    assert len(first.objects) == len(second.objects) == 1000
+    assert second.objects[0].key == "k1000"
