@@ -177,6 +177,9 @@ def refresh_checksum(archive_dir: Path, path: Path) -> None:
         for entry in manifest["files"]:
             if entry["path"] == relative:
                 entry.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        for part in manifest["parts"]:
+            if part["data"] == relative:
+                part["data_footer_bytes"] = int.from_bytes(data[-8:-4], "little") + 8
 
     reseal(archive_dir, change)
 
@@ -203,6 +206,14 @@ def test_truncated_data_file_is_caught(built: Path, tmp_path: Path) -> None:
     with pytest.raises(IntegrityError, match=r"data/part-000000.parquet"):
         restore(str(built), str(tmp_path / "out"))
     assert cli.main(["verify", str(built)]) == 1
+
+
+@pytest.mark.parametrize(("footer", "message"), [(3, "impossible"), (100, "damaged")])
+def test_wrong_footer_length_in_manifest_is_caught(built: Path, tmp_path: Path, footer: int,
+                                                   message: str) -> None:
+    reseal(built, lambda m: m["parts"][0].update(data_footer_bytes=footer))
+    with pytest.raises(IntegrityError, match=message):
+        restore(str(built), str(tmp_path / "out"))
 
 
 def test_missing_data_file_is_caught(built: Path, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Partial restores fetch only what they need: the manifest, the index parts whose key range
-can match, each data file's footer, and the row groups (shards) the selected objects live in.
+"""Partial restores fetch only what they need, to the byte: the manifest, the index parts whose
+key range can match, each data file's footer, and the row groups (shards) the selected objects
+live in.
 
 Bytes are measured twice: by the archive's own read counter, and independently, by the kernel
 (/proc/self/io rchar) for a local archive and by botocore response hooks (GetObject
@@ -21,7 +22,6 @@ from recarchive.archive import ArchiveSettings, archive, list_objects, open_arch
 from recarchive.storage import open_location
 from tests.test_archive_helpers import FIXTURES, assert_same_raster, make_bucket_on, moto_s3
 
-FOOTER_SLACK = 64 * 1024 + 4096  # pyarrow reads up to 64 KiB from the end to find the footer
 PHOTO = "photo/chelsea.png"
 
 
@@ -84,9 +84,9 @@ def test_restore_one_reads_one_index_part_and_one_shard(local_archive, bucket, t
 
     assert report.objects == 1 and report.shards_decoded == 1
     assert_same_raster(bucket[key], (tmp_path / "one" / key).read_bytes(), key)
-    needed = (file_sizes["manifest.json"] + file_sizes[part["index"]]
+    needed = (file_sizes["manifest.json"] + file_sizes[part["index"]] + part["data_footer_bytes"]
               + row_group_bytes(local_archive, part["data"], {row["shard"]}))
-    assert needed <= report.archive_bytes_read <= needed + FOOTER_SLACK
+    assert report.archive_bytes_read == needed
     assert report.archive_bytes_read < total / 5
     if kernel is not None:  # what the process really read from files (plus a little noise)
         assert kernel <= report.archive_bytes_read + 16 * 1024
@@ -102,9 +102,9 @@ def test_photo_spanning_shards_reads_only_its_shards(local_archive, bucket, tmp_
     assert report.shards_decoded == len(chain)
     part = reader.parts[row["part"]]
     file_sizes = sizes(local_archive)
-    needed = (file_sizes["manifest.json"] + file_sizes[part["index"]]
+    needed = (file_sizes["manifest.json"] + file_sizes[part["index"]] + part["data_footer_bytes"]
               + row_group_bytes(local_archive, part["data"], {n for n, _, _ in chain}))
-    assert needed <= report.archive_bytes_read <= needed + FOOTER_SLACK
+    assert report.archive_bytes_read == needed
     assert_same_raster(bucket[PHOTO], (tmp_path / "p" / PHOTO).read_bytes(), PHOTO)
 
 
@@ -139,9 +139,9 @@ def test_glob_selects_and_prefix_limits_index_parts(local_archive, tmp_path):
     assert report.objects == 50
     file_sizes = sizes(local_archive)
     part = reader.parts[0]
-    needed = (file_sizes["manifest.json"] + file_sizes[part["index"]]
+    needed = (file_sizes["manifest.json"] + file_sizes[part["index"]] + part["data_footer_bytes"]
               + row_group_bytes(local_archive, part["data"], {r["shard"] for r in rows}))
-    assert needed <= report.archive_bytes_read <= needed + FOOTER_SLACK
+    assert report.archive_bytes_read == needed
     assert restore(str(local_archive), str(tmp_path / "none"), objects="nomatch/*").objects == 0
 
 

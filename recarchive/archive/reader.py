@@ -131,11 +131,14 @@ class ArchiveReader:
             except FileNotFoundError:
                 raise IntegrityError(f"{self.url}: data file {path} is missing") from None
             try:
-                parquet = pq.ParquetFile(handle)
+                parquet = pq.ParquetFile(handle, metadata=self._footer(part, entry["size"]))
             except (pa.ArrowException, OSError) as error:
                 handle.close()
                 raise IntegrityError(f"{self.url}: data file {path} is damaged or truncated: "
                                      f"{error}") from error
+            except IntegrityError:
+                handle.close()
+                raise
             if handle.size() != entry["size"]:
                 raise IntegrityError(f"{self.url}: data file {path} is {handle.size()} bytes, "
                                      f"the manifest says {entry['size']}")
@@ -158,6 +161,19 @@ class ArchiveReader:
             self._footers[part] = (parquet, infos)
             self._handles[part] = handle
         return self._footers[part]
+
+    def _footer(self, part: int, size: int) -> pq.FileMetaData:
+        """The data file's Parquet footer, fetched with one exact range read (its length is in
+        the manifest) and parsed on its own."""
+        length = int(self.parts[part]["data_footer_bytes"])
+        if not 8 < length <= size - 4:
+            raise IntegrityError(f"{self.url}: part {part}: footer length {length} is "
+                                 "impossible for its data file")
+        tail = self.location.read_range(self.parts[part]["data"], size - length, size)
+        if len(tail) != length or tail[-4:] != b"PAR1":
+            raise IntegrityError(f"{self.url}: {self.parts[part]['data']}: no Parquet footer "
+                                 "where the manifest says (truncated or replaced)")
+        return pq.read_metadata(io.BytesIO(b"PAR1" + tail))
 
     def release(self, part: int) -> None:
         """Close the part's data file (callers going part by part keep one open at a time)."""

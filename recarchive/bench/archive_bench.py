@@ -145,5 +145,5 @@ def format_table(result: dict[str, Any]) -> str:
         if key in ("dataset", "images", "codec", "shard_blocks", "storage"):
             continue
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
-        lines.append(f"  {key:28} {text}")
+        lines.append(f"  {key:42} {text}")
     return "\n".join(lines)
