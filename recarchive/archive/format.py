@@ -10,6 +10,11 @@
 
 A part is a run of consecutive objects of the sorted source listing; it is the unit of work and
 of resume. Shard numbers in the CLI are global: parts in order, row groups in order.
+
+The manifest holds, per part, its key range (min/max key: a key or glob prefix selects which
+index parts to read), shard and object counts, and the byte length of the data file's Parquet
+footer (read in one exact range request). The shard table (kind, channels, blocks per row
+group) is read from the footer's column statistics, so no row group is touched to plan a read.
 """
 
 from __future__ import annotations
