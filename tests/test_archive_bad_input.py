@@ -405,3 +405,16 @@ def test_archive_with_escaping_key_is_refused_on_restore(tmp_path: Path) -> None
     assert not (tmp_path / "escaped.txt").exists()
     assert not out.exists()  # the part was refused before anything was written
     assert any("escaped" in p for p in verify(str(tmp_path / "arch")).problems)
+
+
+def test_symlink_in_destination_cannot_lead_outside(tmp_path: Path) -> None:
+    (tmp_path / "src" / "link").mkdir(parents=True)
+    (tmp_path / "src" / "link" / "x.txt").write_bytes(b"payload")
+    archive(str(tmp_path / "src"), str(tmp_path / "arch"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "link").symlink_to(outside)
+    with pytest.raises(UnsafeKeyError, match="through a symlink"):
+        restore(str(tmp_path / "arch"), str(tmp_path / "dst"))
+    assert list(outside.iterdir()) == []

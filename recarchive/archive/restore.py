@@ -22,7 +22,7 @@ from recarchive.archive.errors import IntegrityError
 from recarchive.archive.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED
 from recarchive.archive.rasters import encode_png, pixels_sha256
 from recarchive.archive.reader import ArchiveReader
-from recarchive.archive.safety import safe_relative_path
+from recarchive.archive.safety import check_inside, safe_relative_path
 from recarchive.storage import open_location
 
 
@@ -132,6 +132,8 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
     report = RestoreReport()
     for part, rows in _by_part(reader.rows(objects, shards)):
         paths = {row["key"]: safe_relative_path(row["key"]) for row in rows}
+        for key, relative in paths.items():
+            check_inside(destination, key, relative)
         decoder = _PartDecoder(reader, part, rows, report)
         for row in sorted(rows, key=lambda r: (r["shard"], r["block_start"], r["blob_offset"])):
             report.objects += 1

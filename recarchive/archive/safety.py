@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 
+from fsspec.implementations.local import LocalFileSystem
+
 from recarchive.archive.errors import UnsafeKeyError
+from recarchive.storage import Location
 
 
 def safe_relative_path(key: str) -> str:
@@ -29,3 +33,15 @@ def safe_relative_path(key: str) -> str:
     if normal.startswith("../") or normal == ".." or normal.startswith("/"):
         raise UnsafeKeyError(f"object key {key!r} would escape the restore destination")
     return normal
+
+
+def check_inside(destination: Location, key: str, relative: str) -> None:
+    """On local destinations, refuse a path that resolves outside the destination through a
+    symlink already there (e.g. DST/a -> /etc and key a/passwd)."""
+    if not isinstance(destination.fs, LocalFileSystem):
+        return
+    root = os.path.realpath(destination.root)
+    target = os.path.realpath(os.path.join(root, relative))
+    if target != root and not target.startswith(root.rstrip(os.sep) + os.sep):
+        raise UnsafeKeyError(f"object key {key!r} would be written to {target}, outside the "
+                             f"restore destination {root} (through a symlink); refused")
