@@ -35,6 +35,7 @@ class TrainSettings:
     validation_images: int = 2000
     max_minutes: float | None = None
     device: str = "auto"
+    init_from: Path | None = None  # start a fresh run from another run's weights (fine-tuning)
     config: BitSwapConfig = field(default_factory=BitSwapConfig)
 
 
@@ -87,6 +88,11 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
         log(f"resumed from step {step}")
+    elif settings.init_from is not None:
+        state = torch.load(settings.init_from, map_location=device, weights_only=False)
+        model.load_state_dict(state["ema"])
+        ema.load_state_dict(state["ema"])
+        log(f"initialized from {settings.init_from} (step {state['step']})")
     train_images, val_images = load_training_data(settings.dataset, settings.seed)
     val_images = val_images[: settings.validation_images]
     rng = np.random.default_rng(settings.seed + step)
