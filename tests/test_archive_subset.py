@@ -110,7 +110,7 @@ def test_photo_spanning_shards_reads_only_its_shards(local_archive, bucket, tmp_
 
 def test_shards_option_restores_the_objects_that_begin_there(local_archive, bucket, tmp_path):
     rows = list(list_objects(str(local_archive)))
-    chosen = {3, 11}
+    chosen = {1, 3}
     expected = {r["key"] for r in rows if r["shard"] in chosen}
     assert expected
     report = restore(str(local_archive), str(tmp_path / "s"), shards=chosen)
@@ -119,6 +119,14 @@ def test_shards_option_restores_the_objects_that_begin_there(local_archive, buck
     assert got == expected and report.objects == len(expected)
     for key in got:
         assert_same_raster(bucket[key], (tmp_path / "s" / key).read_bytes(), key)
+    reader = open_archive(str(local_archive))
+    part = reader.parts[0]
+    assert max(chosen) < part["shards"]  # both shards lie in part 0: only its index is read
+    rows_needed = [r for r in rows if r["shard"] in chosen]
+    assert report.archive_bytes_read == (
+        sizes(local_archive)["manifest.json"] + sizes(local_archive)[part["index"]]
+        + part["data_footer_bytes"]
+        + row_group_bytes(local_archive, part["data"], {r["shard"] for r in rows_needed}))
     # disjoint shard sets partition the objects
     all_shards = {r["shard"] for r in rows}
     halves = [{s for s in all_shards if s % 2 == k} for k in (0, 1)]

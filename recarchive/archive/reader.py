@@ -110,6 +110,10 @@ class ArchiveReader:
         """Index rows (dicts) of objects whose key matches `pattern` (fnmatch; `*` also
         matches `/`) and whose first shard (global number) is in `shards`."""
         for part in self.index_parts(pattern):
+            first = int(self.shard_offsets[part["part"]])
+            if shards is not None and not any(first <= s < first + part["shards"]
+                                               for s in shards):
+                continue  # none of the asked shards lies in this part: skip its index
             for row in self.index_table(part).to_pylist():
                 if pattern and not fnmatch.fnmatchcase(row["key"], pattern):
                     continue
