@@ -87,6 +87,10 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
         "neg_elbo_bits_per_dim": neg_elbo_bits_per_dim(codec, images),
         "initial_bits_per_shard": (32 * float(np.mean(clean_words))
                                    if None not in clean_words else None),
+        # Coded bits less the initial (clean) bits each shard consumed: the exact model's own
+        # rate, to set against the float model's -ELBO.
+        "net_bits_per_dim": ((payload_bits - 32 * sum(clean_words)) / dims
+                             if None not in clean_words else None),
         "encode_mb_per_s": images.nbytes / encode_s / 1e6,
         "decode_mb_per_s": images.nbytes / decode_s / 1e6,
         "encode_seconds": encode_s,
