@@ -117,6 +117,22 @@ def test_batch_rows_are_independent_of_their_neighbours() -> None:
     assert np.array_equal(full.indices[7:9], part.indices)
 
 
+def test_mixed_partitions_in_one_batch() -> None:
+    """Rows with different partitions (one unpartitioned) give what each gives on its own."""
+    rng = np.random.default_rng(6)
+    loc = rng.normal(size=(6, 3)) * 0.7
+    scale = np.exp(rng.normal(size=(6, 3)) * 0.3 - 1.2)
+    bits = np.array([[0, 0, 0], [2, 1, 0], [3, 3, 3], [0, 0, 0], [1, 0, 4], [0, 2, 0]])
+    for budget in (None, 32):
+        full = rec_search(loc, scale, bits, seed=8, items=np.arange(6), budget=budget)
+        for i in range(6):
+            one = rec_search(loc[i : i + 1], scale[i : i + 1], bits[i], seed=8, items=[i],
+                             budget=budget)
+            assert np.array_equal(one.atoms[0], full.atoms[i])
+            assert (one.bins[0], one.indices[0], one.steps[0]) == (
+                full.bins[i], full.indices[i], full.steps[i])
+
+
 def test_truncation_is_flagged() -> None:
     res = rec_search(LOC[None], SCALE[None] * 0.01, None, seed=1, items=[0], max_steps=64)
     assert res.truncated[0] and res.steps[0] == 64

@@ -66,7 +66,8 @@ WEIGHTS = ("ratio", "mass", "prior")
 DEFAULT_MAX_STEPS = 1 << 22
 FIRST_CHUNK = 32
 MAX_CHUNK = 1 << 14
-MAX_CANDIDATES_PER_CHUNK = 1 << 18  # bounds memory: rows x chunk x dims floats
+MAX_CHUNK_ELEMENTS = 1 << 21  # rows x chunk x dims per array: bounds memory (16 MiB of floats)
+MIN_CHUNK = 8  # ...but never fewer steps than this per round, or wide batches crawl
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,11 @@ class _LocalCounts:
         self.keys = np.empty(0, dtype=np.int64)
         self.counts = np.empty(0, dtype=np.int64)
 
+    def keep_rows(self, rows: np.ndarray) -> None:
+        """Forget finished rows, so the table only grows with the rows still searching."""
+        self.keys, self.counts = (a[np.isin(self.keys >> 32, rows)] for a in (self.keys,
+                                                                               self.counts))
+
     def assign(self, rows: np.ndarray, bins: np.ndarray) -> np.ndarray:
         """Local indices (R, C) of a chunk of arrivals, in arrival order along axis 1."""
         keys = ((rows[:, None] << 32) | bins).reshape(-1)
@@ -225,7 +231,7 @@ def rec_search(
     active = np.arange(nrows)
     k0, chunk = 0, FIRST_CHUNK
     while active.size:
-        c = min(chunk, limit - k0, max(1, MAX_CANDIDATES_PER_CHUNK // (active.size * d)))
+        c = min(chunk, limit - k0, max(MIN_CHUNK, MAX_CHUNK_ELEMENTS // (active.size * d)))
         act = active
         r = act.size
         u = uniform_from_words(search_words(seed, items[act], blocks[act], k0, c, 1 + d))
@@ -273,5 +279,7 @@ def rec_search(
         if budget is None:
             truncated[act[out_of_steps]] = True
         active = act[~(has_stop | out_of_steps)]
+        if partitioned and active.size < act.size:
+            counts.keep_rows(active)
         chunk = min(2 * chunk, MAX_CHUNK)
     return RecResult(best_bin, best_n, best_atoms, steps, best_lr, truncated)
