@@ -133,6 +133,29 @@ def test_mixed_partitions_in_one_batch() -> None:
                 full.bins[i], full.indices[i], full.steps[i])
 
 
+def test_local_indices_count_arrivals_per_bin() -> None:
+    """Candidate n of bin j is the n-th arrival in bin j of its row, across chunks."""
+    from recarchive.rec.search import _LocalCounts
+
+    rng = np.random.default_rng(7)
+    rows = np.array([0, 3, 5])
+    chunks = [rng.integers(0, 4, size=(3, c)) for c in (5, 1, 9)]
+    counts = _LocalCounts()
+    got = []
+    for i, bins in enumerate(chunks):
+        if i == 2:
+            counts.keep_rows(rows[:2])  # row 5 finished: forgetting it must not disturb others
+            bins, rows_now = bins[:2], rows[:2]
+        else:
+            rows_now = rows
+        got.append(counts.assign(rows_now, bins))
+    for r in range(2):
+        seq = np.concatenate([c[r] for c in chunks])
+        idx = np.concatenate([g[r] for g in got])
+        expect = [int(np.sum(seq[: k + 1] == seq[k])) for k in range(seq.size)]
+        assert idx.tolist() == expect
+
+
 def test_truncation_is_flagged() -> None:
     res = rec_search(LOC[None], SCALE[None] * 0.01, None, seed=1, items=[0], max_steps=64)
     assert res.truncated[0] and res.steps[0] == 64

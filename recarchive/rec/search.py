@@ -154,8 +154,8 @@ class _LocalCounts:
 
     def keep_rows(self, rows: np.ndarray) -> None:
         """Forget finished rows, so the table only grows with the rows still searching."""
-        self.keys, self.counts = (a[np.isin(self.keys >> 32, rows)] for a in (self.keys,
-                                                                               self.counts))
+        keep = np.isin(self.keys >> 32, rows)
+        self.keys, self.counts = self.keys[keep], self.counts[keep]
 
     def assign(self, rows: np.ndarray, bins: np.ndarray) -> np.ndarray:
         """Local indices (R, C) of a chunk of arrivals, in arrival order along axis 1."""
