@@ -20,17 +20,22 @@ length, then the bits below the leading one), so no index is ever uncodable. Row
   quantized by the integer-only `counts_to_cdf` (a decoder rebuilding it from stored counts
   gets the same table). Needs thousands of samples to match the fitted Zipf on the tail.
 Measurements: `recarchive/rec/README.md`.
+
+Ship the integer table (`IndexCode.cdf`, pinned by `sha256`) with a model, not the Zipf scale:
+the float steps that build a Zipf table may round differently on another platform, and a
+decoder whose table differs by one count decodes garbage.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from recarchive.ans import Array, Backend, CdfBank, Message, pop_symbols, push_symbols
-from recarchive.entropy.quantize import counts_to_cdf
+from recarchive.entropy.quantize import counts_to_cdf, pmf_to_cdf
 
 INDEX_PRECISION = 16
 DIGIT_BITS = 16  # uniform digits are pushed at most 16 bits at a time
@@ -61,6 +66,12 @@ class IndexCode:
             self._banks[key] = CdfBank(self.cdf, self.precision, backend)
         return self._banks[key]
 
+    def sha256(self) -> str:
+        """Hash of precision and table, for a model or archive to pin its index code by."""
+        h = hashlib.sha256(f"rec-index:v1:{self.precision}:{self.cdf.shape}".encode())
+        h.update(np.ascontiguousarray(self.cdf, dtype="<i8").tobytes())
+        return h.hexdigest()
+
     def symbol_bits(self, rows: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Ideal codelength (float bits) of each local index n under its row."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -85,8 +96,6 @@ def _zipf_pmf(lam: float, cap: int) -> np.ndarray:
 
 def zipf_index_code(lams: np.ndarray | float, cap: int = DEFAULT_CAP) -> IndexCode:
     """One Zipf row per entry of `lams` (lam > 0: larger for larger expected log2 n)."""
-    from recarchive.entropy.quantize import pmf_to_cdf
-
     lams = np.atleast_1d(np.asarray(lams, dtype=np.float64))
     pmf = np.stack([_zipf_pmf(max(float(lam), 1e-3), cap) for lam in lams])
     return IndexCode(pmf_to_cdf(pmf, INDEX_PRECISION))
