@@ -260,6 +260,36 @@ def _storage_options_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a number >= 0 (GPUs per actor may be a fraction, or 0 for CPU actors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _ray_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray-address", metavar="ADDRESS", default=None,
+                        help="run on Ray actors: auto (RAY_ADDRESS or the local cluster), "
+                        "HOST:PORT, ray://HOST:PORT, or local (a private instance)")
+    parser.add_argument("--actors", type=positive_int, default=None,
+                        help="with --ray-address: worker actors (default: as many as the "
+                        "cluster's CPUs or GPUs allow)")
+    parser.add_argument("--gpus-per-actor", type=positive_float, default=None,
+                        help="with --ray-address: GPUs each actor reserves, fractions allowed "
+                        "(default 1 where the cluster has GPUs, else 0)")
+    parser.add_argument("--cpus-per-actor", type=positive_float, default=None,
+                        help="with --ray-address: CPUs each actor reserves (default 1)")
+
+
+def _ray_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"ray_address": args.ray_address, "actors": args.actors,
+            "gpus_per_actor": args.gpus_per_actor, "cpus_per_actor": args.cpus_per_actor}
+
+
 def add_archive_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "archive", help="archive every object of SRC into the archive DST",
@@ -278,10 +308,19 @@ def add_archive_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--run-id", default=None,
                         help="name of the run to start or resume (default: from SRC+settings)")
     _storage_options_argument(parser)
+    _ray_arguments(parser)
     parser.set_defaults(handler=cmd_archive)
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
+    if args.ray_address:
+        from recarchive.distributed.commands import archive_ray_command
+
+        return archive_ray_command(
+            args.src, args.dst, codec=args.codec, model=args.model,
+            shard_blocks=args.shard_blocks, part_objects=args.part_objects,
+            max_pixels=args.max_pixels, run_id=args.run_id,
+            storage_options=args.storage_options, as_json=args.json, **_ray_options(args))
     from recarchive.archive.commands import archive_command
 
     return archive_command(args.src, args.dst, codec=args.codec, model=args.model,
@@ -301,10 +340,17 @@ def add_restore_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--objects", metavar="GLOB", default=None,
                         help="objects whose key matches GLOB (* also matches /)")
     _storage_options_argument(parser)
+    _ray_arguments(parser)
     parser.set_defaults(handler=cmd_restore)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    if args.ray_address:
+        from recarchive.distributed.commands import restore_ray_command
+
+        return restore_ray_command(args.archive, args.dst, shards=args.shards,
+                                   objects=args.objects, storage_options=args.storage_options,
+                                   as_json=args.json, **_ray_options(args))
     from recarchive.archive.commands import restore_command
 
     return restore_command(args.archive, args.dst, shards=args.shards, objects=args.objects,
@@ -340,6 +386,30 @@ def cmd_ls(args: argparse.Namespace) -> int:
                       as_json=args.json)
 
 
+def add_report_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "report", help="compression report of ARCHIVE, or of two archives side by side",
+        description="Per dataset, codec and shard: sizes, bits/dim, ratio, time, a histogram "
+        "of bits/dim per image, and classical codecs on a sample of the same images.")
+    parser.add_argument("archive")
+    parser.add_argument("archive_b", nargs="?", default=None,
+                        help="a second archive (e.g. the same dataset, another codec or model)")
+    parser.add_argument("--html", metavar="FILE", default=None,
+                        help="also write the report as one self-contained HTML page")
+    parser.add_argument("--baselines", metavar="N", type=positive_int, default=None,
+                        help="restore N rasters per dataset and measure PNG, WebP, JPEG-XL "
+                        "and zstd on them")
+    _storage_options_argument(parser)
+    parser.set_defaults(handler=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from recarchive.report.commands import report_command
+
+    return report_command(args.archive, args.archive_b, as_json=args.json, html=args.html,
+                          baselines=args.baselines, storage_options=args.storage_options)
+
+
 # --- entry point ---------------------------------------------------------------------------
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
@@ -349,6 +419,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_restore_parser,
     add_verify_parser,
     add_ls_parser,
+    add_report_parser,
 )
 
 
