@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from recarchive.archive.format import (
 from recarchive.archive.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
 from recarchive.archive.rasters import pixels_sha256
 from recarchive.codecs import BlockCodec
+from recarchive.report.measure import PartRecorder
 
 # Index encodings chosen for size (the index is most of the archive's overhead): sorted keys
 # share prefixes, counters grow by small steps, the rest repeats.
@@ -72,6 +74,7 @@ class _Pending:
     blocks: list[np.ndarray] = field(default_factory=list)
     count: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
+    owners: list[Any] = field(default_factory=list)  # index row of each block / blob (report)
 
 
 class PartBuilder:
@@ -87,6 +90,7 @@ class PartBuilder:
         self.zstd_level = zstd_level
         self.max_pixels = max_pixels
         self.stats = PartStats()
+        self.recorder = PartRecorder()  # what the compression report needs (report.measure)
         self._rows: list[dict[str, Any]] = []
         self._pending: dict[int, _Pending] = {}
         self._blobs = _Pending()
@@ -105,12 +109,15 @@ class PartBuilder:
 
     def add_skipped(self, key: str, size: int, reason: str) -> None:
         """An object that could not be read from the source: recorded, with the reason."""
+        self.recorder.begin_object()
         self.stats.objects += 1
         self.stats.skipped += 1
         self._rows.append(_row(key, size, KIND_SKIPPED, self.part, reason=reason))
+        self.recorder.end_object(self._rows[-1])
 
     def add(self, key: str, data: bytes) -> Ingested:
         """Ingest one object's bytes and pack what is kept of it."""
+        self.recorder.begin_object()
         kept = ingest(data, self.max_pixels)
         self.stats.objects += 1
         self.stats.source_bytes += len(data)
@@ -124,6 +131,7 @@ class PartBuilder:
             self._add_raster(key, len(data), digest, kept)
         else:
             self._add_blob(key, data, digest, kept)
+        self.recorder.end_object(self._rows[-1])
         return kept
 
     def _add_raster(self, key: str, size: int, digest: bytes, kept: Ingested) -> None:
@@ -137,12 +145,14 @@ class PartBuilder:
                    icc=kept.icc, exif=kept.exif, palette=kept.palette,
                    meta=json.dumps(kept.meta, sort_keys=True) if kept.meta else None)
         self._rows.append(row)
+        self.recorder.sample(len(self._rows) - 1, key, pixels)
         self.stats.rasters += 1
         self.stats.raw_pixel_bytes += pixels.size
         pending = self._pending.setdefault(channels, _Pending())
         row["block_start"] = pending.count
         pending.rows.append(row)
         pending.blocks.append(blocks)
+        pending.owners.append(np.full(len(blocks), len(self._rows) - 1))
         pending.count += len(blocks)
         if pending.count >= self.shard_blocks:
             self._flush_pixels(channels, final=False)
@@ -156,6 +166,7 @@ class PartBuilder:
         self.stats.blob_raw_bytes += len(data)
         self._blobs.rows.append(row)
         self._blobs.blocks.append(np.frombuffer(data, np.uint8))
+        self._blobs.owners.append(len(self._rows) - 1)
         self._blob_size += len(data)
         if self._blob_size >= self.blob_shard_bytes:
             self._flush_blobs()
@@ -167,38 +178,50 @@ class PartBuilder:
         if pending.count == 0:
             return
         blocks = np.concatenate(pending.blocks) if len(pending.blocks) > 1 else pending.blocks[0]
+        owners = np.concatenate(pending.owners)
         start = 0
         while len(blocks) - start >= self.shard_blocks or (final and start < len(blocks)):
             shard = blocks[start:start + self.shard_blocks]
-            number = self._write_pixel_shard(shard)
+            number = self._write_pixel_shard(shard, owners[start:start + len(shard)])
             for row in pending.rows:
                 row["shard"] = number
             pending.rows = []
             start += len(shard)
         rest = blocks[start:]
         pending.blocks = [rest] if len(rest) else []
+        pending.owners = [owners[start:]] if len(rest) else []
         pending.count = len(rest)
 
-    def _write_pixel_shard(self, blocks: np.ndarray) -> int:
+    def _write_pixel_shard(self, blocks: np.ndarray, owners: np.ndarray) -> int:
         blocks = np.ascontiguousarray(blocks)
+        started = time.perf_counter()
         encoded = self.codec.encode(blocks)
+        seconds = time.perf_counter() - started
         payload = bytes(encoded.payload)
         self.stats.pixel_shards += 1
         self.stats.block_bytes += blocks.size
         self.stats.pixel_payload_bytes += len(payload)
-        return self._write_shard(SHARD_PIXELS, self.codec.name, self.codec.model_sha256,
-                                 encoded.params, blocks.shape[3], len(blocks), blocks.tobytes(),
-                                 payload)
+        number = self._write_shard(SHARD_PIXELS, self.codec.name, self.codec.model_sha256,
+                                   encoded.params, blocks.shape[3], len(blocks),
+                                   blocks.tobytes(), payload)
+        self.recorder.pixel_shard(number, self.codec.name, self.codec.model_sha256, blocks,
+                                  owners, len(payload), seconds)
+        return number
 
     def _flush_blobs(self) -> None:
         if not self._blobs.rows:
             return
         raw = b"".join(part.tobytes() for part in self._blobs.blocks)
+        started = time.perf_counter()
         payload = zstandard.ZstdCompressor(level=self.zstd_level).compress(raw)
+        seconds = time.perf_counter() - started
         self.stats.blob_shards += 1
         self.stats.blob_payload_bytes += len(payload)
         number = self._write_shard(SHARD_BLOB, BLOB_CODEC, None, {"level": self.zstd_level},
                                    0, 0, raw, payload)
+        self.recorder.blob_shard(number, BLOB_CODEC, self._blobs.owners,
+                                 [row["blob_length"] for row in self._blobs.rows], len(payload),
+                                 seconds)
         for row in self._blobs.rows:
             row["shard"] = number
         self._blobs = _Pending()

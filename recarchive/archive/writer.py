@@ -10,6 +10,11 @@ command resumes). Each finished part leaves `runs/RUN/done/part-N.json`, written
 and index files, recording a fingerprint of the part's objects (keys and sizes) and its files'
 checksums. A rerun reuses a part whose fingerprint and files still match, and rebuilds any
 other. Until the manifest exists, readers refuse the archive as incomplete.
+
+Reports: each done record also carries `"report"` (per-shard coding time and payload, per-image
+bits, a small classical-codec sample; `recarchive.report.measure`), and `finalize` writes the
+compression report as `runs/RUN/report-<sha256[:16]>.json` and `.html`, named in the manifest
+with role "report" (`recarchive.report.embed`). Format version unchanged: readers ignore both.
 """
 
 from __future__ import annotations
@@ -198,6 +203,7 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
         # one exact range read instead of pyarrow's 64 KiB guess from the end
         "data_footer_bytes": int.from_bytes(data[-8:-4], "little") + 8,
         "files": files, "stats": asdict(builder.stats),
+        "report": builder.recorder.finish(),  # per-shard times, per-image bits, baselines
     }
     destination.write_atomic(done, canonical_json(record))  # last: marks the part finished
     return PartEvent(plan.number, False, len(plan.objects), record)
@@ -206,8 +212,9 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
 def finalize(destination: Location, run_id: str, source_url: str, settings: ArchiveSettings,
              codec: BlockCodec, records: list[dict[str, Any]],
              started: float | None = None) -> dict[str, Any]:
-    """Write the manifest (exclusively, last): every file with its checksum, the parts and
-    totals. Fails if another writer completed the archive first."""
+    """Write the compression report files, then the manifest (exclusively, last): every file
+    with its checksum, the parts and totals. Fails if another writer completed the archive
+    first."""
     records = sorted(records, key=lambda r: r["part"])
     if [r["part"] for r in records] != list(range(len(records))):
         raise ArchiveError(f"{destination.url}: parts {[r['part'] for r in records]} are not "
@@ -240,6 +247,9 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
     }
     if started is not None:
         manifest["archive_seconds"] = round(time.time() - started, 3)
+    from recarchive.report.embed import embed_report
+
+    files.extend(embed_report(destination, manifest, records))  # report.json, report.html
     try:
         destination.create_exclusive(MANIFEST, seal_manifest(manifest))
     except FileExistsError:

@@ -1,0 +1,67 @@
+"""The report inside the archive: written by `finalize` just before the manifest (which names
+both files with role "report"), and read back by `recarchive report`.
+
+The files are `runs/RUN/report-<sha256[:16]>.json` and `.html`: named by their content, so two
+writers racing to commit the same run never overwrite the files the winner's manifest names.
+A report that cannot be built only warns: the archive itself is complete without it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from recarchive.archive.format import MANIFEST, run_dir, sha256_hex
+from recarchive.report.build import build_report, to_json
+from recarchive.report.html import render_report
+from recarchive.storage import Location
+
+ROLE = "report"
+
+
+def embed_report(destination: Location, manifest: dict[str, Any],
+                 records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write the report files; return their manifest entries (none if it could not be built,
+    or if the archive is already complete: its files are left alone)."""
+    if destination.exists(MANIFEST):
+        return []
+
+    def read_index(record: dict[str, Any]) -> list[dict[str, Any]]:
+        path = next(f["path"] for f in record["files"] if f["role"] == "index")
+        return pq.read_table(io.BytesIO(destination.read_bytes(path))).to_pylist()
+
+    try:
+        report = build_report(manifest, records, url=destination.url or destination.root,
+                              read_index=read_index)
+        contents = {"json": to_json(report).encode(), "html": render_report(report).encode()}
+    except Exception as error:  # noqa: BLE001 - the archive must not fail for its report
+        warnings.warn(f"{destination.url}: compression report not written: "
+                      f"{type(error).__name__}: {error}", stacklevel=2)
+        return []
+    entries = []
+    for suffix, content in contents.items():
+        digest = sha256_hex(content)
+        path = f"{run_dir(manifest['run_id'])}/report-{digest[:16]}.{suffix}"
+        destination.write_atomic(path, content)
+        entries.append({"role": ROLE, "path": path, "size": len(content), "sha256": digest})
+    return entries
+
+
+def report_files(manifest: dict[str, Any]) -> dict[str, str]:
+    """{"json": path, "html": path} of the report the manifest names (empty if none)."""
+    return {f["path"].rsplit(".", 1)[-1]: f["path"] for f in manifest["files"]
+            if f.get("role") == ROLE}
+
+
+def embedded_report(reader: Any) -> dict[str, Any] | None:
+    """The report written into the archive at commit time, checked against the manifest."""
+    path = report_files(reader.manifest).get("json")
+    if path is None:
+        return None
+    report = json.loads(reader.read_checked(path))
+    report["archive"]["url"] = reader.url  # where it is read from now
+    return report

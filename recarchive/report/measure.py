@@ -1,0 +1,202 @@
+"""What a report needs, recorded while a part is built (it cannot be recovered later without
+decoding every shard again): per-shard coding time and payload, per-image coded bits and time,
+and classical baselines on a few sampled rasters. `PartRecorder.finish` gives the part's
+`"report"` record (kept in its done record, so a resumed run reuses it with the part).
+
+Per-image bits (`BITS_METHOD`): codecs code whole shards, so a shard's payload bits are shared
+among its blocks in proportion to each block's order-0 information content under the shard's
+own per-channel pixel histogram (uniformly if that is zero), and an image gets the bits of its
+blocks, padding included. For `order0` this is its own model; for other codecs a proxy that
+still tells busy images from flat ones. Blob shards share their bits by object length.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recarchive.report import classical
+
+BITS_METHOD = "order0-weighted"
+RECORD_VERSION = 1
+# histogram of per-image bits/dim: fixed bins so part records merge by adding counts
+BIN_WIDTH = 0.05
+BINS = 200  # [0, 10) bits/dim; larger values count as overflow
+# archive-time baselines: the first few rasters of each dataset in each part, small ones only
+# (JPEG-XL effort 9 and WebP method 6 take seconds on a photo; `report --baselines N` measures
+# any size)
+SAMPLE_PER_DATASET = 4
+SAMPLE_MAX_PIXELS = 256 * 256
+
+
+def dataset_of(key: str) -> str:
+    """Top-level prefix of a key; '' for keys at the root (named after the source later)."""
+    return key.split("/", 1)[0] if "/" in key else ""
+
+
+def block_information(blocks: np.ndarray) -> np.ndarray:
+    """(N, 32, 32, C) uint8 -> (N,) bits of each block under the blocks' own per-channel
+    order-0 histogram."""
+    count, channels = len(blocks), blocks.shape[3]
+    flat = blocks.reshape(count, -1, channels)
+    info = np.zeros(count)
+    for channel in range(channels):
+        values = flat[:, :, channel]
+        counts = np.bincount(values.ravel(), minlength=256)
+        table = np.zeros(256)
+        seen = counts > 0
+        table[seen] = -np.log2(counts[seen] / counts.sum())
+        info += table[values].sum(axis=1)
+    return info
+
+
+def block_bits(blocks: np.ndarray, payload_bytes: int) -> np.ndarray:
+    """The shard's payload bits shared among its blocks (see the module docstring)."""
+    weights = block_information(blocks)
+    total = weights.sum()
+    if not total > 0:
+        weights, total = np.ones(len(blocks)), float(len(blocks))
+    return 8.0 * payload_bytes * weights / total
+
+
+def histogram_bin(bits_per_dim: float) -> int:
+    """Bin index of a per-image bits/dim; BINS means overflow."""
+    return min(BINS, max(0, int(bits_per_dim / BIN_WIDTH)))
+
+
+@dataclass
+class _Object:
+    dataset: str
+    kind: str
+    size: int
+    raw: int  # pixel dims (H*W*C) of rasters, bytes of blobs, 0 for skipped
+    bits: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class PartRecorder:
+    """Fed by `PartBuilder`: object i is the part's i-th index row."""
+
+    objects: list[_Object] = field(default_factory=list)
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    _bits: dict[int, float] = field(default_factory=dict)
+    _seconds: dict[int, float] = field(default_factory=dict)
+    _excluded: float = 0.0  # coding and measuring time, not charged as ingest time
+    _started: tuple[float, float] = (0.0, 0.0)
+
+    def begin_object(self) -> None:
+        self._started = (time.perf_counter(), self._excluded)
+
+    def end_object(self, row: dict[str, Any]) -> None:
+        """The object's index row is final (kind, shape); its ingest time ends here."""
+        began, excluded = self._started
+        raw = (row["height"] * row["width"] * row["channels"] if row["kind"] == "raster"
+               else row["size"] if row["kind"] == "blob" else 0)
+        self.objects.append(_Object(dataset_of(row["key"]), row["kind"], row["size"], raw))
+        index = len(self.objects) - 1
+        ingest = time.perf_counter() - began - (self._excluded - excluded)
+        self._seconds[index] = self._seconds.get(index, 0.0) + max(0.0, ingest)
+
+    def sample(self, index: int, key: str, pixels: np.ndarray) -> None:
+        """Measure classical codecs on this raster if its dataset still needs samples."""
+        dataset = dataset_of(key)
+        taken = sum(1 for s in self.samples if s["dataset"] == dataset)
+        if taken >= SAMPLE_PER_DATASET or pixels.shape[0] * pixels.shape[1] > SAMPLE_MAX_PIXELS:
+            return
+        began = time.perf_counter()
+        try:
+            sizes = classical.coded_bytes(pixels)
+        except classical.BaselineError as error:
+            sizes = {"error": str(error)}
+        self.samples.append({"index": index, "key": key, "dataset": dataset,
+                             "dims": int(pixels.size), "bytes": sizes})
+        self._excluded += time.perf_counter() - began
+
+    def pixel_shard(self, number: int, codec: str, model: str | None, blocks: np.ndarray,
+                    owners: np.ndarray, payload_bytes: int, seconds: float) -> None:
+        """A coded pixel shard: `owners[i]` is the object index of block i."""
+        began = time.perf_counter()
+        bits = block_bits(blocks, payload_bytes)
+        objects = self._share(owners, bits, seconds / len(blocks))
+        self.shards.append({"shard": number, "kind": "pixels", "codec": codec,
+                            "model_sha256": model, "channels": int(blocks.shape[3]),
+                            "blocks": len(blocks), "objects": objects,
+                            "raw_bytes": int(blocks.size), "payload_bytes": payload_bytes,
+                            "seconds": round(seconds, 6)})
+        self._excluded += seconds + time.perf_counter() - began
+
+    def blob_shard(self, number: int, codec: str, owners: list[int], lengths: list[int],
+                   payload_bytes: int, seconds: float) -> None:
+        """A fallback shard of whole objects, concatenated and compressed."""
+        raw = sum(lengths)
+        weights = np.asarray(lengths, float) if raw else np.ones(len(lengths))
+        share = weights / weights.sum()
+        self._share(np.asarray(owners), 8.0 * payload_bytes * share, 0.0, seconds * share)
+        self.shards.append({"shard": number, "kind": "blob", "codec": codec,
+                            "model_sha256": None, "channels": 0, "blocks": 0,
+                            "objects": len(owners), "raw_bytes": raw,
+                            "payload_bytes": payload_bytes, "seconds": round(seconds, 6)})
+        self._excluded += seconds
+
+    def _share(self, owners: np.ndarray, bits: np.ndarray, seconds_each: float,
+               seconds: np.ndarray | None = None) -> int:
+        """Add per-item bits and seconds to their objects; return how many objects."""
+        ids, inverse = np.unique(owners, return_inverse=True)
+        bit_sums = np.bincount(inverse, weights=bits)
+        time_sums = (np.bincount(inverse) * seconds_each if seconds is None
+                     else np.bincount(inverse, weights=seconds))
+        for position, index in enumerate(ids.tolist()):
+            self._bits[index] = self._bits.get(index, 0.0) + float(bit_sums[position])
+            self._seconds[index] = self._seconds.get(index, 0.0) + float(time_sums[position])
+        return len(ids)
+
+    def finish(self) -> dict[str, Any]:
+        """The part's report record (JSON-ready)."""
+        datasets: dict[str, dict[str, Any]] = {}
+        for index, item in enumerate(self.objects):
+            item.bits = self._bits.get(index, 0.0)
+            item.seconds = self._seconds.get(index, 0.0)
+            entry = datasets.setdefault(item.dataset, _empty_dataset())
+            entry["objects"] += 1
+            entry["source_bytes"] += item.size
+            entry["seconds"] += item.seconds
+            if item.kind == "raster":
+                entry["rasters"] += 1
+                entry["raster_dims"] += item.raw
+                entry["raster_bits"] += item.bits
+                per_dim = item.bits / item.raw
+                entry["bpd_sum"] += per_dim
+                entry["bpd_min"] = min(entry["bpd_min"], per_dim)
+                entry["bpd_max"] = max(entry["bpd_max"], per_dim)
+                cell = str(histogram_bin(per_dim))
+                entry["hist"][cell] = entry["hist"].get(cell, 0) + 1
+            elif item.kind == "blob":
+                entry["blobs"] += 1
+                entry["blob_bytes"] += item.raw
+                entry["blob_bits"] += item.bits
+            else:
+                entry["skipped"] += 1
+        for entry in datasets.values():
+            if not entry["rasters"]:
+                entry["bpd_min"] = entry["bpd_max"] = None
+        for entry in datasets.values():
+            for name in ("raster_bits", "blob_bits", "bpd_sum"):
+                entry[name] = round(entry[name], 3)
+            entry["seconds"] = round(entry["seconds"], 6)
+        samples = [{k: v for k, v in s.items() if k != "index"}
+                   | {"ours_bits": round(self._bits.get(s["index"], 0.0), 3)}
+                   for s in self.samples]
+        return {"version": RECORD_VERSION, "bits_method": BITS_METHOD, "datasets": datasets,
+                "shards": self.shards, "samples": samples}
+
+
+def _empty_dataset() -> dict[str, Any]:
+    return {"objects": 0, "rasters": 0, "blobs": 0, "skipped": 0, "source_bytes": 0,
+            "raster_dims": 0, "raster_bits": 0.0, "blob_bytes": 0, "blob_bits": 0.0,
+            "seconds": 0.0, "bpd_sum": 0.0, "bpd_min": float("inf"), "bpd_max": 0.0,
+            "hist": {}}

@@ -1,0 +1,121 @@
+"""`recarchive report --baselines N`: classical codecs on N rasters per dataset restored from
+the archive now (any size, unlike the small archive-time sample).
+
+Rasters are drawn per dataset by reservoir sampling over the index (seeded, so a rerun picks
+the same ones; memory holds N rows per dataset). Only the shards holding them are decoded, and
+each decoded image is checked against its pixel checksum. "Ours" for a sampled image is its
+share of its shards' payload bits, by the same rule as at archive time
+(`measure.block_bits` on the decoded shard), so it matches the archive-time attribution.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+
+from recarchive.archive.blocks import join_blocks
+from recarchive.archive.errors import IntegrityError
+from recarchive.archive.rasters import pixels_sha256
+from recarchive.archive.reader import ArchiveReader
+from recarchive.report import classical
+from recarchive.report.build import merge_baselines, source_name, summarize_baselines
+from recarchive.report.classical import NAMES
+from recarchive.report.measure import block_bits, dataset_of
+
+
+def sample_rasters(reader: ArchiveReader, per_dataset: int,
+                   seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Up to `per_dataset` raster index rows per dataset, uniformly at random."""
+    rng = random.Random(seed)
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    seen: dict[str, int] = {}
+    root = source_name(reader.manifest["source"])
+    for row in reader.rows():
+        if row["kind"] != "raster":
+            continue
+        name = dataset_of(row["key"]) or root
+        seen[name] = seen.get(name, 0) + 1
+        bucket = chosen.setdefault(name, [])
+        if len(bucket) < per_dataset:
+            bucket.append(row)
+        else:
+            slot = rng.randrange(seen[name])
+            if slot < per_dataset:
+                bucket[slot] = row
+    return chosen
+
+
+class _Shards:
+    """Decoded shards of one part with their blocks' bits, kept while the part is sampled."""
+
+    def __init__(self, reader: ArchiveReader, part: int) -> None:
+        self.reader, self.part = reader, part
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, number: int) -> tuple[np.ndarray, np.ndarray]:
+        if number not in self.cache:
+            payload = len(self.reader.read_shard(self.part, number)["payload"])
+            blocks = self.reader.decode_pixels(self.part, number)
+            self.cache[number] = (blocks, block_bits(blocks, payload))
+        return self.cache[number]
+
+
+def _restore(reader: ArchiveReader, shards: _Shards,
+             row: dict[str, Any]) -> tuple[np.ndarray, float]:
+    """An image's pixels (checked) and its coded bits."""
+    pieces, bits = [], 0.0
+    for number, start, stop in reader.shard_chain(row["part"], row["shard"], row["block_start"],
+                                                  row["num_blocks"]):
+        blocks, block_bit = shards.get(number)
+        pieces.append(blocks[start:stop])
+        bits += float(block_bit[start:stop].sum())
+    pixels = join_blocks(np.concatenate(pieces), row["height"], row["width"])
+    if pixels_sha256(pixels) != row["pixels_sha256"]:
+        raise IntegrityError(f"{reader.url}: object {row['key']!r}: decoded pixels do not "
+                             "match its pixel checksum")
+    return pixels, bits
+
+
+def measure_restored(reader: ArchiveReader, per_dataset: int,
+                     seed: int = 0) -> dict[str, dict[str, Any]]:
+    """{dataset: baseline summary} over the restored sample."""
+    chosen = sample_rasters(reader, per_dataset, seed)
+    by_part: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    for name, rows in chosen.items():
+        for row in rows:
+            by_part.setdefault(row["part"], []).append((name, row))
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
+    for part in sorted(by_part):
+        shards = _Shards(reader, part)
+        for name, row in sorted(by_part[part], key=lambda item: item[1]["shard"]):
+            pixels, bits = _restore(reader, shards, row)
+            try:
+                sizes: dict[str, Any] = classical.coded_bytes(pixels)
+            except classical.BaselineError as error:
+                sizes = {"error": str(error)}
+            found[name].append({"dims": int(pixels.size), "ours_bits": bits, "bytes": sizes})
+        reader.release(part)
+    summaries = {}
+    for name, samples in found.items():
+        usable = [s for s in samples if "error" not in s["bytes"]]
+        if not usable:
+            continue
+        sizes = {n: None if any(s["bytes"][n] is None for s in usable)
+                 else sum(s["bytes"][n] for s in usable) for n in NAMES}
+        summaries[name] = summarize_baselines(
+            "restored", len(usable), len(samples) - len(usable),
+            sum(s["dims"] for s in usable), sum(s["ours_bits"] for s in usable), sizes)
+    return summaries
+
+
+def add_restored_baselines(report: dict[str, Any], reader: ArchiveReader, per_dataset: int,
+                           seed: int = 0) -> dict[str, Any]:
+    """The report with each dataset's (and the totals') `baselines.restored` filled in."""
+    summaries = measure_restored(reader, per_dataset, seed)
+    for dataset in report["datasets"]:
+        dataset["baselines"]["restored"] = summaries.get(dataset["name"])
+    report["totals"]["baselines"]["restored"] = merge_baselines(list(summaries.values()),
+                                                                "restored")
+    return report
