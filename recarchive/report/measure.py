@@ -186,7 +186,7 @@ class PartRecorder:
                 entry["bpd_min"] = entry["bpd_max"] = None
         for entry in datasets.values():
             for name in ("raster_bits", "blob_bits", "bpd_sum"):
-                entry[name] = round(entry[name], 3)
+                entry[name] = round(entry[name], 6)
             entry["seconds"] = round(entry["seconds"], 6)
         samples = [{k: v for k, v in s.items() if k != "index"}
                    | {"ours_bits": round(self._bits.get(s["index"], 0.0), 3)}
