@@ -229,6 +229,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--init-from", default=None,
                      help="a checkpoint to start from (fine-tuning), for a fresh --out")
     sub.set_defaults(handler=cmd_train_bitswap)
+    add_train_vae_parser(models)
 
 
 def cmd_train_bitswap(args: argparse.Namespace) -> int:
@@ -247,6 +248,39 @@ def cmd_train_bitswap(args: argparse.Namespace) -> int:
                              config=config)
     checkpoint = train(settings, Path(args.out), log=lambda line: print(line, flush=True))
     print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def add_train_vae_parser(models: argparse._SubParsersAction) -> None:
+    sub = models.add_parser("vae", help="the REC codec's VAE (rec-mnist, rec-cifar)")
+    sub.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
+    sub.add_argument("--out", required=True, help="folder for checkpoints (resumes from it)")
+    sub.add_argument("--steps", type=positive_int, default=10_000)
+    sub.add_argument("--batch-size", type=positive_int, default=128)
+    sub.add_argument("--lr", type=float, default=1e-3)
+    sub.add_argument("--max-minutes", type=float, default=None)
+    sub.add_argument("--latent-dims", type=positive_int, default=32)
+    sub.add_argument("--hidden", type=positive_int, default=512)
+    sub.add_argument("--layers", type=positive_int, default=2)
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--export", metavar="FILE", default=None,
+                     help="after training, write the model file (nets + REC tables) to FILE")
+    sub.set_defaults(handler=cmd_train_vae)
+
+
+def cmd_train_vae(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recarchive.training.vae import TrainSettings, config_for, export, train
+
+    config = config_for(args.dataset, args.latent_dims, args.hidden, args.layers)
+    settings = TrainSettings(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
+                             learning_rate=args.lr, max_minutes=args.max_minutes,
+                             seed=args.seed, config=config)
+    checkpoint = train(settings, Path(args.out), log=lambda line: print(line, flush=True))
+    print(f"checkpoint: {checkpoint}")
+    if args.export:
+        export(checkpoint, Path(args.export), log=lambda line: print(line, flush=True))
     return 0
 
 

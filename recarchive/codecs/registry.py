@@ -40,9 +40,25 @@ def _bitswap(model: str = "bitswap-cifar", model_bytes: bytes | None = None,
     return BitSwapCodec(loaded.exact, loaded.sha256, model_bytes=loaded.data, **options)
 
 
+def _rec(model: str = "rec-cifar", model_bytes: bytes | None = None,
+         model_sha256: str | None = None, **options: Any) -> BlockCodec:
+    """REC with a shipped model, a model file, or model bytes (from an archive)."""
+    from recarchive.codecs.rec import RecCodec
+    from recarchive.models import vae
+
+    if "chains" in options:  # the shared --chains option: REC's ANS lanes
+        options["lanes"] = options.pop("chains")
+    if model_bytes is not None:
+        loaded = vae.load_vae_bytes(model_bytes, model_sha256, "archive model copy")
+    else:
+        loaded = vae.load_vae(model, model_sha256)
+    return RecCodec(loaded, **options)
+
+
 def _load_builtin() -> None:
     if "order0" not in _FACTORIES:
         from recarchive.codecs.order0 import Order0Codec
 
         register_codec("order0", Order0Codec)
         register_codec("bitswap", _bitswap)
+        register_codec("rec", _rec)
