@@ -288,3 +288,33 @@ def test_report_modules_do_not_import_ray():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_bitswap_against_order0_names_codec_and_model(built, tmp_path, capsys):
+    """Bit-Swap (a tiny untrained model) against order0 on the same images: the per codec and
+    model rows and the comparison tell them apart by codec and model hash."""
+    import torch
+
+    from recarchive.models import zoo
+    from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
+
+    torch.manual_seed(0)
+    tiny = BitSwapModel(BitSwapConfig(latent_layers=2, latent_channels=4, width=8,
+                                      res_blocks=1)).eval()
+    model = tmp_path / "tiny.safetensors"
+    model.write_bytes(zoo.bitswap_model_bytes(tiny, {"note": "untrained test model"}))
+    source = str(built["root"] / "bucket" / "cifar10")
+    archive(source, str(tmp_path / "o"))
+    manifest = archive(source, str(tmp_path / "s"),
+                       ArchiveSettings(codec="bitswap", codec_options={"model": str(model)}))
+    sha = manifest["models"][0]["sha256"]
+    assert cli.main(["report", str(tmp_path / "o"), str(tmp_path / "s"), "--json"]) == 0
+    comparison = json.loads(capsys.readouterr().out)
+    validate(comparison)
+    b = comparison["b"]
+    assert b["archive"]["label"] == f"bitswap@{sha[:12]}" and b["archive"]["models"] == [sha]
+    row = next(c for c in b["codecs"] if c["kind"] == "pixels")
+    assert (row["codec"], row["model_sha256"], row["objects"]) == ("bitswap", sha, 4)
+    assert b["archive"]["overhead"]["model_bytes"] == model.stat().st_size
+    assert comparison["a"]["archive"]["label"] == "order0"
+    assert [d["name"] for d in comparison["datasets"]] == ["cifar10", "all"]

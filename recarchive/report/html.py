@@ -106,10 +106,7 @@ def _histograms(report: dict[str, Any]) -> list[str]:
         title = (f"{d['name']}: {h['images']:,} images, mean {num(h['mean'])}, "
                  f"min {num(h['min'])}, max {num(h['max'])} bits/dim")
         parts.append(svg.histogram([(d["name"], svg.COLORS[i % len(svg.COLORS)],
-                                     h["counts"])], h["bin_width"], title=title))
-        if h["overflow"]:
-            parts.append(f"<p class=\"note\">{h['overflow']} images above "
-                         f"{h['bin_width'] * len(h['counts']):g} bits/dim not drawn.</p>")
+                                     h["counts"], h["overflow"])], h["bin_width"], title=title))
     return parts
 
 
@@ -214,8 +211,10 @@ def render_comparison(comparison: dict[str, Any]) -> str:
                  [(la, svg.COLORS[0], [metric(d, "codec bits/dim", "a") for d in paired]),
                   (lb, svg.COLORS[1], [metric(d, "codec bits/dim", "b") for d in paired])],
                  title="codec bits/dim per dataset (lower is better)", y_label="bits/dim"),
-        svg.histogram([(la, svg.COLORS[0], a["totals"]["image_bits_per_dim"]["counts"]),
-                       (lb, svg.COLORS[1], b["totals"]["image_bits_per_dim"]["counts"])],
+        svg.histogram([(la, svg.COLORS[0], a["totals"]["image_bits_per_dim"]["counts"],
+                        a["totals"]["image_bits_per_dim"]["overflow"]),
+                       (lb, svg.COLORS[1], b["totals"]["image_bits_per_dim"]["counts"],
+                        b["totals"]["image_bits_per_dim"]["overflow"])],
                       a["totals"]["image_bits_per_dim"]["bin_width"],
                       title="bits/dim per image, all datasets"),
         _table(["dataset", "metric", "A", "B", "B vs A"], rows, "comparison"),

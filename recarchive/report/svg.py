@@ -18,12 +18,14 @@ def _frame(width: int, height: int, title: str, body: list[str]) -> str:
             f'font-weight="600">{escape(title)}</text>' + "".join(body) + "</svg>")
 
 
-def _ticks(top: float) -> list[float]:
-    """About five round tick values from 0 to at least `top`."""
+def _ticks(top: float, whole: bool = False) -> list[float]:
+    """About five round tick values from 0 to at least `top` (whole numbers only if asked)."""
     if top <= 0:
         return [0.0, 1.0]
     magnitude = 10 ** math.floor(math.log10(top / 5))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if top / (m * magnitude) <= 6)
+    if whole:
+        step = max(1, round(step))
     return [round(step * i, 10) for i in range(math.ceil(top / step - 1e-9) + 1)]
 
 
@@ -87,35 +89,43 @@ def _legend(items: list[tuple[str, str]], x: float, y: float) -> list[str]:
     return parts
 
 
-def histogram(series: list[tuple[str, str, list[int]]], bin_width: float, *, title: str,
-              width: int = 760, height: int = 260, max_bars: int = 60) -> str:
+def histogram(series: list[tuple[str, str, list[int], int]], bin_width: float, *,
+              title: str, width: int = 760, height: int = 260, max_bars: int = 60,
+              min_bins: int = 20) -> str:
     """Histograms over shared fixed bins (overlaid, translucent, when several), zoomed to the
-    occupied range and merged into at most `max_bars` bars."""
+    occupied range (at least `min_bins` wide) and merged into at most `max_bars` bars; a
+    series' overflow (values past the last bin) is one more bar at the right, labelled."""
     left, right, top, bottom = 52, 12, 28, 58
-    occupied = [i for _, _, counts in series for i, n in enumerate(counts) if n]
-    if not occupied:
+    bins = len(series[0][2])
+    occupied = [i for _, _, counts, _ in series for i, n in enumerate(counts) if n]
+    overflow = any(over for *_, over in series)
+    if not occupied and not overflow:
         return _frame(width, 60, title, ['<text x="20" y="40" font-size="12">no images'
                                          '</text>'])
-    first, last = min(occupied), max(occupied) + 1
+    first, last = (min(occupied), max(occupied) + 1) if occupied else (bins - min_bins, bins)
+    if last - first < min_bins:
+        first = max(0, min(first - (min_bins - (last - first)) // 2, bins - min_bins))
+        last = min(bins, first + min_bins)
     merge = max(1, -(-(last - first) // max_bars))
     first -= first % merge
     groups = -(-(last - first) // merge)
     merged = [[sum(counts[first + g * merge:first + (g + 1) * merge]) for g in range(groups)]
-              for _, _, counts in series]
-    ticks = _ticks(max(max(m) for m in merged) * 1.05)
+              + ([over] if overflow else []) for _, _, counts, over in series]
+    ticks = _ticks(max(max(m) for m in merged) * 1.05, whole=True)
     plot_h, plot_w = height - top - bottom, width - left - right
 
     def y_of(value: float) -> float:
         return top + plot_h * (1 - value / (ticks[-1] or 1))
 
     body = _axis(ticks, left, width - right, y_of, "images")
-    bar_w = plot_w / groups
-    for (_, color, _), counts in zip(series, merged, strict=True):
+    bar_w = plot_w / (groups + (1.5 if overflow else 0))
+    for (_, color, _, _), counts in zip(series, merged, strict=True):
         opacity = "0.55" if len(series) > 1 else "0.9"
         for g, count in enumerate(counts):
             if count:
                 y = y_of(count)
-                body.append(f'<rect x="{left + g * bar_w:.1f}" y="{y:.1f}" '
+                x = left + (g + 0.5 * (g == groups)) * bar_w
+                body.append(f'<rect x="{x:.1f}" y="{y:.1f}" '
                             f'width="{max(1.0, bar_w - 1):.1f}" height="{y_of(0) - y:.1f}" '
                             f'fill="{color}" fill-opacity="{opacity}"/>')
     step = max(1, groups // 8)
@@ -123,8 +133,11 @@ def histogram(series: list[tuple[str, str, list[int]]], bin_width: float, *, tit
         x = left + g * bar_w
         body.append(f'<text x="{x:.1f}" y="{height - bottom + 14}" font-size="10" '
                     f'text-anchor="middle">{(first + g * merge) * bin_width:.2f}</text>')
+    if overflow:
+        body.append(f'<text x="{left + (groups + 1) * bar_w:.1f}" y="{height - bottom + 14}" '
+                    f'font-size="10" text-anchor="middle">≥{bins * bin_width:g}</text>')
     body.append(f'<text x="{left + plot_w / 2:.0f}" y="{height - bottom + 30}" font-size="11" '
                 'text-anchor="middle">bits/dim per image</text>')
     if len(series) > 1:
-        body += _legend([(label, color) for label, color, _ in series], left, height - 8)
+        body += _legend([(label, color) for label, color, _, _ in series], left, height - 8)
     return _frame(width, height, title, body)

@@ -100,8 +100,10 @@ def _histograms(report: dict[str, Any]) -> Table:
     shown = report["datasets"] if len(report["datasets"]) > 1 else []
     for d in [*shown, report["totals"]]:
         h = d["image_bits_per_dim"]
+        over = (f"  +{h['overflow']:,} ≥ {h['bin_width'] * len(h['counts']):g}"
+                if h["overflow"] else "")
         table.add_row(d["name"], num(h["images"]), num(h["mean"]), num(h["min"]),
-                      num(h["max"]), sparkline(h["counts"], h["bin_width"]))
+                      num(h["max"]), sparkline(h["counts"], h["bin_width"]) + over)
     return table
 
 
