@@ -34,7 +34,7 @@ def chromium() -> str:
         pytest.skip("chromium is not installed and apt-get is unavailable")
     prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = [*prefix, apt, "install", "-y", "-q", "--no-install-recommends", "chromium"]
+    install = [*prefix, apt, "install", "-y", "-q", "chromium"]
     if subprocess.run(install, env=env, capture_output=True, timeout=1800).returncode != 0:
         subprocess.run([*prefix, apt, "update", "-q"], env=env, check=True, capture_output=True,
                        timeout=600)

@@ -50,13 +50,16 @@ def sample_rasters(reader: ArchiveReader, per_dataset: int,
 class _Shards:
     """Decoded shards of one part with their blocks' bits, kept while the part is sampled."""
 
-    def __init__(self, reader: ArchiveReader, part: int) -> None:
-        self.reader, self.part = reader, part
+    def __init__(self, reader: ArchiveReader, part: int, payloads: dict[tuple[int, int], int]
+                 ) -> None:
+        self.reader, self.part, self.payloads = reader, part, payloads
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def get(self, number: int) -> tuple[np.ndarray, np.ndarray]:
         if number not in self.cache:
-            payload = len(self.reader.read_shard(self.part, number)["payload"])
+            payload = self.payloads.get((self.part, number))
+            if payload is None:  # not in the report's shard list: read the shard for it
+                payload = len(self.reader.read_shard(self.part, number)["payload"])
             blocks = self.reader.decode_pixels(self.part, number)
             self.cache[number] = (blocks, block_bits(blocks, payload))
         return self.cache[number]
@@ -78,9 +81,11 @@ def _restore(reader: ArchiveReader, shards: _Shards,
     return pixels, bits
 
 
-def measure_restored(reader: ArchiveReader, per_dataset: int,
-                     seed: int = 0) -> dict[str, dict[str, Any]]:
-    """{dataset: baseline summary} over the restored sample."""
+def measure_restored(reader: ArchiveReader, per_dataset: int, seed: int = 0,
+                     payloads: dict[tuple[int, int], int] | None = None
+                     ) -> dict[str, dict[str, Any]]:
+    """{dataset: baseline summary} over the restored sample; `payloads` maps (part, row group)
+    to payload bytes where the report lists them (saves reading those shards twice)."""
     chosen = sample_rasters(reader, per_dataset, seed)
     by_part: dict[int, list[tuple[str, dict[str, Any]]]] = {}
     for name, rows in chosen.items():
@@ -88,7 +93,7 @@ def measure_restored(reader: ArchiveReader, per_dataset: int,
             by_part.setdefault(row["part"], []).append((name, row))
     found: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
     for part in sorted(by_part):
-        shards = _Shards(reader, part)
+        shards = _Shards(reader, part, payloads or {})
         for name, row in sorted(by_part[part], key=lambda item: item[1]["shard"]):
             pixels, bits = _restore(reader, shards, row)
             try:
@@ -113,7 +118,9 @@ def measure_restored(reader: ArchiveReader, per_dataset: int,
 def add_restored_baselines(report: dict[str, Any], reader: ArchiveReader, per_dataset: int,
                            seed: int = 0) -> dict[str, Any]:
     """The report with each dataset's (and the totals') `baselines.restored` filled in."""
-    summaries = measure_restored(reader, per_dataset, seed)
+    payloads = {(s["part"], s["row_group"]): s["payload_bytes"]
+                for s in report["shards"]["listed"]}
+    summaries = measure_restored(reader, per_dataset, seed, payloads)
     for dataset in report["datasets"]:
         dataset["baselines"]["restored"] = summaries.get(dataset["name"])
     report["totals"]["baselines"]["restored"] = merge_baselines(list(summaries.values()),
