@@ -223,6 +223,9 @@ def test_two_archives_side_by_side(built, capsys, tmp_path):
     validate(comparison)
     names = [d["name"] for d in comparison["datasets"]]
     assert names == ["bucket", "cifar10", "edge", "all"]
+    assert comparison["settings_differ"] == {"part_objects": [9, 4096],
+                                             "shard_blocks": [16, 1024],
+                                             "blob_shard_bytes": [64, 8 * 1024 * 1024]}
     cifar = next(d for d in comparison["datasets"] if d["name"] == "cifar10")
     bpd = next(m for m in cifar["metrics"] if m["metric"] == "codec bits/dim")
     assert bpd["a"] == comparison["a"]["datasets"][1]["codec"]["bits_per_dim"]

@@ -332,8 +332,12 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             change = (round(100 * (vb - va) / va, 2) if va and vb is not None else None)
             metrics.append({"metric": metric, "a": va, "b": vb, "change_pct": change})
         rows.append({"name": name, "metrics": metrics})
+    settings_a, settings_b = a["archive"]["settings"], b["archive"]["settings"]
+    differ = {name: [settings_a.get(name), settings_b.get(name)]
+              for name in sorted(set(settings_a) | set(settings_b))
+              if settings_a.get(name) != settings_b.get(name)}
     return {"schema": COMPARISON_NAME, "schema_version": SCHEMA_VERSION, "a": a, "b": b,
-            "datasets": rows}
+            "settings_differ": differ, "datasets": rows}
 
 
 def to_json(report: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ with the data it describes."""
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Any
 
@@ -64,10 +65,11 @@ DATASET_HEADERS = ["dataset", "objects", "codec / fallback / skipped", "raw", "a
                    "MB/s"]
 
 
-def _baseline_section(report: dict[str, Any]) -> list[str]:
+def _baseline_section(report: dict[str, Any], heading: str = "Against classical codecs"
+                      ) -> list[str]:
     groups = [d for d in [*report["datasets"], report["totals"]] if baseline_of(d)]
     if not groups:
-        return ["<h2>Against classical codecs</h2><p class=\"note\">No raster was sampled "
+        return [f"<h2>{escape(heading)}</h2><p class=\"note\">No raster was sampled "
                 "(images over the archive-time size limit, or none at all): run "
                 "<code>recarchive report ARCHIVE --baselines N</code>.</p>"]
     rows = []
@@ -84,7 +86,7 @@ def _baseline_section(report: dict[str, Any]) -> list[str]:
     series += [(BASELINE_LABELS[n], svg.COLORS[i + 1],
                 [baseline_of(d)["bits_per_dim"][n] for d in chart_groups])
                for i, n in enumerate(NAMES)]
-    return ["<h2>Against classical codecs</h2>",
+    return [f"<h2>{escape(heading)}</h2>",
             svg.bars([d["name"] for d in chart_groups], series,
                      title="bits/dim on the same sampled images (lower is better)",
                      y_label="bits/dim"),
@@ -205,8 +207,9 @@ def render_comparison(comparison: dict[str, Any]) -> str:
 
     body = [
         "<h1>recarchive report: two archives side by side</h1>",
-        f"<p class=\"sub\"><b>{escape(la)}</b> ({escape(a['archive']['url'])}) · "
-        f"<b>{escape(lb)}</b> ({escape(b['archive']['url'])})</p>",
+        f"<p class=\"sub\"><b>{escape(la)}</b>{_where(la, a)} · <b>{escape(lb)}</b>"
+        f"{_where(lb, b)}</p>",
+        _differ(comparison["settings_differ"]),
         svg.bars([d["name"] for d in paired],
                  [(la, svg.COLORS[0], [metric(d, "codec bits/dim", "a") for d in paired]),
                   (lb, svg.COLORS[1], [metric(d, "codec bits/dim", "b") for d in paired])],
@@ -220,9 +223,23 @@ def render_comparison(comparison: dict[str, Any]) -> str:
         _table(["dataset", "metric", "A", "B", "B vs A"], rows, "comparison"),
         f"<h2>{escape(la)}</h2>", _table(DATASET_HEADERS, _dataset_rows(a)),
         f"<h2>{escape(lb)}</h2>", _table(DATASET_HEADERS, _dataset_rows(b)),
-        *_baseline_section(a), *_methods(a),
+        *_baseline_section(a, f"Against classical codecs ({la})"),
+        *_baseline_section(b, f"Against classical codecs ({lb})"), *_methods(a),
     ]
     return _page("recarchive report: comparison", body)
+
+
+def _where(label: str, report: dict[str, Any]) -> str:
+    url = report["archive"]["url"]
+    return "" if label.endswith(url) else f" ({escape(url)})"
+
+
+def _differ(settings: dict[str, list[Any]]) -> str:
+    if not settings:
+        return '<p class="note">Same archive settings.</p>'
+    items = ", ".join(f"{escape(name)}: {escape(json.dumps(a))} → {escape(json.dumps(b))}"
+                      for name, (a, b) in settings.items())
+    return f'<p class="note">Settings that differ (A → B): {items}</p>'
 
 
 def render(report: dict[str, Any]) -> str:

@@ -133,6 +133,8 @@ def print_comparison(comparison: dict[str, Any], out: TextIO, width: int | None 
     a, b = comparison["a"]["archive"], comparison["b"]["archive"]
     console.print(f"[bold]A[/bold] {a['url']} ({a['label']})\n[bold]B[/bold] {b['url']} "
                   f"({b['label']})")
+    for name, (value_a, value_b) in comparison["settings_differ"].items():
+        console.print(f"setting {name}: A {value_a!r}, B {value_b!r}")
     table = Table(title="A against B, per dataset", title_justify="left")
     for header in ("dataset", "metric", "A", "B", "B vs A"):
         table.add_column(header, justify="left" if header in ("dataset", "metric") else "right")
