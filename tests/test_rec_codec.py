@@ -155,3 +155,14 @@ def test_mnist_benchmark_codes_whole_digits(mnist_file, capsys):
     # An untrained decoder: far worse than PNG, but coded at about its own −ELBO.
     assert result["bits_per_dim"] > 1.0 and result["neg_elbo_bits_per_dim"] > 1.0
     assert 1 < result["png_bits_per_dim"] < 8 and result["webp_bits_per_dim"] > 0
+
+
+def test_rec_sweep_runs_each_variant_on_the_same_images(mnist_file):
+    from recarchive.bench.codec_bench import run_rec_sweep
+
+    variants = [{"algorithm": "orc", "partitioned": False, "block_bits": 6.0, "samples": 16},
+                {"algorithm": "pfr", "partitioned": True, "block_bits": 6.0, "samples": 4096}]
+    rows = run_rec_sweep(str(mnist_file), "mnist-test", 3, variants, fit_images=20)
+    assert [r["rec"] for r in rows] == variants
+    assert all(r["roundtrip_exact"] and r["images"] == 3 for r in rows)
+    assert rows[0]["search_steps_mean"] <= 16

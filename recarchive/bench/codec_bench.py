@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from recarchive.bench.baselines import baseline_bits_per_dim
+from recarchive.codecs.rec import RecSettings
 
 DATASETS = ("cifar10-test", "cifar10-validation", "photo-val", "mnist-test", "mnist-validation")
 
@@ -110,6 +111,22 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
     if baselines:
         result.update(_baselines(images))
     return result
+
+
+def run_rec_sweep(model: str, dataset: str, limit: int | None, variants: list[dict],
+                  fit_images: int = 500, shard_blocks: int = 1024) -> list[dict]:
+    """The REC codec under other settings (standard / partitioned, PFR / ORC, block budgets,
+    sample counts) on the same images: one `run_codec_benchmark` each. Each variant's tables
+    are fitted on `fit_images` random training images (never the benchmark's)."""
+    from recarchive.training.vae import load_training_data
+
+    train, _ = load_training_data("mnist" if dataset.startswith("mnist") else "cifar10")
+    rng = np.random.default_rng(0)
+    fit = train[np.sort(rng.choice(len(train), fit_images, replace=False))]
+    return [run_codec_benchmark("rec", model, dataset, limit, shard_blocks, baselines=False,
+                                codec_options={"settings": RecSettings(**variant),
+                                               "fit_images": fit}) | {"rec": variant}
+            for variant in variants]
 
 
 def _baselines(images: np.ndarray) -> dict:

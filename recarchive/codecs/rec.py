@@ -50,7 +50,7 @@ from recarchive.rec import (
 from recarchive.rec.index_code import DEFAULT_CAP, INDEX_PRECISION, zipf_index_code
 
 ALGORITHMS = ("pfr", "orc")
-DEFAULT_LANES = 64  # each lane's final ANS state is ~64 bits: few lanes, little overhead
+DEFAULT_LANES = 128  # each lane ends with one ANS head (~32 bits): 4 bits a 1024-digit shard
 FIT_BATCH = 500
 
 
