@@ -321,3 +321,14 @@ def test_bitswap_against_order0_names_codec_and_model(built, tmp_path, capsys):
     assert b["archive"]["overhead"]["model_bytes"] == model.stat().st_size
     assert comparison["a"]["archive"]["label"] == "order0"
     assert [d["name"] for d in comparison["datasets"]] == ["cifar10", "all"]
+
+
+def test_report_of_an_archive_in_object_storage(built, capsys):
+    """Through fsspec like every archive read: here memory://, read back via the CLI."""
+    target = "memory://report-test/archive"
+    archive(str(built["root"] / "bucket" / "cifar10"), target)
+    assert cli.main(["report", target, "--json", "--baselines", "2"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    validate(found)
+    assert found["archive"]["url"] == target and found["generated_by"] == "archive"
+    assert found["datasets"][0]["baselines"]["restored"]["images"] == 2
