@@ -119,6 +119,28 @@ def _rec_synthetic_table(result: Result) -> str:
     return format_table(result)
 
 
+def _scale_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="small datasets, one run each (what the tests run)")
+    parser.add_argument("--address", default=None,
+                        help="an existing Ray cluster (default: a private local one, 2 CPUs)")
+    parser.add_argument("--model", default=None,
+                        help="also measure a Bit-Swap actor's memory with this model")
+
+
+def _scale_run(args: argparse.Namespace) -> Result:
+    from recarchive.bench.scale_bench import run_scale_benchmark
+
+    return run_scale_benchmark(quick=args.quick, address=args.address, model=args.model,
+                               repeats=1 if args.quick else 2)
+
+
+def _scale_table(result: Result) -> str:
+    from recarchive.bench.scale_bench import format_table
+
+    return format_table(result)
+
+
 BENCH_TARGETS: dict[str, BenchTarget] = {
     "ans": BenchTarget(
         help="interleaved rANS coder: speed, rate overhead, backend agreement, constriction",
@@ -138,6 +160,13 @@ BENCH_TARGETS: dict[str, BenchTarget] = {
         add_arguments=lambda parser: _codec_arguments(parser),
         run=lambda args: _codec_run(args),
         table=lambda result: _codec_table(result),
+    ),
+    "scale": BenchTarget(
+        help="distributed archive on Ray: speedup with 2 CPU actors, driver and actor "
+        "memory for two dataset sizes, GPU-actor throughput where there is a GPU",
+        add_arguments=_scale_arguments,
+        run=_scale_run,
+        table=_scale_table,
     ),
     "rec-synthetic": BenchTarget(
         help="relative entropy coding on 5-D Gaussians: PFR runtime vs D∞, codelength vs I, "

@@ -175,7 +175,7 @@ class LocalCluster:
                 for pid in pids:
                     with contextlib.suppress(OSError):
                         os.kill(pid, sig)
-                deadline = time.time() + 10
+                deadline = time.time() + (3 if sig == signal.SIGTERM else 10)
                 while pids and time.time() < deadline:
                     pids = {p for p in pids if _alive(p)}
                     time.sleep(0.2)

@@ -29,8 +29,9 @@ ACTOR_LOST = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
               ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
 
 
-class DistributedError(RuntimeError):
-    """A part could not be done by any actor within the allowed attempts."""
+class DistributedError(ValueError):
+    """A part could not be done by any actor within the allowed attempts (a ValueError, so
+    the CLI reports it as one line and exit status 1, like archive errors)."""
 
 
 @dataclass(frozen=True)
