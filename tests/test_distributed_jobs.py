@@ -256,3 +256,32 @@ def test_scale_bench_quick_reports_speedup_and_flat_driver_memory(
     assert abs(large - small) < 64 and result["driver_rss_growth_mb"] == round(large - small, 1)
     assert result["gpu_actor_mb_per_s"] is None  # logical GPUs only: no CUDA here
     assert len(result["loadavg_before"]) == 3
+
+
+def test_pool_pulls_tasks_only_as_actors_free_up(cluster: LocalCluster) -> None:
+    """Backpressure: the driver never holds more than actors × depth tasks of the stream."""
+    import ray
+
+    from recarchive.distributed.pool import ActorPool, PoolSettings, Task
+
+    pulled = 0
+
+    def tasks():
+        nonlocal pulled
+        for key in range(24):
+            pulled += 1
+            yield Task(key, ())
+
+    ray.init(address=cluster.address, logging_level="WARNING")
+    try:
+        settings = PoolSettings(actors=2, gpus_per_actor=0, depth=2)
+        done, most = [], 0
+        with ActorPool(settings) as pool:
+            for task, info in pool.map("info", tasks()):
+                done.append(task.key)
+                most = max(most, pulled - len(done) + 1)
+                assert info["slot"] in (0, 1)
+        assert sorted(done) == list(range(24))
+        assert most <= settings.actors * settings.depth
+    finally:
+        ray.shutdown()
