@@ -49,7 +49,8 @@ def neg_elbo_bits_per_dim(codec, images: np.ndarray, batch: int = 250) -> float 
     total = 0.0
     with torch.no_grad():
         for start in range(0, len(images), batch):
-            x = torch.from_numpy(images[start : start + batch]).permute(0, 3, 1, 2).float()
+            x = torch.from_numpy(np.array(images[start : start + batch]))
+            x = x.permute(0, 3, 1, 2).float()
             total += float(model.bits_per_dim(x).sum())
     return total / len(images)
 
@@ -90,6 +91,10 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
         "shard_blocks": shard_blocks,
         "bits_per_dim": payload_bits / dims,
         "neg_elbo_bits_per_dim": neg_elbo_bits_per_dim(codec, images),
+        # REC: the same bound for the integer model the coder runs (see RecCodec)
+        "exact_neg_elbo_bits_per_dim": (codec.exact_neg_elbo_bits_per_dim(images)
+                                        if hasattr(codec, "exact_neg_elbo_bits_per_dim")
+                                        else None),
         "initial_bits_per_shard": (32 * float(np.mean(clean_words))
                                    if None not in clean_words else None),
         # Coded bits less the initial (clean) bits each shard consumed: the exact model's own
