@@ -177,3 +177,12 @@ def test_only_distributed_and_jobs_import_ray() -> None:
         if "import ray" in text or "from ray" in text:
             offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
+
+
+def test_job_summary_is_the_archive_report(small_archive: str) -> None:
+    from recarchive.distributed.commands import _totals_summary, report_summary
+
+    text = report_summary(small_archive)
+    assert "recarchive report" in text and small_archive in text.replace("\n", "")
+    totals = _totals_summary(small_archive, None)
+    assert "rasters" in totals and small_archive in totals

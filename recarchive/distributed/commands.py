@@ -4,6 +4,7 @@ distributed driver, print progress (stderr, one line per part) and a summary (st
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from typing import Any, TextIO
@@ -96,15 +97,19 @@ def restore_ray_command(archive_url: str, destination: str, *, ray_address: str,
 
 
 def report_summary(archive_url: str, options: dict[str, Any] | None = None) -> str:
-    """The archive's report: `recarchive.report`'s summary where that module exists, else
-    the manifest's totals (what `recarchive ls` and `verify` summarize)."""
+    """The archive's compression report (`recarchive report`'s terminal table); the
+    manifest's totals where the report package cannot be loaded."""
     try:
-        from recarchive import report as report_module  # arrives with the reports issue
+        from recarchive.report.commands import load_report
+        from recarchive.report.terminal import print_report
     except ImportError:
-        report_module = None
-    render = getattr(report_module, "summary_text", None)
-    if callable(render):
-        return str(render(archive_url, options))
+        return _totals_summary(archive_url, options)
+    buffer = io.StringIO()
+    print_report(load_report(archive_url, options), buffer, width=110)
+    return buffer.getvalue().rstrip()
+
+
+def _totals_summary(archive_url: str, options: dict[str, Any] | None) -> str:
     from recarchive.archive.reader import ArchiveReader
 
     manifest = ArchiveReader(archive_url, options).manifest
