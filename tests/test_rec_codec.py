@@ -152,8 +152,9 @@ def test_mnist_benchmark_codes_whole_digits(mnist_file, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["roundtrip_exact"] is True and result["shards"] == 2
     assert result["initial_bits_per_shard"] == 0 and result["latent_bits_per_image"] > 0
-    # An untrained decoder: far worse than PNG, but coded at about its own −ELBO.
+    # An untrained decoder: far worse than PNG, but coded at about its own (exact) −ELBO.
     assert result["bits_per_dim"] > 1.0 and result["neg_elbo_bits_per_dim"] > 1.0
+    assert abs(result["bits_per_dim"] / result["exact_neg_elbo_bits_per_dim"] - 1) < 0.05
     assert 1 < result["png_bits_per_dim"] < 8 and result["webp_bits_per_dim"] > 0
 
 

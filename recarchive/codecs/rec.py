@@ -35,7 +35,13 @@ from recarchive.ans import NUMPY, Message, empty_message, message_from_bytes, me
 from recarchive.ans.serialize import CorruptMessageError
 from recarchive.codecs.base import BLOCK_SIZE, CodecError, EncodedShard, check_blocks
 from recarchive.entropy.quantize import pmf_to_cdf
-from recarchive.models.vae import ExactVAE, LoadedVAE, flat_pixels, latent_fixed
+from recarchive.models.vae import (
+    LATENT_FRAC_BITS,
+    ExactVAE,
+    LoadedVAE,
+    flat_pixels,
+    latent_fixed,
+)
 from recarchive.rec import (
     IndexCode,
     bits_from_mi,
@@ -211,6 +217,28 @@ class RecCodec:
         total = sum(float(model.bits_per_dim(flat_pixels(images[i : i + batch])).sum())
                     for i in range(0, len(images), batch))
         return total / len(images)
+
+    @torch.no_grad()
+    def exact_neg_elbo_bits_per_dim(self, images: np.ndarray, samples: int = 4) -> float:
+        """−ELBO of the model the coder actually uses: continuous KL of the exact encoder's
+        posterior, plus the pixels' ideal cost under the integer tables with z ~ q (seeded).
+
+        Why besides the float −ELBO: the tables give every pixel value at least 2^-18, so a
+        pixel far from its mean costs at most ~18 bits where the float likelihood charges
+        without bound; on MNIST that makes the coder ~1 % cheaper than the float −ELBO.
+        """
+        x = flat_pixels(self._check(images))
+        loc, scale = _posterior(self.model, x, self.net_batch)
+        kl = float(kl_bits(loc, scale).sum())
+        rng = np.random.default_rng(0)
+        pixel_bits = 0.0
+        for _ in range(samples):
+            z = loc + scale * rng.standard_normal(loc.shape)
+            z_fixed = torch.from_numpy(np.floor(z * 2.0**LATENT_FRAC_BITS).astype(np.int64))
+            mean, index = self.model.pixel_params(z_fixed)
+            _, freq = self.pixel.start_freq(x.numpy(), mean.numpy(), index.numpy())
+            pixel_bits += float(np.sum(self.pixel.spec.precision - np.log2(freq))) / samples
+        return (kl + pixel_bits) / x.numel()
 
     # --- shapes ---------------------------------------------------------------------------
 

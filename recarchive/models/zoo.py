@@ -22,7 +22,9 @@ from recarchive.models.exact_bitswap import ExactBitSwap, convert_to_exact
 FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
-SHIPPED: dict[str, str] = {}
+SHIPPED: dict[str, str] = {
+    "rec-mnist": "e9cf1d899444e18d32086b6bae9e191acebd300c7372fc769ae6d3afc2b5d0a0",
+}
 
 
 class ModelError(ValueError):
