@@ -186,3 +186,13 @@ def test_job_summary_is_the_archive_report(small_archive: str) -> None:
     assert "recarchive report" in text and small_archive in text.replace("\n", "")
     totals = _totals_summary(small_archive, None)
     assert "rasters" in totals and small_archive in totals
+
+
+def test_memory_filesystems_are_refused_for_actors(small_archive: str) -> None:
+    from recarchive.archive import ArchiveError
+    from recarchive.distributed import archive_on_ray, restore_on_ray
+
+    with pytest.raises(ArchiveError, match="private to each process"):
+        archive_on_ray("memory://bucket/src", "/tmp/unused-archive")
+    with pytest.raises(ArchiveError, match="private to each process"):
+        restore_on_ray(small_archive, "memory://restored")

@@ -69,6 +69,7 @@ def archive_on_ray(source_url: str, destination_url: str,
     started = time.time()
     source = open_location(source_url, source_options)
     destination = open_location(destination_url, destination_options)
+    refuse_process_local(source, destination)
     if not source.fs.exists(source.root):
         raise ArchiveError(f"{source_url}: source does not exist")
     run_id, codec = start_run(destination, source_url, settings, run_id)
@@ -112,6 +113,17 @@ def archive_on_ray(source_url: str, destination_url: str,
     log(f"run {run_id}: manifest written; {result.parts_built} parts built, "
         f"{result.parts_reused} reused, {result.retries} retried")
     return result
+
+
+def refuse_process_local(*locations: Location) -> None:
+    """Actors run in other processes (and machines): a filesystem that lives inside one
+    process (`memory://`) would silently split the archive between them."""
+    for location in locations:
+        protocols = location.fs.protocol
+        if "memory" in ((protocols,) if isinstance(protocols, str) else tuple(protocols)):
+            raise ArchiveError(f"{location.url}: memory:// is private to each process; Ray "
+                               "actors need storage they all reach (a shared folder, s3://, "
+                               "gs://, ...)")
 
 
 def _progress_line(done: dict[str, Any], parts: int, objects: int, elapsed: float) -> str:

@@ -16,7 +16,9 @@ from typing import Any
 
 from recarchive.archive.reader import ArchiveReader
 from recarchive.archive.restore import RestoreReport
+from recarchive.distributed.archive import refuse_process_local
 from recarchive.distributed.pool import ActorPool, PoolSettings, Task
+from recarchive.storage import open_location
 
 
 def plan_restore(reader: ArchiveReader, shards: set[int] | None,
@@ -45,6 +47,7 @@ def restore_on_ray(archive_url: str, destination_url: str, *, shards: set[int] |
     """
     started = time.time()
     reader = ArchiveReader(archive_url, archive_options)
+    refuse_process_local(reader.location, open_location(destination_url, destination_options))
     plan = plan_restore(reader, shards, objects)
     report = RestoreReport()
     report.archive_bytes_read = reader.location.read.bytes
