@@ -167,3 +167,26 @@ def test_rec_sweep_runs_each_variant_on_the_same_images(mnist_file):
     assert [r["rec"] for r in rows] == variants
     assert all(r["roundtrip_exact"] and r["images"] == 3 for r in rows)
     assert rows[0]["search_steps_mean"] <= 16
+
+
+def test_archive_round_trip_with_rec(model_file, tmp_path):
+    """`--codec rec` in the archive: the model is copied in and restore uses that copy."""
+    from recarchive.archive import ArchiveSettings, archive, restore
+    from recarchive.archive.format import MANIFEST
+    from recarchive.storage import open_location
+    from tests.test_archive_helpers import assert_same_raster, demo_objects, make_bucket_on
+
+    objects = {k: v for k, v in demo_objects(with_photos=False).items() if "cifar" in k}
+    make_bucket_on(open_location(str(tmp_path)).fs, str(tmp_path / "src"), objects)
+    archive(str(tmp_path / "src"), str(tmp_path / "arch"),
+            ArchiveSettings(codec="rec", codec_options={"model": str(model_file)}))
+    manifest = json.loads((tmp_path / "arch" / MANIFEST).read_text())
+    assert [m["sha256"] for m in manifest["models"]] == [zoo.sha256_of(model_file.read_bytes())]
+    model_file_copy = model_file.with_suffix(".moved")
+    model_file.rename(model_file_copy)  # restore must not need the original file
+    try:
+        restore(str(tmp_path / "arch"), str(tmp_path / "out"))
+    finally:
+        model_file_copy.rename(model_file)
+    for key, data in objects.items():
+        assert_same_raster(data, (tmp_path / "out" / key).read_bytes(), key)

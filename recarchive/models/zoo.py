@@ -23,6 +23,7 @@ FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
+    "rec-cifar": "89166265cc926d2cf4cd9c26af706343bf78d7a75c3c85f51f16b1b42c8bd664",
     "rec-mnist": "e9cf1d899444e18d32086b6bae9e191acebd300c7372fc769ae6d3afc2b5d0a0",
 }
 
