@@ -256,6 +256,8 @@ def test_scale_bench_quick_reports_speedup_and_flat_driver_memory(
     assert abs(large - small) < 64 and result["driver_rss_growth_mb"] == round(large - small, 1)
     assert result["gpu_actor_mb_per_s"] is None  # logical GPUs only: no CUDA here
     assert len(result["loadavg_before"]) == 3
+    assert len(result["machine_speedup_2_processes"]) == 2
+    assert all(0.3 < v < 2.5 for v in result["machine_speedup_2_processes"])
 
 
 def test_pool_pulls_tasks_only_as_actors_free_up(cluster: LocalCluster) -> None:

@@ -7,6 +7,9 @@ the driver and the actors need.
   RSS is that run's own; it must not grow with the dataset (the pool bounds the listing held).
 - `actor_peak_rss_mb`: the largest actor peak RSS over the runs (the codec loaded once per
   actor); with `--model`, also a Bit-Swap actor with that model.
+- `machine_speedup_2_processes`: two plain CPU-bound processes over one, without Ray, before
+  and after the runs: on a shared machine, what the other work leaves; the 2-actor speedup is
+  also given relative to it.
 - `gpu_actor_mb_per_s`: a GPU actor's throughput with Bit-Swap where CUDA is present, else null.
 
 The machine's load average is reported beside the figures: on a shared machine another job's
@@ -91,6 +94,7 @@ def run_scale_benchmark(*, quick: bool = False, address: str | None = None,
     sizes = QUICK_SIZES if quick else SIZES
     side = SIDE
     load_before = os.getloadavg()
+    machine = [machine_speedup_2_processes(400 if quick else 1500)]
     cuda = _cuda_devices()
     with tempfile.TemporaryDirectory(prefix="rca-scale-") as temp:
         root = Path(temp)
@@ -130,6 +134,7 @@ def run_scale_benchmark(*, quick: bool = False, address: str | None = None,
         finally:
             if cluster is not None:
                 cluster.stop()
+    machine.append(machine_speedup_2_processes(400 if quick else 1500))
     large = sizes[-1]
     speedup = runs[f"{large}x2"]["mb_per_s"] / runs[f"{large}x1"]["mb_per_s"]
     drivers = {str(size): runs[f"{size}x2"]["driver_peak_rss_mb"] for size in sizes}
@@ -137,6 +142,8 @@ def run_scale_benchmark(*, quick: bool = False, address: str | None = None,
         "speedup_2_actors": round(speedup, 3),
         "speedup_2_actors_small": round(runs[f"{sizes[0]}x2"]["mb_per_s"]
                                         / runs[f"{sizes[0]}x1"]["mb_per_s"], 3),
+        "machine_speedup_2_processes": [round(v, 3) for v in machine],
+        "speedup_2_actors_vs_machine": round(speedup / (sum(machine) / len(machine)), 3),
         "mb_per_s": {name: round(run["mb_per_s"], 3) for name, run in runs.items()},
         "actor_peak_rss_mb": max(run["actor_peak_rss_mb"] for run in runs.values()),
         "actor_peak_rss_mb_bitswap": model_rss,
@@ -148,8 +155,33 @@ def run_scale_benchmark(*, quick: bool = False, address: str | None = None,
         "loadavg_before": [round(v, 2) for v in load_before],
         "loadavg_after": [round(v, 2) for v in os.getloadavg()],
         "note": "throughput = raw pixel MB per second of the part phase (actors started); "
-                "load averages include other work on the machine",
+                "machine_speedup_2_processes = two plain CPU-bound processes over one, without "
+                "Ray, before and after: the ceiling other work on the machine leaves",
     }
+
+
+CALIBRATION = """
+import hashlib, sys, time
+data = bytes(range(256)) * 4096
+start = time.perf_counter()
+for _ in range(int(sys.argv[1])):
+    hashlib.sha256(data).digest()
+print(time.perf_counter() - start)
+"""
+
+
+def machine_speedup_2_processes(rounds: int = 1500) -> float:
+    """What this machine gives two plain CPU-bound processes over one, right now (no Ray):
+    the ceiling `speedup_2_actors` is measured against when other work shares the CPUs."""
+    def together(count: int) -> float:
+        processes = [subprocess.Popen([sys.executable, "-c", CALIBRATION, str(rounds)],
+                                      stdout=subprocess.PIPE, text=True)
+                     for _ in range(count)]
+        return max(float(p.communicate()[0]) for p in processes)
+
+    one = together(1)
+    two = together(2)
+    return 2 * one / two
 
 
 def _cuda_devices() -> int:
@@ -162,7 +194,8 @@ def _cuda_devices() -> int:
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"speedup with 2 actors: {result['speedup_2_actors']} (large set), "
-             f"{result['speedup_2_actors_small']} (small set)"]
+             f"{result['speedup_2_actors_small']} (small set); two plain processes get "
+             f"{result['machine_speedup_2_processes']} here now"]
     for name, rate in result["mb_per_s"].items():
         objects, actors = name.split("x")
         lines.append(f"  {objects:>6} objects, {actors} actor(s): {rate:8.3f} MB/s")
