@@ -24,7 +24,7 @@ ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
     "rec-cifar": "89166265cc926d2cf4cd9c26af706343bf78d7a75c3c85f51f16b1b42c8bd664",
-    "rec-mnist": "e9cf1d899444e18d32086b6bae9e191acebd300c7372fc769ae6d3afc2b5d0a0",
+    "rec-mnist": "94fba54da728726d6386fc5cf0481a5c8b278b68f1f4a5f7a6b074279dcb0fee",
 }
 
 
