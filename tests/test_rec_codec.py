@@ -190,3 +190,20 @@ def test_archive_round_trip_with_rec(model_file, tmp_path):
         model_file_copy.rename(model_file)
     for key, data in objects.items():
         assert_same_raster(data, (tmp_path / "out" / key).read_bytes(), key)
+
+
+@pytest.mark.parametrize("name", ["rec-mnist", "rec-cifar"])
+def test_shipped_models_round_trip_near_their_elbo(name):
+    """The zoo's files load under their pinned sha256 and code real images exactly, at about
+    the exact model's −ELBO (REC's per-block overhead and the ANS heads on top)."""
+    fixtures = data_dir() / "fixtures"
+    if name == "rec-mnist":
+        images = np.load(fixtures / "mnist_test_first16_uint8.npy")[..., None]
+    else:
+        images = np.load(fixtures / "cifar10_test_first16_uint8_NHWC.npy")
+    shipped = get_codec("rec", model=name)
+    assert shipped.model_sha256 == zoo.SHIPPED[name]
+    shard = shipped.encode(images)
+    assert np.array_equal(shipped.decode(shard), images)
+    rate = 8 * len(shard.payload) / images.size
+    assert 1.0 < rate / shipped.exact_neg_elbo_bits_per_dim(images) < 1.08
