@@ -1,0 +1,31 @@
+"""Export a Bit-Swap training checkpoint as a shipped model file.
+
+    python jobs/export_bitswap.py runs/bitswap-cifar/checkpoint.pt bitswap-cifar
+
+writes recarchive/models/zoo/bitswap-cifar.safetensors (the Polyak-averaged weights and their
+exact integer conversion) and prints the sha256 to pin in `recarchive.models.zoo.SHIPPED`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from recarchive.models import zoo
+
+
+def export(checkpoint: Path, name: str, dataset: str) -> str:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = zoo.float_model_from_checkpoint(checkpoint)
+    training = {"dataset": dataset, "steps": state["step"], "validation": state["history"][-1:]}
+    data = zoo.bitswap_model_bytes(model, training)
+    (zoo.ZOO_DIR / f"{name}.safetensors").write_bytes(data)
+    return zoo.sha256_of(data)
+
+
+if __name__ == "__main__":
+    path, model_name = Path(sys.argv[1]), sys.argv[2]
+    trained_on = sys.argv[3] if len(sys.argv) > 3 else "cifar10"
+    print(f"{model_name} {export(path, model_name, trained_on)}")
