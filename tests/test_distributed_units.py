@@ -196,3 +196,16 @@ def test_memory_filesystems_are_refused_for_actors(small_archive: str) -> None:
         archive_on_ray("memory://bucket/src", "/tmp/unused-archive")
     with pytest.raises(ArchiveError, match="private to each process"):
         restore_on_ray(small_archive, "memory://restored")
+
+
+def test_report_job_prints_the_report_and_verifies(small_archive: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("jobs_report", REPO / "jobs" / "report.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([small_archive]) == 0
+    out = capsys.readouterr().out
+    assert "recarchive report" in out and "verified " in out and "problem" not in out
+    assert module.main([small_archive, "--no-verify"]) == 0
+    assert "verified " not in capsys.readouterr().out
