@@ -50,6 +50,11 @@ def test_rayjobs_run_the_job_scripts_with_arguments_the_cli_accepts(manifest: st
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
     name, args = job_command(job["spec"]["entrypoint"])
     assert name == command
+    # the script is where the image puts it: WORKDIR + COPY jobs ./jobs
+    instructions = dockerfile_instructions()
+    [workdir] = [arg for op, arg in instructions if op == "WORKDIR"]
+    assert ("COPY", "jobs ./jobs") in instructions
+    assert shlex.split(job["spec"]["entrypoint"])[1] == f"{workdir}/jobs/{name}.py"
     parsed = build_parser().parse_args([name, *args])
     assert parsed.src if name == "archive" else parsed.archive
     assert job["spec"]["shutdownAfterJobFinishes"] is True

@@ -2,7 +2,9 @@
 
 `LocalCluster` runs `ray start --head` with its own temp dir and its own free ports in a new
 process session, and stops exactly those processes (never `ray stop`, which stops every Ray
-on the machine, other people's included).
+on the machine, other people's included). It asks for 127.0.0.1; Ray itself advertises the
+machine's own interface address instead (`resolve_ip_for_localhost`), still this machine only,
+and clients reach it on 127.0.0.1 as well.
 """
 
 from __future__ import annotations
