@@ -84,9 +84,15 @@ class ActorPool:
     def __init__(self, settings: PoolSettings, actor_args: tuple[Any, ...] = (),
                  log: Callable[[str], None] = print) -> None:
         self.settings = settings
-        self.count, self.cpus, self.gpus = settings.resolve(ray.cluster_resources())
+        resources = ray.cluster_resources()
+        self.count, self.cpus, self.gpus = settings.resolve(resources)
         self.actor_args = actor_args
         self.log = log
+        for name, each in (("CPU", self.cpus), ("GPU", self.gpus)):
+            if self.count * each > resources.get(name, 0):
+                log(f"warning: {self.count} actors x {each:g} {name} exceed the cluster's "
+                    f"{resources.get(name, 0):g} {name}: some actors wait until an autoscaler "
+                    "adds nodes (or forever, on a fixed cluster)")
         self._remote = ray.remote(PartWorker)
         self.actors = [self._start(slot) for slot in range(self.count)]
         self.generation = [0] * self.count
