@@ -66,7 +66,7 @@ class RecSettings:
 
     algorithm: str = "orc"  # "pfr" (exact) or "orc" (fixed budget)
     partitioned: bool = True
-    block_bits: float = 12.0  # mean training KL per block, bits
+    block_bits: float = 32.0  # mean training KL per block, bits (chosen on validation)
     samples: int = 256  # ORC's budget; PFR's max_steps (it stops there, flagged truncated)
 
     def code(self) -> np.ndarray:

@@ -23,8 +23,8 @@ FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
-    "rec-cifar": "89166265cc926d2cf4cd9c26af706343bf78d7a75c3c85f51f16b1b42c8bd664",
-    "rec-mnist": "94fba54da728726d6386fc5cf0481a5c8b278b68f1f4a5f7a6b074279dcb0fee",
+    "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
+    "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
 }
 
 
