@@ -56,7 +56,7 @@ from recarchive.rec import (
 from recarchive.rec.index_code import DEFAULT_CAP, INDEX_PRECISION, zipf_index_code
 
 ALGORITHMS = ("pfr", "orc")
-DEFAULT_LANES = 128  # each lane ends with one ANS head (~32 bits): 4 bits a 1024-digit shard
+DEFAULT_LANES = 128  # each lane ends with one ANS head (~32 bits): ~4 bits a digit per shard
 FIT_BATCH = 500
 
 

@@ -16,7 +16,7 @@ batch size); decoding never runs it.
 The float model mirrors what the tables can express, so its −ELBO is what the coder can reach:
 pixel means clamped to [0, 255] and pixel scales to the table's grid. The grid reaches down to
 0.02 (Bit-Swap's stops at 0.15) because MNIST is mostly exact 0s and 255s, which a scale of
-0.15 would cap at P = 0.966 (0.05 bits a pixel, ~4 % of the rate).
+0.15 would cap at P = 0.966 (0.05 bits a pixel, ~30 bits a digit).
 """
 
 from __future__ import annotations
