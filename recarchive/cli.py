@@ -473,30 +473,6 @@ def cmd_report(args: argparse.Namespace) -> int:
                           baselines=args.baselines, storage_options=args.storage_options)
 
 
-def add_report_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "report", help="compression report of ARCHIVE, or of two archives side by side",
-        description="Per dataset, codec and shard: sizes, bits/dim, ratio, time, a histogram "
-        "of bits/dim per image, and classical codecs on a sample of the same images.")
-    parser.add_argument("archive")
-    parser.add_argument("archive_b", nargs="?", default=None,
-                        help="a second archive (e.g. the same dataset, another codec or model)")
-    parser.add_argument("--html", metavar="FILE", default=None,
-                        help="also write the report as one self-contained HTML page")
-    parser.add_argument("--baselines", metavar="N", type=positive_int, default=None,
-                        help="restore N rasters per dataset and measure PNG, WebP, JPEG-XL "
-                        "and zstd on them")
-    _storage_options_argument(parser)
-    parser.set_defaults(handler=cmd_report)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from recarchive.report.commands import report_command
-
-    return report_command(args.archive, args.archive_b, as_json=args.json, html=args.html,
-                          baselines=args.baselines, storage_options=args.storage_options)
-
-
 # --- entry point ---------------------------------------------------------------------------
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
