@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import socket
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +42,11 @@ def moto_s3() -> Iterator[dict[str, Any]]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    # moto keeps its buckets in process-wide state, shared by every server a test session
+    # starts: reset it so each module's server begins empty.
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")
+    ).close()
     try:
         yield {"client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"},
                "skip_instance_cache": True}
