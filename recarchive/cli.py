@@ -187,14 +187,17 @@ def _codec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-blocks", type=positive_int, default=1024)
     parser.add_argument("--chains", type=positive_int, default=None,
                         help="chains per shard (Bit-Swap; default the codec's)")
+    parser.add_argument("--mode", choices=("bitswap", "bbans"), default=None,
+                        help="Bit-Swap's coding order, or BB-ANS's (default bitswap)")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false")
 
 
 def _codec_run(args: argparse.Namespace) -> Result:
     from recarchive.bench.codec_bench import run_codec_benchmark
 
+    options = {"mode": args.mode} if args.mode else None
     return run_codec_benchmark(args.codec, args.model, args.dataset, args.limit,
-                               args.shard_blocks, args.chains, args.baselines)
+                               args.shard_blocks, args.chains, args.baselines, options)
 
 
 def _codec_table(result: Result) -> str:
