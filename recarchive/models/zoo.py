@@ -23,6 +23,8 @@ FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
+    "bitswap-cifar": "852bbccfc8bc3b65841db723f2c14722da9407b652563a657fb3524b6d610d87",
+    "bitswap-photo": "1a2ab864a05be4fff34d2e4a1081c75131869b658bde62fa0ce34a21ad45e358",
     "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
 }
