@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
+from recarchive.training.polyak import polyak_update
 
 
 @dataclass
@@ -121,10 +122,7 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 200.0)
         optimizer.step()
-        with torch.no_grad():
-            decay = min(settings.ema_decay, (1 + step) / (10 + step))
-            for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-                p_ema.lerp_(p, 1 - decay)
+        polyak_update(ema, model, step, settings.ema_decay)
         step += 1
         if step % 100 == 0:
             log(f"step {step} loss {loss.item():.4f} bits/dim lr {lr:.2e} "

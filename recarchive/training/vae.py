@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from recarchive.models.vae import VAE, VAEConfig, flat_pixels
+from recarchive.training.polyak import polyak_update
 
 DATASETS = ("mnist", "cifar10")
 
@@ -112,10 +113,7 @@ def train(settings: TrainSettings, out_dir: Path, log: Callable[[str], None] = p
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
         optimizer.step()
-        with torch.no_grad():
-            decay = min(settings.ema_decay, (1 + step) / (10 + step))
-            for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-                p_ema.lerp_(p, 1 - decay)
+        polyak_update(ema, model, step, settings.ema_decay)
         step += 1
         if step % 100 == 0:
             log(f"step {step} loss {loss.item():.4f} bits/dim lr {lr:.2e} "
