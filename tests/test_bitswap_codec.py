@@ -99,3 +99,13 @@ def test_exact_model_tracks_the_float_model(model_file):
         mean, _ = model.infer[0](space_to_depth(pixels_to_input(x.double().float())))
     float_fixed = 1024 * mean.double() + LATENT_MEAN_OFFSET
     assert (mean_fixed.double() - float_fixed).abs().max() < 4
+
+
+def test_tables_are_the_pinned_ones(model_file, monkeypatch):
+    from recarchive.models import exact_bitswap
+
+    exact = convert_to_exact(model_file[1])
+    assert exact.table("latent").sha256() == exact_bitswap.TABLE_SHA256["latent"]
+    monkeypatch.setitem(exact_bitswap.TABLE_SHA256, "pixel", "0" * 64)
+    with pytest.raises(ValueError, match="pinned"):
+        convert_to_exact(model_file[1]).table("pixel")

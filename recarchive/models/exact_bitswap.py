@@ -65,6 +65,11 @@ LATENT_GRID = _grid(1 / 8, 0.15, 2048.0, math.log(64.0))
 PIXEL_GRID = _grid(1 / 16, 0.15, 128.0, math.log(127.5))
 LATENT_PRECISION = 20
 PIXEL_PRECISION = 18
+# sha256 of the integer tables every Bit-Swap model codes with (`DiscretizedTable.sha256`).
+TABLE_SHA256 = {
+    "latent": "d6d5df25e19c7ec0d1026456eab2ad4bc88107dced47c4a7f51c0a204e2059a8",
+    "pixel": "8edf7ae70ba887d53d4dcb05091a394b7e7d793366d36255f474bda4c8230c62",
+}
 
 
 def latent_table_spec() -> GridSpec:
@@ -134,10 +139,19 @@ class ExactBitSwap(nn.Module):
         self._tables: dict[str, DiscretizedTable] = {}
 
     def table(self, kind: str) -> DiscretizedTable:
-        """The latent or pixel table, built once per process (they depend on nothing else)."""
+        """The latent or pixel table, built once per process (they depend on nothing else) and
+        checked against its pinned hash: the tables come from float arithmetic (libm), and a
+        machine whose rounding differed would code with other probabilities."""
         if kind not in self._tables:
             spec = latent_table_spec() if kind == "latent" else pixel_table_spec()
-            self._tables[kind] = DiscretizedTable(spec)
+            table = DiscretizedTable(spec)
+            if table.sha256() != TABLE_SHA256[kind]:
+                raise ValueError(
+                    f"the Bit-Swap {kind} CDF table built on this machine has sha256 "
+                    f"{table.sha256()}, not the pinned {TABLE_SHA256[kind]}: its float "
+                    "arithmetic differs, and decoding here would be wrong; report this machine"
+                )
+            self._tables[kind] = table
         return self._tables[kind]
 
     # Entropy parameters: (mean_fixed, scale_index), each int64 shaped like the variable.
