@@ -106,15 +106,20 @@ class ExactConditionalNet(nn.Module):
         return self.mean(h).to(torch.int64), log_scale.to(torch.int64)
 
 
+def quantize_conv(layer: nn.Conv2d, in_scale: float, out_scale: float, out_bits: int,
+                  name: str) -> FixedPointConv2d:
+    """A float conv at the project's integer widths (16-bit weights, 20-bit activations)."""
+    return FixedPointConv2d.from_float(layer, in_scale, out_scale, weight_bits=WEIGHT_BITS,
+                                       in_bits=ACT_BITS, out_bits=out_bits, name=name)
+
+
 def _convert_net(net: ConditionalNet, in_scale: float, mean_scale: float, grid: ScaleGrid,
                  elu: FixedPointELU, name: str) -> ExactConditionalNet:
     act = 2.0**-ACT_FRAC_BITS
 
     def conv(layer: nn.Conv2d, scale_in: float, scale_out: float, out_bits: int,
              part: str) -> FixedPointConv2d:
-        return FixedPointConv2d.from_float(layer, scale_in, scale_out, weight_bits=WEIGHT_BITS,
-                                           in_bits=ACT_BITS, out_bits=out_bits,
-                                           name=f"{name}.{part}")
+        return quantize_conv(layer, scale_in, scale_out, out_bits, f"{name}.{part}")
 
     blocks = [(conv(b.conv1, act, act, ACT_BITS, f"block{i}.conv1"),
                conv(b.conv2, act, act, ACT_BITS, f"block{i}.conv2"))

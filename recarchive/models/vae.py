@@ -43,8 +43,8 @@ from recarchive.models.exact_bitswap import (
     PIXEL_INPUT_SCALE,
     PIXEL_MEAN_OFFSET,
     PIXEL_MEAN_SCALE,
-    WEIGHT_BITS,
     ScaleGrid,
+    quantize_conv,
 )
 
 LOG2 = math.log(2.0)
@@ -203,9 +203,7 @@ def _convert_mlp(net: MLP, in_scale: float, mean_scale: float, log_scale_unit: f
 
     def conv(layer: nn.Conv2d, scale_in: float, scale_out: float, out_bits: int,
              part: str) -> FixedPointConv2d:
-        return FixedPointConv2d.from_float(layer, scale_in, scale_out, weight_bits=WEIGHT_BITS,
-                                           in_bits=ACT_BITS, out_bits=out_bits,
-                                           name=f"{name}.{part}")
+        return quantize_conv(layer, scale_in, scale_out, out_bits, f"{name}.{part}")
 
     scales = [in_scale] + [act] * (len(net.hidden) - 1)
     hidden = [conv(layer, s, act, ACT_BITS, f"hidden{i}")
