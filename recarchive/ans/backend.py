@@ -73,6 +73,12 @@ class Backend:
             return torch.minimum(a, b)
         return np.minimum(a, b)
 
+    def log2(self, values: Array) -> Array:
+        """log2 as float64 (for reporting code lengths; never fed back to the coder)."""
+        if self.is_torch:
+            return torch.log2(values.to(torch.float64))
+        return np.log2(np.asarray(values, dtype=np.float64))
+
     def to_numpy(self, values: Array) -> np.ndarray:
         if self.is_torch:
             return values.detach().cpu().numpy()

@@ -26,7 +26,7 @@ from recarchive.ans.serialize import CorruptMessageError
 from recarchive.codecs.base import CodecError, EncodedShard, check_blocks
 from recarchive.entropy.discretized import DiscretizedTable
 from recarchive.models.bitswap import depth_to_space, space_to_depth
-from recarchive.models.exact_bitswap import ExactBitSwap
+from recarchive.models.exact_bitswap import TABLES_ID, ExactBitSwap
 
 # Lanes per chain: each lane's head is initial bits the chain pays once, so few lanes keep
 # that cost down; the lanes of all chains still make one wide vector per coder call.
@@ -168,7 +168,7 @@ class BitSwapCodec:
             self._encode_step(message, space_to_depth(batch), active)
         params = {"chains": chains, "mode": self.mode, "seed": self.seed,
                   "clean_words": int(message.stack.clean_words_drawn),
-                  "lanes_per_chain": self.lanes}
+                  "lanes_per_chain": self.lanes, "tables": TABLES_ID}
         return EncodedShard(message_to_bytes(message), num_blocks, 3, params)
 
     def _step_batch(self, pixels: torch.Tensor, k: int, chains: int):
@@ -188,6 +188,10 @@ class BitSwapCodec:
         if shard.channels != 3 or params.get("mode", "bitswap") not in MODES:
             raise CodecError(f"not a Bit-Swap RGB shard: channels={shard.channels}, "
                              f"params={params}")
+        if params.get("tables") != TABLES_ID:
+            raise CodecError(f"this Bit-Swap shard was coded with CDF tables "
+                             f"{params.get('tables')!r}, this recarchive codes with {TABLES_ID!r}: "
+                             "restore it with the recarchive release that made it")
         chains = int(params["chains"])
         if not 1 <= chains <= max(shard.num_blocks, 1):
             raise CodecError(f"Bit-Swap shard names {chains} chains for {shard.num_blocks} blocks")
@@ -209,6 +213,49 @@ class BitSwapCodec:
             out[k * chains : (k + 1) * chains] = depth_to_space(x)
         blocks = out[: shard.num_blocks].permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
         return np.ascontiguousarray(blocks)
+
+    @torch.no_grad()
+    def exact_neg_elbo_bits_per_dim(self, images: np.ndarray, batch: int = 250,
+                                    seed: int = 0) -> float:
+        """The exact model's −ELBO in bits/dim: each latent drawn from its integer posterior
+        table, every term the −log2 of a coded probability. Against the float −ELBO it is
+        what the integer conversion costs; against the coded rate, the initial bits and the
+        coder's own overhead."""
+        images = check_blocks(images, self)
+        generator = torch.Generator().manual_seed(seed)
+        total = 0.0
+        for start in range(0, len(images), batch):
+            part = torch.from_numpy(images[start : start + batch].copy()).to(self.device)
+            x = space_to_depth(part.permute(0, 3, 1, 2).to(torch.int64))
+            total += float(self._exact_bits(x, generator).sum())
+        return total / images.size
+
+    def _exact_bits(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Per-block ideal code length of `x` (N, 12, 16, 16) under the exact model."""
+        m, count = self.net, x.shape[0]
+
+        def bits(table: DiscretizedTable, symbols, params) -> torch.Tensor:
+            mean, scale = (p.reshape(count, -1) for p in params)
+            return table.bits(symbols.reshape(count, -1), mean, scale).sum(1)
+
+        def draw(params) -> torch.Tensor:
+            mean, scale = (p.reshape(count, -1) for p in params)
+            slots = torch.randint(0, 1 << self.latent.spec.precision, mean.shape,
+                                  generator=generator).to(self.device)
+            return self.latent.symbols_at(slots, mean, scale)
+
+        zs, total, h = [], torch.zeros(count, dtype=torch.float64, device=self.device), 2 * x - 255
+        for level in range(len(self.model.infer)):
+            posterior = m.posterior(level, h)
+            zs.append(draw(posterior))
+            total -= bits(self.latent, zs[-1], posterior)
+            h = self._latent_input(zs[-1])
+        total += bits(self.pixel, x, m.pixel_likelihood(self._latent_input(zs[0])))
+        for level in range(1, len(zs)):
+            total += bits(self.latent, zs[level - 1],
+                          m.latent_prior(level, self._latent_input(zs[level])))
+        top = tuple(t.to(self.device) for t in m.top_prior(tuple(zs[-1].shape)))
+        return total + bits(self.latent, zs[-1], top)
 
     def _with(self, mode: str, lanes: int) -> BitSwapCodec:
         """This codec, or one like it that decodes a shard made with another mode or lanes."""

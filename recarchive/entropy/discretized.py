@@ -113,12 +113,22 @@ class DiscretizedTable:
     def pop(self, message: Message, mean_fixed: Array, scale_index: Array,
             active: Array | None = None) -> Array:
         """Decode one symbol per lane (meaningless on lanes where `active` is False)."""
-        row, whole = self._row_and_shift(mean_fixed, scale_index)
-        cells, _, _ = self.bank.lookup(row, message.peek(self.spec.precision))
-        symbols = self.backend.clip(cells - self._last + whole, 0, self._last)
+        symbols = self.symbols_at(message.peek(self.spec.precision), mean_fixed, scale_index)
         starts, freqs = self.start_freq(symbols, mean_fixed, scale_index)
         message.pop(*self._sit_out(starts, freqs, active), self.spec.precision)
         return symbols
+
+    def symbols_at(self, slots: Array, mean_fixed: Array, scale_index: Array) -> Array:
+        """The symbol whose interval holds each slot in [0, 2^precision): what `pop` decodes,
+        and, with uniform slots, a draw from the coded distribution."""
+        row, whole = self._row_and_shift(mean_fixed, scale_index)
+        cells, _, _ = self.bank.lookup(row, slots)
+        return self.backend.clip(cells - self._last + whole, 0, self._last)
+
+    def bits(self, symbols: Array, mean_fixed: Array, scale_index: Array) -> Array:
+        """−log2 of each symbol's coded probability (float64): its ideal code length."""
+        _, freqs = self.start_freq(symbols, mean_fixed, scale_index)
+        return self.spec.precision - self.backend.log2(freqs)
 
     def _sit_out(self, starts: Array, freqs: Array, active: Array | None) -> tuple[Array, Array]:
         """The whole interval [0, 2^p) for inactive lanes: pushing or popping it changes nothing."""

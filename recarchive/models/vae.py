@@ -52,9 +52,9 @@ FAMILY = "rec-vae"
 PIXEL_PRECISION = 18
 _STEP = 1 / 16
 # Pixel scales exp(j/16) in symbol units, 0.02 .. 128; the net's log-scale is in pixel units
-# already (net_offset 0).
+# already (unit 1).
 PIXEL_GRID = ScaleGrid(_STEP, round(math.log(0.02) / _STEP),
-                       round(math.log(128.0) / _STEP) - round(math.log(0.02) / _STEP) + 1, 0)
+                       round(math.log(128.0) / _STEP) - round(math.log(0.02) / _STEP) + 1)
 PIXEL_LOG_SCALE_MIN = PIXEL_GRID.first * _STEP
 PIXEL_LOG_SCALE_MAX = (PIXEL_GRID.first + PIXEL_GRID.count - 1) * _STEP
 LATENT_FRAC_BITS = ACT_FRAC_BITS  # the decoder reads z as floor(z · 2^12)
