@@ -72,8 +72,10 @@ def test_damaged_payload_is_refused(model_file, blocks):
 
 
 def test_wrong_layout_is_refused(model_file):
-    with pytest.raises(CodecError):
-        codec(model_file).encode(np.zeros((2, 32, 32, 1), np.uint8))
+    with pytest.raises(CodecError, match="5-channel"):
+        codec(model_file).encode(np.zeros((2, 32, 32, 5), np.uint8))
+    with pytest.raises(CodecError, match="uint8 blocks"):
+        codec(model_file).encode(np.zeros((2, 16, 16, 3), np.uint8))
 
 
 def test_model_file_is_pinned_by_hash(model_file):
@@ -133,3 +135,33 @@ def test_shipped_model_loses_little_to_integer_inference():
         floating = float(torch.stack([float_model.bits_per_dim(x) for _ in range(4)]).mean())
     assert exact - floating < 0.03, (exact, floating)
     assert exact > floating - 0.1  # a real code length, not a degenerate one
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4])
+def test_other_channel_layouts_round_trip(model_file, blocks, channels):
+    rng = np.random.default_rng(channels)
+    if channels == 4:  # RGBA: the model codes RGB, order0 the alpha plane
+        extra = rng.integers(0, 256, (len(blocks), 32, 32, 1), dtype=np.uint8)
+        data = np.concatenate([blocks, extra], axis=3)
+    else:
+        data = np.ascontiguousarray(blocks[..., :channels])
+    encoder = codec(model_file, chains=2)
+    shard = encoder.encode(data)
+    assert shard.channels == channels
+    assert np.array_equal(codec(model_file, chains=5, net_batch=1).decode(shard), data)
+    if channels == 4:  # the RGB part is the model's own shard, byte for byte
+        rgb = codec(model_file, chains=2).encode(blocks)
+        assert shard.payload.startswith(rgb.payload)
+        assert shard.params["rgb"] == rgb.params
+
+
+def test_damaged_channel_split_is_refused(model_file, blocks):
+    data = np.concatenate([blocks, blocks[..., :1]], axis=3)
+    shard = codec(model_file, chains=2).encode(data)
+    bad = EncodedShard(shard.payload, shard.num_blocks, 4,
+                       dict(shard.params, rgb_bytes=len(shard.payload) + 1))
+    with pytest.raises(CodecError, match="RGB part length"):
+        codec(model_file).decode(bad)
+    unknown = EncodedShard(shard.payload, shard.num_blocks, 4, {"channel_split": "cmyk"})
+    with pytest.raises(CodecError, match="unknown channel split"):
+        codec(model_file).decode(unknown)

@@ -29,15 +29,18 @@ def get_codec(name: str, **options: Any) -> BlockCodec:
 
 def _bitswap(model: str = "bitswap-cifar", model_bytes: bytes | None = None,
              model_sha256: str | None = None, **options: Any) -> BlockCodec:
-    """Bit-Swap with a shipped model, a model file, or model bytes (from an archive)."""
+    """Bit-Swap with a shipped model, a model file, or model bytes (from an archive); RGB by
+    the model, other layouts split (see `codecs.channels`)."""
     from recarchive.codecs.bitswap import BitSwapCodec
+    from recarchive.codecs.channels import ChannelSplitCodec
     from recarchive.models import zoo
 
     if model_bytes is not None:
         loaded = zoo.load_bitswap_bytes(model_bytes, model_sha256, "archive model copy")
     else:
         loaded = zoo.load_bitswap(model, model_sha256)
-    return BitSwapCodec(loaded.exact, loaded.sha256, model_bytes=loaded.data, **options)
+    rgb = BitSwapCodec(loaded.exact, loaded.sha256, model_bytes=loaded.data, **options)
+    return ChannelSplitCodec(rgb)
 
 
 def _rec(model: str = "rec-cifar", model_bytes: bytes | None = None,

@@ -1,0 +1,78 @@
+"""Channel handling for RGB model codecs: every layout an archive meets, through one codec.
+
+A model trained on RGB blocks codes RGB. Rather than a model per layout, the other layouts
+are split: RGBA codes its RGB planes with the model and its alpha plane with the order-0
+coder (alpha is mostly flat, so it costs next to nothing), and L and LA, for which no model
+ships, go to the order-0 coder whole. The shard's `params` say which split was made, so the
+decoder needs nothing else; RGB shards are exactly the model codec's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from recarchive.codecs.base import BlockCodec, CodecError, EncodedShard, check_blocks
+from recarchive.codecs.order0 import Order0Codec
+
+RGB = 3
+SPLIT_KEY = "channel_split"  # params of non-RGB shards: "rgb+order0" or "order0"
+
+
+class ChannelSplitCodec:
+    """An RGB codec extended to L, LA and RGBA blocks; everything else is the RGB codec's."""
+
+    channel_layouts = (1, 2, 3, 4)
+
+    def __init__(self, rgb: BlockCodec, rest: BlockCodec | None = None) -> None:
+        if RGB not in rgb.channel_layouts:
+            raise CodecError(f"codec {rgb.name!r} does not code RGB blocks; nothing to split")
+        self.rgb = rgb
+        self.rest = rest or Order0Codec()
+        self.name = rgb.name
+
+    @property
+    def model_sha256(self) -> str | None:
+        return self.rgb.model_sha256
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Model-codec extras (model_bytes, exact_neg_elbo_bits_per_dim, chains, ...) pass
+        # through; only layouts and coding are this class's own.
+        return getattr(self.__dict__["rgb"], attribute)
+
+    def encode(self, blocks: np.ndarray) -> EncodedShard:
+        blocks = check_blocks(blocks, self)
+        channels = blocks.shape[3]
+        if channels == RGB:
+            return self.rgb.encode(blocks)
+        if channels < RGB:
+            plain = self.rest.encode(blocks)
+            return EncodedShard(plain.payload, plain.num_blocks, channels,
+                                {SPLIT_KEY: "order0", "rest": plain.params})
+        color = self.rgb.encode(np.ascontiguousarray(blocks[..., :RGB]))
+        alpha = self.rest.encode(np.ascontiguousarray(blocks[..., RGB:]))
+        params = {SPLIT_KEY: "rgb+order0", "rgb": color.params, "rest": alpha.params,
+                  "rgb_bytes": len(color.payload)}
+        return EncodedShard(color.payload + alpha.payload, len(blocks), channels, params)
+
+    def decode(self, shard: EncodedShard) -> np.ndarray:
+        channels, params = shard.channels, shard.params
+        if channels == RGB:
+            return self.rgb.decode(shard)
+        split = params.get(SPLIT_KEY)
+        if channels < RGB and channels >= 1 and split == "order0":
+            return self.rest.decode(EncodedShard(shard.payload, shard.num_blocks, channels,
+                                                 params.get("rest", {})))
+        if channels == RGB + 1 and split == "rgb+order0":
+            cut = params.get("rgb_bytes")
+            if not isinstance(cut, int) or not 0 <= cut <= len(shard.payload):
+                raise CodecError(f"{self.name} RGBA shard: its RGB part length {cut!r} does not "
+                                 f"fit its {len(shard.payload)}-byte payload")
+            color = self.rgb.decode(EncodedShard(shard.payload[:cut], shard.num_blocks, RGB,
+                                                 params.get("rgb", {})))
+            alpha = self.rest.decode(EncodedShard(shard.payload[cut:], shard.num_blocks, 1,
+                                                  params.get("rest", {})))
+            return np.ascontiguousarray(np.concatenate([color, alpha], axis=3))
+        raise CodecError(f"{self.name} shard with {channels} channels has an unknown channel "
+                         f"split {split!r}: it was not made by this codec")
