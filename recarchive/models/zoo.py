@@ -24,7 +24,7 @@ ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
     "bitswap-cifar": "852bbccfc8bc3b65841db723f2c14722da9407b652563a657fb3524b6d610d87",
-    "bitswap-photo": "1a2ab864a05be4fff34d2e4a1081c75131869b658bde62fa0ce34a21ad45e358",
+    "bitswap-photo": "84f8cdd29af953a0ebdbc585de5373f16c43942aa2963f15ac5f50640e3cc74b",
     "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
 }
@@ -59,13 +59,17 @@ def bitswap_model_bytes(model: BitSwapModel, training: dict | None = None) -> by
 
 
 def _compact_integers(tensor: torch.Tensor) -> torch.Tensor:
-    """Integer-valued float64 buffers as int32 where they fit (weights), else int64: exact,
-    and a quarter to a half of the bytes. Loading copies them back into float64 buffers."""
+    """Integer-valued float64 buffers in the narrowest of int16 (the 16-bit weights), int32
+    and int64 that holds them: exact, and an eighth to a half of the bytes (archives carry a
+    copy of every model they use). Loading copies them back into float64 buffers."""
     tensor = tensor.detach().cpu().clone().contiguous()
     if tensor.dtype != torch.float64 or not torch.equal(tensor, tensor.round()):
         return tensor
     peak = float(tensor.abs().max()) if tensor.numel() else 0.0
-    return tensor.to(torch.int32 if peak < 2**31 else torch.int64)
+    for dtype in (torch.int16, torch.int32):
+        if peak < torch.iinfo(dtype).max:
+            return tensor.to(dtype)
+    return tensor.to(torch.int64)
 
 
 def _metadata(data: bytes) -> dict:
