@@ -84,13 +84,17 @@ def _archive_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-blocks", type=positive_int, default=1024,
                         help="blocks per shard (default 1024)")
     parser.add_argument("--codec", default="order0", help="codec (default order0)")
+    parser.add_argument("--object-digest-bytes", type=object_digest_bytes, default=None,
+                        metavar="N", help="bytes of each object's sha256 in the index, 8..32 "
+                        "(default: the archive default, 8)")
 
 
 def _archive_bench_run(args: argparse.Namespace) -> Result:
     from recarchive.bench.archive_bench import run_archive_benchmark
 
     return run_archive_benchmark(limit=args.limit, shard_blocks=args.shard_blocks,
-                                 codec=args.codec)
+                                 codec=args.codec,
+                                 object_digest_bytes=args.object_digest_bytes)
 
 
 def _archive_bench_table(result: Result) -> str:
@@ -337,6 +341,21 @@ def positive_float(text: str) -> float:
     return value
 
 
+def object_digest_bytes(text: str) -> int:
+    """argparse type: `--object-digest-bytes`, an integer from 8 to 32."""
+    from recarchive.archive.format import OBJECT_DIGEST_MAX_BYTES, OBJECT_DIGEST_MIN_BYTES
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not OBJECT_DIGEST_MIN_BYTES <= value <= OBJECT_DIGEST_MAX_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"expected {OBJECT_DIGEST_MIN_BYTES} to {OBJECT_DIGEST_MAX_BYTES} (32 = the full "
+            f"sha256), got {value}")
+    return value
+
+
 def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", metavar="ADDRESS", default=None,
                         help="run on Ray actors: auto (RAY_ADDRESS or the local cluster), "
@@ -371,6 +390,11 @@ def add_archive_parser(commands: argparse._SubParsersAction) -> None:
                         help="objects per part, the unit of work and resume (default 4096)")
     parser.add_argument("--max-pixels", type=positive_int, default=None,
                         help="larger images are kept as bytes, never decoded")
+    parser.add_argument("--object-digest-bytes", type=object_digest_bytes, default=None,
+                        metavar="N",
+                        help="bytes of each object's sha256 kept in the index, 8..32 (default "
+                        "8; 32 = the full digest; pixels are covered by each shard's full "
+                        "sha256)")
     parser.add_argument("--run-id", default=None,
                         help="name of the run to start or resume (default: from SRC+settings)")
     _storage_options_argument(parser)
@@ -385,13 +409,15 @@ def cmd_archive(args: argparse.Namespace) -> int:
         return archive_ray_command(
             args.src, args.dst, codec=args.codec, model=args.model,
             shard_blocks=args.shard_blocks, part_objects=args.part_objects,
-            max_pixels=args.max_pixels, run_id=args.run_id,
-            storage_options=args.storage_options, as_json=args.json, **_ray_options(args))
+            max_pixels=args.max_pixels, object_digest_bytes=args.object_digest_bytes,
+            run_id=args.run_id, storage_options=args.storage_options, as_json=args.json,
+            **_ray_options(args))
     from recarchive.archive.commands import archive_command
 
     return archive_command(args.src, args.dst, codec=args.codec, model=args.model,
                            shard_blocks=args.shard_blocks, part_objects=args.part_objects,
-                           max_pixels=args.max_pixels, run_id=args.run_id,
+                           max_pixels=args.max_pixels,
+                           object_digest_bytes=args.object_digest_bytes, run_id=args.run_id,
                            storage_options=args.storage_options, as_json=args.json)
 
 

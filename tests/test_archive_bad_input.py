@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 from fsspec import register_implementation
 from fsspec.implementations.memory import MemoryFileSystem
 from PIL import Image
@@ -32,12 +33,20 @@ from recarchive.archive import (
     restore,
     verify,
 )
-from recarchive.archive.format import MANIFEST, SHARD_SCHEMA, parse_manifest, seal_manifest
+from recarchive.archive.format import (
+    INDEX_SCHEMA,
+    MANIFEST,
+    SHARD_SCHEMA,
+    parse_manifest,
+    seal_manifest,
+)
 from recarchive.archive.ingest import ingest
+from recarchive.archive.reader import ArchiveReader
 from recarchive.archive.safety import safe_relative_path
 from recarchive.archive.writer import PartPlan, build_part, finalize, start_run
 from recarchive.codecs import EncodedShard, get_codec, register_codec
 from recarchive.demo import bomb_png, edge_cases, png_chunk
+from recarchive.report.restored import measure_restored
 from recarchive.storage import StoredObject, open_location
 from tests.test_archive_helpers import assert_same_raster, demo_objects, make_bucket_on
 
@@ -248,6 +257,147 @@ def test_payload_rewritten_with_matching_payload_hash_is_caught_after_decoding(
             writer.write_table(pa.Table.from_pylist([row], schema=SHARD_SCHEMA))
     refresh_checksum(built, path)
     with pytest.raises(IntegrityError, match="decoded blocks do not match"):
+        restore(str(built), str(tmp_path / "out"))
+
+
+def rewrite_shard(archive_dir: Path, change) -> int:
+    """Rewrite the data file with `change(number, row)` applied to the first shard it accepts
+    (returns True); payload_sha256 is recomputed and the manifest refreshed, as a careful
+    forger would. Returns the changed row group's number."""
+    path = data_file(archive_dir)
+    rows = pq.read_table(path).to_pylist()
+    target = next(i for i, row in enumerate(rows) if change(i, row))
+    rows[target]["payload_sha256"] = hashlib.sha256(rows[target]["payload"]).digest()
+    with pq.ParquetWriter(path, SHARD_SCHEMA, write_statistics=["kind", "channels",
+                                                                "num_blocks"]) as writer:
+        for row in rows:
+            writer.write_table(pa.Table.from_pylist([row], schema=SHARD_SCHEMA))
+    refresh_checksum(archive_dir, path)
+    return target
+
+
+def rewrite_index(archive_dir: Path, change, schema: pa.Schema = INDEX_SCHEMA) -> None:
+    """Rewrite the index file with `change(rows)` applied, and refresh the manifest."""
+    path = next(archive_dir.rglob("index/*.parquet"))
+    rows = pq.read_table(path).to_pylist()
+    change(rows)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    refresh_checksum(archive_dir, path)
+
+
+def test_one_changed_pixel_in_a_forged_shard_is_caught_by_the_shard_checksum(
+        built: Path, tmp_path: Path) -> None:
+    """The index has no per-object pixel digest: one pixel changed in a shard whose payload
+    checksum and manifest entry were updated must still fail restore, verify and the report's
+    restored baselines, by the shard's raw sha256."""
+    codec = get_codec("order0")
+
+    def flip_one_pixel(number, row) -> bool:
+        if row["kind"] != "pixels":
+            return False
+        blocks = codec.decode(EncodedShard(row["payload"], row["num_blocks"], row["channels"]))
+        blocks = np.array(blocks)
+        blocks[0, 5, 7, 0] ^= 1
+        row["payload"] = codec.encode(blocks).payload
+        return True
+
+    number = rewrite_shard(built, flip_one_pixel)
+    with pytest.raises(IntegrityError, match=rf"shard {number}: decoded blocks do not match"):
+        restore(str(built), str(tmp_path / "out"))
+    problems = verify(str(built)).problems
+    assert problems and all(f"shard {number}: decoded blocks do not match" in p
+                            for p in problems)
+    with pytest.raises(IntegrityError, match=rf"shard {number}: decoded blocks do not match"):
+        measure_restored(ArchiveReader(str(built)), per_dataset=1000)
+
+
+def test_index_shape_that_does_not_fit_its_blocks_is_caught(built: Path,
+                                                            tmp_path: Path) -> None:
+    """The per-object structural checks stay: channels and shape against the block range."""
+    keys = []
+
+    def change(rows) -> None:
+        rasters = [row for row in rows if row["kind"] == "raster"]
+        rasters[0]["height"] += 32  # one more row of blocks than the object has
+        rasters[1]["channels"] = 4 if rasters[1]["channels"] != 4 else 3
+        keys.extend(row["key"] for row in rasters[:2])
+
+    rewrite_index(built, change)
+    with pytest.raises(IntegrityError, match=r"object '.*': .*(cannot form|channels)"):
+        restore(str(built), str(tmp_path / "out"))
+    problems = verify(str(built)).problems
+    assert any(keys[0] in p and "cannot form" in p for p in problems)
+    assert any(keys[1] in p and "channels" in p for p in problems)
+
+
+def test_blob_bytes_that_do_not_match_their_prefix_are_caught(built: Path,
+                                                             tmp_path: Path) -> None:
+    """A blob shard forged consistently (payload and raw sha256 both recomputed) still fails
+    on the object's sha256 prefix in the index."""
+    index = pq.read_table(next(built.rglob("index/*.parquet"))).to_pylist()
+    blob = next(row for row in index if row["kind"] == "blob" and row["blob_length"] > 0)
+    assert len(blob["sha256_prefix"]) == 8
+
+    def flip_blob_byte(number, row) -> bool:
+        if number != blob["shard"]:
+            return False
+        assert row["kind"] == "blob"
+        raw = bytearray(zstandard.ZstdDecompressor().decompress(
+            row["payload"], max_output_size=row["raw_size"]))
+        raw[blob["blob_offset"]] ^= 0x01
+        row["payload"] = zstandard.ZstdCompressor(level=3).compress(bytes(raw))
+        row["raw_sha256"] = hashlib.sha256(raw).digest()
+        return True
+
+    rewrite_shard(built, flip_blob_byte)
+    with pytest.raises(IntegrityError,
+                       match=rf"object '{blob['key']}': restored bytes do not match its sha256 "
+                       "prefix"):
+        restore(str(built), str(tmp_path / "out"), objects=blob["key"])
+    problems = verify(str(built)).problems
+    assert any(blob["key"] in p and "sha256 prefix" in p for p in problems)
+
+
+def test_blob_prefix_edited_in_the_index_is_caught(built: Path, tmp_path: Path) -> None:
+    key = []
+
+    def change(rows) -> None:
+        row = next(row for row in rows if row["kind"] == "blob")
+        row["sha256_prefix"] = bytes([row["sha256_prefix"][0] ^ 0x80]) + row["sha256_prefix"][1:]
+        key.append(row["key"])
+
+    rewrite_index(built, change)
+    with pytest.raises(IntegrityError, match=rf"object '{key[0]}': .*sha256 prefix"):
+        restore(str(built), str(tmp_path / "out"))
+
+
+def test_index_without_sha256_prefix_is_refused_naming_the_file(built: Path,
+                                                                tmp_path: Path) -> None:
+    """An index in the earlier layout (full `sha256` column) is refused, not misread."""
+    old = pa.schema([pa.field("sha256", pa.binary()) if f.name == "sha256_prefix" else f
+                     for f in INDEX_SCHEMA])
+
+    def rename(rows) -> None:
+        for row in rows:
+            row["sha256"] = row.pop("sha256_prefix")
+
+    rewrite_index(built, rename, old)
+    with pytest.raises(IntegrityError,
+                       match=r"index/part-000000\.parquet: index lacks the column\(s\) "
+                       "sha256_prefix"):
+        restore(str(built), str(tmp_path / "out"))
+    assert any("lacks the column(s) sha256_prefix" in p for p in verify(str(built)).problems)
+
+
+def test_manifest_digest_length_must_match_the_index(built: Path, tmp_path: Path) -> None:
+    reseal(built, lambda m: m.update(object_digest_bytes=9))
+    with pytest.raises(IntegrityError, match=r"sha256_prefix values are not all 9 bytes"):
+        restore(str(built), str(tmp_path / "out"))
+    reseal(built, lambda m: m.update(object_digest_bytes=40))
+    with pytest.raises(IntegrityError, match=r"object_digest_bytes must be .* 8 to 32.* 40"):
+        restore(str(built), str(tmp_path / "out"))
+    reseal(built, lambda m: m.pop("object_digest_bytes"))
+    with pytest.raises(IntegrityError, match=r"manifest.json: no object_digest_bytes"):
         restore(str(built), str(tmp_path / "out"))
 
 

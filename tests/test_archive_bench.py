@@ -14,13 +14,41 @@ def test_bench_archive_json(capsys):
     assert result["codec"] == "order0" and result["images"] == 120
     assert result["raw_pixel_bytes"] == 120 * 32 * 32 * 3
     assert result["roundtrip_identical"] is True and result["verify_identical"] is True
-    overhead = result["archive_bytes"] - result["payload_bytes"]
+    # order0 needs no model: nothing is copied in, and the overhead is everything else
+    assert result["model_copy_bytes"] == 0 and result["model_copy_pct"] == 0.0
+    overhead = result["archive_bytes"] - result["payload_bytes"] - result["model_copy_bytes"]
     assert abs(result["index_overhead_pct"] - 100 * overhead / result["payload_bytes"]) < 1e-9
     parts = (result["overhead_index_bytes"] + result["overhead_data_file_bytes"]
-             + result["overhead_manifest_bytes"] + result["overhead_bookkeeping_bytes"])
+             + result["overhead_manifest_bytes"] + result["overhead_report_bytes"]
+             + result["overhead_bookkeeping_bytes"])
     assert parts == overhead
-    assert result["overhead_object_hash_bytes"] >= 120 * 64
+    # 8-byte sha256 prefixes stored back to back: about 8 bytes an object, part of the index
+    assert result["object_digest_bytes"] == 8
+    assert 120 * 8 <= result["overhead_object_digest_bytes"] < 120 * 8 + 200
+    assert result["overhead_object_digest_bytes"] < result["overhead_index_bytes"]
     assert 0 < result["restore_one_bytes_read"] < result["archive_bytes"] / 3
     assert result["restore_one_shards_decoded"] == 1 and result["shards"] == 8
     assert result["archive_mb_per_s"] > 0 and result["restore_mb_per_s"] > 0
     assert 6.0 < result["payload_bits_per_dim"] < 8.5
+
+
+def test_bench_archive_counts_model_copies_apart(tmp_path):
+    """A codec with a model: its copy in `models/` is reported as model_copy_* and kept out of
+    index_overhead_pct; a longer digest shows in the digest column."""
+    from recarchive.bench.archive_bench import run_archive_benchmark
+    from recarchive.codecs import register_codec
+    from tests.test_archive_bad_input import PermutedOrder0
+
+    class BenchPermuted(PermutedOrder0):
+        name = "bench-permuted"  # the name shards record, so restore builds this one
+
+    register_codec("bench-permuted",
+                   lambda model=None, **kw: BenchPermuted(model=model or "seed7", **kw))
+    result = run_archive_benchmark(limit=40, shard_blocks=16, codec="bench-permuted",
+                                   workdir=str(tmp_path), object_digest_bytes=32)
+    assert result["roundtrip_identical"] is True and result["verify_identical"] is True
+    assert result["model_copy_bytes"] == 256
+    assert result["model_copy_pct"] == 100 * 256 / result["payload_bytes"]
+    overhead = result["archive_bytes"] - result["payload_bytes"] - 256
+    assert abs(result["index_overhead_pct"] - 100 * overhead / result["payload_bytes"]) < 1e-9
+    assert 40 * 32 <= result["overhead_object_digest_bytes"] < 40 * 32 + 200

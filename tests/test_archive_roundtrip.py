@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,14 @@ import pytest
 from PIL import Image
 
 from recarchive import cli
-from recarchive.archive import ArchiveSettings, archive, list_objects, restore, verify
+from recarchive.archive import (
+    ArchiveError,
+    ArchiveSettings,
+    archive,
+    list_objects,
+    restore,
+    verify,
+)
 from recarchive.storage import open_location
 from tests.test_archive_helpers import (
     assert_same_raster,
@@ -179,3 +187,62 @@ def test_cli_with_s3_storage_options(tmp_path: Path, s3_options, capsys) -> None
     check = read_tree(tmp_path / "o")
     assert check["x/note.txt"] == b"note"
     assert_same_raster(objects["x/cifar.png"], check["x/cifar.png"], "x/cifar.png")
+
+
+def index_rows(archive_dir: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [row for path in sorted(archive_dir.rglob("index/*.parquet"))
+            for row in pq.read_table(path).to_pylist()]
+
+
+@pytest.mark.parametrize("digest_bytes", [None, 32])
+def test_index_keeps_a_sha256_prefix_of_each_object(tmp_path: Path, digest_bytes) -> None:
+    """Default 8 bytes; 32 stores the full sha256. The manifest records the length, the index
+    has no per-object pixel digest, and the archive round-trips either way."""
+    import hashlib
+
+    objects = demo_objects(with_photos=False)
+    make_bucket_on(open_location(str(tmp_path)).fs, str(tmp_path / "b"), objects)
+    settings = SMALL if digest_bytes is None else replace(SMALL, object_digest_bytes=digest_bytes)
+    manifest = archive(str(tmp_path / "b"), str(tmp_path / "a"), settings)
+    length = digest_bytes or 8
+    assert manifest["object_digest_bytes"] == manifest["settings"]["object_digest_bytes"] == length
+    rows = index_rows(tmp_path / "a")
+    assert {row["key"] for row in rows} == set(objects)
+    for row in rows:
+        assert "pixels_sha256" not in row and "sha256" not in row
+        assert row["sha256_prefix"] == hashlib.sha256(objects[row["key"]]).digest()[:length]
+    if digest_bytes == 32:
+        assert all(row["sha256_prefix"] == hashlib.sha256(objects[row["key"]]).digest()
+                   for row in rows)
+    restore(str(tmp_path / "a"), str(tmp_path / "o"))
+    check_restored(objects, read_tree(tmp_path / "o"))
+    assert not verify(str(tmp_path / "a")).problems
+
+
+@pytest.mark.parametrize("digest_bytes", [7, 33, 0])
+def test_object_digest_bytes_outside_8_to_32_are_refused(tmp_path: Path, capsys,
+                                                         digest_bytes: int) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "a.txt").write_bytes(b"a")
+    with pytest.raises(ArchiveError, match=rf"object_digest_bytes must be an integer from 8 to "
+                       rf"32 .*got {digest_bytes}"):
+        archive(str(tmp_path / "b"), str(tmp_path / "a"),
+                ArchiveSettings(object_digest_bytes=digest_bytes))
+    assert not (tmp_path / "a").exists()
+    assert cli.main(["archive", str(tmp_path / "b"), str(tmp_path / "a"),
+                     "--object-digest-bytes", str(digest_bytes)]) == 2
+    assert f"expected 8 to 32 (32 = the full sha256), got {digest_bytes}" in \
+        capsys.readouterr().err
+
+
+def test_cli_object_digest_bytes(tmp_path: Path, capsys) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "a.txt").write_bytes(b"hello")
+    assert cli.main(["archive", str(tmp_path / "b"), str(tmp_path / "a"),
+                     "--object-digest-bytes", "16", "--json"]) == 0
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["object_digest_bytes"] == 16
+    (row,) = index_rows(tmp_path / "a")
+    assert len(row["sha256_prefix"]) == 16

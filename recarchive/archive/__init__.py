@@ -10,10 +10,14 @@ Decisions (format version 1):
 - Restored rasters are PNG files written under the *original key* (also for BMP, TIFF, PPM and
   WebP sources), with the same mode and pixels, plus ICC profile, EXIF, PNG text, dpi and
   transparency. Other metadata of non-PNG formats (e.g. TIFF tags) is not kept.
-- Index rows hold two full sha256 per object (original bytes, decoded pixels); shards hold the
-  sha256 of their payload and of their raw blocks/bytes; the manifest holds the sha256 of every
-  file and of itself. Restore checks all of these except whole data-file hashes (it reads only
-  some row groups of a data file; `verify` checks those too).
+- Integrity is anchored at the shard and the manifest: shards hold the full sha256 of their
+  payload and of their raw blocks/bytes (checked whenever a shard is decoded, so every decoded
+  pixel is covered); the manifest holds the sha256 of every file (index files included) and of
+  itself. Index rows hold no pixel digest, only structure (channels, shape, block range) and
+  `sha256_prefix`, the first `object_digest_bytes` (default 8, 8..32, 32 = full) bytes of the
+  sha256 of the original object bytes, which restore checks for blobs. Restore checks all of
+  these except whole data-file hashes (it reads only some row groups of a data file; `verify`
+  checks those too).
 - A part (consecutive objects of the sorted listing) is the unit of work and of resume; its
   index is written with it, so memory is bounded by one part, never by the bucket.
 

@@ -46,14 +46,17 @@ def parse_shards(text: str | None) -> set[int] | None:
 def archive_command(source: str, destination: str, *, codec: str = "order0",
                     model: str | None = None, shard_blocks: int = 1024,
                     part_objects: int = 4096, max_pixels: int | None = None,
-                    run_id: str | None = None, storage_options: str | None = None,
+                    object_digest_bytes: int | None = None, run_id: str | None = None,
+                    storage_options: str | None = None,
                     as_json: bool = False, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     options = parse_storage_options(storage_options)
     settings = ArchiveSettings(
         codec=codec, codec_options={"model": model} if model else {},
         shard_blocks=shard_blocks, part_objects=part_objects,
-        **({"max_pixels": max_pixels} if max_pixels else {}))
+        **({"max_pixels": max_pixels} if max_pixels else {}),
+        **({"object_digest_bytes": object_digest_bytes}
+           if object_digest_bytes is not None else {}))
 
     def progress(event: PartEvent) -> None:
         if not as_json:

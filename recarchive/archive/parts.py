@@ -22,7 +22,7 @@ import zstandard
 from recarchive.archive.blocks import cut_blocks
 from recarchive.archive.format import (
     BLOB_CODEC,
-    INDEX_ROW_GROUP,
+    DEFAULT_OBJECT_DIGEST_BYTES,
     INDEX_SCHEMA,
     KIND_BLOB,
     KIND_RASTER,
@@ -31,20 +31,29 @@ from recarchive.archive.format import (
     SHARD_PIXELS,
     SHARD_SCHEMA,
     SHARD_STAT_COLUMNS,
+    object_digest,
 )
 from recarchive.archive.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
-from recarchive.archive.rasters import pixels_sha256
 from recarchive.codecs import BlockCodec
 from recarchive.report.measure import PartRecorder
 
-# Index encodings chosen for size (the index is most of the archive's overhead): sorted keys
-# share prefixes, counters grow by small steps, the rest repeats.
+# Index writer options, chosen for size (the index is most of the archive's overhead):
+# - sorted keys share prefixes, counters grow by small steps, the rest repeats;
+# - the digest prefixes are random: DELTA_LENGTH_BYTE_ARRAY stores them back to back (PLAIN
+#   would add a 4-byte length to each);
+# - one row group per index file: the index is always read whole (its manifest sha256 is
+#   checked), so row groups save no reads, and each costs a page per column plus footer
+#   entries;
+# - no column statistics and no embedded Arrow schema: nothing reads them (the manifest holds
+#   each part's key range; readers check the columns by name, see `check_index_schema`).
 INDEX_DICTIONARY_COLUMNS = ["kind", "format", "mode", "reason", "meta", "icc", "exif",
                             "palette", "height", "width", "channels", "num_blocks"]
 INDEX_ENCODINGS = {"key": "DELTA_BYTE_ARRAY", "size": "DELTA_BINARY_PACKED",
                    "part": "DELTA_BINARY_PACKED", "shard": "DELTA_BINARY_PACKED",
                    "block_start": "DELTA_BINARY_PACKED", "blob_offset": "DELTA_BINARY_PACKED",
-                   "blob_length": "DELTA_BINARY_PACKED"}
+                   "blob_length": "DELTA_BINARY_PACKED",
+                   "sha256_prefix": "DELTA_LENGTH_BYTE_ARRAY"}
+INDEX_ZSTD_LEVEL = 19
 
 
 @dataclass
@@ -82,8 +91,10 @@ class PartBuilder:
 
     def __init__(self, part: int, codec: BlockCodec, *, shard_blocks: int,
                  blob_shard_bytes: int, zstd_level: int = 9,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS,
+                 object_digest_bytes: int = DEFAULT_OBJECT_DIGEST_BYTES) -> None:
         self.part = part
+        self.object_digest_bytes = object_digest_bytes
         self.codec = codec
         self.shard_blocks = shard_blocks
         self.blob_shard_bytes = blob_shard_bytes
@@ -121,7 +132,7 @@ class PartBuilder:
         kept = ingest(data, self.max_pixels)
         self.stats.objects += 1
         self.stats.source_bytes += len(data)
-        digest = hashlib.sha256(data).digest()
+        digest = object_digest(data, self.object_digest_bytes)
         pixels = kept.pixels
         if pixels is not None and pixels.shape[2] not in self.codec.channel_layouts:
             kept = Ingested(kind=KIND_BLOB, format=kept.format,
@@ -141,7 +152,7 @@ class PartBuilder:
         blocks = cut_blocks(pixels)
         row = _row(key, size, KIND_RASTER, self.part, format=kept.format, mode=kept.mode,
                    height=height, width=width, channels=channels,
-                   num_blocks=len(blocks), sha256=digest, pixels_sha256=pixels_sha256(pixels),
+                   num_blocks=len(blocks), sha256_prefix=digest,
                    icc=kept.icc, exif=kept.exif, palette=kept.palette,
                    meta=json.dumps(kept.meta, sort_keys=True) if kept.meta else None)
         self._rows.append(row)
@@ -159,7 +170,7 @@ class PartBuilder:
 
     def _add_blob(self, key: str, data: bytes, digest: bytes, kept: Ingested) -> None:
         row = _row(key, len(data), KIND_BLOB, self.part, format=kept.format,
-                   blob_offset=self._blob_size, blob_length=len(data), sha256=digest,
+                   blob_offset=self._blob_size, blob_length=len(data), sha256_prefix=digest,
                    reason=kept.reason)
         self._rows.append(row)
         self.stats.blobs += 1
@@ -255,10 +266,11 @@ class PartBuilder:
         self._writer.close()
         index = io.BytesIO()
         table = pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA)
-        pq.write_table(table, index, row_group_size=INDEX_ROW_GROUP, compression="zstd",
-                       compression_level=9, use_dictionary=INDEX_DICTIONARY_COLUMNS,
-                       column_encoding=INDEX_ENCODINGS, write_statistics=["key", "kind"],
-                       write_page_index=False)
+        pq.write_table(table, index, row_group_size=max(1, table.num_rows),
+                       compression="zstd", compression_level=INDEX_ZSTD_LEVEL,
+                       use_dictionary=INDEX_DICTIONARY_COLUMNS,
+                       column_encoding=INDEX_ENCODINGS, write_statistics=False,
+                       write_page_index=False, store_schema=False)
         return self._buffer.getvalue(), index.getvalue()
 
 
@@ -266,9 +278,8 @@ def _row(key: str, size: int, kind: str, part: int, **values: Any) -> dict[str, 
     row: dict[str, Any] = {
         "key": key, "size": size, "kind": kind, "format": "", "mode": "", "height": 0,
         "width": 0, "channels": 0, "part": part, "shard": -1, "block_start": 0,
-        "num_blocks": 0, "blob_offset": 0, "blob_length": 0, "sha256": None,
-        "pixels_sha256": None, "reason": None, "icc": None, "exif": None, "palette": None,
-        "meta": None,
+        "num_blocks": 0, "blob_offset": 0, "blob_length": 0, "sha256_prefix": None,
+        "reason": None, "icc": None, "exif": None, "palette": None, "meta": None,
     }
     row.update(values)
     return row

@@ -13,7 +13,8 @@ from PIL import Image, PngImagePlugin
 
 
 def pixels_sha256(pixels: np.ndarray) -> bytes:
-    """sha256 of (H, W, C) uint8 pixels in C order: what `pixels_sha256` in the index holds."""
+    """sha256 of (H, W, C) uint8 pixels in C order (to compare images; the index keeps no
+    per-object pixel digest, each shard's raw sha256 covers its pixels)."""
     return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()).digest()
 
 

@@ -1,8 +1,10 @@
 """Reading a finished archive: its manifest, index tables and individual shards.
 
 Everything read is checked: index files and models against the manifest's sha256 (they are
-read whole), shards by their payload sha256 before decoding and raw sha256 after; data files
-are opened lazily and only the footer and the row groups asked for are fetched.
+read whole), index files also for their columns and digest-prefix lengths, shards by their
+payload sha256 before decoding and raw sha256 after (the check that covers decoded pixels:
+the index keeps no per-object pixel digest); data files are opened lazily and only the footer
+and the row groups asked for are fetched.
 """
 
 from __future__ import annotations
@@ -17,11 +19,21 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
-from recarchive.archive.errors import ArchiveIncomplete, IntegrityError
-from recarchive.archive.format import MANIFEST, SHARD_BLOB, SHARD_PIXELS, parse_manifest
+from recarchive.archive.errors import ArchiveError, ArchiveIncomplete, IntegrityError
+from recarchive.archive.format import (
+    KIND_SKIPPED,
+    MANIFEST,
+    OBJECT_DIGEST_COLUMN,
+    SHARD_BLOB,
+    SHARD_PIXELS,
+    check_index_schema,
+    check_object_digest_bytes,
+    parse_manifest,
+)
 from recarchive.archive.models import CodecCache
 from recarchive.codecs import CodecError, EncodedShard
 from recarchive.codecs.base import BLOCK_SIZE
@@ -49,6 +61,7 @@ class ArchiveReader:
                 f"{url}: no {MANIFEST}: not an archive, or an archive run that has not "
                 "finished (rerun the same `recarchive archive` command to resume it)")
         self.manifest = parse_manifest(self.location.read_bytes(MANIFEST), f"{url}/{MANIFEST}")
+        self.object_digest_bytes = _digest_bytes(self.manifest, f"{url}/{MANIFEST}")
         self.files = {f["path"]: f for f in self.manifest["files"]}
         self.parts = self.manifest["parts"]
         self.shard_offsets = np.cumsum([0] + [p["shards"] for p in self.parts]).tolist()
@@ -100,9 +113,24 @@ class ArchiveReader:
         except (pa.ArrowException, OSError) as error:
             raise IntegrityError(f"{self.url}: {part['index']} is not a readable index: "
                                  f"{error}") from error
+        where = f"{self.url}: {part['index']}"
+        check_index_schema(table.schema, where)
         if table.num_rows != part["objects"]:
-            raise IntegrityError(f"{self.url}: {part['index']} has {table.num_rows} rows, the "
-                                 f"manifest says {part['objects']}")
+            raise IntegrityError(f"{where} has {table.num_rows} rows, the manifest says "
+                                 f"{part['objects']}")
+        prefix = table.column(OBJECT_DIGEST_COLUMN)
+        try:
+            wrong_length = pc.any(pc.not_equal(pc.binary_length(prefix),
+                                               self.object_digest_bytes)).as_py()
+        except pa.ArrowException as error:
+            raise IntegrityError(f"{where}: {OBJECT_DIGEST_COLUMN} is not binary: "
+                                 f"{error}") from error
+        missing = pc.any(pc.and_(pc.is_null(prefix), pc.not_equal(
+            table.column("kind"), KIND_SKIPPED))).as_py()
+        if wrong_length or missing:
+            raise IntegrityError(f"{where}: {OBJECT_DIGEST_COLUMN} values are not all "
+                                 f"{self.object_digest_bytes} bytes (the manifest's "
+                                 "object_digest_bytes)")
         return table
 
     def rows(self, pattern: str | None = None,
@@ -260,6 +288,18 @@ class ArchiveReader:
 
 def open_archive(url: str, storage_options: dict[str, Any] | None = None) -> ArchiveReader:
     return ArchiveReader(url, storage_options)
+
+
+def _digest_bytes(manifest: dict[str, Any], where: str) -> int:
+    """The manifest's `object_digest_bytes` (length of every index `sha256_prefix`)."""
+    if "object_digest_bytes" not in manifest:
+        raise IntegrityError(f"{where}: no object_digest_bytes: the archive was written by an "
+                             "earlier build of format 1 (full per-object digests); this "
+                             "recarchive cannot read it")
+    try:
+        return check_object_digest_bytes(manifest["object_digest_bytes"], where)
+    except ArchiveError as error:
+        raise IntegrityError(str(error)) from None
 
 
 def _literal_prefix(pattern: str) -> str:

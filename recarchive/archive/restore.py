@@ -3,7 +3,11 @@
 Restore fetches only the index parts whose key range can match, then per part only the row
 groups the selected objects live in; each decoded shard is dropped as soon as no remaining
 object needs it. Rasters come back as PNG (same key, same mode, pixels, palette and kept
-metadata); blobs byte-identical. Every checksum on the way is checked.
+metadata); blobs byte-identical. Every checksum on the way is checked: each decoded shard
+against its full raw sha256 (this is what covers a raster's pixels; the index keeps no
+per-object pixel digest), each raster's channels and shape against its block range, and each
+blob's bytes against its index `sha256_prefix` (its blob shard's full raw sha256 is checked
+too).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import numpy as np
 
 from recarchive.archive.blocks import join_blocks
 from recarchive.archive.errors import IntegrityError
-from recarchive.archive.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED
-from recarchive.archive.rasters import encode_png, pixels_sha256
+from recarchive.archive.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED, object_digest
+from recarchive.archive.rasters import encode_png
 from recarchive.archive.reader import ArchiveReader
 from recarchive.archive.safety import check_inside, safe_relative_path
 from recarchive.storage import open_location
@@ -80,6 +84,8 @@ class _PartDecoder:
         return value
 
     def pixels(self, row: dict[str, Any]) -> np.ndarray:
+        """The raster's pixels, cut from shards each checked against its raw sha256 when
+        decoded; the object's channels and shape are checked here."""
         pieces = [self._get(number, False)[start:stop]
                   for number, start, stop in self.chains[row["key"]]]
         blocks = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
@@ -90,18 +96,17 @@ class _PartDecoder:
             pixels = join_blocks(blocks, row["height"], row["width"])
         except ValueError as error:
             raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: {error}") from error
-        if pixels_sha256(pixels) != row["pixels_sha256"]:
-            raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: decoded pixels do "
-                                 "not match its pixel checksum")
         return pixels
 
     def blob(self, row: dict[str, Any]) -> bytes:
         raw = self._get(row["shard"], True)
         start, length = row["blob_offset"], row["blob_length"]
         data = raw[start:start + length]
-        if len(data) != length or hashlib.sha256(data).digest() != row["sha256"]:
+        prefix = row["sha256_prefix"]
+        if len(data) != length or prefix is None or (
+                object_digest(data, self.reader.object_digest_bytes) != prefix):
             raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: restored bytes do "
-                                 "not match its sha256")
+                                 "not match its sha256 prefix in the index")
         return data
 
 

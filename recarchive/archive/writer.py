@@ -28,10 +28,12 @@ from typing import Any
 
 from recarchive.archive.errors import ArchiveError
 from recarchive.archive.format import (
+    DEFAULT_OBJECT_DIGEST_BYTES,
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST,
     canonical_json,
+    check_object_digest_bytes,
     data_path,
     done_path,
     index_path,
@@ -60,12 +62,16 @@ class ArchiveSettings:
     zstd_level: int = 9
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_object_bytes: int = 4 * 1024**3  # objects are read whole; larger ones are skipped
+    # bytes of each object's sha256 (of its original bytes) kept in the index: 8..32, 32 = the
+    # full digest; pixels are covered by each shard's full raw_sha256 (see `format`)
+    object_digest_bytes: int = DEFAULT_OBJECT_DIGEST_BYTES
 
     def check(self) -> None:
         for name in ("shard_blocks", "part_objects", "part_bytes", "blob_shard_bytes",
                      "max_pixels", "max_object_bytes"):
             if getattr(self, name) < 1:
                 raise ArchiveError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_object_digest_bytes(self.object_digest_bytes, "archive settings")
 
 
 @dataclass(frozen=True)
@@ -173,7 +179,8 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
             return PartEvent(plan.number, True, len(plan.objects), record)
     builder = PartBuilder(plan.number, codec, shard_blocks=settings.shard_blocks,
                           blob_shard_bytes=settings.blob_shard_bytes,
-                          zstd_level=settings.zstd_level, max_pixels=settings.max_pixels)
+                          zstd_level=settings.zstd_level, max_pixels=settings.max_pixels,
+                          object_digest_bytes=settings.object_digest_bytes)
     for item in plan.objects:
         if item.size > settings.max_object_bytes:
             builder.add_skipped(item.key, item.size,
@@ -238,6 +245,7 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "run_id": run_id,
         "created_unix": time.time(), "source": source_url, "settings": asdict(settings),
         "codec": codec.name, "models": models,
+        "object_digest_bytes": settings.object_digest_bytes,  # length of index sha256_prefix
         "parts": [{"part": r["part"], "shards": r["shards"], "objects": r["objects"],
                    "min_key": r["min_key"], "max_key": r["max_key"],
                    "data": r["files"][0]["path"], "index": r["files"][1]["path"],

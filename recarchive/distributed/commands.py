@@ -34,7 +34,8 @@ def archive_ray_command(source: str, destination: str, *, ray_address: str,
                         cpus_per_actor: float | None = None, codec: str = "order0",
                         model: str | None = None, shard_blocks: int = 1024,
                         part_objects: int = 4096, max_pixels: int | None = None,
-                        run_id: str | None = None, storage_options: str | None = None,
+                        object_digest_bytes: int | None = None, run_id: str | None = None,
+                        storage_options: str | None = None,
                         as_json: bool = False, out: TextIO | None = None,
                         err: TextIO | None = None) -> int:
     out, log = out or sys.stdout, _logger(err or sys.stderr)
@@ -42,7 +43,9 @@ def archive_ray_command(source: str, destination: str, *, ray_address: str,
     settings = ArchiveSettings(
         codec=codec, codec_options={"model": model} if model else {},
         shard_blocks=shard_blocks, part_objects=part_objects,
-        **({"max_pixels": max_pixels} if max_pixels else {}))
+        **({"max_pixels": max_pixels} if max_pixels else {}),
+        **({"object_digest_bytes": object_digest_bytes}
+           if object_digest_bytes is not None else {}))
     resources = connect(ray_address)
     log(f"connected to Ray: {_resources_text(resources)}")
     result = archive_on_ray(source, destination, settings, run_id=run_id,

@@ -2,10 +2,11 @@
 the archive now (any size, unlike the small archive-time sample).
 
 Rasters are drawn per dataset by reservoir sampling over the index (seeded, so a rerun picks
-the same ones; memory holds N rows per dataset). Only the shards holding them are decoded, and
-each decoded image is checked against its pixel checksum. "Ours" for a sampled image is its
-share of its shards' payload bits, by the same rule as at archive time
-(`measure.block_bits` on the decoded shard), so it matches the archive-time attribution.
+the same ones; memory holds N rows per dataset). Only the shards holding them are decoded; each
+decoded shard is checked against its raw sha256 (`ArchiveReader.decode_pixels`) and each image
+against its channels and shape. "Ours" for a sampled image is its share of its shards' payload
+bits, by the same rule as at archive time (`measure.block_bits` on the decoded shard), so it
+matches the archive-time attribution.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 
 from recarchive.archive.blocks import join_blocks
 from recarchive.archive.errors import IntegrityError
-from recarchive.archive.rasters import pixels_sha256
 from recarchive.archive.reader import ArchiveReader
 from recarchive.report import classical
 from recarchive.report.build import merge_baselines, source_name, summarize_baselines
@@ -74,10 +74,14 @@ def _restore(reader: ArchiveReader, shards: _Shards,
         blocks, block_bit = shards.get(number)
         pieces.append(blocks[start:stop])
         bits += float(block_bit[start:stop].sum())
-    pixels = join_blocks(np.concatenate(pieces), row["height"], row["width"])
-    if pixels_sha256(pixels) != row["pixels_sha256"]:
-        raise IntegrityError(f"{reader.url}: object {row['key']!r}: decoded pixels do not "
-                             "match its pixel checksum")
+    blocks = np.concatenate(pieces)
+    if blocks.shape[3] != row["channels"]:
+        raise IntegrityError(f"{reader.url}: object {row['key']!r}: shard has "
+                             f"{blocks.shape[3]} channels, index says {row['channels']}")
+    try:
+        pixels = join_blocks(blocks, row["height"], row["width"])
+    except ValueError as error:
+        raise IntegrityError(f"{reader.url}: object {row['key']!r}: {error}") from error
     return pixels, bits
 
 
