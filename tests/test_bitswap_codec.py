@@ -165,3 +165,29 @@ def test_damaged_channel_split_is_refused(model_file, blocks):
     unknown = EncodedShard(shard.payload, shard.num_blocks, 4, {"channel_split": "cmyk"})
     with pytest.raises(CodecError, match="unknown channel split"):
         codec(model_file).decode(unknown)
+
+
+def test_archive_codes_gray_and_rgba_images_as_pixels(model_file, tmp_path):
+    """With Bit-Swap an archive keeps L, LA and RGBA images as coded pixels (not bytes), and
+    restores them identical."""
+    from PIL import Image
+
+    from recarchive.archive import ArchiveSettings, archive, list_objects, restore
+
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    rng = np.random.default_rng(0)
+    images = {"gray.png": rng.integers(0, 256, (40, 33), dtype=np.uint8),
+              "la.png": rng.integers(0, 256, (20, 50, 2), dtype=np.uint8),
+              "rgba.png": rng.integers(0, 256, (35, 31, 4), dtype=np.uint8),
+              "rgb.png": rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)}
+    for key, pixels in images.items():
+        Image.fromarray(pixels).save(bucket / key)
+    settings = ArchiveSettings(codec="bitswap", shard_blocks=4,
+                               codec_options={"model": str(model_file[0]), "chains": 2})
+    archive(str(bucket), str(tmp_path / "archive"), settings)
+    rows = {row["key"]: row for row in list_objects(str(tmp_path / "archive"))}
+    assert {key: row["kind"] for key, row in rows.items()} == dict.fromkeys(images, "raster")
+    restore(str(tmp_path / "archive"), str(tmp_path / "out"))
+    for key, pixels in images.items():
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / key)), pixels), key
