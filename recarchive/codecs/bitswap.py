@@ -74,19 +74,23 @@ class BitSwapCodec:
     # --- lanes ---------------------------------------------------------------------------
 
     def _push(self, message: Message, table: DiscretizedTable, symbols, params, active) -> None:
-        """Push a (chains, D) variable, one lane group's worth per step, first columns first."""
+        """Push a (chains, D) variable, one lane group's worth per step, first columns first.
+        Intervals are computed for the whole variable at once: only the pushes are serial."""
         mean, scale = (p.reshape(symbols.shape) for p in params)
+        starts, freqs = table.sit_out(*table.start_freq(symbols, mean, scale), active[:, None])
         for t in range(symbols.shape[1] // self.lanes):
             cols = slice(t * self.lanes, (t + 1) * self.lanes)
-            table.push(message, symbols[:, cols], mean[:, cols], scale[:, cols], active[:, None])
+            table.push_interval(message, starts[:, cols], freqs[:, cols])
 
     def _pop(self, message: Message, table: DiscretizedTable, params, active) -> torch.Tensor:
         """Pop a (chains, D) variable: the exact inverse of `_push`."""
         mean, scale = (p.reshape(p.shape[0], -1) for p in params)
+        row, whole = table.locate(mean, scale)
         out = torch.empty_like(mean)
         for t in reversed(range(mean.shape[1] // self.lanes)):
             cols = slice(t * self.lanes, (t + 1) * self.lanes)
-            out[:, cols] = table.pop(message, mean[:, cols], scale[:, cols], active[:, None])
+            out[:, cols] = table.pop_located(message, (row[:, cols], whole[:, cols]),
+                                             active[:, None])
         return out
 
     def _latent_input(self, bins: torch.Tensor) -> torch.Tensor:

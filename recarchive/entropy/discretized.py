@@ -88,8 +88,9 @@ class DiscretizedTable:
         tag = f"discretized:v1:{self.spec}:{self.bank.sha256()}"
         return hashlib.sha256(tag.encode()).hexdigest()
 
-    def _row_and_shift(self, mean_fixed: Array, scale_index: Array) -> tuple[Array, Array]:
-        """Table row and integer mean part per lane, the mean clamped to [0, n-1]."""
+    def locate(self, mean_fixed: Array, scale_index: Array) -> tuple[Array, Array]:
+        """(table row, integer mean part) per lane, the mean clamped to [0, n-1]: computed
+        once per variable, it serves every lane group's push or pop."""
         steps = self.spec.mean_steps
         mean_fixed = self.backend.clip(mean_fixed, 0, self._last * steps)
         whole = mean_fixed // steps
@@ -97,7 +98,11 @@ class DiscretizedTable:
         return row, whole
 
     def start_freq(self, symbols: Array, mean_fixed: Array, scale_index: Array):
-        row, whole = self._row_and_shift(mean_fixed, scale_index)
+        return self.interval(symbols, self.locate(mean_fixed, scale_index))
+
+    def interval(self, symbols: Array, located: tuple[Array, Array]) -> tuple[Array, Array]:
+        """(start, frequency) of each symbol under its located distribution."""
+        row, whole = located
         cell_starts, cell_freqs = self.bank.start_freq(row, symbols - whole + self._last)
         ends = cell_starts + cell_freqs
         starts = self.backend.where(symbols == 0, 0, cell_starts)
@@ -107,21 +112,32 @@ class DiscretizedTable:
     def push(self, message: Message, symbols: Array, mean_fixed: Array, scale_index: Array,
              active: Array | None = None) -> None:
         """Code one symbol per lane; lanes where `active` is False sit this step out at no cost."""
-        starts, freqs = self.start_freq(symbols, mean_fixed, scale_index)
-        message.push(*self._sit_out(starts, freqs, active), self.spec.precision)
+        self.push_interval(message, *self.start_freq(symbols, mean_fixed, scale_index), active)
+
+    def push_interval(self, message: Message, starts: Array, freqs: Array,
+                      active: Array | None = None) -> None:
+        """Push intervals from `interval` (computed for many lane groups at once)."""
+        message.push(*self.sit_out(starts, freqs, active), self.spec.precision)
 
     def pop(self, message: Message, mean_fixed: Array, scale_index: Array,
             active: Array | None = None) -> Array:
         """Decode one symbol per lane (meaningless on lanes where `active` is False)."""
-        symbols = self.symbols_at(message.peek(self.spec.precision), mean_fixed, scale_index)
-        starts, freqs = self.start_freq(symbols, mean_fixed, scale_index)
-        message.pop(*self._sit_out(starts, freqs, active), self.spec.precision)
+        return self.pop_located(message, self.locate(mean_fixed, scale_index), active)
+
+    def pop_located(self, message: Message, located: tuple[Array, Array],
+                    active: Array | None = None) -> Array:
+        symbols = self.symbol_at(message.peek(self.spec.precision), located)
+        starts, freqs = self.interval(symbols, located)
+        message.pop(*self.sit_out(starts, freqs, active), self.spec.precision)
         return symbols
 
     def symbols_at(self, slots: Array, mean_fixed: Array, scale_index: Array) -> Array:
         """The symbol whose interval holds each slot in [0, 2^precision): what `pop` decodes,
         and, with uniform slots, a draw from the coded distribution."""
-        row, whole = self._row_and_shift(mean_fixed, scale_index)
+        return self.symbol_at(slots, self.locate(mean_fixed, scale_index))
+
+    def symbol_at(self, slots: Array, located: tuple[Array, Array]) -> Array:
+        row, whole = located
         cells, _, _ = self.bank.lookup(row, slots)
         return self.backend.clip(cells - self._last + whole, 0, self._last)
 
@@ -130,7 +146,7 @@ class DiscretizedTable:
         _, freqs = self.start_freq(symbols, mean_fixed, scale_index)
         return self.spec.precision - self.backend.log2(freqs)
 
-    def _sit_out(self, starts: Array, freqs: Array, active: Array | None) -> tuple[Array, Array]:
+    def sit_out(self, starts: Array, freqs: Array, active: Array | None) -> tuple[Array, Array]:
         """The whole interval [0, 2^p) for inactive lanes: pushing or popping it changes nothing."""
         if active is None:
             return starts, freqs
