@@ -23,8 +23,8 @@ FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
-    "bitswap-cifar": "852bbccfc8bc3b65841db723f2c14722da9407b652563a657fb3524b6d610d87",
-    "bitswap-photo": "84f8cdd29af953a0ebdbc585de5373f16c43942aa2963f15ac5f50640e3cc74b",
+    "bitswap-cifar": "3f8687a30b2d56e0d1a66e5162336a7f88e0ff321f6b347c15c41c1f55497c6d",
+    "bitswap-photo": "82b1cfc8476b8dc7b6ad34d717e6250757d8bdff20363772727df0387cff38ac",
     "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
 }
