@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
+from recarchive.archive.blocks import join_blocks
 from recarchive.archive.errors import ArchiveError, ArchiveIncomplete, IntegrityError
 from recarchive.archive.format import (
     KIND_SKIPPED,
@@ -284,6 +285,18 @@ class ArchiveReader:
                 start = 0
             number += 1
         return chain
+
+
+    def object_pixels(self, row: dict[str, Any], blocks: np.ndarray) -> np.ndarray:
+        """An object's pixels from its blocks (cut from shards already checked against their
+        raw sha256), with its channels and shape checked against the index."""
+        if blocks.shape[3] != row["channels"]:
+            raise IntegrityError(f"{self.url}: object {row['key']!r}: shard has "
+                                 f"{blocks.shape[3]} channels, index says {row['channels']}")
+        try:
+            return join_blocks(blocks, row["height"], row["width"])
+        except ValueError as error:
+            raise IntegrityError(f"{self.url}: object {row['key']!r}: {error}") from error
 
 
 def open_archive(url: str, storage_options: dict[str, Any] | None = None) -> ArchiveReader:

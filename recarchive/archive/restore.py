@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from recarchive.archive.blocks import join_blocks
 from recarchive.archive.errors import IntegrityError
 from recarchive.archive.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED, object_digest
 from recarchive.archive.rasters import encode_png
@@ -89,14 +88,7 @@ class _PartDecoder:
         pieces = [self._get(number, False)[start:stop]
                   for number, start, stop in self.chains[row["key"]]]
         blocks = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-        if blocks.shape[3] != row["channels"]:
-            raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: shard has "
-                                 f"{blocks.shape[3]} channels, index says {row['channels']}")
-        try:
-            pixels = join_blocks(blocks, row["height"], row["width"])
-        except ValueError as error:
-            raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: {error}") from error
-        return pixels
+        return self.reader.object_pixels(row, blocks)
 
     def blob(self, row: dict[str, Any]) -> bytes:
         raw = self._get(row["shard"], True)

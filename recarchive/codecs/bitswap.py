@@ -246,7 +246,7 @@ class BitSwapCodec:
             mean, scale = (p.reshape(count, -1) for p in params)
             slots = torch.randint(0, 1 << self.latent.spec.precision, mean.shape,
                                   generator=generator).to(self.device)
-            return self.latent.symbols_at(slots, mean, scale)
+            return self.latent.symbol_at(slots, self.latent.locate(mean, scale))
 
         zs, total, h = [], torch.zeros(count, dtype=torch.float64, device=self.device), 2 * x - 255
         for level in range(len(self.model.infer)):

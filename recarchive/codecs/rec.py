@@ -236,8 +236,8 @@ class RecCodec:
             z = loc + scale * rng.standard_normal(loc.shape)
             z_fixed = torch.from_numpy(np.floor(z * 2.0**LATENT_FRAC_BITS).astype(np.int64))
             mean, index = self.model.pixel_params(z_fixed)
-            _, freq = self.pixel.start_freq(x.numpy(), mean.numpy(), index.numpy())
-            pixel_bits += float(np.sum(self.pixel.spec.precision - np.log2(freq))) / samples
+            bits = self.pixel.bits(x.numpy(), mean.numpy(), index.numpy())
+            pixel_bits += float(np.sum(bits)) / samples
         return (kl + pixel_bits) / x.numel()
 
     # --- shapes ---------------------------------------------------------------------------

@@ -131,12 +131,9 @@ class DiscretizedTable:
         message.pop(*self.sit_out(starts, freqs, active), self.spec.precision)
         return symbols
 
-    def symbols_at(self, slots: Array, mean_fixed: Array, scale_index: Array) -> Array:
+    def symbol_at(self, slots: Array, located: tuple[Array, Array]) -> Array:
         """The symbol whose interval holds each slot in [0, 2^precision): what `pop` decodes,
         and, with uniform slots, a draw from the coded distribution."""
-        return self.symbol_at(slots, self.locate(mean_fixed, scale_index))
-
-    def symbol_at(self, slots: Array, located: tuple[Array, Array]) -> Array:
         row, whole = located
         cells, _, _ = self.bank.lookup(row, slots)
         return self.backend.clip(cells - self._last + whole, 0, self._last)

@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from recarchive.archive.blocks import join_blocks
-from recarchive.archive.errors import IntegrityError
 from recarchive.archive.reader import ArchiveReader
 from recarchive.report import classical
 from recarchive.report.build import merge_baselines, source_name, summarize_baselines
@@ -74,15 +72,7 @@ def _restore(reader: ArchiveReader, shards: _Shards,
         blocks, block_bit = shards.get(number)
         pieces.append(blocks[start:stop])
         bits += float(block_bit[start:stop].sum())
-    blocks = np.concatenate(pieces)
-    if blocks.shape[3] != row["channels"]:
-        raise IntegrityError(f"{reader.url}: object {row['key']!r}: shard has "
-                             f"{blocks.shape[3]} channels, index says {row['channels']}")
-    try:
-        pixels = join_blocks(blocks, row["height"], row["width"])
-    except ValueError as error:
-        raise IntegrityError(f"{reader.url}: object {row['key']!r}: {error}") from error
-    return pixels, bits
+    return reader.object_pixels(row, np.concatenate(pieces)), bits
 
 
 def measure_restored(reader: ArchiveReader, per_dataset: int, seed: int = 0,
