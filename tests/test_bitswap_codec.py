@@ -63,6 +63,30 @@ def test_decoder_follows_the_shard_parameters(model_file, blocks):
     assert np.array_equal(decoded, blocks[:5])
 
 
+@pytest.mark.parametrize(("num_blocks", "layout"), [
+    (1, (1, 1, 16)), (11, (1, 11, 16)), (200, (1, 200, 64)), (1024, (1, 1024, 512)),
+    (2048, (2, 1024, 512)), (5000, (4, 1250, 512)), (100_000, (64, 1563, 512)),
+    (300_000, (64, 4688, 1024)),
+])
+def test_default_layout_keeps_chains_long_and_lanes_few(model_file, num_blocks, layout):
+    """(chains, steps, lanes per chain): a chain per 1024 blocks, a lane per 2 of its blocks."""
+    assert codec(model_file).rgb._layout(num_blocks) == layout
+
+
+def test_lanes_follow_the_shard(model_file, blocks):
+    """A shard decodes with the lanes it names, and one from before lanes were recorded (64)
+    still decodes."""
+    wide = codec(model_file, lanes_per_chain=32).encode(blocks)
+    assert wide.params["lanes_per_chain"] == 32
+    assert np.array_equal(codec(model_file).decode(wide), blocks)
+    legacy = codec(model_file, lanes_per_chain=64).encode(blocks[:3])
+    params = {k: v for k, v in legacy.params.items() if k != "lanes_per_chain"}
+    old = EncodedShard(legacy.payload, 3, 3, params)
+    assert np.array_equal(codec(model_file, lanes_per_chain=16).decode(old), blocks[:3])
+    with pytest.raises(CodecError, match="must divide"):
+        codec(model_file, lanes_per_chain=48)
+
+
 def test_damaged_payload_is_refused(model_file, blocks):
     shard = codec(model_file, chains=2).encode(blocks[:2])
     broken = bytearray(shard.payload)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU
+from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU, plain_convolution
 from recarchive.exact.layers import exact_conv2d_accumulate
 
 
@@ -86,3 +86,29 @@ def test_elu_table_is_exact_and_monotone():
     assert bool((y[1:] >= y[:-1]).all())
     real = torch.nn.functional.elu(torch.clamp(x, min=-32768) * 2.0**-12) / 2.0**-12
     assert (y - real).abs().max() <= 0.5 + 1e-9
+
+
+def test_plain_convolution_holds_until_the_last_context_closes():
+    """The backend flags are process-wide: a thread leaving its context must not turn oneDNN
+    back on while another thread is still inside one; nesting is free and restores on exit."""
+    import threading
+
+    before = torch.backends.mkldnn.enabled
+    inside, leave = threading.Event(), threading.Event()
+
+    def other_thread():
+        with plain_convolution():
+            inside.set()
+            leave.wait(10)
+
+    worker = threading.Thread(target=other_thread)
+    with plain_convolution():
+        worker.start()
+        assert inside.wait(10)
+        with plain_convolution():
+            assert not torch.backends.mkldnn.enabled
+        assert not torch.backends.mkldnn.enabled
+    assert not torch.backends.mkldnn.enabled  # the other thread is still inside
+    leave.set()
+    worker.join(10)
+    assert torch.backends.mkldnn.enabled == before

@@ -12,6 +12,7 @@ so the CPU and CUDA kernels are im2col + DGEMM (never Winograd or FFT), and floa
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 
 import torch
@@ -21,17 +22,39 @@ from torch import nn
 EXACT_LIMIT = 1 << 53
 
 
+_plain_lock = threading.Lock()
+_plain_depth = 0  # open plain_convolution contexts, on all threads
+_plain_flags: contextlib.ExitStack | None = None
+
+
 @contextlib.contextmanager
 def plain_convolution():
-    """Only im2col + GEMM convolution kernels inside: no algorithm that rounds differently."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # toggling oneDNN warns about Intel GPUs
-        with (
-            torch.backends.mkldnn.flags(enabled=False),
-            torch.backends.nnpack.flags(enabled=False),
-            torch.backends.cudnn.flags(enabled=False),
-        ):
-            yield
+    """Only im2col + GEMM convolution kernels inside: no algorithm that rounds differently.
+
+    The backend flags are process-wide, so they are switched when the first context opens and
+    restored when the last one closes, whatever the thread: one thread leaving cannot turn
+    oneDNN back on under another's convolution. Nested entries cost nothing, so a network
+    enters once around all its convolutions (toggling per call was ~5 % of coding time).
+    """
+    global _plain_depth, _plain_flags
+    with _plain_lock:
+        if _plain_depth == 0:
+            stack = contextlib.ExitStack()
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore", UserWarning)  # toggling oneDNN warns about Intel GPUs
+            stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+            stack.enter_context(torch.backends.nnpack.flags(enabled=False))
+            stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+            _plain_flags = stack
+        _plain_depth += 1
+    try:
+        yield
+    finally:
+        with _plain_lock:
+            _plain_depth -= 1
+            if _plain_depth == 0 and _plain_flags is not None:
+                _plain_flags.close()
+                _plain_flags = None
 
 
 def _signed_max(bits: int) -> int:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from recarchive.entropy.discretized import DiscretizedTable, GridSpec
-from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU
+from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU, plain_convolution
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel, ConditionalNet
 
 WEIGHT_BITS = 16
@@ -115,12 +115,14 @@ class ExactConditionalNet(nn.Module):
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         limit = (1 << (ACT_BITS - 1)) - 1
-        h = self.inp(h.to(torch.float64))
-        for conv1, conv2 in self.blocks:
-            h = torch.clamp(h + conv2(self.elu(conv1(self.elu(h)))), -limit - 1, limit)
-        h = self.elu(h)
-        log_scale = torch.clamp(self.log_scale(h), *self.log_scale_range)
-        return self.mean(h).to(torch.int64), log_scale.to(torch.int64)
+        with plain_convolution():
+            h = self.inp(h.to(torch.float64))
+            for conv1, conv2 in self.blocks:
+                h = torch.clamp(h + conv2(self.elu(conv1(self.elu(h)))), -limit - 1, limit)
+            h = self.elu(h)
+            log_scale = torch.clamp(self.log_scale(h), *self.log_scale_range)
+            mean = self.mean(h)
+        return mean.to(torch.int64), log_scale.to(torch.int64)
 
 
 def quantize_conv(layer: nn.Conv2d, in_scale: float, out_scale: float, out_bits: int,
