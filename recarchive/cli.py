@@ -194,6 +194,9 @@ def _codec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("bitswap", "bbans"), default=None,
                         help="Bit-Swap's coding order, or BB-ANS's (default bitswap)")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="processes coding shards side by side, one torch thread each "
+                             "(default 1: this process, its torch threads)")
 
 
 def _codec_run(args: argparse.Namespace) -> Result:
@@ -201,7 +204,8 @@ def _codec_run(args: argparse.Namespace) -> Result:
 
     options = {"mode": args.mode} if args.mode else None
     return run_codec_benchmark(args.codec, args.model, args.dataset, args.limit,
-                               args.shard_blocks, args.chains, args.baselines, options)
+                               args.shard_blocks, args.chains, args.baselines, options,
+                               workers=args.workers)
 
 
 def _codec_table(result: Result) -> str:

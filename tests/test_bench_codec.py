@@ -42,3 +42,15 @@ def test_order0_benchmark(capsys):
                       "--no-baselines")
     assert result["roundtrip_exact"] is True and result["neg_elbo_bits_per_dim"] is None
     assert 6 < result["bits_per_dim"] < 9
+
+
+def test_workers_code_the_same_shards_in_other_processes(capsys):
+    """Two processes give the same payloads as one (same bits), decoded exactly."""
+    args = ("--codec", "order0", "--dataset", "cifar10-test", "--limit", "40",
+            "--shard-blocks", "10", "--no-baselines")
+    alone = run_json(capsys, *args)
+    shared = run_json(capsys, *args, "--workers", "2")
+    assert shared["workers"] == 2 and shared["shards"] == 4
+    assert shared["roundtrip_exact"] is True
+    assert shared["bits_per_dim"] == alone["bits_per_dim"]
+    assert shared["encode_mb_per_s"] > 0 and shared["decode_mb_per_s"] > 0

@@ -3,12 +3,16 @@ classical codecs on the same images.
 
 Images are grouped into shards of `shard_blocks`; each shard is encoded, serialized, decoded
 and compared. `bits_per_dim` counts every byte of every shard's payload (initial bits, heads,
-headers, checksums) over the images' dimensions.
+headers, checksums) over the images' dimensions. With `workers` > 1 the shards are coded by
+that many processes of one torch thread each, as an archive job's actors code them, and the
+speeds are the machine's: all raw bytes over the wall-clock time of all shards.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -57,7 +61,8 @@ def neg_elbo_bits_per_dim(codec, images: np.ndarray, batch: int = 250) -> float 
 
 def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit: int | None,
                         shard_blocks: int = 1024, chains: int | None = None,
-                        baselines: bool = True, codec_options: dict | None = None) -> dict:
+                        baselines: bool = True, codec_options: dict | None = None,
+                        workers: int = 1) -> dict:
     from recarchive.codecs import get_codec
 
     options = dict(codec_options or {})
@@ -68,16 +73,11 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
     codec = get_codec(codec_name, **options)
     images = load_dataset(dataset, limit)
     shards = [images[i : i + shard_blocks] for i in range(0, len(images), shard_blocks)]
-    encoded, encode_s, decode_s, exact = [], 0.0, 0.0, True
-    for shard in shards:
-        start = time.perf_counter()
-        encoded.append(codec.encode(shard))
-        encode_s += time.perf_counter() - start
-    for shard, enc in zip(shards, encoded, strict=True):
-        start = time.perf_counter()
-        decoded = codec.decode(enc)
-        decode_s += time.perf_counter() - start
-        exact &= bool(np.array_equal(decoded, shard))
+    if workers > 1:
+        encoded, encode_s, decode_s, exact = _code_in_processes(codec_name, options, shards,
+                                                                workers)
+    else:
+        encoded, encode_s, decode_s, exact = _code_here(codec, shards)
     dims = images.size
     payload_bits = 8 * sum(len(e.payload) for e in encoded)
     clean_words = [e.params.get("clean_words") for e in encoded]
@@ -106,7 +106,8 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
         "encode_seconds": encode_s,
         "decode_seconds": decode_s,
         "roundtrip_exact": exact,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": 1 if workers > 1 else torch.get_num_threads(),
+        "workers": workers,
     }
     params = [e.params for e in encoded]
     if params and "latent_bits" in params[0]:  # REC: what the latent cost, and its search
@@ -116,6 +117,66 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
     if baselines:
         result.update(_baselines(images))
     return result
+
+
+def _code_here(codec, shards: list[np.ndarray]):
+    """(encoded shards, encode seconds, decode seconds, all exact) in this process."""
+    encoded, encode_s, decode_s, exact = [], 0.0, 0.0, True
+    for shard in shards:
+        start = time.perf_counter()
+        encoded.append(codec.encode(shard))
+        encode_s += time.perf_counter() - start
+    for shard, enc in zip(shards, encoded, strict=True):
+        start = time.perf_counter()
+        decoded = codec.decode(enc)
+        decode_s += time.perf_counter() - start
+        exact &= bool(np.array_equal(decoded, shard))
+    return encoded, encode_s, decode_s, exact
+
+
+_worker_codec = None
+
+
+def _start_worker(codec_name: str, options: dict) -> None:
+    from recarchive.codecs import get_codec
+
+    global _worker_codec
+    torch.set_num_threads(1)
+    _worker_codec = get_codec(codec_name, **options)
+
+
+def _worker_ready(_: int) -> int:
+    import os
+
+    time.sleep(0.5)  # keep this worker busy so that every worker gets a task and starts
+    return os.getpid()
+
+
+def _worker_encode(shard: np.ndarray):
+    return _worker_codec.encode(shard)
+
+
+def _worker_decode(encoded) -> np.ndarray:
+    return _worker_codec.decode(encoded)
+
+
+def _code_in_processes(codec_name: str, options: dict, shards: list[np.ndarray], workers: int):
+    """As `_code_here`, with the shards spread over `workers` processes; the clocks start once
+    every worker has loaded its codec."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(codec_name, options)) as pool:
+        ready = set(pool.map(_worker_ready, range(workers)))
+        if len(ready) != workers:
+            raise RuntimeError(f"only {len(ready)} of {workers} benchmark workers started")
+        start = time.perf_counter()
+        encoded = list(pool.map(_worker_encode, shards))
+        encode_s = time.perf_counter() - start
+        start = time.perf_counter()
+        decoded = list(pool.map(_worker_decode, encoded))
+        decode_s = time.perf_counter() - start
+    exact = all(np.array_equal(d, s) for d, s in zip(decoded, shards, strict=True))
+    return encoded, encode_s, decode_s, exact
 
 
 def run_rec_sweep(model: str, dataset: str, limit: int | None, variants: list[dict],
