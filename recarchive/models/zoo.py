@@ -23,7 +23,7 @@ FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
-    "bitswap-cifar": "3f8687a30b2d56e0d1a66e5162336a7f88e0ff321f6b347c15c41c1f55497c6d",
+    "bitswap-cifar": "8f5ae8276913843357003497ca2b3940c5ffd005837c9fb4d4faae88ceef73a8",
     "bitswap-photo": "82b1cfc8476b8dc7b6ad34d717e6250757d8bdff20363772727df0387cff38ac",
     "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
