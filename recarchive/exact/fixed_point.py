@@ -33,19 +33,20 @@ def plain_convolution():
 
     The backend flags are process-wide, so they are switched when the first context opens and
     restored when the last one closes, whatever the thread: one thread leaving cannot turn
-    oneDNN back on under another's convolution. Nested entries cost nothing, so a network
-    enters once around all its convolutions (toggling per call was ~5 % of coding time).
+    oneDNN back on under another's convolution. Nested entries only count, so a network enters
+    once around all its convolutions and theirs do not toggle the flags again.
     """
     global _plain_depth, _plain_flags
     with _plain_lock:
         if _plain_depth == 0:
-            stack = contextlib.ExitStack()
-            stack.enter_context(warnings.catch_warnings())
-            warnings.simplefilter("ignore", UserWarning)  # toggling oneDNN warns about Intel GPUs
-            stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-            stack.enter_context(torch.backends.nnpack.flags(enabled=False))
-            stack.enter_context(torch.backends.cudnn.flags(enabled=False))
-            _plain_flags = stack
+            # Entered under `with` so that a failure part-way undoes what was switched.
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(warnings.catch_warnings())
+                warnings.simplefilter("ignore", UserWarning)  # oneDNN warns about Intel GPUs
+                stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+                stack.enter_context(torch.backends.nnpack.flags(enabled=False))
+                stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+                _plain_flags = stack.pop_all()
         _plain_depth += 1
     try:
         yield
