@@ -267,7 +267,8 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--res-blocks", type=int, default=1)
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--init-from", default=None,
-                     help="a checkpoint to start from (fine-tuning), for a fresh --out")
+                     help="weights to start from (fine-tuning), for a fresh --out: a run's "
+                          "checkpoint.pt, a model file or a shipped name like bitswap-cifar")
     sub.set_defaults(handler=cmd_train_bitswap)
     add_train_vae_parser(models)
 
@@ -284,7 +285,7 @@ def cmd_train_bitswap(args: argparse.Namespace) -> int:
     settings = TrainSettings(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
                              learning_rate=args.lr, free_bits=args.free_bits,
                              max_minutes=args.max_minutes, device=args.device, seed=args.seed,
-                             init_from=Path(args.init_from) if args.init_from else None,
+                             init_from=args.init_from,
                              config=config)
     checkpoint = train(settings, Path(args.out), log=lambda line: print(line, flush=True))
     print(f"checkpoint: {checkpoint}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from recarchive.models.bitswap import BitSwapConfig
@@ -25,3 +26,21 @@ def test_training_learns_and_resumes(tmp_path):
     train(settings(9), tmp_path, log=lines.append)
     state = torch.load(checkpoint, weights_only=False)
     assert state["step"] == 9 and "resumed from step 6" in lines
+
+
+def test_fine_tuning_starts_from_a_shipped_model_or_a_checkpoint(tmp_path):
+    from recarchive.models import zoo
+    from recarchive.training.bitswap import initial_weights
+
+    shipped = zoo.load_bitswap("bitswap-cifar").float_model
+    weights, origin = initial_weights("bitswap-cifar", shipped.config)
+    assert origin == f"model sha256 {zoo.SHIPPED['bitswap-cifar'][:12]}"
+    assert weights.keys() == shipped.state_dict().keys()
+    assert all(torch.equal(weights[k], v) for k, v in shipped.state_dict().items())
+    checkpoint = train(settings(3), tmp_path)
+    weights, origin = initial_weights(str(checkpoint), TINY)
+    ema = torch.load(checkpoint, weights_only=False)["ema"]
+    assert origin == "checkpoint step 3"
+    assert all(torch.equal(weights[k], v) for k, v in ema.items())
+    with pytest.raises(ValueError, match=r"--init-from bitswap-cifar .*--width"):
+        initial_weights("bitswap-cifar", TINY)

@@ -36,7 +36,9 @@ class TrainSettings:
     validation_images: int = 2000
     max_minutes: float | None = None
     device: str = "auto"
-    init_from: Path | None = None  # start a fresh run from another run's weights (fine-tuning)
+    # start a fresh run from other weights (fine-tuning): a run's checkpoint.pt, a model
+    # file or a shipped model's name (the float weights every model file carries)
+    init_from: str | None = None
     config: BitSwapConfig = field(default_factory=BitSwapConfig)
 
 
@@ -66,6 +68,29 @@ def validation_bits_per_dim(model: BitSwapModel, images: np.ndarray, device, bat
     return total / len(images)
 
 
+def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
+    """Float weights to fine-tune from, and where they came from.
+
+    A checkpoint gives its Polyak-averaged weights; a model file or shipped name gives the float
+    weights stored beside the exact ones, so a retraining can start from what ships even when
+    the run that made it is gone."""
+    from recarchive.models import zoo
+
+    if source.endswith(".pt"):
+        state = torch.load(source, map_location="cpu", weights_only=False)
+        found, weights = BitSwapConfig(**state["config"]), state["ema"]
+        origin = f"checkpoint step {state['step']}"
+    else:
+        loaded = zoo.load_bitswap(source)
+        found, weights = loaded.float_model.config, loaded.float_model.state_dict()
+        origin = f"model sha256 {loaded.sha256[:12]}"
+    if found != config:
+        raise ValueError(f"--init-from {source} has the shape {found.to_dict()}, but this run "
+                         f"asks for {config.to_dict()}: pass the same --width, --res-blocks, "
+                         "--latent-layers and --latent-channels")
+    return weights, origin
+
+
 def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -90,10 +115,10 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
         step, history = state["step"], state["history"]
         log(f"resumed from step {step}")
     elif settings.init_from is not None:
-        state = torch.load(settings.init_from, map_location=device, weights_only=False)
-        model.load_state_dict(state["ema"])
-        ema.load_state_dict(state["ema"])
-        log(f"initialized from {settings.init_from} (step {state['step']})")
+        weights, origin = initial_weights(settings.init_from, settings.config)
+        model.load_state_dict(weights)
+        ema.load_state_dict(weights)
+        log(f"initialized from {settings.init_from} ({origin})")
     train_images, val_images = load_training_data(settings.dataset, settings.seed)
     val_images = val_images[: settings.validation_images]
     rng = np.random.default_rng(settings.seed + step)
