@@ -62,6 +62,19 @@ def test_batch_and_threads_do_not_change_results():
     assert torch.equal(one, two) and torch.equal(one, batched)
 
 
+def test_convs_side_by_side_give_each_conv_its_own_result():
+    mean, log_scale = random_layer(5, cout=12), random_layer(6, cout=4)
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randint(-(1 << 19), 1 << 19, (3, 16, 9, 9), generator=gen).to(torch.float64)
+    for inputs in (x, worst_case_input(mean)):
+        both = FixedPointConv2d.side_by_side((mean, log_scale), inputs)
+        assert [t.shape[1] for t in both] == [12, 4]
+        assert torch.equal(both[0].to(torch.int64), reference(mean, inputs))
+        assert torch.equal(both[1].to(torch.int64), reference(log_scale, inputs))
+    with pytest.raises(ValueError, match="one input shape"):
+        FixedPointConv2d.side_by_side((mean, random_layer(8, cin=8)), x)
+
+
 def test_too_wide_layers_are_refused():
     with pytest.raises(ValueError, match="2\\^53"):
         random_layer(4, cin=512, weight_bits=24, in_bits=24)

@@ -102,8 +102,28 @@ class FixedPointConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with plain_convolution():
             acc = F.conv2d(x, self.weight, self.bias, padding=self.padding)
+        return self._requantize(acc, self.scale)
+
+    def _requantize(self, acc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """In place on the fresh accumulator: one pass fewer per op than new tensors."""
         limit = _signed_max(self.out_bits)
-        return torch.clamp(torch.floor(acc * self.scale), -limit - 1, limit)
+        return acc.mul_(scale).floor_().clamp_(-limit - 1, limit)
+
+    @staticmethod
+    def side_by_side(convs: tuple[FixedPointConv2d, ...], x: torch.Tensor):
+        """Several convs of the same input as one conv call (their output channels stacked),
+        split back: the input is unfolded once, not once per conv. Every output channel's
+        integer sum is the one its own conv computes, so results are identical."""
+        first = convs[0]
+        if any(c.padding != first.padding or c.weight.shape[1:] != first.weight.shape[1:]
+               for c in convs):
+            raise ValueError("side_by_side needs convs of one input shape and padding")
+        weight = torch.cat([c.weight for c in convs])
+        bias = torch.cat([c.bias for c in convs])
+        with plain_convolution():
+            acc = F.conv2d(x, weight, bias, padding=first.padding)
+        parts = acc.split([c.weight.shape[0] for c in convs], dim=1)
+        return tuple(c._requantize(part, c.scale) for c, part in zip(convs, parts, strict=True))
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d, in_scale: float, out_scale: float, *, weight_bits: int,
@@ -143,5 +163,7 @@ class FixedPointELU(nn.Module):
         self.register_buffer("table", lookup.table[:half].to(torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        index = (torch.clamp(x, -self.half, -1) + self.half).to(torch.int64)
-        return torch.where(x >= 0, x, self.table[index])
+        # `take` on a flat table, in-place offset: half the time of indexing (it runs 2·depth
+        # times per net call).
+        index = torch.clamp(x, -self.half, -1).add_(self.half).to(torch.int64)
+        return torch.where(x >= 0, x, self.table.take(index))

@@ -119,9 +119,9 @@ class ExactConditionalNet(nn.Module):
             h = self.inp(h.to(torch.float64))
             for conv1, conv2 in self.blocks:
                 h = torch.clamp(h + conv2(self.elu(conv1(self.elu(h)))), -limit - 1, limit)
-            h = self.elu(h)
-            log_scale = torch.clamp(self.log_scale(h), *self.log_scale_range)
-            mean = self.mean(h)
+            mean, log_scale = FixedPointConv2d.side_by_side((self.mean, self.log_scale),
+                                                             self.elu(h))
+            log_scale = torch.clamp(log_scale, *self.log_scale_range)
         return mean.to(torch.int64), log_scale.to(torch.int64)
 
 
