@@ -18,11 +18,9 @@ import argparse
 import copy
 import math
 
-import numpy as np
 import torch
+from head_study import fine_tune, frozen_model, validation
 
-from recarchive import datasets
-from recarchive.models import zoo
 from recarchive.models.bitswap import (
     BitSwapModel,
     conv3x3,
@@ -31,13 +29,6 @@ from recarchive.models.bitswap import (
     pixels_to_input,
     space_to_depth,
 )
-
-
-def _z1(model: BitSwapModel, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        mean, log_scale = model.infer[0](space_to_depth(pixels_to_input(x)))
-        u = torch.rand_like(mean).clamp(1e-6, 1 - 1e-6)
-        return mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
 
 
 def _hidden(head, z1: torch.Tensor) -> torch.Tensor:
@@ -76,8 +67,8 @@ def _residual_correlation(model: BitSwapModel, x: torch.Tensor, z1: torch.Tensor
     return {"red_green": corr(0, 1), "red_blue": corr(0, 2), "green_blue": corr(1, 2)}
 
 
-def _fine_tune(model: BitSwapModel, with_coefficients: bool, train: np.ndarray,
-               x_val: torch.Tensor, z_val: torch.Tensor, steps: int) -> float:
+def _fine_tune(model: BitSwapModel, with_coefficients: bool, x_val: torch.Tensor,
+               z_val: torch.Tensor, steps: int) -> float:
     head = copy.deepcopy(model.generate[0]).requires_grad_(True)
     coefficients = None
     params = list(head.parameters())
@@ -87,15 +78,7 @@ def _fine_tune(model: BitSwapModel, with_coefficients: bool, train: np.ndarray,
             coefficients.parametrizations.weight.original0.zero_()
             coefficients.bias.zero_()
         params += list(coefficients.parameters())
-    optimizer = torch.optim.Adamax(params, lr=5e-4)
-    rng = np.random.default_rng(0)
-    for _ in range(steps):
-        batch = train[rng.integers(0, len(train), 64)]
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-        loss = _recon_bits(head, coefficients, x, _z1(model, x)).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    fine_tune(model, params, steps, lambda x, z1: _recon_bits(head, coefficients, x, z1))
     with torch.no_grad():
         return float(_recon_bits(head, coefficients, x_val, z_val).mean())
 
@@ -106,21 +89,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--steps", type=int, default=600)
     args = parser.parse_args()
-    model = zoo.load_bitswap(args.model).float_model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    val = datasets.cifar10_split("validation")[: args.images]
-    x_val = torch.from_numpy(np.array(val)).permute(0, 3, 1, 2).float()
-    torch.manual_seed(1)
-    z_val = _z1(model, x_val)
+    model = frozen_model(args.model)
+    x_val, z_val = validation(model, args.images)
     print("residual correlation:", _residual_correlation(model, x_val, z_val))
     with torch.no_grad():
         print(f"reconstruction bits/dim as shipped: "
               f"{float(_recon_bits(model.generate[0], None, x_val, z_val).mean()):.4f}")
-    train = datasets.cifar10_split("train")
     for with_coefficients in (False, True):
         torch.manual_seed(2)
-        bits = _fine_tune(model, with_coefficients, train, x_val, z_val, args.steps)
+        bits = _fine_tune(model, with_coefficients, x_val, z_val, args.steps)
         label = "with channel dependence" if with_coefficients else "plain"
         print(f"head fine-tuned {args.steps} steps, {label}: {bits:.4f} bits/dim")
 

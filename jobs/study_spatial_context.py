@@ -17,11 +17,9 @@ import argparse
 import copy
 import math
 
-import numpy as np
 import torch
+from head_study import fine_tune, frozen_model, validation
 
-from recarchive import datasets
-from recarchive.models import zoo
 from recarchive.models.bitswap import (
     BitSwapModel,
     ConditionalNet,
@@ -37,13 +35,6 @@ from recarchive.models.bitswap import (
 INITIAL_GAIN = 0.1
 SCHEMES = {"plain": [[0, 1, 2, 3]], "checkerboard": [[0, 3], [1, 2]],
            "four-stage": [[0], [3], [1], [2]]}
-
-
-def _z1(model: BitSwapModel, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        mean, log_scale = model.infer[0](space_to_depth(pixels_to_input(x)))
-        u = torch.rand_like(mean).clamp(1e-6, 1 - 1e-6)
-        return mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
 
 
 def _channel_mask(positions: list[int]) -> torch.Tensor:
@@ -84,8 +75,8 @@ def _neighbour_correlation(model: BitSwapModel, x: torch.Tensor, z1: torch.Tenso
             "diagonal": corr(r[..., :-1, :-1], r[..., 1:, 1:])}
 
 
-def _fine_tune(model: BitSwapModel, stages, train: np.ndarray, x_val: torch.Tensor,
-               z_val: torch.Tensor, steps: int) -> float:
+def _fine_tune(model: BitSwapModel, stages, x_val: torch.Tensor, z_val: torch.Tensor,
+               steps: int) -> float:
     head = copy.deepcopy(model.generate[0]).requires_grad_(True)
     params = list(head.parameters())
     context = None
@@ -97,15 +88,7 @@ def _fine_tune(model: BitSwapModel, stages, train: np.ndarray, x_val: torch.Tens
                 out.parametrizations.weight.original0.mul_(INITIAL_GAIN)
                 out.bias.zero_()
         params += list(context.parameters())
-    optimizer = torch.optim.Adamax(params, lr=5e-4)
-    rng = np.random.default_rng(0)
-    for _ in range(steps):
-        batch = train[rng.integers(0, len(train), 64)]
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-        loss = _recon_bits(head, context, stages, x, _z1(model, x)).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    fine_tune(model, params, steps, lambda x, z1: _recon_bits(head, context, stages, x, z1))
     with torch.no_grad():
         return float(_recon_bits(head, context, stages, x_val, z_val).mean())
 
@@ -117,19 +100,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--schemes", default=",".join(SCHEMES))
     args = parser.parse_args()
-    model = zoo.load_bitswap(args.model).float_model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    val = datasets.cifar10_split("validation")[: args.images]
-    x_val = torch.from_numpy(np.array(val)).permute(0, 3, 1, 2).float()
-    torch.manual_seed(1)
-    z_val = _z1(model, x_val)
+    model = frozen_model(args.model)
+    x_val, z_val = validation(model, args.images)
     print("neighbour residual correlation:", _neighbour_correlation(model, x_val, z_val),
           flush=True)
-    train = datasets.cifar10_split("train")
     for name in args.schemes.split(","):
         torch.manual_seed(2)
-        bits = _fine_tune(model, SCHEMES[name], train, x_val, z_val, args.steps)
+        bits = _fine_tune(model, SCHEMES[name], x_val, z_val, args.steps)
         print(f"head fine-tuned {args.steps} steps, {name}: {bits:.4f} bits/dim", flush=True)
 
 
