@@ -20,6 +20,8 @@ def export(checkpoint: Path, name: str, dataset: str) -> str:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = zoo.float_model_from_checkpoint(checkpoint)
     training = {"dataset": dataset, "steps": state["step"], "validation": state["history"][-1:]}
+    if state.get("init_from"):
+        training["init_from"] = state["init_from"]  # the steps above came on top of these
     data = zoo.bitswap_model_bytes(model, training)
     (zoo.ZOO_DIR / f"{name}.safetensors").write_bytes(data)
     return zoo.sha256_of(data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -42,5 +44,7 @@ def test_fine_tuning_starts_from_a_shipped_model_or_a_checkpoint(tmp_path):
     ema = torch.load(checkpoint, weights_only=False)["ema"]
     assert origin == "checkpoint step 3"
     assert all(torch.equal(weights[k], v) for k, v in ema.items())
+    tuned = train(replace(settings(4), init_from=str(checkpoint)), tmp_path / "tuned")
+    assert torch.load(tuned, weights_only=False)["init_from"] == f"{checkpoint} ({origin})"
     with pytest.raises(ValueError, match=r"--init-from bitswap-cifar .*--width"):
         initial_weights("bitswap-cifar", TINY)

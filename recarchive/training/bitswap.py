@@ -107,18 +107,21 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
     ema = copy.deepcopy(model)
     optimizer = torch.optim.Adamax(model.parameters(), lr=settings.learning_rate)
     step, history = 0, []
+    started_from = None  # what a fine-tune started from, kept for the model file's record
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
+        started_from = state.get("init_from")
         log(f"resumed from step {step}")
     elif settings.init_from is not None:
         weights, origin = initial_weights(settings.init_from, settings.config)
         model.load_state_dict(weights)
         ema.load_state_dict(weights)
-        log(f"initialized from {settings.init_from} ({origin})")
+        started_from = f"{settings.init_from} ({origin})"
+        log(f"initialized from {started_from}")
     train_images, val_images = load_training_data(settings.dataset, settings.seed)
     val_images = val_images[: settings.validation_images]
     rng = np.random.default_rng(settings.seed + step)
@@ -127,7 +130,7 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
     def save() -> None:
         state = {"model": model.state_dict(), "ema": ema.state_dict(),
                  "optimizer": optimizer.state_dict(), "step": step, "history": history,
-                 "config": settings.config.to_dict()}
+                 "config": settings.config.to_dict(), "init_from": started_from}
         tmp = checkpoint.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(checkpoint)
