@@ -23,8 +23,8 @@ FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
-    "bitswap-cifar": "8f5ae8276913843357003497ca2b3940c5ffd005837c9fb4d4faae88ceef73a8",
-    "bitswap-photo": "82b1cfc8476b8dc7b6ad34d717e6250757d8bdff20363772727df0387cff38ac",
+    "bitswap-cifar": "f1c307cfc3cb8faf2a48ca68d00b15c898b0c3cde514d1170d1e43c92049d930",
+    "bitswap-photo": "912542939c9d30791b51d018b82a0d801caf00e68741e26bd420e5dfc3c12afd",
     "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
 }
