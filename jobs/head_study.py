@@ -6,6 +6,7 @@ Used by `study_channel_dependence.py` and `study_spatial_context.py`; run those,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -45,11 +46,17 @@ def validation(model: BitSwapModel, images: int) -> tuple[torch.Tensor, torch.Te
     return x_val, sample_z1(model, x_val)
 
 
+@functools.cache
+def _training_images() -> np.ndarray:
+    """Loaded once per run, however many variants a study fine-tunes."""
+    return datasets.cifar10_split("train")
+
+
 def fine_tune(model: BitSwapModel, params: list[torch.nn.Parameter], steps: int,
               loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """`steps` of Adamax on `params` over CIFAR-10 training batches; `loss_of(x, z1)` gives
     per-image bits/dim. Every study draws the same batches (seeded)."""
-    train = datasets.cifar10_split("train")
+    train = _training_images()
     optimizer = torch.optim.Adamax(params, lr=LEARNING_RATE)
     rng = np.random.default_rng(0)
     for _ in range(steps):
