@@ -3,10 +3,11 @@
     python jobs/study_latent_bins.py [MODEL] [--images N]
 
 Codes the float model's latents (drawn from its posteriors, then snapped to bins of width
-1/64 .. 1/4096 on [-8, 8], the edge bins taking the tails) with the bins' discretized
+1/64, 1/128 .. 1/4096 on [-8, 8], the edge bins taking the tails) with the bins' discretized
 posteriors and priors, and prints the −ELBO in bits/dim beside the continuous one, on CIFAR-10
 validation images (never the test split). Equal −ELBOs mean the bin width costs nothing and
-the integer tables, not the bins, decide the exact model's gap.
+the integer tables, not the bins, decide the exact model's gap. Then, latents continuous, the
+latent log-scales rounded to the tables' grid steps of 1/8, 1/16 and 1/32.
 """
 
 from __future__ import annotations
@@ -47,9 +48,13 @@ def _snap(z: torch.Tensor, width: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def neg_elbo(model: BitSwapModel, images: torch.Tensor, width: float | None) -> float:
-    """−ELBO in bits/dim with latents in bins of `width` (None: continuous)."""
+def neg_elbo(model: BitSwapModel, images: torch.Tensor, width: float | None,
+             scale_step: float | None = None) -> float:
+    """−ELBO in bits/dim with latents in bins of `width` (None: continuous) and the latent
+    log-scales rounded to multiples of `scale_step` (None: as the nets give them)."""
     def log_prob(z, mean, log_scale):
+        if scale_step is not None:
+            log_scale = torch.round(log_scale / scale_step) * scale_step
         if width is None:
             return logistic_log_density(z, mean, log_scale)
         return _binned_log_prob(z, mean, log_scale, width)
@@ -57,6 +62,8 @@ def neg_elbo(model: BitSwapModel, images: torch.Tensor, width: float | None) -> 
     h, zs, log_q = space_to_depth(pixels_to_input(images)), [], []
     for net in model.infer:
         mean, log_scale = net(h)
+        if scale_step is not None:
+            log_scale = torch.round(log_scale / scale_step) * scale_step
         u = torch.rand_like(mean).clamp(1e-9, 1 - 1e-9)
         z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
         z = z if width is None else _snap(z, width)
@@ -83,10 +90,13 @@ def main() -> None:
     model = zoo.load_bitswap(args.model).float_model.double().eval()
     images = datasets.cifar10_split("validation")[: args.images]
     x = torch.from_numpy(images.copy()).permute(0, 3, 1, 2).double()
-    for width in (None, 1 / 64, 1 / 256, 1 / 1024, 1 / 4096):
+    for width in (None, 1 / 64, 1 / 128, 1 / 256, 1 / 1024, 1 / 4096):
         torch.manual_seed(0)
         label = "continuous" if width is None else f"1/{round(1 / width)}"
         print(f"latent bins {label:>10}: {neg_elbo(model, x, width):.4f} bits/dim")
+    for step in (8, 16, 32):  # the tables' log-scale grid, latents continuous
+        torch.manual_seed(0)
+        print(f"log-scale steps 1/{step:<3}: {neg_elbo(model, x, None, 1 / step):.4f} bits/dim")
 
 
 if __name__ == "__main__":

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from recarchive.codecs import CodecError, EncodedShard, get_codec
 from recarchive.codecs.bitswap import BitSwapCodec
 from recarchive.datasets import data_dir
-from recarchive.models import zoo
+from recarchive.models import exact_bitswap, zoo
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel, pixels_to_input, space_to_depth
-from recarchive.models.exact_bitswap import LATENT_MEAN_OFFSET, convert_to_exact
+from recarchive.models.exact_bitswap import LATENT_LAYOUTS, convert_to_exact
 
 TINY = BitSwapConfig(latent_layers=2, latent_channels=4, width=8, res_blocks=1)
 
@@ -105,7 +108,7 @@ def test_wrong_layout_is_refused(model_file):
 # A small model file kept with the tests, and the payloads it codes the 16 fixture blocks to.
 # Archives are restored by later releases: if a change to the nets, tables or coder moves one
 # bit of these payloads, old archives no longer decode. Never update the hashes to make this
-# pass; make the change keep them (or version the tables, as TABLES_ID does).
+# pass; make the change keep them (or add a LatentLayout, as v2 did: files name theirs).
 PINNED_MODEL = Path(__file__).parent / "data" / "bitswap-tiny.safetensors"
 PINNED_MODEL_SHA256 = "8141c900cbc2599fa2e1f582fa0c258ee1442591bf012c1c6a091ddbfad9346d"
 PINNED_PAYLOADS = {
@@ -138,27 +141,58 @@ def test_model_file_is_pinned_by_hash(model_file):
     assert carried.model_bytes() == data
 
 
-def test_exact_model_tracks_the_float_model(model_file):
+@pytest.mark.parametrize("layout", sorted(LATENT_LAYOUTS))
+def test_exact_model_tracks_the_float_model(model_file, layout):
     _, model = model_file
-    exact = convert_to_exact(model)
+    exact = convert_to_exact(model, LATENT_LAYOUTS[layout])
     x = torch.from_numpy(
         np.load(data_dir() / "fixtures" / "cifar10_test_first16_uint8_NHWC.npy")[:4]
     ).permute(0, 3, 1, 2).to(torch.int64)
     mean_fixed, _ = exact.posterior(0, space_to_depth(2 * x - 255))
     with torch.no_grad():
         mean, _ = model.infer[0](space_to_depth(pixels_to_input(x.double().float())))
-    float_fixed = 1024 * mean.double() + LATENT_MEAN_OFFSET
+    float_fixed = mean.double() / exact.layout.mean_scale + exact.layout.mean_offset
     assert (mean_fixed.double() - float_fixed).abs().max() < 4
+    # The nets read a bin as its centre: bin 0 at -8 + width/2, the last at 8 - width/2.
+    ends = exact.layout.net_input(torch.tensor([0, exact.layout.bins - 1]))
+    assert (ends * exact.layout.input_scale).tolist() == [-8 + exact.layout.width / 2,
+                                                         8 - exact.layout.width / 2]
 
 
-def test_tables_are_the_pinned_ones(model_file, monkeypatch):
-    from recarchive.models import exact_bitswap
-
-    exact = convert_to_exact(model_file[1])
-    assert exact.table("latent").sha256() == exact_bitswap.TABLE_SHA256["latent"]
-    monkeypatch.setitem(exact_bitswap.TABLE_SHA256, "pixel", "0" * 64)
+@pytest.mark.parametrize("layout", sorted(LATENT_LAYOUTS))
+def test_tables_are_the_pinned_ones(model_file, monkeypatch, layout):
+    exact = convert_to_exact(model_file[1], LATENT_LAYOUTS[layout])
+    assert exact.table("latent").sha256() == exact.layout.latent_table_sha256
+    assert exact.table("latent").spec.num_symbols == exact.layout.bins
+    monkeypatch.setattr(exact_bitswap, "PIXEL_TABLE_SHA256", "0" * 64)
     with pytest.raises(ValueError, match="pinned"):
-        convert_to_exact(model_file[1]).table("pixel")
+        exact.table("pixel")
+
+
+def test_model_files_code_under_the_layout_they_name(model_file, blocks, tmp_path):
+    """New files are converted for the current layout and say so; a file naming none is a
+    v1 file (all that were made before layouts had names) and still decodes as one."""
+    path, model = model_file
+    loaded = zoo.load_bitswap(str(path))
+    assert loaded.metadata["latent_layout"] == exact_bitswap.CURRENT_LAYOUT.name
+    assert loaded.exact.layout == exact_bitswap.CURRENT_LAYOUT
+    pinned = zoo.load_bitswap(str(PINNED_MODEL), PINNED_MODEL_SHA256)
+    assert "latent_layout" not in pinned.metadata and pinned.exact.layout.name == "v1"
+    v1, current = (BitSwapCodec(m.exact, m.sha256, chains=2) for m in (pinned, loaded))
+    assert v1.encode(blocks).params["tables"] != current.encode(blocks).params["tables"]
+    # A shard coded under one layout is refused by a model of the other, by name.
+    with pytest.raises(CodecError, match="CDF tables"):
+        BitSwapCodec(convert_to_exact(pinned.float_model), pinned.sha256,
+                     chains=2).decode(v1.encode(blocks))
+
+
+def test_model_file_with_an_unknown_layout_is_refused(model_file):
+    data = model_file[0].read_bytes()
+    metadata = zoo.load_bitswap_bytes(data, None, "tiny").metadata
+    data = safetensors.torch.save(safetensors.torch.load(data),
+                                  {**metadata, "latent_layout": "v99"})
+    with pytest.raises(zoo.ModelError, match="layout 'v99'"):
+        zoo.load_bitswap_bytes(data, None, "future.safetensors")
 
 
 def test_shard_from_other_tables_is_refused(model_file, blocks):
@@ -239,3 +273,23 @@ def test_archive_codes_gray_and_rgba_images_as_pixels(model_file, tmp_path):
     restore(str(tmp_path / "archive"), str(tmp_path / "out"))
     for key, pixels in images.items():
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / key)), pixels), key
+
+
+def test_reconverting_a_v1_file_keeps_its_weights_and_training_record(blocks, tmp_path,
+                                                                        monkeypatch):
+    script = Path(__file__).parents[1] / "jobs" / "export_bitswap.py"
+    spec = importlib.util.spec_from_file_location("export_bitswap", script)
+    export_bitswap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_bitswap)
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    digest = export_bitswap.reconvert(str(PINNED_MODEL), "tiny-again")
+    old = zoo.load_bitswap(str(PINNED_MODEL), PINNED_MODEL_SHA256)
+    new = zoo.load_bitswap(str(tmp_path / "tiny-again.safetensors"), digest)
+    assert new.exact.layout == exact_bitswap.CURRENT_LAYOUT != old.exact.layout
+    for (key, a), b in zip(old.float_model.state_dict().items(),
+                           new.float_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+    training = json.loads(new.metadata["training"])
+    assert training["converted_from"] == {"sha256": PINNED_MODEL_SHA256, "latent_layout": "v1"}
+    coder = BitSwapCodec(new.exact, new.sha256, chains=2)
+    assert np.array_equal(coder.decode(coder.encode(blocks)), blocks)

@@ -26,7 +26,7 @@ from recarchive.ans.serialize import CorruptMessageError
 from recarchive.codecs.base import CodecError, EncodedShard, check_blocks
 from recarchive.entropy.discretized import DiscretizedTable
 from recarchive.models.bitswap import depth_to_space, space_to_depth
-from recarchive.models.exact_bitswap import TABLES_ID, ExactBitSwap
+from recarchive.models.exact_bitswap import ExactBitSwap
 
 # Chains per shard, by default: one per BLOCKS_PER_CHAIN blocks, at most MAX_CHAINS. Each chain
 # pays initial bits once (its first block's z1, ~20 kbit), so long chains code closest to the
@@ -104,7 +104,7 @@ class BitSwapCodec:
 
     def _latent_input(self, bins: torch.Tensor) -> torch.Tensor:
         """Bin indices (chains, D) -> the nets' integer input (chains, C, 16, 16)."""
-        return (2 * bins - 1023).reshape(bins.shape[0], -1, 16, 16)
+        return self.model.layout.net_input(bins).reshape(bins.shape[0], -1, 16, 16)
 
     # --- one step of every chain -----------------------------------------------------------
 
@@ -188,7 +188,7 @@ class BitSwapCodec:
             coder._encode_step(message, space_to_depth(batch), active)
         params = {"chains": chains, "mode": self.mode, "seed": self.seed,
                   "clean_words": int(message.stack.clean_words_drawn),
-                  "lanes_per_chain": lanes, "tables": TABLES_ID}
+                  "lanes_per_chain": lanes, "tables": self.model.layout.tables_id}
         return EncodedShard(message_to_bytes(message), num_blocks, 3, params)
 
     def _step_batch(self, pixels: torch.Tensor, k: int, chains: int):
@@ -208,9 +208,10 @@ class BitSwapCodec:
         if shard.channels != 3 or params.get("mode", "bitswap") not in MODES:
             raise CodecError(f"not a Bit-Swap RGB shard: channels={shard.channels}, "
                              f"params={params}")
-        if params.get("tables") != TABLES_ID:
+        tables = self.model.layout.tables_id
+        if params.get("tables") != tables:
             raise CodecError(f"this Bit-Swap shard was coded with CDF tables "
-                             f"{params.get('tables')!r}, this recarchive codes with {TABLES_ID!r}: "
+                             f"{params.get('tables')!r}, its model codes with {tables!r} here: "
                              "restore it with the recarchive release that made it")
         chains = int(params["chains"])
         if not 1 <= chains <= max(shard.num_blocks, 1):

@@ -7,9 +7,11 @@ Every net maps integer inputs to integer entropy parameters (a fixed-point mean 
 index into an integer CDF table), so the decoder computes exactly the probabilities the
 encoder used.
 
-Latents are coded in 2^10 bins of width 1/64 over [-8, 8] (the edge bins take the tails) at
-28-bit precision (see LATENT_PRECISION for why so fine);
-the nets read a latent as its bin centre, (2b - 1023)/128, an exact integer input.
+Latents are coded in equal bins over [-8, 8] (the edge bins take the tails) at 28-bit
+precision (see LATENT_PRECISION for why so fine); the nets read a latent as its bin centre, an
+exact integer input. How many bins, and how finely their tables resolve scale and mean, is a
+model's `LatentLayout`: the integer nets' output scales follow from it, so a model file records
+the layout it was converted for and decodes under it forever.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import torch
 from torch import nn
@@ -30,13 +33,10 @@ WEIGHT_BITS = 16
 ACT_BITS = 20
 ACT_FRAC_BITS = 12  # activations are integers at scale 2^-12
 OUT_BITS = 24
-LATENT_BINS = 1024
-LATENT_INPUT_SCALE = 1 / 128  # bin b's centre is (2b - 1023) / 128
+LATENT_LIMIT = 8.0  # latents are coded on [-LATENT_LIMIT, LATENT_LIMIT]
 PIXEL_INPUT_SCALE = 1 / 255  # pixel v enters as 2v - 255
-MEAN_STEPS = 16  # table means in 1/16 of a symbol
+MEAN_STEPS = 16  # pixel table means in 1/16 of a symbol
 PIXEL_MEAN_SCALE = 1 / 2040  # the pixel net's mean output o: 16·(127.5 + 127.5·o) = 2040 + 2040·o
-LATENT_MEAN_SCALE = 1 / 1024  # z in 1/1024: 16·(64 z + 511.5) = 1024 z + 8184
-LATENT_MEAN_OFFSET = 8184
 PIXEL_MEAN_OFFSET = 2040
 
 
@@ -69,32 +69,108 @@ def _grid(step: float, smallest: float, largest: float, unit: float) -> ScaleGri
     return ScaleGrid(step, first, last - first + 1, unit)
 
 
-# Latent scales in bin units are 64 × scales in z units; pixel scales are 127.5 × the net's.
-# Every relative cell of a table gets frequency >= 1, so a table at precision p spends
-# (2n - 1) / 2^p of its mass on cells far out in the tails: at 20 bits that was 0.2 % per
-# latent, enough that one latent in 500 was drawn (bits-back pops) from the floor, far from
-# its posterior, and cost 0.6 bits/dim against the float model. At 28 bits it is 8e-6.
-LATENT_GRID = _grid(1 / 8, 0.15 / 64, 32.0, 64.0)
+# Pixel scales are 127.5 × the net's. Every relative cell of a table gets frequency >= 1, so a
+# table at precision p spends (2n - 1) / 2^p of its mass on cells far out in the tails: at 20
+# bits that was 0.2 % per latent, enough that one latent in 500 was drawn (bits-back pops) from
+# the floor, far from its posterior, and cost 0.6 bits/dim against the float model. At 28 bits
+# it is 8e-6 (1e-5 with 2048 bins).
 PIXEL_GRID = _grid(1 / 16, 0.15 / 127.5, 1.0, 127.5)
 LATENT_PRECISION = 28
 PIXEL_PRECISION = 24
-# sha256 of the integer tables every Bit-Swap model codes with (`DiscretizedTable.sha256`).
-TABLE_SHA256 = {
-    "latent": "a510bbfc2cdcd3989145b2bfd130711af725a4f92fbd65f434699b24dc9a3834",
-    "pixel": "cd38cdf81a07727a5b8f24a9c71f9fe56fb676e2def75a8778af69283d13da58",
-}
-# What a Bit-Swap shard records of the tables it was coded with: the same model file decodes
-# only under the same tables, so a shard from a build with other tables is refused by name.
-TABLES_ID = hashlib.sha256((TABLE_SHA256["latent"] + TABLE_SHA256["pixel"]).encode()
-                           ).hexdigest()[:16]
+# sha256 of the pixel table every Bit-Swap model codes with (`DiscretizedTable.sha256`); the
+# latent tables' are their layouts'.
+PIXEL_TABLE_SHA256 = "cd38cdf81a07727a5b8f24a9c71f9fe56fb676e2def75a8778af69283d13da58"
 
 
-def latent_table_spec() -> GridSpec:
-    return GridSpec("logistic", LATENT_BINS, MEAN_STEPS, LATENT_GRID.scales(), LATENT_PRECISION)
+@dataclass(frozen=True)
+class LatentLayout:
+    """How a model's latents meet the coder: `bins` equal bins over [-8, 8], table scales a
+    factor exp(`scale_step`) apart from 0.15 of a bin to 32, means in 1/`mean_steps` of a bin.
+
+    A better-trained model has sharper posteriors and priors, and coarse bins and scale steps
+    cost it more: with `bitswap-cifar` at 4.30 bits/dim, v1's 1/64 bins cost 0.0067 bits/dim
+    and its 1/8 log-scale steps 0.005; v2's 1/128 bins and 1/16 steps cost 0.0003 and 0.0012
+    (`python jobs/study_latent_bins.py`).
+    """
+
+    name: str
+    bins: int
+    scale_step: float
+    mean_steps: int
+    latent_table_sha256: str
+
+    @property
+    def width(self) -> float:
+        return 2 * LATENT_LIMIT / self.bins
+
+    @property
+    def input_scale(self) -> float:
+        """The nets read bin b as the integer 2b + 1 - bins at this scale: its centre."""
+        return self.width / 2
+
+    @property
+    def mean_scale(self) -> float:
+        """z per unit of the nets' integer mean: 1/mean_steps of a bin."""
+        return self.width / self.mean_steps
+
+    @property
+    def mean_offset(self) -> int:
+        """Added to the nets' integer mean (z = 0 sits in the middle of the bins)."""
+        return self.mean_steps * (self.bins - 1) // 2
+
+    @cached_property
+    def grid(self) -> ScaleGrid:
+        return _grid(self.scale_step, 0.15 * self.width, 32.0, 1 / self.width)
+
+    def table_spec(self) -> GridSpec:
+        return GridSpec("logistic", self.bins, self.mean_steps, self.grid.scales(),
+                        LATENT_PRECISION)
+
+    @property
+    def tables_id(self) -> str:
+        """What a shard records of the tables it was coded with: a model file decodes only
+        under its own tables, so a shard from a build with other tables is refused by name."""
+        return hashlib.sha256((self.latent_table_sha256 + PIXEL_TABLE_SHA256).encode()
+                              ).hexdigest()[:16]
+
+    def net_input(self, bins: torch.Tensor) -> torch.Tensor:
+        """Bin indices -> the nets' integer input (bin centres at `input_scale`)."""
+        return 2 * bins + 1 - self.bins
+
+
+LATENT_LAYOUTS = {layout.name: layout for layout in (
+    LatentLayout("v1", 1024, 1 / 8, 16,
+                 "a510bbfc2cdcd3989145b2bfd130711af725a4f92fbd65f434699b24dc9a3834"),
+    LatentLayout("v2", 2048, 1 / 16, 8,
+                 "87a1e8fd90b952562cff4f4780b83758cfd585d7543274c9fe4f1129a8e8a4d8"),
+)}
+#: What model files that name no layout were converted for.
+FIRST_LAYOUT = LATENT_LAYOUTS["v1"]
+#: What `convert_to_exact` converts new models for.
+CURRENT_LAYOUT = LATENT_LAYOUTS["v2"]
 
 
 def pixel_table_spec() -> GridSpec:
     return GridSpec("logistic", 256, MEAN_STEPS, PIXEL_GRID.scales(), PIXEL_PRECISION)
+
+
+@lru_cache(maxsize=4)
+def _built_table(spec: GridSpec) -> DiscretizedTable:
+    return DiscretizedTable(spec)
+
+
+def pinned_table(spec: GridSpec, expected_sha256: str, what: str) -> DiscretizedTable:
+    """A table built once per process and checked against its pinned hash on every use: the
+    tables come from float arithmetic (libm), and a machine whose rounding differed would code
+    with other probabilities."""
+    table = _built_table(spec)
+    if table.sha256() != expected_sha256:
+        raise ValueError(
+            f"the Bit-Swap {what} CDF table built on this machine has sha256 {table.sha256()}, "
+            f"not the pinned {expected_sha256}: its float arithmetic differs, and decoding here "
+            "would be wrong; report this machine"
+        )
+    return table
 
 
 class ExactConditionalNet(nn.Module):
@@ -155,39 +231,31 @@ class ExactBitSwap(nn.Module):
     """The integer nets plus the integer tables they index."""
 
     def __init__(self, config: BitSwapConfig, infer: list[ExactConditionalNet],
-                 generate: list[ExactConditionalNet]) -> None:
+                 generate: list[ExactConditionalNet], layout: LatentLayout) -> None:
         super().__init__()
         self.config = config
+        self.layout = layout
         self.infer = nn.ModuleList(infer)
         self.generate = nn.ModuleList(generate)
-        self._tables: dict[str, DiscretizedTable] = {}
 
     def table(self, kind: str) -> DiscretizedTable:
-        """The latent or pixel table, built once per process (they depend on nothing else) and
-        checked against its pinned hash: the tables come from float arithmetic (libm), and a
-        machine whose rounding differed would code with other probabilities."""
-        if kind not in self._tables:
-            spec = latent_table_spec() if kind == "latent" else pixel_table_spec()
-            table = DiscretizedTable(spec)
-            if table.sha256() != TABLE_SHA256[kind]:
-                raise ValueError(
-                    f"the Bit-Swap {kind} CDF table built on this machine has sha256 "
-                    f"{table.sha256()}, not the pinned {TABLE_SHA256[kind]}: its float "
-                    "arithmetic differs, and decoding here would be wrong; report this machine"
-                )
-            self._tables[kind] = table
-        return self._tables[kind]
+        """The latent table of this model's layout, or the pixel table, checked against its
+        pinned hash."""
+        if kind == "latent":
+            return pinned_table(self.layout.table_spec(), self.layout.latent_table_sha256,
+                                f"latent ({self.layout.name})")
+        return pinned_table(pixel_table_spec(), PIXEL_TABLE_SHA256, "pixel")
 
     # Entropy parameters: (mean_fixed, scale_index), each int64 shaped like the variable.
     def posterior(self, level: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z_{level+1} | x or z_level); h is the integer input of infer[level]."""
         mean, log_scale = self.infer[level](h)
-        return mean + LATENT_MEAN_OFFSET, LATENT_GRID.index(log_scale)
+        return mean + self.layout.mean_offset, self.layout.grid.index(log_scale)
 
     def latent_prior(self, level: int, z_above: torch.Tensor):
         """p(z_level | z_{level+1}) for level >= 1 (0-based: generate[level])."""
         mean, log_scale = self.generate[level](z_above)
-        return mean + LATENT_MEAN_OFFSET, LATENT_GRID.index(log_scale)
+        return mean + self.layout.mean_offset, self.layout.grid.index(log_scale)
 
     def pixel_likelihood(self, z1: torch.Tensor):
         mean, log_scale = self.generate[0](z1)
@@ -195,23 +263,24 @@ class ExactBitSwap(nn.Module):
 
     def top_prior(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed standard logistic, in bin units."""
-        mean = torch.full(shape, LATENT_MEAN_OFFSET, dtype=torch.int64)
-        return mean, LATENT_GRID.index(torch.zeros(shape, dtype=torch.int64))
+        mean = torch.full(shape, self.layout.mean_offset, dtype=torch.int64)
+        return mean, self.layout.grid.index(torch.zeros(shape, dtype=torch.int64))
 
 
-def convert_to_exact(model: BitSwapModel) -> ExactBitSwap:
-    """Quantize a trained float model into its exact integer form."""
+def convert_to_exact(model: BitSwapModel, layout: LatentLayout = CURRENT_LAYOUT) -> ExactBitSwap:
+    """Quantize a trained float model into its exact integer form for `layout`."""
     model = model.cpu().eval()
     elu = FixedPointELU(ACT_FRAC_BITS)
+    grid = layout.grid
     with torch.no_grad():
-        infer = [_convert_net(net, PIXEL_INPUT_SCALE if i == 0 else LATENT_INPUT_SCALE,
-                              LATENT_MEAN_SCALE, LATENT_GRID, elu, f"infer{i}")
+        infer = [_convert_net(net, PIXEL_INPUT_SCALE if i == 0 else layout.input_scale,
+                              layout.mean_scale, grid, elu, f"infer{i}")
                  for i, net in enumerate(model.infer)]
-        generate = [_convert_net(net, LATENT_INPUT_SCALE,
-                                 PIXEL_MEAN_SCALE if i == 0 else LATENT_MEAN_SCALE,
-                                 PIXEL_GRID if i == 0 else LATENT_GRID, elu, f"generate{i}")
+        generate = [_convert_net(net, layout.input_scale,
+                                 PIXEL_MEAN_SCALE if i == 0 else layout.mean_scale,
+                                 PIXEL_GRID if i == 0 else grid, elu, f"generate{i}")
                     for i, net in enumerate(model.generate)]
-    return ExactBitSwap(model.config, infer, generate)
+    return ExactBitSwap(model.config, infer, generate, layout)
 
 
 def config_json(config: BitSwapConfig) -> str:

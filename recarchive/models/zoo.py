@@ -17,14 +17,19 @@ import torch
 from safetensors.torch import load, save
 
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
-from recarchive.models.exact_bitswap import ExactBitSwap, convert_to_exact
+from recarchive.models.exact_bitswap import (
+    FIRST_LAYOUT,
+    LATENT_LAYOUTS,
+    ExactBitSwap,
+    convert_to_exact,
+)
 
 FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
-    "bitswap-cifar": "f1c307cfc3cb8faf2a48ca68d00b15c898b0c3cde514d1170d1e43c92049d930",
-    "bitswap-photo": "912542939c9d30791b51d018b82a0d801caf00e68741e26bd420e5dfc3c12afd",
+    "bitswap-cifar": "186421d78736d8c7f42cd8e0e38b66687114936224c091f1ca9fb2883ef1f307",
+    "bitswap-photo": "120cc122d37358315804b3a2dfce29a1b7178c272527a404c9b393f8298912b7",
     "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
 }
@@ -52,7 +57,7 @@ def bitswap_model_bytes(model: BitSwapModel, training: dict | None = None) -> by
     exact = convert_to_exact(model)
     tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"exact.{k}": _compact_integers(v) for k, v in exact.state_dict().items()})
-    metadata = {"format": FORMAT, "family": "bitswap",
+    metadata = {"format": FORMAT, "family": "bitswap", "latent_layout": exact.layout.name,
                 "config": json.dumps(model.config.to_dict(), sort_keys=True),
                 "training": json.dumps(training or {}, sort_keys=True)}
     return save(tensors, metadata)
@@ -92,9 +97,15 @@ def load_bitswap_bytes(data: bytes, expected_sha256: str | None, source: str) ->
     if metadata.get("format") != FORMAT or metadata.get("family") != "bitswap":
         raise ModelError(f"model {source} is not a {FORMAT} Bit-Swap model: {metadata}")
     config = BitSwapConfig(**json.loads(metadata["config"]))
+    layout_name = metadata.get("latent_layout", FIRST_LAYOUT.name)
+    if layout_name not in LATENT_LAYOUTS:
+        raise ModelError(f"model {source} codes its latents in layout {layout_name!r}, which "
+                         f"this recarchive does not know ({', '.join(LATENT_LAYOUTS)}): "
+                         "use the recarchive release that made it")
     float_model = BitSwapModel(config)
     float_model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("float.")})
-    exact = convert_to_exact(BitSwapModel(config))  # the skeleton; weights come from the file
+    # The skeleton of the layout the file was converted for; the weights come from the file.
+    exact = convert_to_exact(BitSwapModel(config), LATENT_LAYOUTS[layout_name])
     exact.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("exact.")})
     for module in exact.modules():
         if hasattr(module, "check_bound"):
