@@ -24,6 +24,7 @@ from recarchive.ans import (
     torch_backend,
 )
 from recarchive.ans import cdf as cdf_module
+from recarchive.entropy.quantize import pmf_to_cdf
 from recarchive.exact.prng import random_words
 from tests.ans_helpers import information_bits, random_cdf, sample_symbols
 
@@ -79,10 +80,31 @@ def test_inverse_table_and_binary_search_agree(backend, monkeypatch):
     fast = CdfBank(cdf, 16, backend)
     monkeypatch.setattr(cdf_module, "MAX_INVERSE_ENTRIES", 0)
     searched = CdfBank(cdf, 16, backend)
-    assert fast._inverse is not None and searched._inverse is None
+    assert fast._inverse is not None and searched._inverse is None and searched._guide is not None
     data = encode(backend, fast, rows, symbols, (64,))
     for bank in (fast, searched):
         assert np.array_equal(decode(backend, bank, rows, data)[0], symbols)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
+def test_guided_search_finds_every_cumulative_frequency(backend, monkeypatch):
+    """Every cf of every row, against the inverse table: peaked rows whose tails are long runs
+    of frequency-1 cells (a guide slice then spans hundreds of cells) and a flat row."""
+    precision, alphabet = 18, 700
+    cells = np.arange(alphabet)
+    pmfs = [np.exp(-0.5 * ((cells - centre) / width) ** 2) + 1e-12
+            for centre, width in ((350, 2.0), (3, 40.0), (690, 0.3))] + [np.ones(alphabet)]
+    cdf = pmf_to_cdf(np.array(pmfs), precision)
+    monkeypatch.setattr(cdf_module, "MAX_INVERSE_ENTRIES", 0)
+    bank = CdfBank(cdf, precision, backend)
+    expected = cdf_module.inverse_table(cdf, precision).reshape(len(pmfs), -1)
+    cf = np.arange(1 << precision)
+    for row in range(len(pmfs)):
+        symbols, starts, freqs = bank.lookup(backend.asarray(np.full_like(cf, row)),
+                                             backend.asarray(cf))
+        assert np.array_equal(backend.to_numpy(symbols), expected[row]), row
+        assert np.all(backend.to_numpy(starts) <= cf)
+        assert np.all(cf < backend.to_numpy(starts + freqs))
 
 
 def test_large_message_overhead_is_small():

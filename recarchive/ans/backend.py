@@ -58,6 +58,12 @@ class Backend:
             return int(torch.count_nonzero(mask))
         return int(np.count_nonzero(mask))
 
+    def largest(self, values: Array) -> int:
+        """The largest element (0 for none), as a Python int."""
+        if self.is_torch:
+            return int(values.max()) if values.numel() else 0
+        return int(np.max(values)) if np.size(values) else 0
+
     def where(self, mask: Array, a: Array, b: Array) -> Array:
         if self.is_torch:
             return torch.where(mask, a, b)

@@ -4,7 +4,9 @@ A `CdfBank` holds T rows of one alphabet at one precision: row r is a CDF with
 cdf[r, 0] = 0, cdf[r, A] = 2^precision and every frequency >= 1 (so every symbol is codable).
 Each lane names the row it codes with; decoding finds the symbol whose interval holds the
 lane's cumulative frequency by one gather from an inverse table when all rows' inverses fit in
-memory, else by a binary search run on all lanes in step. Both give the same symbol.
+memory, else by a binary search run on all lanes in step, over the cells of one slice of
+[0, 2^precision) that a guide table names (Chen and Asau's guide tables). All give the same
+symbol: the last position whose cdf is <= the cumulative frequency.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from recarchive.ans.message import Message, check_precision
 # Decoding by direct look-up (one gather per symbol) when the table of every row's inverse CDF
 # stays small (16 Mi entries of 1 to 4 bytes); otherwise a vectorized binary search.
 MAX_INVERSE_ENTRIES = 1 << 24
+# Otherwise each row keeps, for 2^GUIDE_BITS equal slices of [0, 2^p), the last position whose
+# cdf is <= the slice's start: a lane's answer lies between its slice's entry and the next, so
+# the search takes as many steps as the widest of those spans among the lanes of a call needs
+# (a few near a distribution's peak) instead of log2 of the alphabet.
+GUIDE_BITS = 12
 
 
 class CdfBank:
@@ -36,9 +43,13 @@ class CdfBank:
         self.cdf_numpy = cdf
         self.backend = backend
         self._flat = backend.asarray(cdf.reshape(-1))
-        self._inverse = None
+        self._inverse = self._guide = None
         if self.num_rows << precision <= MAX_INVERSE_ENTRIES:
             self._inverse = backend.from_numpy(inverse_table(cdf, precision))
+        else:
+            self._guide_bits = min(GUIDE_BITS, precision)
+            self._guide = backend.from_numpy(
+                guide_table(cdf, precision, self._guide_bits).reshape(-1))
 
     def to(self, backend: Backend) -> CdfBank:
         return CdfBank(self.cdf_numpy, self.precision, backend)
@@ -62,15 +73,19 @@ class CdfBank:
         if self._inverse is not None:
             position = base + self._inverse[(rows << self.precision) + cf]
         else:
-            position = self._binary_search(base, cf)
+            position = self._guided_search(rows, base, cf)
         starts = self._flat[position]
         return position - base, starts, self._flat[position + 1] - starts
 
-    def _binary_search(self, base: Array, cf: Array) -> Array:
-        """Branchless search, all lanes in step: the last position whose cdf is <= cf."""
-        position = base
-        last = base + self.alphabet_size  # cdf there is 2^p > cf: never taken
-        step = 1 << (self.alphabet_size.bit_length() - 1)
+    def _guided_search(self, rows: Array, base: Array, cf: Array) -> Array:
+        """Branchless search, all lanes in step: the last position whose cdf is <= cf, between
+        the guide's entries for cf's slice and the next (cdf at the first is <= cf, and the
+        answer's cdf is below the next slice's start)."""
+        slot = rows * ((1 << self._guide_bits) + 1) + (cf >> (self.precision - self._guide_bits))
+        position = base + self._guide[slot]
+        last = base + self._guide[slot + 1]
+        span = self.backend.largest(last - position)
+        step = 1 << (span.bit_length() - 1) if span else 0
         while step:
             candidate = self.backend.minimum(position + step, last)
             position = self.backend.where(self._flat[candidate] <= cf, candidate, position)
@@ -85,6 +100,13 @@ def inverse_table(cdf: np.ndarray, precision: int) -> np.ndarray:
     alphabet = freqs.shape[-1]
     dtype = np.uint8 if alphabet <= 256 else np.int16 if alphabet < 2**15 else np.int32
     return np.repeat(symbols.astype(dtype), freqs.reshape(-1))
+
+
+def guide_table(cdf: np.ndarray, precision: int, bits: int) -> np.ndarray:
+    """For each row and j in [0, 2^bits], the last position whose cdf is <= j · 2^(p - bits)."""
+    starts = np.arange((1 << bits) + 1, dtype=np.int64) << (precision - bits)
+    guide = np.stack([np.searchsorted(row, starts, side="right") - 1 for row in cdf])
+    return guide.astype(np.int16 if cdf.shape[-1] < 2**15 else np.int32)
 
 
 def validate_cdf(cdf: np.ndarray, precision: int) -> None:
