@@ -86,10 +86,13 @@ def test_inverse_table_and_binary_search_agree(backend, monkeypatch):
         assert np.array_equal(decode(backend, bank, rows, data)[0], symbols)
 
 
+@pytest.mark.parametrize("on_host", [True, False], ids=["host", "accelerator"])
 @pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
-def test_guided_search_finds_every_cumulative_frequency(backend, monkeypatch):
+def test_guided_search_finds_every_cumulative_frequency(backend, on_host, monkeypatch):
     """Every cf of every row, against the inverse table: peaked rows whose tails are long runs
-    of frequency-1 cells (a guide slice then spans hundreds of cells) and a flat row."""
+    of frequency-1 cells (a guide slice then spans hundreds of cells) and a flat row; also with
+    the full-width search an accelerator runs."""
+    monkeypatch.setattr(type(backend), "on_host", property(lambda self: on_host))
     precision, alphabet = 18, 700
     cells = np.arange(alphabet)
     pmfs = [np.exp(-0.5 * ((cells - centre) / width) ** 2) + 1e-12

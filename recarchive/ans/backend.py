@@ -58,6 +58,11 @@ class Backend:
             return int(torch.count_nonzero(mask))
         return int(np.count_nonzero(mask))
 
+    @property
+    def on_host(self) -> bool:
+        """Whether reading a value back costs nothing (an accelerator would synchronize)."""
+        return not self.is_torch or self.device is None or torch.device(self.device).type == "cpu"
+
     def largest(self, values: Array) -> int:
         """The largest element (0 for none), as a Python int."""
         if self.is_torch:

@@ -84,7 +84,9 @@ class CdfBank:
         slot = rows * ((1 << self._guide_bits) + 1) + (cf >> (self.precision - self._guide_bits))
         position = base + self._guide[slot]
         last = base + self._guide[slot + 1]
-        span = self.backend.largest(last - position)
+        # On an accelerator, reading the widest span back would stall the stream: search them all.
+        span = (self.backend.largest(last - position) if self.backend.on_host
+                else self.alphabet_size)
         step = 1 << (span.bit_length() - 1) if span else 0
         while step:
             candidate = self.backend.minimum(position + step, last)
