@@ -28,7 +28,7 @@ FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
-    "bitswap-cifar": "186421d78736d8c7f42cd8e0e38b66687114936224c091f1ca9fb2883ef1f307",
+    "bitswap-cifar": "9bc8aff9b6bf8019abf365687a7c9138935bf97d71902b1a6aa15e0ccf670064",
     "bitswap-photo": "eccc1eb1a0ac42cfde6ed319001f98262b28822a982104bc2cf50df25b3a8699",
     "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
