@@ -203,8 +203,9 @@ def test_shard_from_other_tables_is_refused(model_file, blocks):
 
 
 def test_shipped_model_loses_little_to_integer_inference():
-    """The exact model's −ELBO stays within 0.03 bits/dim of the float model's (issue budget
-    0.02 plus sampling noise over 64 images); coarse tables once cost 0.6 here."""
+    """The exact model's −ELBO stays within the issue's budget of 0.02 bits/dim of the float
+    model's (0.008 here with layout v2; v1's coarser bins took 0.016); coarse tables once cost
+    0.6 here. Both sides are seeded, so the figure is the same on every run."""
     from recarchive.datasets import cifar10_split
 
     images = cifar10_split("validation")[:64]
@@ -215,7 +216,7 @@ def test_shipped_model_loses_little_to_integer_inference():
     torch.manual_seed(0)
     with torch.no_grad():
         floating = float(torch.stack([float_model.bits_per_dim(x) for _ in range(4)]).mean())
-    assert exact - floating < 0.03, (exact, floating)
+    assert exact - floating < 0.02, (exact, floating)
     assert exact > floating - 0.1  # a real code length, not a degenerate one
 
 
