@@ -52,9 +52,13 @@ def neg_elbo(model: BitSwapModel, images: torch.Tensor, width: float | None,
              scale_step: float | None = None) -> float:
     """−ELBO in bits/dim with latents in bins of `width` (None: continuous) and the latent
     log-scales rounded to multiples of `scale_step` (None: as the nets give them)."""
+    def on_grid(log_scale):
+        if scale_step is None:
+            return log_scale
+        return torch.round(log_scale / scale_step) * scale_step
+
     def log_prob(z, mean, log_scale):
-        if scale_step is not None:
-            log_scale = torch.round(log_scale / scale_step) * scale_step
+        log_scale = on_grid(log_scale)
         if width is None:
             return logistic_log_density(z, mean, log_scale)
         return _binned_log_prob(z, mean, log_scale, width)
@@ -62,8 +66,7 @@ def neg_elbo(model: BitSwapModel, images: torch.Tensor, width: float | None,
     h, zs, log_q = space_to_depth(pixels_to_input(images)), [], []
     for net in model.infer:
         mean, log_scale = net(h)
-        if scale_step is not None:
-            log_scale = torch.round(log_scale / scale_step) * scale_step
+        log_scale = on_grid(log_scale)
         u = torch.rand_like(mean).clamp(1e-9, 1 - 1e-9)
         z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
         z = z if width is None else _snap(z, width)

@@ -17,6 +17,8 @@ gives the same blocks.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -54,23 +56,27 @@ class BitSwapCodec:
                  mode: str = "bitswap", device: str | torch.device = "cpu", seed: int = 0,
                  net_batch: int | None = None, model_bytes: bytes | None = None,
                  lanes_per_chain: int | None = None) -> None:
-        if mode not in MODES:
-            raise CodecError(f"unknown Bit-Swap mode {mode!r}: use one of {MODES}")
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self._sha256 = model_sha256
         self._model_bytes = model_bytes
-        self.chains, self.mode, self.seed = chains, mode, seed
-        dims = (model.config.latent_channels * 256, model.config.data_channels * 256)
-        if lanes_per_chain is not None and (lanes_per_chain < 1
-                                            or any(d % lanes_per_chain for d in dims)):
-            raise CodecError(f"lanes_per_chain={lanes_per_chain} must divide {dims}")
-        self.lanes = lanes_per_chain
+        self.chains, self.seed = chains, seed
+        self.mode, self.lanes = self._checked(mode, lanes_per_chain)
         self.net = _BatchedNets(model, net_batch)
         self.backend = torch_backend(self.device)
         self.latent = model.table("latent").to(self.backend)
         self.pixel = model.table("pixel").to(self.backend)
         self.latent_dims = model.config.latent_channels * 256
+
+    def _checked(self, mode: str, lanes: int | None) -> tuple[str, int | None]:
+        """A mode and lane count this model can code with (shards name theirs: check them)."""
+        if mode not in MODES:
+            raise CodecError(f"unknown Bit-Swap mode {mode!r}: use one of {MODES}")
+        config = self.model.config
+        dims = (config.latent_channels * 256, config.data_channels * 256)
+        if lanes is not None and (lanes < 1 or any(d % lanes for d in dims)):
+            raise CodecError(f"lanes_per_chain={lanes} must divide {dims}")
+        return mode, lanes
 
     @property
     def model_sha256(self) -> str:
@@ -279,12 +285,15 @@ class BitSwapCodec:
         return total + bits(self.latent, zs[-1], top)
 
     def _with(self, mode: str, lanes: int) -> BitSwapCodec:
-        """This codec, or one like it that codes with another mode or lane count."""
+        """This codec, or one like it that codes with another mode or lane count: a shallow
+        copy, so the nets and the tables already on the device are shared, not rebuilt (a
+        quarter second a shard)."""
+        mode, lanes = self._checked(mode, lanes)
         if (mode, lanes) == (self.mode, self.lanes):
             return self
-        return BitSwapCodec(self.model, self._sha256, chains=self.chains, mode=mode,
-                            device=self.device, seed=self.seed, net_batch=self.net.batch,
-                            model_bytes=self._model_bytes, lanes_per_chain=lanes)
+        other = copy.copy(self)
+        other.mode, other.lanes = mode, lanes
+        return other
 
 
 class _BatchedNets:

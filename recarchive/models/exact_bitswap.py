@@ -89,7 +89,7 @@ class LatentLayout:
 
     A better-trained model has sharper posteriors and priors, and coarse bins and scale steps
     cost it more: with `bitswap-cifar` at 4.30 bits/dim, v1's 1/64 bins cost 0.0067 bits/dim
-    and its 1/8 log-scale steps 0.005; v2's 1/128 bins and 1/16 steps cost 0.0003 and 0.0012
+    and its 1/8 log-scale steps 0.005; v2's 1/128 bins and 1/16 steps cost 0.0002 and 0.0012
     (`python jobs/study_latent_bins.py`).
     """
 
@@ -154,16 +154,12 @@ def pixel_table_spec() -> GridSpec:
     return GridSpec("logistic", 256, MEAN_STEPS, PIXEL_GRID.scales(), PIXEL_PRECISION)
 
 
-@lru_cache(maxsize=4)
-def _built_table(spec: GridSpec) -> DiscretizedTable:
-    return DiscretizedTable(spec)
-
-
+@lru_cache(maxsize=8)
 def pinned_table(spec: GridSpec, expected_sha256: str, what: str) -> DiscretizedTable:
-    """A table built once per process and checked against its pinned hash on every use: the
-    tables come from float arithmetic (libm), and a machine whose rounding differed would code
-    with other probabilities."""
-    table = _built_table(spec)
+    """A table built and checked against its pinned hash once per process: the tables come
+    from float arithmetic (libm), and a machine whose rounding differed would code with other
+    probabilities. A mismatch raises, and raising is never cached."""
+    table = DiscretizedTable(spec)
     if table.sha256() != expected_sha256:
         raise ValueError(
             f"the Bit-Swap {what} CDF table built on this machine has sha256 {table.sha256()}, "
