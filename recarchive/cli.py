@@ -261,6 +261,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--free-bits", type=float, default=0.1)
     sub.add_argument("--max-minutes", type=float, default=None)
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sub.add_argument("--bfloat16", action="store_true",
+                     help="residual blocks in bfloat16 autocast (1.4x faster on CPUs with "
+                          "AVX512-BF16 or AMX, and on GPUs)")
     sub.add_argument("--latent-layers", type=positive_int, default=4)
     sub.add_argument("--latent-channels", type=positive_int, default=8)
     sub.add_argument("--width", type=positive_int, default=64)
@@ -285,7 +288,7 @@ def cmd_train_bitswap(args: argparse.Namespace) -> int:
     settings = TrainSettings(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
                              learning_rate=args.lr, free_bits=args.free_bits,
                              max_minutes=args.max_minutes, device=args.device, seed=args.seed,
-                             init_from=args.init_from,
+                             init_from=args.init_from, bfloat16=args.bfloat16,
                              config=config)
     checkpoint = train(settings, Path(args.out), log=lambda line: print(line, flush=True))
     print(f"checkpoint: {checkpoint}")

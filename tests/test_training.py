@@ -48,3 +48,33 @@ def test_fine_tuning_starts_from_a_shipped_model_or_a_checkpoint(tmp_path):
     assert torch.load(tuned, weights_only=False)["init_from"] == f"{checkpoint} ({origin})"
     with pytest.raises(ValueError, match=r"--init-from bitswap-cifar .*--width"):
         initial_weights("bitswap-cifar", TINY)
+
+
+def test_bfloat16_autocast_runs_only_the_residual_blocks_in_bfloat16():
+    from recarchive.models.bitswap import BitSwapModel, pixels_to_input, space_to_depth
+
+    torch.manual_seed(0)
+    net = BitSwapModel(replace(TINY, width=16, res_blocks=1)).infer[0]
+    h = space_to_depth(pixels_to_input(torch.randint(0, 256, (4, 3, 32, 32)).float()))
+    block_dtypes = []
+    net.blocks[0].conv1.register_forward_hook(lambda m, i, out: block_dtypes.append(out.dtype))
+    with torch.no_grad():
+        full = net(h)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = net(h)
+    assert block_dtypes == [torch.float32, torch.bfloat16]
+    for a, b in zip(full, mixed, strict=True):
+        assert b.dtype == torch.float32
+        assert 0 < float((a - b).abs().max()) < 0.05  # bfloat16 rounding, nothing more
+
+
+def test_bfloat16_training_learns(tmp_path):
+    run = replace(settings(6), config=replace(TINY, res_blocks=1))
+    quiet = {"log": lambda line: None}
+    mixed = torch.load(train(replace(run, bfloat16=True), tmp_path / "bf16", **quiet),
+                       weights_only=False)
+    first, second = (h["val_bits_per_dim"] for h in mixed["history"])
+    assert second < first
+    assert all(v.dtype == torch.float32 for v in mixed["ema"].values())
+    full = torch.load(train(run, tmp_path / "fp32", **quiet), weights_only=False)
+    assert any(not torch.equal(full["ema"][k], v) for k, v in mixed["ema"].items())

@@ -36,6 +36,9 @@ class TrainSettings:
     validation_images: int = 2000
     max_minutes: float | None = None
     device: str = "auto"
+    # bfloat16 autocast for the nets' residual blocks (see ConditionalNet.forward); validation
+    # and the shipped weights stay float32
+    bfloat16: bool = False
     # start a fresh run from other weights (fine-tuning): a run's checkpoint.pt, a model
     # file or a shipped model's name (the float weights every model file carries)
     init_from: str | None = None
@@ -144,7 +147,8 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
         x = to_tensor(batch, device)
         if rng.random() < 0.5:
             x = x.flip(3)  # horizontal flips: a free doubling of the training set
-        terms = model.elbo_terms(x, settings.free_bits)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bfloat16):
+            terms = model.elbo_terms(x, settings.free_bits)
         loss = (terms["recon"] + terms["kl_train"]).mean() / (x[0].numel() * math.log(2))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
