@@ -28,7 +28,7 @@ FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
-    "bitswap-cifar": "9bc8aff9b6bf8019abf365687a7c9138935bf97d71902b1a6aa15e0ccf670064",
+    "bitswap-cifar": "34552650396d889c91d020497dfeb90bba5b1ea576dece5dcc48cf4a93bd408e",
     "bitswap-photo": "eccc1eb1a0ac42cfde6ed319001f98262b28822a982104bc2cf50df25b3a8699",
     "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
