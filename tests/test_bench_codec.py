@@ -31,9 +31,11 @@ def test_bitswap_benchmark_reports_every_key(tmp_path, capsys):
                       "--limit", "6", "--shard-blocks", "4", "--chains", "2")
     assert result.keys() >= KEYS
     assert result["roundtrip_exact"] is True and result["shards"] == 2
-    assert result["initial_bits_per_shard"] > 0 and result["bits_per_dim"] > 0
-    # An untrained model: its -ELBO is poor, and the coded rate pays initial bits on top.
-    assert result["bits_per_dim"] > result["neg_elbo_bits_per_dim"] > 5
+    assert result["initial_bits_per_shard"] >= 0 and result["bits_per_dim"] > 0
+    assert result["first_block"] == "raw"
+    # An untrained model: its -ELBO is poor, above even the 8 bits/dim of the raw first blocks
+    # (4 of the 6 images: two shards of two chains).
+    assert result["neg_elbo_bits_per_dim"] > 8 and 5 < result["bits_per_dim"]
     assert 3 < result["jpegxl_bits_per_dim"] < result["png_bits_per_dim"] < 8
 
 

@@ -97,6 +97,10 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
                                         else None),
         "initial_bits_per_shard": (32 * float(np.mean(clean_words))
                                    if None not in clean_words else None),
+        # Bit-Swap: how each chain's first block was coded ("raw": plain bytes that stand in
+        # for most initial bits; "bits-back": from clean bits), shards' values joined
+        "first_block": ",".join(sorted({str(e.params["first_block"]) for e in encoded
+                                        if "first_block" in e.params})) or None,
         # Coded bits less the initial (clean) bits each shard consumed: the exact model's own
         # rate, to set against the float model's -ELBO.
         "net_bits_per_dim": ((payload_bits - 32 * sum(clean_words)) / dims
