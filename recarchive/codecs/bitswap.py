@@ -2,9 +2,9 @@
 
 A shard's blocks are dealt to `chains` independent chains coded side by side (lanes
 (chains, lanes_per_chain)); within a chain, blocks are coded one after another so each
-block's latents are popped from the bits its predecessors pushed, and only the chain's first
-block needs initial (clean) bits. The nets run batched over the chains. Per block, in
-Bit-Swap's order:
+block's latents are popped from the bits its predecessors pushed. The chain's first block has
+no predecessor: by default it is coded raw and primes the message for the second (else it pops
+from clean bits). The nets run batched over the chains. Per block, in Bit-Swap's order:
 
     pop z1 ~ q(z1|x); push x ~ p(x|z1); for i = 2..L: pop z_i ~ q(z_i|z_{i-1}),
     push z_{i-1} ~ p(z_{i-1}|z_i); finally push z_L ~ p(z_L)
@@ -33,15 +33,15 @@ from recarchive.models.bitswap import depth_to_space, space_to_depth
 from recarchive.models.exact_bitswap import ExactBitSwap
 
 # Chains per shard, by default: one per BLOCKS_PER_CHAIN blocks, at most MAX_CHAINS. Each chain
-# pays initial bits once (its first block's z1, ~20 kbit), so long chains code closest to the
-# −ELBO; more chains only widen the nets' batch, which saves little on a CPU.
+# pays for its start once (a raw first block, see FIRST_BLOCKS), so long chains code closest
+# to the −ELBO; more chains only widen the nets' batch, which saves little on a CPU.
 BLOCKS_PER_CHAIN = 1024
 MAX_CHAINS = 64
 # Lanes per chain, by default: one per BLOCKS_PER_LANE blocks of the chain (a power of two in
 # [MIN_LANES, MAX_LANES]). Every lane ends with a 64-bit head flushed into the message, a fixed
 # cost; more lanes mean fewer, wider coder steps. Measured on 1024 CIFAR-10 validation blocks,
-# one chain: 512 lanes 0.017 bits/dim over the exact −ELBO, 1024 lanes 0.027 and 12 % faster;
-# the old 8 chains × 64 lanes 0.055.
+# one chain, raw first block: 128 lanes 0.006 bits/dim over the exact −ELBO, 256 lanes 0.009
+# and 10 % faster, 64 lanes no better and 20 % slower (README, "Codecs and models").
 BLOCKS_PER_LANE = 8
 MIN_LANES = 16
 MAX_LANES = 1024
