@@ -23,19 +23,43 @@ EXACT_LIMIT = 1 << 53
 
 
 _plain_lock = threading.Lock()
-_plain_depth = 0  # open plain_convolution contexts, on all threads
+_plain_depth = 0  # threads inside a plain_convolution context
 _plain_flags: contextlib.ExitStack | None = None
 
 
-@contextlib.contextmanager
-def plain_convolution():
+class _PlainConvolution(threading.local):
+    """The context `plain_convolution` returns; its nesting depth is per thread."""
+
+    depth = 0
+
+    def __enter__(self) -> None:
+        self.depth += 1
+        if self.depth == 1:
+            _enter_plain()
+
+    def __exit__(self, *exc_info) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            _leave_plain()
+
+
+_PLAIN = _PlainConvolution()
+
+
+def plain_convolution() -> _PlainConvolution:
     """Only im2col + GEMM convolution kernels inside: no algorithm that rounds differently.
 
-    The backend flags are process-wide, so they are switched when the first context opens and
-    restored when the last one closes, whatever the thread: one thread leaving cannot turn
-    oneDNN back on under another's convolution. Nested entries only count, so a network enters
-    once around all its convolutions and theirs do not toggle the flags again.
+    The backend flags are process-wide, so they are switched when the first thread enters and
+    restored when the last one leaves: one thread leaving cannot turn oneDNN back on under
+    another's convolution. A thread already inside enters again for the cost of a counter
+    (its outer entry keeps the flags set), so a network enters once around all its
+    convolutions and theirs cost nothing: no lock and no generator, which took 5 % of coding
+    time.
     """
+    return _PLAIN
+
+
+def _enter_plain() -> None:
     global _plain_depth, _plain_flags
     with _plain_lock:
         if _plain_depth == 0:
@@ -48,14 +72,15 @@ def plain_convolution():
                 stack.enter_context(torch.backends.cudnn.flags(enabled=False))
                 _plain_flags = stack.pop_all()
         _plain_depth += 1
-    try:
-        yield
-    finally:
-        with _plain_lock:
-            _plain_depth -= 1
-            if _plain_depth == 0 and _plain_flags is not None:
-                _plain_flags.close()
-                _plain_flags = None
+
+
+def _leave_plain() -> None:
+    global _plain_depth, _plain_flags
+    with _plain_lock:
+        _plain_depth -= 1
+        if _plain_depth == 0 and _plain_flags is not None:
+            _plain_flags.close()
+            _plain_flags = None
 
 
 def _signed_max(bits: int) -> int:
