@@ -78,6 +78,13 @@ def test_raw_first_blocks_code_shorter_than_bits_back_from_clean_bits():
     assert sizes["raw"] < sizes["bits-back"] - 5000
 
 
+def test_a_one_block_shard_is_its_raw_block(model_file, blocks):
+    shard = codec(model_file).encode(blocks[:1])
+    assert shard.params["first_block"] == "raw" and shard.params["clean_words"] == 0
+    assert len(shard.payload) < 3072 + 200  # the bytes, 16 heads and the message's framing
+    assert np.array_equal(codec(model_file).decode(shard), blocks[:1])
+
+
 def test_lanes_too_many_to_prime_start_from_clean_bits(model_file, blocks):
     shard = codec(model_file, lanes_per_chain=512).encode(blocks[:2])
     assert shard.params["first_block"] == "bits-back" and shard.params["clean_words"] > 0
