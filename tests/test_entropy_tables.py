@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recarchive.ans import NUMPY, empty_message, message_from_bytes, message_to_bytes, torch_backend
+from recarchive.ans import (
+    NUMPY,
+    CdfBank,
+    empty_message,
+    message_from_bytes,
+    message_to_bytes,
+    torch_backend,
+)
+from recarchive.ans.cdf import guide_table
 from recarchive.entropy.discretized import DiscretizedTable, GridSpec
 from recarchive.entropy.quantize import pmf_to_cdf
 
@@ -39,6 +47,39 @@ def test_pmf_to_cdf_keeps_every_symbol_and_sums_exactly(seed, alphabet, precisio
     ideal = pmf / pmf.sum(axis=1, keepdims=True) * (1 << precision)
     assert np.abs(freqs - ideal).max() <= alphabet + 1
     assert np.array_equal(cdf, pmf_to_cdf(pmf.copy(), precision))
+
+
+def test_pmf_to_cdf_without_floor_gives_only_what_the_mass_earns():
+    pmf = np.array([[0.0, 1e-9, 0.25, 0.75 - 1e-9], [0.5, 0.5, 0.0, 0.0]])
+    cdf = pmf_to_cdf(pmf, 12, floor=0)
+    freqs = np.diff(cdf, axis=-1)
+    assert (cdf[:, -1] == 1 << 12).all()
+    assert freqs.tolist() == [[0, 0, 1024, 3072], [2048, 2048, 0, 0]]
+    assert np.diff(pmf_to_cdf(pmf, 12), axis=-1).min() == 1  # the default keeps the floor
+    with pytest.raises(ValueError, match="floor"):
+        pmf_to_cdf(pmf, 12, floor=2)
+
+
+def test_unfloored_tables_never_decode_an_empty_symbol():
+    """Every cumulative frequency of every row looks up a symbol of frequency >= 1, by the
+    guide tables and by the inverse tables; a floored bank refuses empty symbols."""
+    spec = GridSpec.log_uniform("logistic", 64, scale_min=0.3, scale_max=4.0, num_scales=3,
+                                mean_steps=2, precision=16)
+    table = DiscretizedTable(spec, floor=False)
+    freqs = np.diff(table.bank.cdf_numpy, axis=-1)
+    assert (freqs == 0).any() and table.sha256() != DiscretizedTable(spec).sha256()
+    for inverse in (True, False):
+        bank = CdfBank(table.bank.cdf_numpy, 16, NUMPY, allow_empty=True)
+        if not inverse:
+            bank._inverse = None
+            bank._guide_bits = 12
+            bank._guide = guide_table(bank.cdf_numpy, 16, 12).reshape(-1)
+        rows = np.repeat(np.arange(bank.num_rows), 1 << 16)
+        cf = np.tile(np.arange(1 << 16), bank.num_rows)
+        symbols, _, found = bank.lookup(rows, cf)
+        assert found.min() >= 1 and (freqs[rows, symbols] >= 1).all()
+    with pytest.raises(ValueError, match="frequency >= 1"):
+        CdfBank(table.bank.cdf_numpy, 16, NUMPY)
 
 
 def test_pmf_to_cdf_refuses_bad_input():

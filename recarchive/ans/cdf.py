@@ -1,7 +1,9 @@
 """Integer CDF tables and vectorized symbol look-up for the coder.
 
 A `CdfBank` holds T rows of one alphabet at one precision: row r is a CDF with
-cdf[r, 0] = 0, cdf[r, A] = 2^precision and every frequency >= 1 (so every symbol is codable).
+cdf[r, 0] = 0, cdf[r, A] = 2^precision and every frequency >= 1 (so every symbol is codable;
+`allow_empty` banks, only ever popped from before a symbol is pushed back, may hold symbols of
+frequency 0, which no look-up returns).
 Each lane names the row it codes with; decoding finds the symbol whose interval holds the
 lane's cumulative frequency by one gather from an inverse table when all rows' inverses fit in
 memory, else by a binary search run on all lanes in step, over the cells of one slice of
@@ -31,13 +33,15 @@ GUIDE_BITS = 12
 class CdfBank:
     """T integer CDF rows of one alphabet size at one precision, on one backend."""
 
-    def __init__(self, cdf: np.ndarray, precision: int, backend: Backend = NUMPY) -> None:
+    def __init__(self, cdf: np.ndarray, precision: int, backend: Backend = NUMPY,
+                 allow_empty: bool = False) -> None:
         check_precision(precision)
         cdf = np.ascontiguousarray(np.asarray(cdf, dtype=np.int64))
         if cdf.ndim == 1:
             cdf = cdf[None, :]
-        validate_cdf(cdf, precision)
+        validate_cdf(cdf, precision, allow_empty)
         self.precision = precision
+        self.allow_empty = allow_empty
         self.num_rows, width = cdf.shape
         self.alphabet_size = width - 1
         self.cdf_numpy = cdf
@@ -52,7 +56,7 @@ class CdfBank:
                 guide_table(cdf, precision, self._guide_bits).reshape(-1))
 
     def to(self, backend: Backend) -> CdfBank:
-        return CdfBank(self.cdf_numpy, self.precision, backend)
+        return CdfBank(self.cdf_numpy, self.precision, backend, self.allow_empty)
 
     def sha256(self) -> str:
         """Hash of precision and table: what a model or archive pins its tables by."""
@@ -111,13 +115,14 @@ def guide_table(cdf: np.ndarray, precision: int, bits: int) -> np.ndarray:
     return guide.astype(np.int16 if cdf.shape[-1] < 2**15 else np.int32)
 
 
-def validate_cdf(cdf: np.ndarray, precision: int) -> None:
-    """Refuse a table that cannot be decoded: wrong ends, or a symbol of zero frequency."""
+def validate_cdf(cdf: np.ndarray, precision: int, allow_empty: bool = False) -> None:
+    """Refuse a table that cannot be decoded: wrong ends, or a symbol of zero frequency
+    (`allow_empty`: a table only popped before it is pushed to, whose look-ups skip them)."""
     if cdf.shape[-1] < 2:
         raise ValueError("a CDF table needs at least one symbol")
     if np.any(cdf[..., 0] != 0) or np.any(cdf[..., -1] != 1 << precision):
         raise ValueError(f"every CDF row must run from 0 to 2^{precision}")
-    if np.any(np.diff(cdf, axis=-1) < 1):
+    if np.any(np.diff(cdf, axis=-1) < (0 if allow_empty else 1)):
         raise ValueError("every symbol needs frequency >= 1 in every CDF row")
 
 

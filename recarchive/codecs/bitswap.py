@@ -82,6 +82,7 @@ class BitSwapCodec:
         self.net = _BatchedNets(model, net_batch)
         self.backend = coder_backend(self.device)
         self.latent = model.table("latent").to(self.backend)
+        self.posterior = model.table("posterior").to(self.backend)
         self.pixel = model.table("pixel").to(self.backend)
         self.latent_dims = model.config.latent_channels * 256
 
@@ -127,6 +128,11 @@ class BitSwapCodec:
         mean, scale = (self._on_coder(p).reshape(symbols.shape) for p in params)
         active = self._lanes_sitting_out(active)
         starts, freqs = table.sit_out(*table.start_freq(symbols, mean, scale), active)
+        if not table.floor and self.backend.count(freqs == 0):
+            # Only a posterior table has symbols of frequency 0, and bits-back only pushes
+            # back what it popped from it: a decoder that meets one reads damaged bytes.
+            raise CodecError("Bit-Swap shard payload is damaged: it decodes to a latent its "
+                             "posterior cannot hold")
         for t in range(symbols.shape[1] // self.lanes):
             cols = slice(t * self.lanes, (t + 1) * self.lanes)
             table.push_interval(message, starts[:, cols], freqs[:, cols])
@@ -177,18 +183,18 @@ class BitSwapCodec:
         flat_x = x.reshape(x.shape[0], -1)
         zs: list[Array] = []
         if self.mode == "bitswap":
-            zs.append(self._pop(message, self.latent, m.posterior(0, 2 * x - 255), active))
+            zs.append(self._pop(message, self.posterior, m.posterior(0, 2 * x - 255), active))
             self._push(message, self.pixel, flat_x,
                        m.pixel_likelihood(self._latent_input(zs[0])), active)
             for j in range(1, layers):
                 h = self._latent_input(zs[j - 1])
-                zs.append(self._pop(message, self.latent, m.posterior(j, h), active))
+                zs.append(self._pop(message, self.posterior, m.posterior(j, h), active))
                 self._push(message, self.latent, zs[j - 1],
                            m.latent_prior(j, self._latent_input(zs[j])), active)
         else:
             h = 2 * x - 255
             for j in range(layers):
-                zs.append(self._pop(message, self.latent, m.posterior(j, h), active))
+                zs.append(self._pop(message, self.posterior, m.posterior(j, h), active))
                 h = self._latent_input(zs[j])
             self._push(message, self.pixel, flat_x,
                        m.pixel_likelihood(self._latent_input(zs[0])), active)
@@ -208,12 +214,12 @@ class BitSwapCodec:
             for j in reversed(range(1, layers)):
                 zs[j - 1] = self._pop(message, self.latent,
                                       m.latent_prior(j, self._latent_input(zs[j])), active)
-                self._push(message, self.latent, zs[j],
+                self._push(message, self.posterior, zs[j],
                            m.posterior(j, self._latent_input(zs[j - 1])), active)
             x = self._on_nets(self._pop(message, self.pixel,
                                         m.pixel_likelihood(self._latent_input(zs[0])), active))
             x = x.reshape(chains, -1, 16, 16)
-            self._push(message, self.latent, zs[0], m.posterior(0, 2 * x - 255), active)
+            self._push(message, self.posterior, zs[0], m.posterior(0, 2 * x - 255), active)
             return x
         for j in reversed(range(1, layers)):
             zs[j - 1] = self._pop(message, self.latent,
@@ -222,9 +228,9 @@ class BitSwapCodec:
                                     m.pixel_likelihood(self._latent_input(zs[0])), active))
         x = x.reshape(chains, -1, 16, 16)
         for j in reversed(range(1, layers)):
-            self._push(message, self.latent, zs[j],
+            self._push(message, self.posterior, zs[j],
                        m.posterior(j, self._latent_input(zs[j - 1])), active)
-        self._push(message, self.latent, zs[0], m.posterior(0, 2 * x - 255), active)
+        self._push(message, self.posterior, zs[0], m.posterior(0, 2 * x - 255), active)
         return x
 
     # --- the codec interface ---------------------------------------------------------------
@@ -348,15 +354,16 @@ class BitSwapCodec:
 
         def draw(params) -> Array:
             mean, scale = (self._on_coder(p).reshape(count, -1) for p in params)
-            slots = torch.randint(0, 1 << self.latent.spec.precision, tuple(mean.shape),
+            table = self.posterior
+            slots = torch.randint(0, 1 << table.spec.precision, tuple(mean.shape),
                                   generator=generator).to(self.device)
-            return self.latent.symbol_at(self._on_coder(slots), self.latent.locate(mean, scale))
+            return table.symbol_at(self._on_coder(slots), table.locate(mean, scale))
 
         zs, total, h = [], torch.zeros(count, dtype=torch.float64, device=self.device), 2 * x - 255
         for level in range(len(self.model.infer)):
             posterior = m.posterior(level, h)
             zs.append(draw(posterior))
-            total -= bits(self.latent, zs[-1], posterior)
+            total -= bits(self.posterior, zs[-1], posterior)
             h = self._latent_input(zs[-1])
         total += bits(self.pixel, x, m.pixel_likelihood(self._latent_input(zs[0])))
         for level in range(1, len(zs)):

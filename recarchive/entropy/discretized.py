@@ -7,7 +7,8 @@ scale and by the mean's fractional part only: shifting the mean by an integer sh
 so one row over the 2n-1 relative offsets d = k - floor(mu) serves every integer part. For a
 given floor(mu) = m the symbol k covers relative cell d = k - m; symbol 0 also takes every cell
 below and symbol n-1 every cell above. Every relative cell has frequency >= 1, so every symbol
-does too, and the table never depends on anything but (family, n, mean steps, scales,
+does too (tables built without `floor`, for bits-back posteriors, drop cells below one unit of
+probability instead), and the table never depends on anything but (family, n, mean steps, scales,
 precision): build it once per model and pin it by `sha256`.
 """
 
@@ -74,18 +75,21 @@ class DiscretizedTable:
     `spec.scales`: both are what an exact integer network emits, so indexing is exact.
     """
 
-    def __init__(self, spec: GridSpec, backend: Backend = NUMPY, cdf: np.ndarray | None = None):
+    def __init__(self, spec: GridSpec, backend: Backend = NUMPY, cdf: np.ndarray | None = None,
+                 floor: bool = True):
         self.spec = spec
         self.backend = backend
-        relative = build_relative_cdf(spec) if cdf is None else cdf
-        self.bank = CdfBank(relative, spec.precision, backend)
+        self.floor = floor
+        relative = build_relative_cdf(spec, floor) if cdf is None else cdf
+        self.bank = CdfBank(relative, spec.precision, backend, allow_empty=not floor)
         self._last = spec.num_symbols - 1
 
     def to(self, backend: Backend) -> DiscretizedTable:
-        return DiscretizedTable(self.spec, backend, self.bank.cdf_numpy)
+        return DiscretizedTable(self.spec, backend, self.bank.cdf_numpy, self.floor)
 
     def sha256(self) -> str:
-        tag = f"discretized:v1:{self.spec}:{self.bank.sha256()}"
+        unfloored = "" if self.floor else ":no-floor"
+        tag = f"discretized:v1{unfloored}:{self.spec}:{self.bank.sha256()}"
         return hashlib.sha256(tag.encode()).hexdigest()
 
     def locate(self, mean_fixed: Array, scale_index: Array) -> tuple[Array, Array]:
@@ -165,8 +169,9 @@ class DiscretizedTable:
         return self.backend.asarray(np.searchsorted(edges, np.log(scale)))
 
 
-def build_relative_cdf(spec: GridSpec) -> np.ndarray:
-    """Rows (scale, mean fraction) over the 2n-1 relative cells d = -(n-1) .. n-1."""
+def build_relative_cdf(spec: GridSpec, floor: bool = True) -> np.ndarray:
+    """Rows (scale, mean fraction) over the 2n-1 relative cells d = -(n-1) .. n-1; without
+    `floor`, cells whose mass is below one unit of 2^-precision get frequency 0."""
     if spec.num_symbols < 2:
         raise ValueError("a discretized table needs at least 2 symbols")
     cdf_of = _standard_cdf(spec.family)
@@ -181,4 +186,4 @@ def build_relative_cdf(spec: GridSpec) -> np.ndarray:
             edges = np.array([0.0, *upper, 1.0])
             pmf = np.maximum(np.diff(edges), 0.0)
             rows.append(pmf)
-    return pmf_to_cdf(np.array(rows), spec.precision)
+    return pmf_to_cdf(np.array(rows), spec.precision, floor=int(floor))

@@ -10,31 +10,36 @@ from __future__ import annotations
 import numpy as np
 
 
-def pmf_to_cdf(pmf: np.ndarray, precision: int) -> np.ndarray:
-    """Integer CDFs (..., A+1) summing to 2^precision with every frequency >= 1.
+def pmf_to_cdf(pmf: np.ndarray, precision: int, floor: int = 1) -> np.ndarray:
+    """Integer CDFs (..., A+1) summing to 2^precision with every frequency >= `floor`.
 
-    Each symbol gets 1 plus the floor of its share of the rest; the remainder goes one by one
-    to the largest fractional parts (ties to the lower index), so the rounding is the best
-    of its kind in total variation and depends on nothing but `pmf`.
+    Each symbol gets `floor` plus the floor of its share of the rest; the remainder goes one by
+    one to the largest fractional parts (ties to the lower index), so the rounding is the best
+    of its kind in total variation and depends on nothing but `pmf`. `floor=0` leaves symbols
+    whose share is below one unit uncodable: only for tables that are popped from before they
+    are pushed to (bits-back posteriors), which never meet such a symbol.
     """
     pmf = np.asarray(pmf, dtype=np.float64)
     alphabet = pmf.shape[-1]
     total = 1 << precision
-    if alphabet > total:
+    if floor not in (0, 1):
+        raise ValueError(f"the frequency floor is 0 or 1, not {floor}")
+    if floor * alphabet > total:
         raise ValueError(f"{alphabet} symbols cannot all get a frequency at precision {precision}")
     if np.any(~np.isfinite(pmf)) or np.any(pmf < 0):
         raise ValueError("probabilities must be finite and non-negative")
     mass = pmf.sum(axis=-1, keepdims=True)
     if np.any(mass <= 0):
         raise ValueError("every distribution needs positive total mass")
-    share = pmf / mass * (total - alphabet)
+    spare = total - floor * alphabet
+    share = pmf / mass * spare
     freqs = np.floor(share).astype(np.int64)
-    remainder = total - alphabet - freqs.sum(axis=-1)
+    remainder = spare - freqs.sum(axis=-1)
     fractions = share - freqs
     # Rank by fractional part, largest first; stable sort keeps ties in index order.
     order = np.argsort(-fractions, axis=-1, kind="stable")
     ranks = np.argsort(order, axis=-1, kind="stable")
-    freqs += 1 + (ranks < remainder[..., None])
+    freqs += floor + (ranks < remainder[..., None])
     cdf = np.zeros(pmf.shape[:-1] + (alphabet + 1,), dtype=np.int64)
     np.cumsum(freqs, axis=-1, out=cdf[..., 1:])
     return cdf

@@ -103,6 +103,9 @@ class LatentLayout:
     mean_steps: int
     latent_table_sha256: str
     precision: int = LATENT_PRECISION
+    # Posteriors coded with their own table, without the floor (`DiscretizedTable(floor=False)`),
+    # when this names its hash; else with the latent table.
+    posterior_table_sha256: str = ""
 
     @property
     def width(self) -> float:
@@ -135,8 +138,8 @@ class LatentLayout:
     def tables_id(self) -> str:
         """What a shard records of the tables it was coded with: a model file decodes only
         under its own tables, so a shard from a build with other tables is refused by name."""
-        return hashlib.sha256((self.latent_table_sha256 + PIXEL_TABLE_SHA256).encode()
-                              ).hexdigest()[:16]
+        hashes = self.latent_table_sha256 + self.posterior_table_sha256 + PIXEL_TABLE_SHA256
+        return hashlib.sha256(hashes.encode()).hexdigest()[:16]
 
     def net_input(self, bins: torch.Tensor) -> torch.Tensor:
         """Bin indices -> the nets' integer input (bin centres at `input_scale`)."""
@@ -149,7 +152,9 @@ LATENT_LAYOUTS = {layout.name: layout for layout in (
     LatentLayout("v2", 2048, 1 / 16, 8,
                  "87a1e8fd90b952562cff4f4780b83758cfd585d7543274c9fe4f1129a8e8a4d8"),
     LatentLayout("v3", 2048, 1 / 16, 8,
-                 "6bf4a233984eb1b030f356fc9b095bdfb25472ede09e3de04408a28e07da453f", precision=30),
+                 "6bf4a233984eb1b030f356fc9b095bdfb25472ede09e3de04408a28e07da453f", precision=30,
+                 posterior_table_sha256=(
+                     "1789ff9eab3f09fecdecc48a09e2e4af3b3f5dc363469c6c304354f5b07cd29d")),
 )}
 #: What model files that name no layout were converted for.
 FIRST_LAYOUT = LATENT_LAYOUTS["v1"]
@@ -162,11 +167,12 @@ def pixel_table_spec() -> GridSpec:
 
 
 @lru_cache(maxsize=8)
-def pinned_table(spec: GridSpec, expected_sha256: str, what: str) -> DiscretizedTable:
+def pinned_table(spec: GridSpec, expected_sha256: str, what: str,
+                 floor: bool = True) -> DiscretizedTable:
     """A table built and checked against its pinned hash once per process: the tables come
     from float arithmetic (libm), and a machine whose rounding differed would code with other
     probabilities. A mismatch raises, and raising is never cached."""
-    table = DiscretizedTable(spec)
+    table = DiscretizedTable(spec, floor=floor)
     if table.sha256() != expected_sha256:
         raise ValueError(
             f"the Bit-Swap {what} CDF table built on this machine has sha256 {table.sha256()}, "
@@ -242,11 +248,15 @@ class ExactBitSwap(nn.Module):
         self.generate = nn.ModuleList(generate)
 
     def table(self, kind: str) -> DiscretizedTable:
-        """The latent table of this model's layout, or the pixel table, checked against its
-        pinned hash."""
-        if kind == "latent":
-            return pinned_table(self.layout.table_spec(), self.layout.latent_table_sha256,
-                                f"latent ({self.layout.name})")
+        """The latent table of this model's layout, its posterior table, or the pixel table,
+        checked against its pinned hash."""
+        layout = self.layout
+        if kind == "posterior" and layout.posterior_table_sha256:
+            return pinned_table(layout.table_spec(), layout.posterior_table_sha256,
+                                f"posterior ({layout.name})", floor=False)
+        if kind in ("latent", "posterior"):
+            return pinned_table(layout.table_spec(), layout.latent_table_sha256,
+                                f"latent ({layout.name})")
         return pinned_table(pixel_table_spec(), PIXEL_TABLE_SHA256, "pixel")
 
     # Entropy parameters: (mean_fixed, scale_index), each int64 shaped like the variable.
