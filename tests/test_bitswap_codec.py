@@ -89,10 +89,9 @@ def test_posteriors_code_with_unfloored_tables(model_file):
                      np.zeros((1, dims), dtype=np.int64))
     far_out = np.zeros((1, dims), dtype=np.int64)  # bin 0, z = -8
     message = clean_message((1, 16), 0, coder.backend)
-    coder._push(message, coder.latent, far_out, sharp_at_zero, torch.ones(1, dtype=torch.bool))
+    coder._push(message, coder.latent, far_out, sharp_at_zero, None)
     with pytest.raises(CodecError, match="damaged"):
-        coder._push(message, coder.posterior, far_out, sharp_at_zero,
-                    torch.ones(1, dtype=torch.bool))
+        coder._push(message, coder.posterior, far_out, sharp_at_zero, None)
 
 
 def test_a_one_block_shard_is_its_raw_block(model_file, blocks):

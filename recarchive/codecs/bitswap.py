@@ -110,7 +110,7 @@ class BitSwapCodec:
         """Net outputs (torch) as the coder's arrays; arrays already there pass through."""
         if self.backend.is_torch or not isinstance(values, torch.Tensor):
             return values
-        return values.numpy()
+        return self.backend.to_numpy(values)
 
     def _on_nets(self, values: Array) -> torch.Tensor:
         """Coder arrays as tensors for the nets (no copy on the CPU)."""
@@ -118,15 +118,16 @@ class BitSwapCodec:
 
     def _lanes_sitting_out(self, active: torch.Tensor) -> Array | None:
         """The (chains, 1) mask of chains that code this step, or None when all do (every step
-        but a shard's last, short one): masking costs two `where` calls per lane group."""
+        but a shard's last, short one): masking costs two `where` calls per lane group. Made
+        once per step, for every variable the step codes."""
         return None if bool(active.all()) else self._on_coder(active)[:, None]
 
-    def _push(self, message: Message, table: DiscretizedTable, symbols, params, active) -> None:
+    def _push(self, message: Message, table: DiscretizedTable, symbols, params,
+              active: Array | None) -> None:
         """Push a (chains, D) variable, one lane group's worth per step, first columns first.
         Intervals are computed for the whole variable at once: only the pushes are serial."""
         symbols = self._on_coder(symbols)
         mean, scale = (self._on_coder(p).reshape(symbols.shape) for p in params)
-        active = self._lanes_sitting_out(active)
         starts, freqs = table.sit_out(*table.start_freq(symbols, mean, scale), active)
         if not table.floor and self.backend.count(freqs == 0):
             # Only a posterior table has symbols of frequency 0, and bits-back only pushes
@@ -137,10 +138,10 @@ class BitSwapCodec:
             cols = slice(t * self.lanes, (t + 1) * self.lanes)
             table.push_interval(message, starts[:, cols], freqs[:, cols])
 
-    def _pop(self, message: Message, table: DiscretizedTable, params, active) -> Array:
+    def _pop(self, message: Message, table: DiscretizedTable, params,
+             active: Array | None) -> Array:
         """Pop a (chains, D) variable: the exact inverse of `_push`."""
         mean, scale = (self._on_coder(p).reshape(p.shape[0], -1) for p in params)
-        active = self._lanes_sitting_out(active)
         row, whole = table.locate(mean, scale)
         out = self.backend.full(tuple(mean.shape), 0)
         for t in reversed(range(mean.shape[1] // self.lanes)):
@@ -178,7 +179,7 @@ class BitSwapCodec:
 
     # --- one step of every chain -----------------------------------------------------------
 
-    def _encode_step(self, message: Message, x: torch.Tensor, active: torch.Tensor) -> None:
+    def _encode_step(self, message: Message, x: torch.Tensor, active: Array | None) -> None:
         m, layers = self.net, len(self.model.infer)
         flat_x = x.reshape(x.shape[0], -1)
         zs: list[Array] = []
@@ -204,9 +205,9 @@ class BitSwapCodec:
         top = m.top_prior(tuple(zs[-1].shape))
         self._push(message, self.latent, zs[-1], tuple(t.to(self.device) for t in top), active)
 
-    def _decode_step(self, message: Message, active: torch.Tensor) -> torch.Tensor:
+    def _decode_step(self, message: Message, active: Array | None) -> torch.Tensor:
         m, layers = self.net, len(self.model.infer)
-        chains = active.shape[0]
+        chains = message.lane_shape[0]
         top = m.top_prior((chains, self.latent_dims))
         zs: list[Array | None] = [None] * layers
         zs[-1] = self._pop(message, self.latent, tuple(t.to(self.device) for t in top), active)
@@ -264,7 +265,7 @@ class BitSwapCodec:
             message = clean_message((chains, lanes), self.seed, self.backend)
         for k in range(1 if first_block == "raw" else 0, steps):
             batch, active = self._step_batch(pixels, k, chains)
-            coder._encode_step(message, space_to_depth(batch), active)
+            coder._encode_step(message, space_to_depth(batch), self._lanes_sitting_out(active))
         params = {"chains": chains, "mode": self.mode, "seed": self.seed,
                   "clean_words": int(message.stack.clean_words_drawn),
                   "lanes_per_chain": lanes, "tables": self.model.layout.tables_id,
@@ -316,7 +317,7 @@ class BitSwapCodec:
         for k in reversed(range(1 if raw_first else 0, steps)):
             count = min(chains, shard.num_blocks - k * chains)
             active = torch.arange(chains, device=self.device) < count
-            x = decoder._decode_step(message, active)
+            x = decoder._decode_step(message, self._lanes_sitting_out(active))
             out[k * chains : (k + 1) * chains] = depth_to_space(x)
         if raw_first:
             try:
