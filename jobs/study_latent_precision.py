@@ -55,7 +55,7 @@ def neg_elbo_redrawing_floor(codec: BitSwapCodec, images: np.ndarray, seed: int)
         zs.append(draw(posterior))
         total -= bits(posterior_table, zs[-1], posterior)
         h = codec._latent_input(zs[-1])
-    total += bits(codec.pixel, x, net.pixel_likelihood(codec._latent_input(zs[0])))
+    total += bits(codec.pixel, x, net.pixel_likelihood(codec._latent_input(zs[0]), x))
     for level in range(1, len(zs)):
         prior = net.latent_prior(level, codec._latent_input(zs[level]))
         total += bits(latent, zs[level - 1], prior)

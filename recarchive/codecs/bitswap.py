@@ -9,10 +9,11 @@ from clean bits). The nets run batched over the chains. Per block, in Bit-Swap's
     pop z1 ~ q(z1|x); push x ~ p(x|z1); for i = 2..L: pop z_i ~ q(z_i|z_{i-1}),
     push z_{i-1} ~ p(z_{i-1}|z_i); finally push z_L ~ p(z_L)
 
-and decoding runs it backwards. `mode="bbans"` pops every latent first (BB-ANS), the baseline
-that shows Bit-Swap's smaller initial-bits cost. Every probability comes from integer network
-outputs indexing integer tables, so decoding with another batch size, thread count or device
-gives the same blocks.
+and decoding runs it backwards. A model with a pixel context pushes x in its stages, the last
+first, so that decoding pops the first stage first and conditions the next on it.
+`mode="bbans"` pops every latent first (BB-ANS), the baseline that shows Bit-Swap's smaller
+initial-bits cost. Every probability comes from integer network outputs indexing integer
+tables, so decoding with another batch size, thread count or device gives the same blocks.
 """
 
 from __future__ import annotations
@@ -85,16 +86,22 @@ class BitSwapCodec:
         self.posterior = model.table("posterior").to(self.backend)
         self.pixel = model.table("pixel").to(self.backend)
         self.latent_dims = model.config.latent_channels * 256
+        self._stages = [list(stage) for stage in model.pixel_stages]
 
     def _checked(self, mode: str, lanes: int | None) -> tuple[str, int | None]:
         """A mode and lane count this model can code with (shards name theirs: check them)."""
         if mode not in MODES:
             raise CodecError(f"unknown Bit-Swap mode {mode!r}: use one of {MODES}")
-        config = self.model.config
-        dims = (config.latent_channels * 256, config.data_channels * 256)
+        dims = self._coded_dims
         if lanes is not None and (lanes < 1 or any(d % lanes for d in dims)):
             raise CodecError(f"lanes_per_chain={lanes} must divide {dims}")
         return mode, lanes
+
+    @property
+    def _coded_dims(self) -> tuple[int, ...]:
+        """The sizes of the variables a block codes: a latent layer, each pixel stage."""
+        return (self.model.config.latent_channels * 256,
+                *(256 * len(stage) for stage in self.model.pixel_stages))
 
     @property
     def model_sha256(self) -> str:
@@ -177,16 +184,37 @@ class BitSwapCodec:
         """Bin indices (chains, D) -> the nets' integer input (chains, C, 16, 16)."""
         return self.model.layout.net_input(self._on_nets(bins)).reshape(bins.shape[0], -1, 16, 16)
 
+    # --- pixels, in their stages -----------------------------------------------------------
+
+    def _push_pixels(self, message: Message, x: torch.Tensor, z1: torch.Tensor,
+                     active: Array | None) -> None:
+        """Push x ~ p(x|z1) (x: (chains, 12, 16, 16)), its stages last first."""
+        params = self.net.pixel_likelihood(z1, x)
+        for stage in reversed(self._stages):
+            self._push(message, self.pixel, x[:, stage].reshape(x.shape[0], -1),
+                       tuple(p[:, stage] for p in params), active)
+
+    def _pop_pixels(self, message: Message, z1: torch.Tensor,
+                    active: Array | None) -> torch.Tensor:
+        """Pop x ~ p(x|z1), the first stage first: the inverse of `_push_pixels`."""
+        chains = z1.shape[0]
+        head = self.net.pixel_head(z1)
+        x = torch.zeros((chains, self.model.config.data_channels, 16, 16), dtype=torch.int64,
+                        device=self.device)
+        for k, stage in enumerate(self._stages):
+            params = self.net.pixel_likelihood(z1, x if k else None, head)
+            popped = self._pop(message, self.pixel, tuple(p[:, stage] for p in params), active)
+            x[:, stage] = self._on_nets(popped).reshape(chains, len(stage), 16, 16)
+        return x
+
     # --- one step of every chain -----------------------------------------------------------
 
     def _encode_step(self, message: Message, x: torch.Tensor, active: Array | None) -> None:
         m, layers = self.net, len(self.model.infer)
-        flat_x = x.reshape(x.shape[0], -1)
         zs: list[Array] = []
         if self.mode == "bitswap":
             zs.append(self._pop(message, self.posterior, m.posterior(0, 2 * x - 255), active))
-            self._push(message, self.pixel, flat_x,
-                       m.pixel_likelihood(self._latent_input(zs[0])), active)
+            self._push_pixels(message, x, self._latent_input(zs[0]), active)
             for j in range(1, layers):
                 h = self._latent_input(zs[j - 1])
                 zs.append(self._pop(message, self.posterior, m.posterior(j, h), active))
@@ -197,8 +225,7 @@ class BitSwapCodec:
             for j in range(layers):
                 zs.append(self._pop(message, self.posterior, m.posterior(j, h), active))
                 h = self._latent_input(zs[j])
-            self._push(message, self.pixel, flat_x,
-                       m.pixel_likelihood(self._latent_input(zs[0])), active)
+            self._push_pixels(message, x, self._latent_input(zs[0]), active)
             for j in range(1, layers):
                 self._push(message, self.latent, zs[j - 1],
                            m.latent_prior(j, self._latent_input(zs[j])), active)
@@ -217,17 +244,13 @@ class BitSwapCodec:
                                       m.latent_prior(j, self._latent_input(zs[j])), active)
                 self._push(message, self.posterior, zs[j],
                            m.posterior(j, self._latent_input(zs[j - 1])), active)
-            x = self._on_nets(self._pop(message, self.pixel,
-                                        m.pixel_likelihood(self._latent_input(zs[0])), active))
-            x = x.reshape(chains, -1, 16, 16)
+            x = self._pop_pixels(message, self._latent_input(zs[0]), active)
             self._push(message, self.posterior, zs[0], m.posterior(0, 2 * x - 255), active)
             return x
         for j in reversed(range(1, layers)):
             zs[j - 1] = self._pop(message, self.latent,
                                   m.latent_prior(j, self._latent_input(zs[j])), active)
-        x = self._on_nets(self._pop(message, self.pixel,
-                                    m.pixel_likelihood(self._latent_input(zs[0])), active))
-        x = x.reshape(chains, -1, 16, 16)
+        x = self._pop_pixels(message, self._latent_input(zs[0]), active)
         for j in reversed(range(1, layers)):
             self._push(message, self.posterior, zs[j],
                        m.posterior(j, self._latent_input(zs[j - 1])), active)
@@ -244,7 +267,8 @@ class BitSwapCodec:
         lanes = self.lanes
         if lanes is None:
             lanes = MIN_LANES
-            while lanes < MAX_LANES and 2 * lanes * BLOCKS_PER_LANE <= steps:
+            while (lanes < MAX_LANES and 2 * lanes * BLOCKS_PER_LANE <= steps
+                   and not any(d % (2 * lanes) for d in self._coded_dims)):
                 lanes *= 2
         return chains, steps, lanes
 
@@ -366,7 +390,7 @@ class BitSwapCodec:
             zs.append(draw(posterior))
             total -= bits(self.posterior, zs[-1], posterior)
             h = self._latent_input(zs[-1])
-        total += bits(self.pixel, x, m.pixel_likelihood(self._latent_input(zs[0])))
+        total += bits(self.pixel, x, m.pixel_likelihood(self._latent_input(zs[0]), x))
         for level in range(1, len(zs)):
             total += bits(self.latent, zs[level - 1],
                           m.latent_prior(level, self._latent_input(zs[level])))
@@ -403,10 +427,12 @@ class _BatchedNets:
     def __init__(self, model: ExactBitSwap, batch: int | None) -> None:
         self.model, self.batch = model, batch
 
-    def _run(self, fn, h: torch.Tensor):
+    def _run(self, fn, h: torch.Tensor, *more: torch.Tensor | None):
+        """fn(h, *more), the tensors (None passes as None) sliced alike along the batch."""
         if self.batch is None or h.shape[0] <= self.batch:
-            return fn(h)
-        parts = [fn(h[i : i + self.batch]) for i in range(0, h.shape[0], self.batch)]
+            return fn(h, *more)
+        parts = [fn(*(t if t is None else t[i : i + self.batch] for t in (h, *more)))
+                 for i in range(0, h.shape[0], self.batch)]
         return tuple(torch.cat(p) for p in zip(*parts, strict=True))
 
     def posterior(self, level: int, h: torch.Tensor):
@@ -415,8 +441,16 @@ class _BatchedNets:
     def latent_prior(self, level: int, z: torch.Tensor):
         return self._run(lambda part: self.model.latent_prior(level, part), z)
 
-    def pixel_likelihood(self, z: torch.Tensor):
-        return self._run(self.model.pixel_likelihood, z)
+    def pixel_head(self, z: torch.Tensor):
+        return self._run(self.model.pixel_head, z)
+
+    def pixel_likelihood(self, z: torch.Tensor, x: torch.Tensor | None = None,
+                         head: tuple[torch.Tensor, torch.Tensor] | None = None):
+        def run(z, x, head_mean, head_log_scale):
+            given = None if head_mean is None else (head_mean, head_log_scale)
+            return self.model.pixel_likelihood(z, x, given)
+
+        return self._run(run, z, x, *(head or (None, None)))
 
     def top_prior(self, shape: tuple[int, ...]):
         return self.model.top_prior(shape)

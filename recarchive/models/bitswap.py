@@ -4,8 +4,10 @@ A 3×32×32 block is reshaped (space to depth) to 12×16×16; latent layers z1..
 `latent_channels`×16×16 follow, each with a logistic conditional. Inference nets q(z1|x),
 q(z_{i+1}|z_i) and generative nets p(x|z1), p(z_i|z_{i+1}) are small ResNets with weight
 normalization and ELU; the top prior p(zL) is a fixed standard logistic; x is a discretized
-logistic per subpixel. This module trains; `exact_bitswap` turns a trained model into the
-integer network that drives the coder.
+logistic per subpixel, optionally with a checkerboard context (`pixel_context`): the 2×2
+positions of each space-to-depth cell come in two stages, the second's mean and log-scale
+corrected by a context net that sees z1 and the first stage's pixels. This module trains;
+`exact_bitswap` turns a trained model into the integer network that drives the coder.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from torch.nn.utils.parametrizations import weight_norm
 
 LOG2 = math.log(2.0)
 ELU_FLOOR = -8.0  # the exact ELU table covers [-8, 0); below it ELU is flat in both forms
+PIXEL_CONTEXTS = ("none", "checkerboard")
+# The checkerboard's stages, as positions p = 2·dy + dx of a 2×2 cell (space-to-depth channel
+# 4·c + p): given z1, horizontal and vertical neighbours' residuals still correlate at ~0.2,
+# and each second-stage pixel has its four such neighbours in the first stage.
+CHECKERBOARD_STAGES = ((0, 3), (1, 2))
+# The context net reads first-stage pixels v as (2v - 255) / 256: the scale the exact nets
+# read latents at (layout v3's bin centres), so one integer input conv takes both.
+CONTEXT_PIXEL_SCALE = 1 / 256
 
 
 @dataclass(frozen=True)
@@ -33,13 +43,31 @@ class BitSwapConfig:
     res_blocks: int = 2
     min_log_scale: float = -7.0
     max_log_scale: float = 5.0
+    pixel_context: str = "none"  # or "checkerboard"
+
+    def __post_init__(self) -> None:
+        if self.pixel_context not in PIXEL_CONTEXTS:
+            raise ValueError(f"unknown Bit-Swap pixel context {self.pixel_context!r}: use one "
+                             f"of {PIXEL_CONTEXTS}")
 
     @property
     def data_channels(self) -> int:
         return 4 * self.image_channels  # after space to depth
 
+    def pixel_stages(self) -> tuple[tuple[int, ...], ...]:
+        """The space-to-depth channels of p(x|z1)'s stages, in coding (decoding) order."""
+        if self.pixel_context == "none":
+            return (tuple(range(self.data_channels)),)
+        return tuple(tuple(4 * c + p for c in range(self.image_channels) for p in positions)
+                     for positions in CHECKERBOARD_STAGES)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The shape as stored; a model without a context names none, as files made before
+        contexts existed do, so converting their weights again gives the same bytes."""
+        shape = asdict(self)
+        if shape["pixel_context"] == "none":
+            del shape["pixel_context"]
+        return shape
 
 
 def space_to_depth(x: torch.Tensor) -> torch.Tensor:
@@ -119,6 +147,11 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     return logp
 
 
+def context_input(z1: torch.Tensor, x_first: torch.Tensor) -> torch.Tensor:
+    """The context net's input: z1 and the first stage's pixels (N, stage channels, 16, 16)."""
+    return torch.cat([z1, (2.0 * x_first - 255.0) * CONTEXT_PIXEL_SCALE], 1)
+
+
 class BitSwapModel(nn.Module):
     """The float model: the nets, sampling and the ELBO used to train them."""
 
@@ -135,10 +168,33 @@ class BitSwapModel(nn.Module):
             [ConditionalNet(zc, dc, config)] + [ConditionalNet(zc, zc, config)
                                                 for _ in range(layers - 1)]
         )
+        self.context: ConditionalNet | None = None
+        if config.pixel_context == "checkerboard":
+            first, second = config.pixel_stages()
+            self.context = ConditionalNet(zc + len(first), len(second), config)
+            with torch.no_grad():
+                # The context starts switched off (output gains and biases 0), so a model
+                # fine-tuned from one without a context starts exactly where that one was;
+                # the gains still get gradients, and through them the rest of the net.
+                for out in (self.context.mean, self.context.log_scale):
+                    out.parametrizations.weight.original0.zero_()
+                    out.bias.zero_()
 
-    def pixel_params(self, z1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(x|z1) in pixel units: mean = 127.5 + 127.5 · net mean."""
+    def pixel_params(self, z1: torch.Tensor,
+                     x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(x|z1) in pixel units: mean = 127.5 + 127.5 · net mean. With a context, the second
+        stage's channels are conditioned on the first stage's pixels of `x` (space to depth)."""
         mean, log_scale = self.generate[0](z1)
+        if self.context is not None:
+            if x is None:
+                raise ValueError("a Bit-Swap model with a pixel context needs the pixels")
+            first, second = (list(s) for s in self.config.pixel_stages())
+            d_mean, d_log_scale = self.context(context_input(z1, x[:, first]))
+            mean, log_scale = mean.clone(), log_scale.clone()
+            mean[:, second] = mean[:, second] + d_mean
+            log_scale[:, second] = torch.clamp(log_scale[:, second] + d_log_scale,
+                                               self.config.min_log_scale,
+                                               self.config.max_log_scale)
         return 127.5 + 127.5 * mean, log_scale + math.log(127.5)
 
     def elbo_terms(self, x: torch.Tensor, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
@@ -153,8 +209,8 @@ class BitSwapModel(nn.Module):
             log_q.append(logistic_log_density(z, mean, log_scale).flatten(1).sum(1))
             zs.append(z)
             h = z
-        mean, log_scale = self.pixel_params(zs[0])
         x_s2d = space_to_depth(x)
+        mean, log_scale = self.pixel_params(zs[0], x_s2d)
         recon = -discretized_logistic_log_prob(x_s2d, mean, log_scale).flatten(1).sum(1)
         kls = []
         for i in range(cfg.latent_layers):

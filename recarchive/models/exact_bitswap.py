@@ -27,7 +27,12 @@ from torch import nn
 
 from recarchive.entropy.discretized import DiscretizedTable, GridSpec
 from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU, plain_convolution
-from recarchive.models.bitswap import BitSwapConfig, BitSwapModel, ConditionalNet
+from recarchive.models.bitswap import (
+    CONTEXT_PIXEL_SCALE,
+    BitSwapConfig,
+    BitSwapModel,
+    ConditionalNet,
+)
 
 WEIGHT_BITS = 16
 ACT_BITS = 20
@@ -241,12 +246,15 @@ class ExactBitSwap(nn.Module):
     """The integer nets plus the integer tables they index."""
 
     def __init__(self, config: BitSwapConfig, infer: list[ExactConditionalNet],
-                 generate: list[ExactConditionalNet], layout: LatentLayout) -> None:
+                 generate: list[ExactConditionalNet], layout: LatentLayout,
+                 context: ExactConditionalNet | None = None) -> None:
         super().__init__()
         self.config = config
         self.layout = layout
         self.infer = nn.ModuleList(infer)
         self.generate = nn.ModuleList(generate)
+        self.context = context  # the checkerboard's second-stage net, if the model has one
+        self.pixel_stages = config.pixel_stages()
 
     def table(self, kind: str) -> DiscretizedTable:
         """The latent table of this model's layout, its posterior table, or the pixel table,
@@ -271,8 +279,24 @@ class ExactBitSwap(nn.Module):
         mean, log_scale = self.generate[level](z_above)
         return mean + self.layout.mean_offset, self.layout.grid.index(log_scale)
 
-    def pixel_likelihood(self, z1: torch.Tensor):
-        mean, log_scale = self.generate[0](z1)
+    def pixel_head(self, z1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(x|z1)'s net output before any context: (integer mean, integer log-scale)."""
+        return self.generate[0](z1)
+
+    def pixel_likelihood(self, z1: torch.Tensor, x: torch.Tensor | None = None,
+                         head: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """p(x|z1) for every subpixel channel. With a pixel context, the later stages'
+        channels are right only given `x` (N, 12, 16, 16) holding the first stage's pixels
+        (other channels are not read); without `x` only the first stage's are. `head` is
+        `pixel_head(z1)`, when the caller has it already."""
+        mean, log_scale = head if head is not None else self.pixel_head(z1)
+        if self.context is not None and x is not None:
+            first, second = (list(stage) for stage in self.pixel_stages)
+            d_mean, d_log_scale = self.context(torch.cat([z1, 2 * x[:, first] - 255], 1))
+            mean, log_scale = mean.clone(), log_scale.clone()
+            mean[:, second] += d_mean
+            log_scale[:, second] = torch.clamp(log_scale[:, second] + d_log_scale,
+                                               *self.generate[0].log_scale_range)
         return mean + PIXEL_MEAN_OFFSET, PIXEL_GRID.index(log_scale)
 
     def top_prior(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -294,7 +318,16 @@ def convert_to_exact(model: BitSwapModel, layout: LatentLayout = CURRENT_LAYOUT)
                                  PIXEL_MEAN_SCALE if i == 0 else layout.mean_scale,
                                  PIXEL_GRID if i == 0 else grid, elu, f"generate{i}")
                     for i, net in enumerate(model.generate)]
-    return ExactBitSwap(model.config, infer, generate, layout)
+        context = None
+        if model.context is not None:
+            # One input conv reads z1's bin centres and the first stage's pixels alike.
+            if layout.input_scale != CONTEXT_PIXEL_SCALE:
+                raise ValueError(f"a Bit-Swap pixel context needs a latent layout whose nets "
+                                 f"read latents at {CONTEXT_PIXEL_SCALE}, not layout "
+                                 f"{layout.name} ({layout.input_scale})")
+            context = _convert_net(model.context, layout.input_scale, PIXEL_MEAN_SCALE,
+                                   PIXEL_GRID, elu, "context")
+    return ExactBitSwap(model.config, infer, generate, layout, context)
 
 
 def config_json(config: BitSwapConfig) -> str:

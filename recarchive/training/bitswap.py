@@ -11,7 +11,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,11 +87,23 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
         loaded = zoo.load_bitswap(source)
         found, weights = loaded.float_model.config, loaded.float_model.state_dict()
         origin = f"model sha256 {loaded.sha256[:12]}"
-    if found != config:
+    # A model without a context may start one with a context: only the context net is new.
+    with_context = replace(found, pixel_context=config.pixel_context)
+    if found != config and (found.pixel_context != "none" or with_context != config):
         raise ValueError(f"--init-from {source} has the shape {found.to_dict()}, but this run "
                          f"asks for {config.to_dict()}: pass the same --width, --res-blocks, "
                          "--latent-layers and --latent-channels")
     return weights, origin
+
+
+def load_initial_weights(model: BitSwapModel, weights: dict) -> None:
+    """Load fine-tuning weights; a model given a pixel context its source lacked keeps its
+    fresh context net, which starts switched off."""
+    result = model.load_state_dict(weights, strict=False)
+    stray = list(result.unexpected_keys) + [k for k in result.missing_keys
+                                            if not k.startswith("context.")]
+    if stray:
+        raise ValueError(f"initial weights do not fit this model: {stray[:5]}")
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -121,8 +133,8 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
         log(f"resumed from step {step}")
     elif settings.init_from is not None:
         weights, origin = initial_weights(settings.init_from, settings.config)
-        model.load_state_dict(weights)
-        ema.load_state_dict(weights)
+        load_initial_weights(model, weights)
+        ema.load_state_dict(model.state_dict())
         started_from = f"{settings.init_from} ({origin})"
         log(f"initialized from {started_from}")
     train_images, val_images = load_training_data(settings.dataset, settings.seed)
