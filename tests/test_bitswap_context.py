@@ -3,10 +3,12 @@ coded given the first, exactly, whatever the batch size or threads."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from recarchive.codecs import get_codec
@@ -105,6 +107,16 @@ def test_exact_context_tracks_the_float_model():
     assert (mean_fixed.double() - 16 * mean.double()).abs().max() < 4
     with pytest.raises(ValueError, match="pixel context"):
         convert_to_exact(model, LATENT_LAYOUTS["v1"])  # its nets read latents at 1/128
+
+
+def test_a_model_file_with_an_unknown_context_is_refused(model_file):
+    data = model_file.read_bytes()
+    metadata = zoo._metadata(data)
+    config = json.loads(metadata["config"])
+    metadata["config"] = json.dumps({**config, "pixel_context": "raster"})
+    future = safetensors.torch.save(safetensors.torch.load(data), metadata)
+    with pytest.raises(zoo.ModelError, match="does not know"):
+        zoo.load_bitswap_bytes(future, None, "future.safetensors")
 
 
 def test_lanes_divide_each_stage(model_file):

@@ -96,7 +96,11 @@ def load_bitswap_bytes(data: bytes, expected_sha256: str | None, source: str) ->
         raise ModelError(f"model {source} is not a readable safetensors file: {error}") from error
     if metadata.get("format") != FORMAT or metadata.get("family") != "bitswap":
         raise ModelError(f"model {source} is not a {FORMAT} Bit-Swap model: {metadata}")
-    config = BitSwapConfig(**json.loads(metadata["config"]))
+    try:
+        config = BitSwapConfig(**json.loads(metadata["config"]))
+    except (TypeError, ValueError) as error:  # a shape (a pixel context, …) not known here
+        raise ModelError(f"model {source} has a shape this recarchive does not know "
+                         f"({error}): use the recarchive release that made it") from error
     layout_name = metadata.get("latent_layout", FIRST_LAYOUT.name)
     if layout_name not in LATENT_LAYOUTS:
         raise ModelError(f"model {source} codes its latents in layout {layout_name!r}, which "
