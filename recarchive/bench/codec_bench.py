@@ -139,20 +139,25 @@ def _code_here(codec, shards: list[np.ndarray]):
 
 
 _worker_codec = None
+_worker_barrier = None
+WORKER_START_TIMEOUT_S = 600
 
 
-def _start_worker(codec_name: str, options: dict) -> None:
+def _start_worker(codec_name: str, options: dict, barrier) -> None:
     from recarchive.codecs import get_codec
 
-    global _worker_codec
+    global _worker_codec, _worker_barrier
     torch.set_num_threads(1)
     _worker_codec = get_codec(codec_name, **options)
+    _worker_barrier = barrier
 
 
 def _worker_ready(_: int) -> int:
+    """Holds its task until every worker holds one, so each worker process takes one task and
+    has started (a sleep here raced: a worker slow to import could leave both to another)."""
     import os
 
-    time.sleep(0.5)  # keep this worker busy so that every worker gets a task and starts
+    _worker_barrier.wait(timeout=WORKER_START_TIMEOUT_S)
     return os.getpid()
 
 
@@ -169,7 +174,7 @@ def _code_in_processes(codec_name: str, options: dict, shards: list[np.ndarray],
     every worker has loaded its codec."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                             initargs=(codec_name, options)) as pool:
+                             initargs=(codec_name, options, context.Barrier(workers))) as pool:
         ready = set(pool.map(_worker_ready, range(workers)))
         if len(ready) != workers:
             raise RuntimeError(f"only {len(ready)} of {workers} benchmark workers started")

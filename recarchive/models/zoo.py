@@ -28,7 +28,7 @@ FORMAT = "recarchive-model/1"
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
-    "bitswap-cifar": "5f185fc8f7a80f5e74aab17a23e079fa4e6df877b6917539b456283e2b53d815",
+    "bitswap-cifar": "fde7912a096853a0ba05d32421805b6cef4a0c5c2240dca993138de8fd0783b8",
     "bitswap-photo": "8457fca4521ff9d34de67998c4f5a53fcf55881e864233fb6310fdcb5975668e",
     "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
