@@ -18,6 +18,7 @@ from recarchive.datasets import data_dir
 from recarchive.models import exact_bitswap, zoo
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel, pixels_to_input, space_to_depth
 from recarchive.models.exact_bitswap import LATENT_LAYOUTS, convert_to_exact
+from tests.threads import torch_threads
 
 TINY = BitSwapConfig(latent_layers=2, latent_channels=4, width=8, res_blocks=1)
 
@@ -46,12 +47,8 @@ def test_round_trip_with_other_batch_sizes_and_threads(model_file, blocks, mode,
     encoder = codec(model_file, chains=4, mode=mode, first_block=first_block)
     shard = encoder.encode(blocks)  # 11 blocks over 4 chains: the last step is partial
     assert shard.params["first_block"] == first_block
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         decoded = codec(model_file, chains=4, mode=mode, net_batch=1).decode(shard)
-    finally:
-        torch.set_num_threads(threads)
     assert np.array_equal(decoded, blocks)
     again = codec(model_file, chains=4, mode=mode, net_batch=3, first_block=first_block)
     assert again.encode(blocks).payload == shard.payload

@@ -18,6 +18,7 @@ from recarchive.models import zoo
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel, space_to_depth
 from recarchive.models.exact_bitswap import LATENT_LAYOUTS, convert_to_exact
 from recarchive.training.bitswap import initial_weights, load_initial_weights
+from tests.threads import torch_threads
 
 TINY = BitSwapConfig(latent_layers=2, latent_channels=4, width=8, res_blocks=1,
                      pixel_context="checkerboard")
@@ -66,12 +67,8 @@ def test_stages_split_each_cell_into_a_checkerboard():
 def test_round_trip_with_other_batch_sizes_and_threads(model_file, mode):
     blocks = fixture_blocks(11)
     shard = codec(model_file, chains=4, mode=mode).encode(blocks)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         decoded = codec(model_file, chains=4, net_batch=1).decode(shard)
-    finally:
-        torch.set_num_threads(threads)
     assert np.array_equal(decoded, blocks)
     again = codec(model_file, chains=4, mode=mode, net_batch=3).encode(blocks)
     assert again.payload == shard.payload

@@ -25,6 +25,7 @@ from recarchive.exact.quantize import (
     requantize,
     signed_range,
 )
+from tests.threads import torch_threads
 
 SCALE = 2.0**-10  # activation scale used by the test networks (16 bits cover +-32)
 
@@ -183,14 +184,10 @@ def _big_workload(device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_one_thread_equals_two_threads() -> None:
-    saved = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         one = [_digest(t) for t in _big_workload()]
-        torch.set_num_threads(2)
+    with torch_threads(2):
         two = [_digest(t) for t in _big_workload()]
-    finally:
-        torch.set_num_threads(saved)
     assert one == two
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU, plain_convolution
 from recarchive.exact.layers import exact_conv2d_accumulate
+from tests.threads import torch_threads
 
 
 def random_layer(seed: int, cin=16, cout=12, weight_bits=16, in_bits=20) -> FixedPointConv2d:
@@ -51,14 +52,10 @@ def test_batch_and_threads_do_not_change_results():
     batched = layer(x)
     singles = torch.cat([layer(x[i : i + 1]) for i in range(64)])
     assert torch.equal(batched, singles)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         one = layer(x)
-        torch.set_num_threads(2)
+    with torch_threads(2):
         two = layer(x)
-    finally:
-        torch.set_num_threads(threads)
     assert torch.equal(one, two) and torch.equal(one, batched)
 
 

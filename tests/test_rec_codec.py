@@ -16,6 +16,7 @@ from recarchive.codecs.rec import RecCodec, RecSettings, fit_rec_tables
 from recarchive.datasets import data_dir
 from recarchive.models import zoo
 from recarchive.models.vae import VAE, VAEConfig, convert_to_exact, vae_model_bytes
+from tests.threads import torch_threads
 
 RGB = VAEConfig(3, 32, 32, latent_dims=6, hidden=16, layers=1)
 MNIST = VAEConfig(1, 28, 28, latent_dims=6, hidden=16, layers=1)
@@ -62,12 +63,8 @@ def test_round_trip_with_other_batch_sizes_threads_and_lanes(model_file, blocks)
     encoder = codec(model_file, lanes=4)
     shard = encoder.encode(blocks[:11])  # 11 images over 4 lanes: the last step is partial
     assert shard.params["clean_words"] == 0 and shard.params["latent_bits"] > 0
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         decoded = codec(model_file, lanes=64, net_batch=1).decode(shard)
-    finally:
-        torch.set_num_threads(threads)
     assert np.array_equal(decoded, blocks[:11])
     again = codec(model_file, lanes=4, net_batch=3).encode(blocks[:11])
     assert again.payload == shard.payload
