@@ -92,7 +92,8 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
     if found != config and (found.pixel_context != "none" or with_context != config):
         raise ValueError(f"--init-from {source} has the shape {found.to_dict()}, but this run "
                          f"asks for {config.to_dict()}: pass the same --width, --res-blocks, "
-                         "--latent-layers and --latent-channels")
+                         "--latent-layers and --latent-channels (a model with a pixel context "
+                         "fine-tunes only with the same --pixel-context)")
     return weights, origin
 
 
