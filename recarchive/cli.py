@@ -408,6 +408,14 @@ def add_archive_parser(commands: argparse._SubParsersAction) -> None:
                         "sha256)")
     parser.add_argument("--run-id", default=None,
                         help="name of the run to start or resume (default: from SRC+settings)")
+    parser.add_argument("--fidelity", choices=("exact", "pixels"), default="exact",
+                        help="exact (default): every object restores to its original bytes "
+                        "(rasters as pixels plus a recipe that rebuilds their file, checked "
+                        "before commit; else kept as bytes); pixels: rasters restore as "
+                        "identical pixels and metadata in a re-encoded file")
+    parser.add_argument("--no-verify-shards", dest="verify_shards", action="store_false",
+                        help="skip decoding each coded shard before it is written (faster; "
+                        "the codecs' exactness is then trusted, not checked)")
     _storage_options_argument(parser)
     _ray_arguments(parser)
     parser.set_defaults(handler=cmd_archive)
@@ -421,14 +429,15 @@ def cmd_archive(args: argparse.Namespace) -> int:
             args.src, args.dst, codec=args.codec, model=args.model,
             shard_blocks=args.shard_blocks, part_objects=args.part_objects,
             max_pixels=args.max_pixels, object_digest_bytes=args.object_digest_bytes,
-            run_id=args.run_id, storage_options=args.storage_options, as_json=args.json,
-            **_ray_options(args))
+            run_id=args.run_id, fidelity=args.fidelity, verify_shards=args.verify_shards,
+            storage_options=args.storage_options, as_json=args.json, **_ray_options(args))
     from recarchive.archive.commands import archive_command
 
     return archive_command(args.src, args.dst, codec=args.codec, model=args.model,
                            shard_blocks=args.shard_blocks, part_objects=args.part_objects,
                            max_pixels=args.max_pixels,
                            object_digest_bytes=args.object_digest_bytes, run_id=args.run_id,
+                           fidelity=args.fidelity, verify_shards=args.verify_shards,
                            storage_options=args.storage_options, as_json=args.json)
 
 
@@ -472,6 +481,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     return verify_command(args.archive, storage_options=args.storage_options,
                           as_json=args.json)
+
+
+def add_repair_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "repair", help="put back a damaged or missing manifest of ARCHIVE",
+        description="If the manifest is missing or damaged, put back the copy its writer "
+        "committed, or rebuild it from the parts' records whose checksums hold; says what it "
+        "could not vouch for.")
+    parser.add_argument("archive")
+    parser.add_argument("--run-id", default=None,
+                        help="the run to repair, where the archive folder holds several")
+    _storage_options_argument(parser)
+    parser.set_defaults(handler=cmd_repair)
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from recarchive.archive.commands import repair_command
+
+    return repair_command(args.archive, run_id=args.run_id,
+                          storage_options=args.storage_options, as_json=args.json)
 
 
 def add_ls_parser(commands: argparse._SubParsersAction) -> None:
@@ -521,6 +550,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_archive_parser,
     add_restore_parser,
     add_verify_parser,
+    add_repair_parser,
     add_ls_parser,
     add_report_parser,
 )

@@ -21,7 +21,7 @@ from recarchive.archive import (
     verify,
 )
 from recarchive.archive import writer as writer_module
-from recarchive.archive.format import MANIFEST, done_path
+from recarchive.archive.format import MANIFEST
 from recarchive.archive.writer import PartEvent, finalize
 from recarchive.codecs import get_codec
 from recarchive.storage import open_location
@@ -129,14 +129,14 @@ def test_files_written_without_done_record_are_rebuilt(source, tmp_path, monkeyp
     real = location_class.write_atomic
 
     def failing_write(self, relative, data, durable=True):
-        if relative.endswith("done/part-000000.json"):
+        if "done/part-000000-" in relative:
             raise Crash("killed before the done record")
         return real(self, relative, data, durable)
 
     monkeypatch.setattr(location_class, "write_atomic", failing_write)
     with pytest.raises(Crash):
         archive(str(src), str(target), SETTINGS)
-    assert any(target.rglob("data/part-000000.parquet"))
+    assert any(target.rglob("data/part-000000-*.parquet"))
     monkeypatch.setattr(location_class, "write_atomic", real)
     events: list[PartEvent] = []
     archive(str(src), str(target), SETTINGS, on_part=events.append)
@@ -192,11 +192,12 @@ def test_complete_archive_is_never_overwritten(source, tmp_path):
     target = tmp_path / "arch"
     manifest = archive(str(src), str(target), SETTINGS)
     before = (target / MANIFEST).read_bytes()
+    assert archive(str(src), str(target), SETTINGS)["already_complete"]  # a no-op
     with pytest.raises(ArchiveError, match="already complete"):
-        archive(str(src), str(target), SETTINGS)
+        archive(str(src), str(target), ArchiveSettings(shard_blocks=16, part_objects=4))
     destination = open_location(str(target))
-    records = [json.loads(destination.read_bytes(done_path(manifest["run_id"], n)))
-               for n in range(len(manifest["parts"]))]
+    records = [json.loads(destination.read_bytes(f["path"])) for f in manifest["files"]
+               if "/done/" in f["path"]]
     with pytest.raises(ArchiveError, match="another writer completed"):
         finalize(destination, manifest["run_id"], str(src), SETTINGS, get_codec("order0"),
                  records)

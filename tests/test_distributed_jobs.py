@@ -177,7 +177,7 @@ def test_failed_job_leaves_no_manifest_and_a_resubmit_does_only_what_is_missing(
     assert "part 2: its actor died on all 3 attempts" in failed.stdout
     assert not (destination / MANIFEST).exists()
     done = {p.name for p in destination.glob("runs/nightly-1/done/*.json")}
-    assert "part-000002.json" not in done
+    assert not any(name.startswith("part-000002") for name in done)
     total = -(-len(bucket[1]) // PART_OBJECTS)
     resumed = submit(cluster, "archive.py", *args)
     assert resumed.returncode == 0, resumed.stdout[-4000:]

@@ -1,4 +1,4 @@
-"""What the `archive`, `restore`, `verify` and `ls` subcommands do, as plain functions: the CLI
+"""What the `archive`, `restore`, `verify`, `repair` and `ls` subcommands do, as plain functions: the CLI
 parses arguments and calls these, which run the work and print a short text or JSON result."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import sys
 from typing import Any, TextIO
 
 from recarchive.archive.errors import ArchiveError
+from recarchive.archive.repair import repair
 from recarchive.archive.restore import RestoreReport, list_objects, restore, verify
 from recarchive.archive.writer import ArchiveSettings, PartEvent, archive
 
@@ -47,13 +48,15 @@ def archive_command(source: str, destination: str, *, codec: str = "order0",
                     model: str | None = None, shard_blocks: int = 1024,
                     part_objects: int = 4096, max_pixels: int | None = None,
                     object_digest_bytes: int | None = None, run_id: str | None = None,
+                    fidelity: str = "exact", verify_shards: bool = True,
                     storage_options: str | None = None,
                     as_json: bool = False, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     options = parse_storage_options(storage_options)
     settings = ArchiveSettings(
         codec=codec, codec_options={"model": model} if model else {},
-        shard_blocks=shard_blocks, part_objects=part_objects,
+        shard_blocks=shard_blocks, part_objects=part_objects, fidelity=fidelity,
+        verify_shards=verify_shards,
         **({"max_pixels": max_pixels} if max_pixels else {}),
         **({"object_digest_bytes": object_digest_bytes}
            if object_digest_bytes is not None else {}))
@@ -65,18 +68,32 @@ def archive_command(source: str, destination: str, *, codec: str = "order0",
 
     manifest = archive(source, destination, settings, run_id=run_id, source_options=options,
                        destination_options=options, on_part=progress)
+    print_archive_summary(manifest, destination, as_json, out)
+    return 0
+
+
+def print_archive_summary(manifest: dict[str, Any], destination: str, as_json: bool,
+                          out: TextIO) -> None:
+    """The archive command's last words: counts, bytes, and how exactly objects come back."""
     totals = manifest["totals"]
     summary = {"archive": destination, "run_id": manifest["run_id"], "codec": manifest["codec"],
-               "parts": len(manifest["parts"]), **totals,
+               "fidelity": manifest.get("fidelity"), "parts": len(manifest["parts"]), **totals,
                "archive_bytes": sum(f["size"] for f in manifest["files"]),
-               "seconds": manifest.get("archive_seconds")}
+               "seconds": manifest.get("archive_seconds"),
+               "already_complete": bool(manifest.get("already_complete"))}
     if as_json:
         print(json.dumps(summary), file=out)
-    else:
-        print(f"archived {totals['objects']} objects ({totals['rasters']} rasters, "
-              f"{totals['blobs']} kept as bytes, {totals['skipped']} skipped) into "
-              f"{destination}: {summary['archive_bytes']} bytes", file=out)
-    return 0
+        return
+    if summary["already_complete"]:
+        print(f"{destination}: already complete (run {manifest['run_id']}, "
+              f"{totals['objects']} objects); nothing to do", file=out)
+        return
+    exact = totals.get("byte_exact_rasters", 0)
+    jpegs = totals.get("jpegs", 0)
+    print(f"archived {totals['objects']} objects ({totals['rasters']} rasters, {exact} of "
+          f"them rebuilt byte for byte from pixels; {totals['blobs']} kept as bytes, {jpegs} "
+          f"of them JPEGs recompressed losslessly; {totals['skipped']} skipped) into "
+          f"{destination}: {summary['archive_bytes']} bytes", file=out)
 
 
 def _print_report(report: RestoreReport, verb: str, as_json: bool, out: TextIO) -> None:
@@ -84,12 +101,19 @@ def _print_report(report: RestoreReport, verb: str, as_json: bool, out: TextIO) 
         print(json.dumps(report.as_dict()), file=out)
         return
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.kinds.items()))
-    print(f"{verb} {report.objects} objects ({kinds}); {report.shards_decoded} shards decoded, "
+    print(f"{verb} {report.objects} objects ({kinds}); {report.byte_exact} byte for byte as "
+          f"their source; {report.shards_decoded} shards decoded, "
           f"{report.archive_bytes_read} archive bytes read", file=out)
     for item in report.skipped:
         print(f"skipped in source: {item['key']}: {item['reason']}", file=out)
+    for note in report.notes:
+        print(f"note: {note}", file=out)
+    failed = {item["reason"] for item in report.failed}
     for problem in report.problems:
-        print(f"problem: {problem}", file=out)
+        if problem not in failed:
+            print(f"problem: {problem}", file=out)
+    for item in report.failed:
+        print(f"not restored: {item['key']}: {item['reason']}", file=out)
 
 
 def restore_command(archive_url: str, destination: str, *, shards: str | None = None,
@@ -100,6 +124,10 @@ def restore_command(archive_url: str, destination: str, *, shards: str | None = 
     report = restore(archive_url, destination, shards=parse_shards(shards), objects=objects,
                      archive_options=options, destination_options=options)
     _print_report(report, "restored", as_json, out)
+    if report.failed or report.problems:
+        print(f"recarchive: error: {archive_url}: {len(report.failed)} objects (or key ranges) "
+              "could not be restored; everything else was", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -112,6 +140,23 @@ def verify_command(archive_url: str, *, storage_options: str | None = None,
         print(f"recarchive: error: {archive_url}: {len(report.problems)} problems",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def repair_command(archive_url: str, *, run_id: str | None = None,
+                   storage_options: str | None = None, as_json: bool = False,
+                   out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    report = repair(archive_url, parse_storage_options(storage_options), run_id)
+    if as_json:
+        print(json.dumps(report.as_dict()), file=out)
+        return 0
+    said = {"intact": "manifest intact; nothing to repair (`recarchive verify` checks the rest)",
+            "restored-commit-copy": f"manifest put back from {report.source}",
+            "rebuilt-from-records": f"manifest rebuilt from the records in {report.source}"}
+    print(f"{archive_url}: {said[report.action]}", file=out)
+    for item in report.unvouched:
+        print(f"cannot vouch for: {item}", file=out)
     return 0
 
 

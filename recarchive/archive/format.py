@@ -3,10 +3,19 @@
     ARCHIVE/
       manifest.json                          written last, exclusively; names every file below
       runs/RUN/run.json                      the run's settings (codec, shard size, source)
-      runs/RUN/done/part-NNNNNN.json         one per finished part: its files and checksums
-      runs/RUN/data/part-NNNNNN.parquet      shards, one per row group (`SHARD_SCHEMA`)
-      runs/RUN/index/part-NNNNNN.parquet     one row per object of the part (`INDEX_SCHEMA`)
+      runs/RUN/done/part-NNNNNN-W.json       one per part finished by writer W: its files and
+                                             checksums
+      runs/RUN/data/part-NNNNNN-W.parquet    shards, one per row group (`SHARD_SCHEMA`)
+      runs/RUN/index/part-NNNNNN-W.parquet   one row per object of the part (`INDEX_SCHEMA`)
+      runs/RUN/commits/W.json                a copy of the manifest writer W committed
+                                             (what `repair` puts back when the root copy is
+                                             damaged)
       runs/RUN/models/SHA256.bin             copies of the codec models the shards need
+
+Writer ids (W) make every file a writer creates its own: two writers of the same run (two
+identical commands at once, or a resume while an old one still runs) never overwrite each
+other's files; the manifest, created exclusively, names the files of the one that committed.
+Format 1 archives named their files without W; they are read as they are.
 
 A part is a run of consecutive objects of the sorted source listing; it is the unit of work and
 of resume. Shard numbers in the CLI are global: parts in order, row groups in order.
@@ -47,8 +56,15 @@ import pyarrow as pa
 from recarchive.archive.errors import ArchiveError, FormatVersionError, IntegrityError
 
 FORMAT_NAME = "recarchive-archive"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: no recipes, rasters restored as re-encoded PNG
 MANIFEST = "manifest.json"
+
+# How rasters come back: "exact" (the original bytes: pixels plus a container recipe, else the
+# bytes themselves) or "pixels" (identical pixels and metadata, the container re-encoded).
+FIDELITY_EXACT = "exact"
+FIDELITY_PIXELS = "pixels"
+FIDELITIES = (FIDELITY_EXACT, FIDELITY_PIXELS)
 
 KIND_RASTER = "raster"
 KIND_BLOB = "blob"
@@ -56,6 +72,7 @@ KIND_SKIPPED = "skipped"
 SHARD_PIXELS = "pixels"
 SHARD_BLOB = "blob"
 BLOB_CODEC = "zstd"
+JPEG_CODEC = "jpeg-lossless"   # blob shard of JPEGs recompressed one by one (`archive.jpeg`)
 
 
 def run_dir(run_id: str) -> str:
@@ -66,16 +83,37 @@ def part_name(part: int) -> str:
     return f"part-{part:06d}"
 
 
-def data_path(run_id: str, part: int) -> str:
-    return f"{run_dir(run_id)}/data/{part_name(part)}.parquet"
+def _part_file(part: int, writer: str) -> str:
+    return f"{part_name(part)}-{writer}" if writer else part_name(part)
 
 
-def index_path(run_id: str, part: int) -> str:
-    return f"{run_dir(run_id)}/index/{part_name(part)}.parquet"
+def data_path(run_id: str, part: int, writer: str = "") -> str:
+    return f"{run_dir(run_id)}/data/{_part_file(part, writer)}.parquet"
 
 
-def done_path(run_id: str, part: int) -> str:
-    return f"{run_dir(run_id)}/done/{part_name(part)}.json"
+def index_path(run_id: str, part: int, writer: str = "") -> str:
+    return f"{run_dir(run_id)}/index/{_part_file(part, writer)}.parquet"
+
+
+def done_path(run_id: str, part: int, writer: str = "") -> str:
+    return f"{run_dir(run_id)}/done/{_part_file(part, writer)}.json"
+
+
+def done_folder(run_id: str) -> str:
+    return f"{run_dir(run_id)}/done"
+
+
+def part_of_done_file(name: str) -> int | None:
+    """The part number a done record's file name is for (any writer), None if it is not one."""
+    base = name.rsplit("/", 1)[-1]
+    if not (base.startswith("part-") and base.endswith(".json")):
+        return None
+    digits = base[5:11]
+    return int(digits) if digits.isdigit() and base[11:12] in ("-", ".") else None
+
+
+def commit_path(run_id: str, writer: str) -> str:
+    return f"{run_dir(run_id)}/commits/{writer}.json"
 
 
 def model_path(run_id: str, sha256: str) -> str:
@@ -100,7 +138,7 @@ SHARD_SCHEMA = pa.schema([
 ])
 SHARD_STAT_COLUMNS = ["kind", "channels", "num_blocks"]  # in the footer: the shard table
 
-INDEX_SCHEMA = pa.schema([
+INDEX_SCHEMA_V1 = pa.schema([
     ("key", pa.string()),
     ("size", pa.int64()),
     ("kind", pa.string()),            # raster | blob | skipped
@@ -124,6 +162,9 @@ INDEX_SCHEMA = pa.schema([
     ("palette", pa.binary()),         # P mode: palette bytes, see `meta.palette_mode`
     ("meta", pa.string()),            # JSON: PNG text, dpi, transparency, palette mode
 ])
+# Format 2 adds the container recipe: with the pixels it rebuilds the original file byte for
+# byte (`archive.containers`); null where the raster was kept as pixels only.
+INDEX_SCHEMA = pa.schema(list(INDEX_SCHEMA_V1) + [pa.field("recipe", pa.large_binary())])
 OBJECT_DIGEST_COLUMN = "sha256_prefix"
 OBJECT_DIGEST_MIN_BYTES = 8
 OBJECT_DIGEST_MAX_BYTES = 32  # the full sha256
@@ -146,14 +187,15 @@ def object_digest(data: bytes | memoryview, digest_bytes: int) -> bytes:
     return hashlib.sha256(data).digest()[:digest_bytes]
 
 
-def check_index_schema(schema: pa.Schema, where: str) -> None:
-    """Refuse an index file that lacks a column of `INDEX_SCHEMA` (e.g. one written before
-    `sha256_prefix` replaced the full per-object digests)."""
-    missing = [name for name in INDEX_SCHEMA.names if name not in schema.names]
+def check_index_schema(schema: pa.Schema, where: str, version: int = FORMAT_VERSION) -> None:
+    """Refuse an index file that lacks a column of its format's index schema (e.g. one written
+    before `sha256_prefix` replaced the full per-object digests)."""
+    expected = INDEX_SCHEMA_V1 if version == 1 else INDEX_SCHEMA
+    missing = [name for name in expected.names if name not in schema.names]
     if missing:
         raise IntegrityError(
             f"{where}: index lacks the column(s) {', '.join(missing)} of archive format "
-            f"{FORMAT_VERSION} (written by another build of recarchive, or damaged); this "
+            f"{version} (written by another build of recarchive, or damaged); this "
             "recarchive cannot read it")
 
 
@@ -178,18 +220,21 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     try:
         manifest = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise IntegrityError(f"{where}: manifest is not valid JSON ({error}); the archive is "
-                             "damaged or truncated") from error
+        raise IntegrityError(f"{where}: manifest is not valid JSON ({error}); it is damaged "
+                             "or truncated (`recarchive repair` rebuilds it from the parts' "
+                             "records)") from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IntegrityError(f"{where}: not a recarchive manifest (no format "
                              f"{FORMAT_NAME!r})")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise FormatVersionError(
             f"{where}: archive format version {version!r} is not supported by this recarchive "
-            f"(it reads version {FORMAT_VERSION}); use the recarchive release that wrote it")
+            f"(it reads versions {', '.join(map(str, READABLE_VERSIONS))}); use the "
+            "recarchive release that wrote it")
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     if manifest.get("manifest_sha256") != sha256_hex(canonical_json(body)):
         raise IntegrityError(f"{where}: manifest checksum does not match its contents; the "
-                             "manifest was edited or damaged")
+                             "manifest was edited or damaged (`recarchive repair` rebuilds it "
+                             "from the parts' records)")
     return manifest

@@ -1,12 +1,22 @@
-"""Classify one object: exact 8-bit pixels (plus side data) or bytes kept as they are.
+"""Classify one object: exact 8-bit pixels (plus what rebuilds its file) or bytes kept as
+they are.
 
-Rasters are PNG, BMP, TIFF, PPM/PGM and lossless WebP whose samples are verifiably 8-bit, in
-modes L, LA, RGB, RGBA or P. Palette (P) images keep their palette indices as one channel and
-the palette as side data, so the indices, the palette and its transparency come back exactly
-(expanding to RGB would lose which index a pixel used, and code 3x the symbols).
+With fidelity "exact" (the default) a raster is its fully decoded pixels plus a container
+recipe (`archive.containers`) that rebuilds the original file byte for byte: PNG, BMP, PNM/PAM
+and uncompressed TIFF whose layout the recipes cover. A file whose container cannot be rebuilt
+exactly (lossless WebP, zopfli-compressed PNG, 16-bit samples, ...) is kept as its bytes, with
+the reason. JPEGs are marked for lossless recompression (`archive.jpeg`).
+
+With fidelity "pixels" rasters are PNG, BMP, TIFF, PPM/PGM and lossless WebP whose samples are
+verifiably 8-bit, in modes L, LA, RGB, RGBA or P, kept as pixels plus side data (ICC, EXIF, PNG
+text, dpi, transparency) and written back in a new container. Where a recipe parser decodes
+more than Pillow does (the fourth byte of a 32-bit BMP), its pixels are kept, never Pillow's.
+Palette (P) images keep their palette indices as one channel and the palette as side data, so
+the indices, the palette and its transparency come back exactly (expanding to RGB would lose
+which index a pixel used, and code 3x the symbols).
 
 Everything else is a blob kept byte-exact (zstd in the archive), with the reason recorded: lossy
-or other formats (JPEG, GIF, ...), 16-bit or sub-8-bit samples Pillow would rescale, multi-frame
+or other formats (GIF, ...), 16-bit or sub-8-bit samples Pillow would rescale, multi-frame
 files, corrupt or truncated images, zero-byte objects, non-images, and decompression bombs
 (more than `max_pixels` pixels; their bytes are kept but never decoded).
 """
@@ -22,6 +32,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from recarchive.archive.containers import NotRebuildable, Split, split_container
+from recarchive.archive.format import FIDELITY_EXACT, FIDELITY_PIXELS
+from recarchive.archive.jpeg import is_jpeg
+
 RASTER_FORMATS = ("PNG", "BMP", "TIFF", "PPM", "WEBP")
 RASTER_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1}
 DEFAULT_MAX_PIXELS = 128 * 1024 * 1024
@@ -36,6 +50,8 @@ class Ingested:
     mode: str = ""
     pixels: np.ndarray | None = None            # (H, W, C) uint8 for rasters
     reason: str = ""                            # why a blob
+    recipe: bytes | None = None                 # rebuilds the file from the pixels (exact)
+    jpeg: bool = False                          # a blob to recompress losslessly
     icc: bytes | None = None
     exif: bytes | None = None
     palette: bytes | None = None
@@ -46,7 +62,8 @@ def blob(reason: str, fmt: str = "") -> Ingested:
     return Ingested(kind="blob", format=fmt, reason=reason)
 
 
-def ingest(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ingested:
+def ingest(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+           fidelity: str = FIDELITY_EXACT) -> Ingested:
     """Decide how `data` is kept; never raises for bad content (it becomes a blob)."""
     if not data:
         return blob("zero-byte object")
@@ -66,8 +83,18 @@ def ingest(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ingested:
         if width * height > max_pixels:
             return blob(f"decompression-bomb guard: {width}x{height} = {width * height} pixels "
                         f"> max_pixels {max_pixels}; bytes kept, never decoded", fmt)
+        if fmt == "JPEG" and is_jpeg(data):
+            return Ingested(kind="blob", format=fmt, jpeg=True,
+                            reason="JPEG: recompressed losslessly")
         if fmt not in RASTER_FORMATS:
             return blob(f"{fmt} is not a lossless 8-bit raster format; bytes kept", fmt)
+        split = _split(data)
+        if fidelity != FIDELITY_PIXELS:
+            if isinstance(split, str):
+                return blob(f"{fmt} container cannot be rebuilt byte for byte ({split}); "
+                            "bytes kept", fmt)
+            return Ingested(kind="raster", format=fmt, mode=split.mode, pixels=split.pixels,
+                            recipe=split.recipe)
         if getattr(image, "n_frames", 1) != 1:
             return blob(f"{fmt} has {image.n_frames} frames; bytes kept", fmt)
         if image.mode not in RASTER_MODES:
@@ -80,7 +107,30 @@ def ingest(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ingested:
             pixels = np.asarray(image)
         except Exception as error:  # noqa: BLE001 - truncated/corrupt data: keep the bytes
             return blob(f"corrupt {fmt}: {type(error).__name__}: {error}", fmt)
-        return _raster(image, fmt, pixels)
+        kept = _raster(image, fmt, pixels)
+        if isinstance(split, Split) and split.mode != kept.mode:
+            # the container holds more than Pillow decoded (a 32-bit BMP's fourth byte)
+            kept.mode, kept.pixels = split.mode, split.pixels
+        elif fmt == "BMP" and _bmp_bits(data) == 32 and kept.mode != "RGBA":
+            return blob("BMP with 32 bits per pixel that could not be decoded fully; "
+                        "bytes kept", fmt)
+        return kept
+
+
+def _split(data: bytes) -> Split | str:
+    """The container's pixels and recipe, or why it cannot be rebuilt exactly."""
+    try:
+        return split_container(data)
+    except NotRebuildable as error:
+        return str(error)
+    except Exception as error:  # noqa: BLE001 - a parser bug must never lose an object
+        return f"container parser failed: {type(error).__name__}: {error}"
+
+
+def _bmp_bits(data: bytes) -> int:
+    header = struct.unpack_from("<I", data, 14)[0] if len(data) >= 18 else 0
+    offset = 24 if header == 12 else 28
+    return struct.unpack_from("<H", data, offset)[0] if len(data) >= offset + 2 else 0
 
 
 def _raster(image: Image.Image, fmt: str, pixels: np.ndarray) -> Ingested:
@@ -123,9 +173,7 @@ def _depth_problem(fmt: str, data: bytes, image: Image.Image) -> str:
                 return f"PNG with {depth}-bit samples; bytes kept"
         return ""
     if fmt == "BMP":
-        header = struct.unpack_from("<I", data, 14)[0] if len(data) >= 18 else 0
-        offset = 24 if header == 12 else 28
-        bits = struct.unpack_from("<H", data, offset)[0] if len(data) >= offset + 2 else 0
+        bits = _bmp_bits(data)
         if bits not in (1, 4, 8, 24, 32):
             return f"BMP with {bits} bits per pixel; bytes kept"
         return ""

@@ -44,21 +44,33 @@ class CodecCache:
     def __init__(self, load_model: Callable[[str], bytes]) -> None:
         self._load_model = load_model
         self._codecs: dict[tuple[str, str | None], BlockCodec] = {}
+        self._failed: dict[tuple[str, str | None], Exception] = {}
 
     def get(self, name: str, model_sha256: str | None, where: str) -> BlockCodec:
+        """The codec, built (and its model loaded and checked) once; a codec that could not
+        be built fails every later shard that needs it without loading again."""
         key = (name, model_sha256)
+        if key in self._failed:
+            raise self._failed[key]
         if key not in self._codecs:
-            options: dict[str, Any] = {}
-            if model_sha256:
-                data = self._load_model(model_sha256)
-                if sha256_hex(data) != model_sha256:
-                    raise IntegrityError(f"{where}: archived model copy hashes to "
-                                         f"{sha256_hex(data)}, shard needs {model_sha256}")
-                options["model_bytes"] = data
-            codec = get_codec(name, **options)
-            if codec.model_sha256 != (model_sha256 or None):
-                raise IntegrityError(
-                    f"{where}: wrong model: codec {name!r} was built with model "
-                    f"{codec.model_sha256}, the shard was coded with {model_sha256}")
-            self._codecs[key] = codec
+            try:
+                self._codecs[key] = self._build(name, model_sha256, where)
+            except (ValueError, OSError) as error:
+                self._failed[key] = error
+                raise
         return self._codecs[key]
+
+    def _build(self, name: str, model_sha256: str | None, where: str) -> BlockCodec:
+        options: dict[str, Any] = {}
+        if model_sha256:
+            data = self._load_model(model_sha256)
+            if sha256_hex(data) != model_sha256:
+                raise IntegrityError(f"{where}: archived model copy hashes to "
+                                     f"{sha256_hex(data)}, shard needs {model_sha256}")
+            options["model_bytes"] = data
+        codec = get_codec(name, **options)
+        if codec.model_sha256 != (model_sha256 or None):
+            raise IntegrityError(
+                f"{where}: wrong model: codec {name!r} was built with model "
+                f"{codec.model_sha256}, the shard was coded with {model_sha256}")
+        return codec

@@ -1,8 +1,19 @@
 """Build one part: its objects' blocks packed into coded shards, fallback bytes into zstd
-shards, both as row groups of one Parquet data file, plus the part's index table.
+shards, JPEGs into shards of losslessly recompressed streams, all as row groups of one Parquet
+data file, plus the part's index table.
 
-Memory stays bounded by one pending shard per channel layout, one pending blob shard, and the
-part's output file: shards are coded and appended as soon as they fill.
+Nothing is committed before it was decoded and compared (Lepton's rule):
+- a raster kept with a container recipe is rebuilt from its pixels and recipe, and kept as
+  pixels only if the rebuilt file has the original's sha256 (else its bytes are kept, with the
+  reason);
+- a JPEG's recompressed stream is expanded and compared before it is used;
+- with `verify_shards` (the default) every coded pixel shard is decoded and compared with its
+  blocks before it is written; a shard that does not come back is coded again with the
+  model-free order0 codec (itself checked), and counted in `shards_recoded`.
+
+Memory stays bounded by one pending shard per channel layout, one pending blob shard, one
+pending JPEG shard, and the part's output file: shards are coded and appended as soon as they
+fill.
 """
 
 from __future__ import annotations
@@ -20,10 +31,13 @@ import pyarrow.parquet as pq
 import zstandard
 
 from recarchive.archive.blocks import cut_blocks
+from recarchive.archive.containers import rebuild_container
 from recarchive.archive.format import (
     BLOB_CODEC,
     DEFAULT_OBJECT_DIGEST_BYTES,
+    FIDELITY_EXACT,
     INDEX_SCHEMA,
+    JPEG_CODEC,
     KIND_BLOB,
     KIND_RASTER,
     KIND_SKIPPED,
@@ -31,10 +45,10 @@ from recarchive.archive.format import (
     SHARD_PIXELS,
     SHARD_SCHEMA,
     SHARD_STAT_COLUMNS,
-    object_digest,
 )
 from recarchive.archive.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
-from recarchive.codecs import BlockCodec
+from recarchive.archive.jpeg import recompress
+from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
 from recarchive.report.measure import PartRecorder
 
 # Index writer options, chosen for size (the index is most of the archive's overhead):
@@ -47,7 +61,7 @@ from recarchive.report.measure import PartRecorder
 # - no column statistics and no embedded Arrow schema: nothing reads them (the manifest holds
 #   each part's key range; readers check the columns by name, see `check_index_schema`).
 INDEX_DICTIONARY_COLUMNS = ["kind", "format", "mode", "reason", "meta", "icc", "exif",
-                            "palette", "height", "width", "channels", "num_blocks"]
+                            "palette", "height", "width", "channels", "num_blocks", "recipe"]
 INDEX_ENCODINGS = {"key": "DELTA_BYTE_ARRAY", "size": "DELTA_BINARY_PACKED",
                    "part": "DELTA_BINARY_PACKED", "shard": "DELTA_BINARY_PACKED",
                    "block_start": "DELTA_BINARY_PACKED", "blob_offset": "DELTA_BINARY_PACKED",
@@ -71,7 +85,12 @@ class PartStats:
     blob_raw_bytes: int = 0
     blob_payload_bytes: int = 0       # zstd payloads of blob shards
     pixel_shards: int = 0
-    blob_shards: int = 0
+    blob_shards: int = 0              # zstd and JPEG shards
+    byte_exact_rasters: int = 0       # rasters kept as pixels + recipe (restore the file)
+    jpegs: int = 0                    # JPEGs recompressed losslessly (counted in blobs)
+    jpeg_raw_bytes: int = 0           # their original bytes (counted in blob_raw_bytes)
+    jpeg_payload_bytes: int = 0       # their recompressed bytes (counted in blob_payload_bytes)
+    shards_recoded: int = 0           # pixel shards that failed their decode check
 
     def add(self, other: PartStats) -> None:
         for name in self.__dataclass_fields__:
@@ -92,8 +111,11 @@ class PartBuilder:
     def __init__(self, part: int, codec: BlockCodec, *, shard_blocks: int,
                  blob_shard_bytes: int, zstd_level: int = 9,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
-                 object_digest_bytes: int = DEFAULT_OBJECT_DIGEST_BYTES) -> None:
+                 object_digest_bytes: int = DEFAULT_OBJECT_DIGEST_BYTES,
+                 fidelity: str = FIDELITY_EXACT, verify_shards: bool = True) -> None:
         self.part = part
+        self.fidelity = fidelity
+        self.verify_shards = verify_shards
         self.object_digest_bytes = object_digest_bytes
         self.codec = codec
         self.shard_blocks = shard_blocks
@@ -106,6 +128,9 @@ class PartBuilder:
         self._pending: dict[int, _Pending] = {}
         self._blobs = _Pending()
         self._blob_size = 0
+        self._jpegs = _Pending()           # blocks: the recompressed streams
+        self._jpeg_methods: list[str] = []
+        self._jpeg_size = 0
         self._shards = 0
         self._buffer = io.BytesIO()
         self._writer = pq.ParquetWriter(
@@ -129,17 +154,30 @@ class PartBuilder:
     def add(self, key: str, data: bytes) -> Ingested:
         """Ingest one object's bytes and pack what is kept of it."""
         self.recorder.begin_object()
-        kept = ingest(data, self.max_pixels)
+        kept = ingest(data, self.max_pixels, self.fidelity)
         self.stats.objects += 1
         self.stats.source_bytes += len(data)
-        digest = object_digest(data, self.object_digest_bytes)
+        full_digest = hashlib.sha256(data).digest()
+        digest = full_digest[:self.object_digest_bytes]
         pixels = kept.pixels
         if pixels is not None and pixels.shape[2] not in self.codec.channel_layouts:
             kept = Ingested(kind=KIND_BLOB, format=kept.format,
                             reason=f"codec {self.codec.name!r} does not code "
                             f"{pixels.shape[2]}-channel images; bytes kept")
+        if kept.recipe is not None and kept.pixels is not None:
+            problem = _rebuild_problem(kept.pixels, kept.recipe, full_digest)
+            if problem:
+                kept = Ingested(kind=KIND_BLOB, format=kept.format,
+                                reason=f"{kept.format} {problem}; bytes kept")
         if kept.kind == KIND_RASTER and kept.pixels is not None:
             self._add_raster(key, len(data), digest, kept)
+        elif kept.jpeg:
+            packed = recompress(data)
+            if isinstance(packed, tuple):
+                self._add_jpeg(key, data, digest, kept, *packed)
+            else:
+                self._add_blob(key, data, digest, Ingested(kind=KIND_BLOB, format=kept.format,
+                                                           reason=packed))
         else:
             self._add_blob(key, data, digest, kept)
         self.recorder.end_object(self._rows[-1])
@@ -154,10 +192,12 @@ class PartBuilder:
                    height=height, width=width, channels=channels,
                    num_blocks=len(blocks), sha256_prefix=digest,
                    icc=kept.icc, exif=kept.exif, palette=kept.palette,
-                   meta=json.dumps(kept.meta, sort_keys=True) if kept.meta else None)
+                   meta=json.dumps(kept.meta, sort_keys=True) if kept.meta else None,
+                   recipe=kept.recipe)
         self._rows.append(row)
         self.recorder.sample(len(self._rows) - 1, key, pixels)
         self.stats.rasters += 1
+        self.stats.byte_exact_rasters += kept.recipe is not None
         self.stats.raw_pixel_bytes += pixels.size
         pending = self._pending.setdefault(channels, _Pending())
         row["block_start"] = pending.count
@@ -181,6 +221,24 @@ class PartBuilder:
         self._blob_size += len(data)
         if self._blob_size >= self.blob_shard_bytes:
             self._flush_blobs()
+
+    def _add_jpeg(self, key: str, data: bytes, digest: bytes, kept: Ingested, method: str,
+                  packed: bytes) -> None:
+        row = _row(key, len(data), KIND_BLOB, self.part, format=kept.format,
+                   blob_offset=self._jpeg_size, blob_length=len(data), sha256_prefix=digest,
+                   reason=f"JPEG recompressed losslessly ({method})")
+        self._rows.append(row)
+        self.stats.blobs += 1
+        self.stats.blob_raw_bytes += len(data)
+        self.stats.jpegs += 1
+        self.stats.jpeg_raw_bytes += len(data)
+        self._jpegs.rows.append(row)
+        self._jpegs.blocks.append(np.frombuffer(data, np.uint8))
+        self._jpegs.owners.append((len(self._rows) - 1, packed))
+        self._jpeg_methods.append(method)
+        self._jpeg_size += len(data)
+        if self._jpeg_size >= self.blob_shard_bytes:
+            self._flush_jpegs()
 
     # --- shards ----------------------------------------------------------------------------
 
@@ -206,16 +264,25 @@ class PartBuilder:
     def _write_pixel_shard(self, blocks: np.ndarray, owners: np.ndarray) -> int:
         blocks = np.ascontiguousarray(blocks)
         started = time.perf_counter()
-        encoded = self.codec.encode(blocks)
+        codec = self.codec
+        encoded = codec.encode(blocks)
         seconds = time.perf_counter() - started
+        if self.verify_shards and not _decodes_to(codec, encoded, blocks):
+            self.stats.shards_recoded += 1
+            codec = get_codec("order0")
+            encoded = codec.encode(blocks)
+            if not _decodes_to(codec, encoded, blocks):
+                raise CodecError(f"part {self.part}: a pixel shard decodes to other blocks with "
+                                 f"both {self.codec.name!r} and order0; nothing was written "
+                                 "(report this as a bug, with the source objects)")
         payload = bytes(encoded.payload)
         self.stats.pixel_shards += 1
         self.stats.block_bytes += blocks.size
         self.stats.pixel_payload_bytes += len(payload)
-        number = self._write_shard(SHARD_PIXELS, self.codec.name, self.codec.model_sha256,
+        number = self._write_shard(SHARD_PIXELS, codec.name, codec.model_sha256,
                                    encoded.params, blocks.shape[3], len(blocks),
                                    blocks.tobytes(), payload)
-        self.recorder.pixel_shard(number, self.codec.name, self.codec.model_sha256, blocks,
+        self.recorder.pixel_shard(number, codec.name, codec.model_sha256, blocks,
                                   owners, len(payload), seconds)
         return number
 
@@ -237,6 +304,28 @@ class PartBuilder:
             row["shard"] = number
         self._blobs = _Pending()
         self._blob_size = 0
+
+    def _flush_jpegs(self) -> None:
+        """One shard of recompressed JPEGs: the streams back to back, their methods and
+        lengths in the shard's params; raw = the original files back to back."""
+        if not self._jpegs.rows:
+            return
+        raw = b"".join(part.tobytes() for part in self._jpegs.blocks)
+        streams = [packed for _, packed in self._jpegs.owners]
+        payload = b"".join(streams)
+        params = {"methods": self._jpeg_methods, "lengths": [len(p) for p in streams]}
+        self.stats.blob_shards += 1
+        self.stats.blob_payload_bytes += len(payload)
+        self.stats.jpeg_payload_bytes += len(payload)
+        number = self._write_shard(SHARD_BLOB, JPEG_CODEC, None, params, 0, 0, raw, payload)
+        self.recorder.blob_shard(number, JPEG_CODEC, [index for index, _ in self._jpegs.owners],
+                                 [row["blob_length"] for row in self._jpegs.rows],
+                                 len(payload), 0.0)
+        for row in self._jpegs.rows:
+            row["shard"] = number
+        self._jpegs = _Pending()
+        self._jpeg_methods = []
+        self._jpeg_size = 0
 
     def _write_shard(self, kind: str, codec: str, model: str | None, params: dict[str, Any],
                      channels: int, num_blocks: int, raw: bytes, payload: bytes) -> int:
@@ -263,6 +352,7 @@ class PartBuilder:
         for channels in sorted(self._pending):
             self._flush_pixels(channels, final=True)
         self._flush_blobs()
+        self._flush_jpegs()
         self._writer.close()
         index = io.BytesIO()
         table = pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA)
@@ -274,12 +364,35 @@ class PartBuilder:
         return self._buffer.getvalue(), index.getvalue()
 
 
+def _rebuild_problem(pixels: np.ndarray, recipe: bytes, digest: bytes) -> str:
+    """Why the file rebuilt from pixels and recipe is not the original ("" if it is)."""
+    try:
+        rebuilt = rebuild_container(pixels, recipe)
+    except Exception as error:  # noqa: BLE001 - any failure means: keep the bytes
+        return f"container rebuild failed ({type(error).__name__}: {error})"
+    if hashlib.sha256(rebuilt).digest() != digest:
+        return "container rebuilt with other bytes than the original"
+    return ""
+
+
+def _decodes_to(codec: BlockCodec, encoded: EncodedShard, blocks: np.ndarray) -> bool:
+    """Decode a freshly coded shard (from its bytes, as a restore would) and compare."""
+    try:
+        decoded = codec.decode(EncodedShard(bytes(encoded.payload), encoded.num_blocks,
+                                            encoded.channels, json.loads(
+                                                json.dumps(encoded.params, sort_keys=True))))
+    except (CodecError, ValueError):
+        return False
+    return decoded.shape == blocks.shape and bool(np.array_equal(decoded, blocks))
+
+
 def _row(key: str, size: int, kind: str, part: int, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "key": key, "size": size, "kind": kind, "format": "", "mode": "", "height": 0,
         "width": 0, "channels": 0, "part": part, "shard": -1, "block_start": 0,
         "num_blocks": 0, "blob_offset": 0, "blob_length": 0, "sha256_prefix": None,
         "reason": None, "icc": None, "exif": None, "palette": None, "meta": None,
+        "recipe": None,
     }
     row.update(values)
     return row

@@ -1,5 +1,11 @@
-"""Restored rasters as PNG: the same mode, pixels (palette indices for P), palette,
-transparency, ICC profile, EXIF, PNG text and dpi that ingest kept."""
+"""A raster object's bytes from its decoded pixels and what the index kept of it.
+
+- With a container recipe (fidelity "exact"): the original file, rebuilt byte for byte.
+- Without one (fidelity "pixels"): the same mode, pixels (palette indices for P), palette,
+  transparency, ICC profile, EXIF, PNG text and dpi, in a new container of the original format
+  where Pillow writes that format and mode (PNG, BMP, TIFF, PPM/PGM, lossless WebP), else PNG.
+- Format 1 archives restored every raster as PNG, and still do.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,16 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, PngImagePlugin
+
+from recarchive.archive.containers import rebuild_container
+
+# format -> modes Pillow writes losslessly in it (the rest are written as PNG)
+WRITABLE: dict[str, tuple[str, ...]] = {
+    "BMP": ("L", "P", "RGB", "RGBA"),
+    "TIFF": ("L", "LA", "P", "RGB", "RGBA"),
+    "PPM": ("L", "RGB"),
+    "WEBP": ("RGB", "RGBA"),
+}
 
 
 def pixels_sha256(pixels: np.ndarray) -> bytes:
@@ -51,4 +67,39 @@ def encode_png(pixels: np.ndarray, mode: str, *, palette: bytes | None, icc: byt
         options["pnginfo"] = info
     out = io.BytesIO()
     image.save(out, "PNG", **options)
+    return out.getvalue()
+
+
+def object_bytes(row: dict[str, Any], pixels: np.ndarray, fidelity: str) -> bytes:
+    """The bytes a raster restores to (see the module docstring); `fidelity` is the
+    archive's ("png" for format 1 archives)."""
+    if row.get("recipe") is not None:
+        return rebuild_container(pixels, row["recipe"])
+    side = {"palette": row["palette"], "icc": row["icc"], "exif": row["exif"],
+            "meta_json": row["meta"]}
+    if fidelity != "png" and row["mode"] in WRITABLE.get(row["format"], ()):
+        return encode_other(pixels, row["mode"], row["format"], **side)
+    return encode_png(pixels, row["mode"], **side)
+
+
+def encode_other(pixels: np.ndarray, mode: str, fmt: str, *, palette: bytes | None,
+                 icc: bytes | None, exif: bytes | None, meta_json: str | None) -> bytes:
+    """`pixels` as a new file of format `fmt` (a mode listed in `WRITABLE`), with the ICC
+    profile, EXIF and dpi where the format holds them."""
+    meta: dict[str, Any] = json.loads(meta_json) if meta_json else {}
+    array = pixels[:, :, 0] if mode in ("L", "P") else pixels
+    image = Image.fromarray(np.ascontiguousarray(array), mode)
+    if mode == "P":
+        image.putpalette(palette or b"", rawmode=meta.get("palette_mode", "RGB"))
+    options: dict[str, Any] = {}
+    if fmt == "WEBP":
+        options.update(lossless=True, quality=100, exact=True)
+    if icc and fmt in ("TIFF", "WEBP"):
+        options["icc_profile"] = icc
+    if exif and fmt in ("TIFF", "WEBP"):
+        options["exif"] = exif
+    if "dpi" in meta and fmt in ("BMP", "TIFF"):
+        options["dpi"] = tuple(meta["dpi"])
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
     return out.getvalue()

@@ -26,6 +26,9 @@ import zstandard
 from recarchive.archive.blocks import join_blocks
 from recarchive.archive.errors import ArchiveError, ArchiveIncomplete, IntegrityError
 from recarchive.archive.format import (
+    BLOB_CODEC,
+    FIDELITY_EXACT,
+    JPEG_CODEC,
     KIND_SKIPPED,
     MANIFEST,
     OBJECT_DIGEST_COLUMN,
@@ -35,7 +38,9 @@ from recarchive.archive.format import (
     check_object_digest_bytes,
     parse_manifest,
 )
+from recarchive.archive.jpeg import JpegError, expand
 from recarchive.archive.models import CodecCache
+from recarchive.models.shipped import shipped_bytes
 from recarchive.codecs import CodecError, EncodedShard
 from recarchive.codecs.base import BLOCK_SIZE
 from recarchive.storage import open_location
@@ -62,6 +67,11 @@ class ArchiveReader:
                 f"{url}: no {MANIFEST}: not an archive, or an archive run that has not "
                 "finished (rerun the same `recarchive archive` command to resume it)")
         self.manifest = parse_manifest(self.location.read_bytes(MANIFEST), f"{url}/{MANIFEST}")
+        self.version = int(self.manifest["format_version"])
+        # format 1 restored every raster as a new PNG; format 2 records how it was kept
+        self.fidelity = str(self.manifest.get("fidelity", FIDELITY_EXACT)) \
+            if self.version >= 2 else "png"
+        self.models_replaced: list[str] = []  # damaged copies replaced by shipped models
         self.object_digest_bytes = _digest_bytes(self.manifest, f"{url}/{MANIFEST}")
         self.files = {f["path"]: f for f in self.manifest["files"]}
         self.parts = self.manifest["parts"]
@@ -88,9 +98,21 @@ class ArchiveReader:
         return data
 
     def _model(self, sha256: str) -> bytes:
+        """The archive's copy of a model; where that copy is missing or damaged, the shipped
+        model file with the same sha256 (the bytes are the same by their hash)."""
         for model in self.manifest.get("models", []):
             if model["sha256"] == sha256:
-                return self.read_checked(model["path"])
+                try:
+                    return self.read_checked(model["path"])
+                except IntegrityError as error:
+                    shipped = shipped_bytes(sha256)
+                    if shipped is None:
+                        raise IntegrityError(f"{error}; no shipped model has sha256 {sha256} "
+                                             "to replace it") from None
+                    self.models_replaced.append(
+                        f"{self.url}: {model['path']} is damaged or missing; used the "
+                        f"shipped model with the same sha256 {sha256[:16]}…")
+                    return shipped
         raise IntegrityError(f"{self.url}: a shard needs model {sha256}, which the archive "
                              "does not contain")
 
@@ -115,7 +137,7 @@ class ArchiveReader:
             raise IntegrityError(f"{self.url}: {part['index']} is not a readable index: "
                                  f"{error}") from error
         where = f"{self.url}: {part['index']}"
-        check_index_schema(table.schema, where)
+        check_index_schema(table.schema, where, self.version)
         if table.num_rows != part["objects"]:
             raise IntegrityError(f"{where} has {table.num_rows} rows, the manifest says "
                                  f"{part['objects']}")
@@ -134,17 +156,19 @@ class ArchiveReader:
                                  "object_digest_bytes)")
         return table
 
-    def rows(self, pattern: str | None = None,
-             shards: set[int] | None = None) -> Iterator[dict[str, Any]]:
-        """Index rows (dicts) of objects whose key matches `pattern` (fnmatch; `*` also
-        matches `/`) and whose first shard (global number) is in `shards`."""
-        for part in self.index_parts(pattern):
+    def rows(self, pattern: str | None = None, shards: set[int] | None = None,
+             parts: list[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
+        """Index rows (dicts) of objects whose key equals `pattern` or matches it (fnmatch;
+        `*` also matches `/`) and whose first shard (global number) is in `shards`; only in
+        `parts` (manifest entries) when given."""
+        for part in self.index_parts(pattern) if parts is None else parts:
             first = int(self.shard_offsets[part["part"]])
             if shards is not None and not any(first <= s < first + part["shards"]
                                                for s in shards):
                 continue  # none of the asked shards lies in this part: skip its index
             for row in self.index_table(part).to_pylist():
-                if pattern and not fnmatch.fnmatchcase(row["key"], pattern):
+                if pattern and row["key"] != pattern and not fnmatch.fnmatchcase(
+                        row["key"], pattern):
                     continue
                 if shards is not None and (
                         row["shard"] < 0 or self.global_shard(row["part"], row["shard"])
@@ -251,14 +275,35 @@ class ArchiveReader:
         where = f"{self.url}: shard {self.global_shard(part, number)}"
         if row["kind"] != SHARD_BLOB:
             raise IntegrityError(f"{where}: expected a blob shard, found {row['kind']!r}")
-        try:
-            raw = zstandard.ZstdDecompressor().decompress(
-                row["payload"], max_output_size=row["raw_size"])
-        except zstandard.ZstdError as error:
-            raise IntegrityError(f"{where}: zstd cannot decode it: {error}") from error
+        raw = self._unpack_blobs(row, where)
         if len(raw) != row["raw_size"] or hashlib.sha256(raw).digest() != row["raw_sha256"]:
             raise IntegrityError(f"{where}: decoded bytes do not match the shard's checksum")
         return raw
+
+    @staticmethod
+    def _unpack_blobs(row: dict[str, Any], where: str) -> bytes:
+        """A blob shard's raw bytes (its objects back to back) from its payload."""
+        if row["codec"] == JPEG_CODEC:
+            params = json.loads(row["params"])
+            methods, lengths = params.get("methods", []), params.get("lengths", [])
+            if len(methods) != len(lengths) or sum(lengths) != len(row["payload"]):
+                raise IntegrityError(f"{where}: JPEG stream lengths do not fit the payload")
+            pieces, start = [], 0
+            try:
+                for method, length in zip(methods, lengths, strict=True):
+                    pieces.append(expand(method, row["payload"][start:start + length]))
+                    start += length
+            except JpegError as error:
+                raise IntegrityError(f"{where}: {error}") from error
+            return b"".join(pieces)
+        if row["codec"] != BLOB_CODEC:
+            raise IntegrityError(f"{where}: blob codec {row['codec']!r} is not one this "
+                                 "recarchive knows; use the release that wrote the archive")
+        try:
+            return zstandard.ZstdDecompressor().decompress(
+                row["payload"], max_output_size=row["raw_size"])
+        except zstandard.ZstdError as error:
+            raise IntegrityError(f"{where}: zstd cannot decode it: {error}") from error
 
     def shard_chain(self, part: int, first: int, block_start: int,
                     num_blocks: int) -> list[tuple[int, int, int]]:

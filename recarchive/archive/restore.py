@@ -2,12 +2,16 @@
 
 Restore fetches only the index parts whose key range can match, then per part only the row
 groups the selected objects live in; each decoded shard is dropped as soon as no remaining
-object needs it. Rasters come back as PNG (same key, same mode, pixels, palette and kept
-metadata); blobs byte-identical. Every checksum on the way is checked: each decoded shard
-against its full raw sha256 (this is what covers a raster's pixels; the index keeps no
-per-object pixel digest), each raster's channels and shape against its block range, and each
-blob's bytes against its index `sha256_prefix` (its blob shard's full raw sha256 is checked
-too).
+object needs it. Every object comes back as the archive's fidelity says (`rasters`): by
+default its original bytes (a raster rebuilt from its pixels and container recipe, a blob or
+recompressed JPEG as it was), each checked against its index `sha256_prefix` before it is
+written. Every checksum on the way is checked: each decoded shard against its full raw sha256,
+each raster's channels and shape against its block range.
+
+Damage stops nothing but what it touches: a shard that cannot be decoded, an index file that
+cannot be read or an object that does not match its digest is listed (by key, or by the key
+range of a lost index) in `RestoreReport.failed`, and everything else is restored; the command
+exits non-zero when anything failed.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from recarchive.archive.errors import IntegrityError
+from recarchive.archive.errors import ArchiveError, IntegrityError
 from recarchive.archive.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED, object_digest
-from recarchive.archive.rasters import encode_png
+from recarchive.archive.rasters import object_bytes
 from recarchive.archive.reader import ArchiveReader
 from recarchive.archive.safety import check_inside, safe_relative_path
+from recarchive.codecs import CodecError
 from recarchive.storage import open_location
 
 
@@ -39,42 +44,66 @@ class RestoreReport:
     raw_pixel_bytes: int = 0
     shards_decoded: int = 0
     archive_bytes_read: int = 0
+    byte_exact: int = 0               # objects whose bytes matched their source's digest
     skipped: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)   # key (or range), reason
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "objects": self.objects, "kinds": dict(self.kinds),
             "written_bytes": self.written_bytes, "raw_pixel_bytes": self.raw_pixel_bytes,
-            "shards_decoded": self.shards_decoded,
+            "shards_decoded": self.shards_decoded, "byte_exact": self.byte_exact,
             "archive_bytes_read": self.archive_bytes_read, "skipped": self.skipped,
-            "problems": self.problems, "seconds": round(self.seconds, 3),
+            "failed": self.failed, "problems": self.problems, "notes": self.notes,
+            "seconds": round(self.seconds, 3),
         }
+
+    def fail(self, key: str, error: Exception | str) -> None:
+        reason = str(error)
+        self.failed.append({"key": key, "reason": reason})
+        self.problems.append(reason if key in reason else f"{key}: {reason}")
+
+
+DECODE_ERRORS = (IntegrityError, CodecError, ValueError, OSError)
 
 
 class _PartDecoder:
-    """Decoded shards of one part, each kept only while a pending object still needs it."""
+    """Decoded shards of one part, each kept only while a pending object still needs it; a
+    shard that failed to decode fails every object that needs it, without decoding again."""
 
     def __init__(self, reader: ArchiveReader, part: int, rows: list[dict[str, Any]],
                  report: RestoreReport) -> None:
         self.reader, self.part, self.report = reader, part, report
         self.uses: Counter = Counter()
         self.cache: dict[int, Any] = {}
-        self.chains: dict[str, list[tuple[int, int, int]]] = {}
+        self.broken: dict[int, Exception] = {}
+        self.chains: dict[str, list[tuple[int, int, int]] | Exception] = {}
         for row in rows:
             if row["kind"] == KIND_RASTER:
-                chain = reader.shard_chain(part, row["shard"], row["block_start"],
-                                           row["num_blocks"])
+                try:
+                    chain = reader.shard_chain(part, row["shard"], row["block_start"],
+                                               row["num_blocks"])
+                except DECODE_ERRORS as error:
+                    self.chains[row["key"]] = error
+                    continue
                 self.chains[row["key"]] = chain
                 self.uses.update(number for number, _, _ in chain)
             elif row["kind"] == KIND_BLOB:
                 self.uses[row["shard"]] += 1
 
     def _get(self, number: int, blob: bool) -> Any:
+        if number in self.broken:
+            raise self.broken[number]
         if number not in self.cache:
-            self.cache[number] = (self.reader.decode_blob(self.part, number) if blob
-                                  else self.reader.decode_pixels(self.part, number))
+            try:
+                self.cache[number] = (self.reader.decode_blob(self.part, number) if blob
+                                      else self.reader.decode_pixels(self.part, number))
+            except DECODE_ERRORS as error:
+                self.broken[number] = error
+                raise
             self.report.shards_decoded += 1
         value = self.cache[number]
         self.uses[number] -= 1
@@ -85,8 +114,10 @@ class _PartDecoder:
     def pixels(self, row: dict[str, Any]) -> np.ndarray:
         """The raster's pixels, cut from shards each checked against its raw sha256 when
         decoded; the object's channels and shape are checked here."""
-        pieces = [self._get(number, False)[start:stop]
-                  for number, start, stop in self.chains[row["key"]]]
+        chain = self.chains[row["key"]]
+        if isinstance(chain, Exception):
+            raise chain
+        pieces = [self._get(number, False)[start:stop] for number, start, stop in chain]
         blocks = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
         return self.reader.object_pixels(row, blocks)
 
@@ -94,12 +125,29 @@ class _PartDecoder:
         raw = self._get(row["shard"], True)
         start, length = row["blob_offset"], row["blob_length"]
         data = raw[start:start + length]
-        prefix = row["sha256_prefix"]
-        if len(data) != length or prefix is None or (
-                object_digest(data, self.reader.object_digest_bytes) != prefix):
-            raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: restored bytes do "
-                                 "not match its sha256 prefix in the index")
+        if len(data) != length:
+            raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: its byte range "
+                                 "runs past its shard")
         return data
+
+    def object(self, row: dict[str, Any]) -> tuple[bytes, bool]:
+        """The object's restored bytes, and whether they are its original bytes (checked
+        against its index digest, which must then match)."""
+        if row["kind"] == KIND_RASTER:
+            pixels = self.pixels(row)
+            self.report.raw_pixel_bytes += pixels.size
+            data = object_bytes(row, pixels, self.reader.fidelity)
+            exact = row.get("recipe") is not None
+        else:
+            data, exact = self.blob(row), True
+        if exact and object_digest(data, self.reader.object_digest_bytes) != (
+                row["sha256_prefix"]):
+            raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: restored bytes do "
+                                 "not match its sha256 prefix in the index" + (
+                                     " (its container was rebuilt by this machine's zlib; a "
+                                     "different deflate library gives other bytes)"
+                                     if row["kind"] == KIND_RASTER else ""))
+        return data, exact
 
 
 def _by_part(rows: Iterator[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
@@ -115,22 +163,43 @@ def _by_part(rows: Iterator[dict[str, Any]]) -> Iterator[tuple[int, list[dict[st
         yield current, batch
 
 
+def selected_rows(reader: ArchiveReader, report: RestoreReport, objects: str | None,
+                  shards: set[int] | None) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """The selected index rows part by part; a part whose index cannot be read is reported
+    as failed (its key range and object count) and skipped."""
+    for part in reader.index_parts(objects):
+        try:
+            rows = list(reader.rows(objects, shards, parts=[part]))
+        except IntegrityError as error:
+            report.fail(f"{part['min_key']} … {part['max_key']} ({part['objects']} objects "
+                        f"of part {part['part']})", error)
+            continue
+        for number, batch in _by_part(iter(rows)):
+            yield number, batch
+
+
 def restore(archive_url: str, destination_url: str, *, shards: set[int] | None = None,
             objects: str | None = None, archive_options: dict[str, Any] | None = None,
             destination_options: dict[str, Any] | None = None) -> RestoreReport:
     """Restore the selected objects (all by default) of an archive into `destination_url`.
 
     `objects`: fnmatch pattern on keys. `shards`: global shard numbers; selects the objects
-    whose data begins in them (so disjoint shard sets restore disjoint objects).
+    whose data begins in them (so disjoint shard sets restore disjoint objects). Damaged
+    shards or index files fail only the objects they hold (`RestoreReport.failed`).
     """
     started = time.time()
     reader = ArchiveReader(archive_url, archive_options)
     destination = open_location(destination_url, destination_options)
     report = RestoreReport()
-    for part, rows in _by_part(reader.rows(objects, shards)):
-        paths = {row["key"]: safe_relative_path(row["key"]) for row in rows}
-        for key, relative in paths.items():
-            check_inside(destination, key, relative)
+    for part, rows in selected_rows(reader, report, objects, shards):
+        paths = {}
+        for row in rows:
+            try:
+                relative = safe_relative_path(row["key"])
+                check_inside(destination, row["key"], relative)
+                paths[row["key"]] = relative
+            except ArchiveError as error:
+                paths[row["key"]] = error
         decoder = _PartDecoder(reader, part, rows, report)
         for row in sorted(rows, key=lambda r: (r["shard"], r["block_start"], r["blob_offset"])):
             report.objects += 1
@@ -138,23 +207,28 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
             if row["kind"] == KIND_SKIPPED:
                 report.skipped.append({"key": row["key"], "reason": row["reason"] or ""})
                 continue
-            if row["kind"] == KIND_RASTER:
-                pixels = decoder.pixels(row)
-                report.raw_pixel_bytes += pixels.size
-                data = encode_png(pixels, row["mode"], palette=row["palette"], icc=row["icc"],
-                                  exif=row["exif"], meta_json=row["meta"])
-            else:
-                data = decoder.blob(row)
-            destination.write_atomic(paths[row["key"]], data, durable=False)
+            target = paths[row["key"]]
+            if isinstance(target, Exception):
+                report.fail(row["key"], target)
+                continue
+            try:
+                data, exact = decoder.object(row)
+            except DECODE_ERRORS as error:
+                report.fail(row["key"], error)
+                continue
+            destination.write_atomic(target, data, durable=False)
             report.written_bytes += len(data)
+            report.byte_exact += exact
         reader.release(part)
+    report.notes.extend(reader.models_replaced)
     report.archive_bytes_read = reader.location.read.bytes
     report.seconds = time.time() - started
     return report
 
 
 def verify(archive_url: str, archive_options: dict[str, Any] | None = None) -> RestoreReport:
-    """Check every file against the manifest, decode every shard, check every object.
+    """Check every file against the manifest, decode every shard, rebuild every object and
+    check it against its digest.
 
     Problems are collected (each naming its file, shard or object), not raised, so one run
     lists all the damage; `report.problems` is empty for a sound archive.
@@ -166,28 +240,27 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None) -> R
         problem = _check_file(reader, entry)
         if problem:
             report.problems.append(problem)
-    counted = Counter()
+    counted: Counter = Counter()
     for part in reader.parts:
         try:
             rows = reader.index_table(part).to_pylist()
-            decoder = _PartDecoder(reader, part["part"], rows, report)
         except IntegrityError as error:
-            report.problems.append(str(error))
+            report.fail(f"{part['min_key']} … {part['max_key']} ({part['objects']} objects "
+                        f"of part {part['part']})", error)
             continue
+        decoder = _PartDecoder(reader, part["part"], rows, report)
         for row in rows:
             report.objects += 1
             report.kinds[row["kind"]] += 1
             counted[row["kind"]] += 1
+            if row["kind"] == KIND_SKIPPED:
+                report.skipped.append({"key": row["key"], "reason": row["reason"] or ""})
+                continue
             try:
-                safe_relative_path(row["key"])
-                if row["kind"] == KIND_RASTER:
-                    report.raw_pixel_bytes += decoder.pixels(row).size
-                elif row["kind"] == KIND_BLOB:
-                    decoder.blob(row)
-                else:
-                    report.skipped.append({"key": row["key"], "reason": row["reason"] or ""})
-            except (IntegrityError, ValueError) as error:
-                report.problems.append(str(error))
+                _, exact = decoder.object(row)
+                report.byte_exact += exact
+            except DECODE_ERRORS as error:
+                report.fail(row["key"], error)
         reader.release(part["part"])
     totals = reader.manifest["totals"]
     expected = {KIND_RASTER: totals["rasters"], KIND_BLOB: totals["blobs"],
@@ -196,6 +269,7 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None) -> R
         if counted[kind] != number:
             report.problems.append(f"{archive_url}: index has {counted[kind]} {kind} objects, "
                                    f"the manifest says {number}")
+    report.notes.extend(reader.models_replaced)
     report.archive_bytes_read = reader.location.read.bytes
     report.seconds = time.time() - started
     return report

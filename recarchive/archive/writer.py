@@ -6,10 +6,14 @@ The steps are separate functions so a scheduler can spread `build_part` over wor
 `finalize`.
 
 Resume: a run is named by `run_id` (default: a hash of the source URL and settings, so the same
-command resumes). Each finished part leaves `runs/RUN/done/part-N.json`, written after its data
-and index files, recording a fingerprint of the part's objects (keys and sizes) and its files'
-checksums. A rerun reuses a part whose fingerprint and files still match, and rebuilds any
-other. Until the manifest exists, readers refuse the archive as incomplete.
+command resumes). Each build of a part gets a writer id of its own and writes its files under
+it (`format.data_path(run, part, writer)`), ending with `runs/RUN/done/part-N-W.json`: the
+fingerprint of the part's objects (keys, sizes, versions) and its files' sizes and sha256. A
+rerun reuses a part whose fingerprint matches and whose files still hash to what the record
+says, and builds any other anew under a new writer id; so two writers of one run never write
+the same file, and the manifest (created exclusively) names the files of the one that
+committed. The loser says which of its files no manifest names. Until the manifest exists,
+readers refuse the archive as incomplete; rerunning a finished archive's command is a no-op.
 
 Reports: each done record also carries `"report"` (per-shard coding time and payload, per-image
 bits, a small classical-codec sample; `recarchive.report.measure`), and `finalize` writes the
@@ -21,23 +25,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from recarchive.archive.errors import ArchiveError
+from recarchive.archive.errors import ArchiveError, IntegrityError
 from recarchive.archive.format import (
     DEFAULT_OBJECT_DIGEST_BYTES,
+    FIDELITIES,
+    FIDELITY_EXACT,
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST,
     canonical_json,
     check_object_digest_bytes,
+    commit_path,
     data_path,
+    done_folder,
     done_path,
     index_path,
     model_path,
+    parse_manifest,
+    part_of_done_file,
     run_dir,
     seal_manifest,
     sha256_hex,
@@ -65,6 +76,11 @@ class ArchiveSettings:
     # bytes of each object's sha256 (of its original bytes) kept in the index: 8..32, 32 = the
     # full digest; pixels are covered by each shard's full raw_sha256 (see `format`)
     object_digest_bytes: int = DEFAULT_OBJECT_DIGEST_BYTES
+    # "exact": every object restores to its original bytes; "pixels": rasters restore as
+    # identical pixels and metadata in a re-encoded container (see `format`)
+    fidelity: str = FIDELITY_EXACT
+    # decode every coded pixel shard and compare it with its blocks before it is written
+    verify_shards: bool = True
 
     def check(self) -> None:
         for name in ("shard_blocks", "part_objects", "part_bytes", "blob_shard_bytes",
@@ -72,6 +88,8 @@ class ArchiveSettings:
             if getattr(self, name) < 1:
                 raise ArchiveError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_object_digest_bytes(self.object_digest_bytes, "archive settings")
+        if self.fidelity not in FIDELITIES:
+            raise ArchiveError(f"fidelity {self.fidelity!r}: use one of {', '.join(FIDELITIES)}")
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,30 @@ def source_objects(source: Location, destination: Location) -> Iterator[StoredOb
         yield item
 
 
+def new_writer_id() -> str:
+    """A fresh id for the files one build of a part (or one commit) writes."""
+    return secrets.token_hex(4)
+
+
+def completed_run(destination: Location, source_url: str, settings: ArchiveSettings,
+                  run_id: str | None) -> dict[str, Any] | None:
+    """The manifest, when this very run (same run id, source and settings) is already
+    committed at `destination`: rerunning a finished command is then a no-op. None when no
+    archive is committed there; an error when another run's archive is, or its manifest is
+    damaged."""
+    if not destination.exists(MANIFEST):
+        return None
+    run_id = run_id or default_run_id(source_url, settings)
+    where = f"{destination.url}/{MANIFEST}"
+    manifest = parse_manifest(destination.read_bytes(MANIFEST), where)
+    if (manifest.get("run_id") == run_id and manifest.get("source") == source_url
+            and manifest.get("settings") == json.loads(canonical_json(asdict(settings)))):
+        return manifest
+    raise ArchiveError(f"{destination.url}: an archive of another run ({manifest.get('run_id')}"
+                       f", source {manifest.get('source')}) is already complete there "
+                       f"({MANIFEST} exists); choose another destination")
+
+
 def start_run(destination: Location, source_url: str, settings: ArchiveSettings,
               run_id: str | None) -> tuple[str, BlockCodec]:
     """Check the destination, record the run's settings, and copy the codec's model in."""
@@ -158,29 +200,55 @@ def start_run(destination: Location, source_url: str, settings: ArchiveSettings,
     model = model_bytes_of(codec)
     if model is not None:
         target = model_path(run_id, codec.model_sha256 or "")
-        if not destination.exists(target) or destination.size(target) != len(model):
+        if not destination.exists(target) or (
+                sha256_hex(destination.read_bytes(target)) != codec.model_sha256):
             destination.write_atomic(target, model)
     return run_id, codec
 
 
+def finished_part(destination: Location, run_id: str, plan: PartPlan) -> dict[str, Any] | None:
+    """The done record of an earlier build of this part whose fingerprint matches and whose
+    files all still hash to what it recorded (any writer's; None if there is none)."""
+    folder = done_folder(run_id)
+    for item in destination.list_files(folder):
+        if part_of_done_file(item.key) != plan.number:
+            continue
+        path = f"{folder}/{item.key}"
+        try:
+            record = json.loads(destination.read_bytes(path))
+        except (ValueError, OSError):
+            continue
+        if (isinstance(record, dict) and record.get("fingerprint") == plan.fingerprint
+                and record.get("part") == plan.number
+                and all(_file_holds(destination, f) for f in record.get("files", []))):
+            record["done_path"] = path
+            return record
+    return None
+
+
+def _file_holds(destination: Location, entry: dict[str, Any]) -> bool:
+    """The file exists with the recorded size and sha256."""
+    try:
+        if destination.size(entry["path"]) != entry["size"]:
+            return False
+        return sha256_hex(destination.read_bytes(entry["path"])) == entry["sha256"]
+    except (OSError, KeyError, TypeError):
+        return False
+
+
 def build_part(source: Location, destination: Location, run_id: str, plan: PartPlan,
                codec: BlockCodec, settings: ArchiveSettings) -> PartEvent:
-    """Build one part's files, or reuse them when an earlier attempt finished this part."""
-    done = done_path(run_id, plan.number)
-    if destination.exists(done):
-        try:
-            record = json.loads(destination.read_bytes(done))
-        except (ValueError, OSError):
-            record = {}
-        if record.get("fingerprint") == plan.fingerprint and all(
-            destination.exists(f["path"]) and destination.size(f["path"]) == f["size"]
-            for f in record.get("files", [])
-        ):
-            return PartEvent(plan.number, True, len(plan.objects), record)
+    """Build one part's files, or reuse them when an earlier build finished this part and its
+    files still hash to what its record says."""
+    record = finished_part(destination, run_id, plan)
+    if record is not None:
+        return PartEvent(plan.number, True, len(plan.objects), record)
+    writer = new_writer_id()
     builder = PartBuilder(plan.number, codec, shard_blocks=settings.shard_blocks,
                           blob_shard_bytes=settings.blob_shard_bytes,
                           zstd_level=settings.zstd_level, max_pixels=settings.max_pixels,
-                          object_digest_bytes=settings.object_digest_bytes)
+                          object_digest_bytes=settings.object_digest_bytes,
+                          fidelity=settings.fidelity, verify_shards=settings.verify_shards)
     for item in plan.objects:
         if item.size > settings.max_object_bytes:
             builder.add_skipped(item.key, item.size,
@@ -189,7 +257,7 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
                                 "on a machine with the memory)")
             continue
         try:
-            data = bytes(source.fs.cat_file(item.path))
+            data = source.read_object(item)
         except Exception as error:  # noqa: BLE001 - unreadable objects are recorded, not fatal
             builder.add_skipped(item.key, item.size,
                                 f"unreadable in source: {type(error).__name__}: {error}")
@@ -197,14 +265,16 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
         builder.add(item.key, data)
     data, index = builder.finish()
     files = []
-    for role, path, content in (("data", data_path(run_id, plan.number), data),
-                                ("index", index_path(run_id, plan.number), index)):
+    for role, path, content in (("data", data_path(run_id, plan.number, writer), data),
+                                ("index", index_path(run_id, plan.number, writer), index)):
         destination.write_atomic(path, content)
         files.append({"role": role, "path": path, "size": len(content),
                       "sha256": sha256_hex(content)})
     keys = [item.key for item in plan.objects]
+    done = done_path(run_id, plan.number, writer)
     record = {
-        "part": plan.number, "fingerprint": plan.fingerprint, "objects": len(plan.objects),
+        "part": plan.number, "writer": writer, "fingerprint": plan.fingerprint,
+        "objects": len(plan.objects),
         "min_key": min(keys), "max_key": max(keys), "shards": builder.shards,
         # the Parquet footer's length (+8 for its length field and magic): readers fetch it in
         # one exact range read instead of pyarrow's 64 KiB guess from the end
@@ -213,15 +283,16 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
         "report": builder.recorder.finish(),  # per-shard times, per-image bits, baselines
     }
     destination.write_atomic(done, canonical_json(record))  # last: marks the part finished
+    record["done_path"] = done
     return PartEvent(plan.number, False, len(plan.objects), record)
 
 
-def finalize(destination: Location, run_id: str, source_url: str, settings: ArchiveSettings,
-             codec: BlockCodec, records: list[dict[str, Any]],
-             started: float | None = None) -> dict[str, Any]:
-    """Write the compression report files, then the manifest (exclusively, last): every file
-    with its checksum, the parts and totals. Fails if another writer completed the archive
-    first."""
+def build_manifest(destination: Location, run_id: str, source_url: str,
+                   settings: ArchiveSettings, codec_name: str, model_sha256: str | None,
+                   records: list[dict[str, Any]], started: float | None = None,
+                   format_version: int = FORMAT_VERSION) -> dict[str, Any]:
+    """The manifest of a run from its parts' done records: every file with its checksum, the
+    parts and totals, and the compression report files (written now)."""
     records = sorted(records, key=lambda r: r["part"])
     if [r["part"] for r in records] != list(range(len(records))):
         raise ArchiveError(f"{destination.url}: parts {[r['part'] for r in records]} are not "
@@ -231,20 +302,22 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
         totals.add(PartStats(**record["stats"]))
     files = [f for record in records for f in record["files"]]
     models = []
-    if codec.model_sha256:
-        path = model_path(run_id, codec.model_sha256)
-        files.append({"role": "model", "path": path, "size": destination.size(path),
-                      "sha256": codec.model_sha256})
-        models.append({"codec": codec.name, "sha256": codec.model_sha256, "path": path})
+    if model_sha256:
+        path = model_path(run_id, model_sha256)
+        size = destination.size(path) if destination.exists(path) else 0
+        files.append({"role": "model", "path": path, "size": size, "sha256": model_sha256})
+        models.append({"codec": codec_name, "sha256": model_sha256, "path": path})
     # run bookkeeping: not needed to restore, named so that `verify` covers every file
-    for path in [f"{run_dir(run_id)}/run.json"] + [done_path(run_id, r["part"]) for r in records]:
+    done_files = [r.get("done_path") or done_path(run_id, r["part"], r.get("writer", ""))
+                  for r in records]
+    for path in [f"{run_dir(run_id)}/run.json"] + done_files:
         data = destination.read_bytes(path)
         files.append({"role": "bookkeeping", "path": path, "size": len(data),
                       "sha256": sha256_hex(data)})
     manifest = {
-        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "run_id": run_id,
+        "format": FORMAT_NAME, "format_version": format_version, "run_id": run_id,
         "created_unix": time.time(), "source": source_url, "settings": asdict(settings),
-        "codec": codec.name, "models": models,
+        "codec": codec_name, "models": models, "fidelity": settings.fidelity,
         "object_digest_bytes": settings.object_digest_bytes,  # length of index sha256_prefix
         "parts": [{"part": r["part"], "shards": r["shards"], "objects": r["objects"],
                    "min_key": r["min_key"], "max_key": r["max_key"],
@@ -258,12 +331,42 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
     from recarchive.report.embed import embed_report
 
     files.extend(embed_report(destination, manifest, records))  # report.json, report.html
-    try:
-        destination.create_exclusive(MANIFEST, seal_manifest(manifest))
-    except FileExistsError:
-        raise ArchiveError(f"{destination.url}: another writer completed this archive first "
-                           f"({MANIFEST} exists); nothing was overwritten") from None
     return manifest
+
+
+def finalize(destination: Location, run_id: str, source_url: str, settings: ArchiveSettings,
+             codec: BlockCodec, records: list[dict[str, Any]],
+             started: float | None = None) -> dict[str, Any]:
+    """Write the report files, a copy of the manifest under this commit's writer id (what
+    `repair` restores from), then the manifest itself, exclusively and last. If another writer
+    committed first, nothing of its archive is touched and the error lists this writer's files
+    that its manifest does not name."""
+    manifest = build_manifest(destination, run_id, source_url, settings, codec.name,
+                              codec.model_sha256, records, started)
+    sealed = seal_manifest(manifest)
+    copy = commit_path(run_id, new_writer_id())
+    destination.write_atomic(copy, sealed)
+    try:
+        destination.create_exclusive(MANIFEST, sealed)
+    except FileExistsError:
+        destination.remove(copy)
+        raise ArchiveError(_lost_commit(destination, manifest)) from None
+    return manifest
+
+
+def _lost_commit(destination: Location, ours: dict[str, Any]) -> str:
+    """What a writer that lost the race to commit says: which of its files no manifest names."""
+    try:
+        theirs = parse_manifest(destination.read_bytes(MANIFEST), MANIFEST)
+        named = {f["path"] for f in theirs["files"]}
+    except (IntegrityError, OSError, KeyError, TypeError):
+        named = set()
+    left = sorted(f["path"] for f in ours["files"]
+                  if f["path"] not in named and f["role"] != "model")
+    note = (f"; this writer's files that it does not name, safe to delete: {', '.join(left)}"
+            if left else "; every file this writer made is part of it")
+    return (f"{destination.url}: another writer completed this archive first ({MANIFEST} "
+            f"exists); nothing of it was overwritten{note}")
 
 
 def archive(source_url: str, destination_url: str, settings: ArchiveSettings | None = None,
@@ -280,6 +383,9 @@ def archive(source_url: str, destination_url: str, settings: ArchiveSettings | N
     destination = open_location(destination_url, destination_options)
     if not source.fs.exists(source.root):
         raise ArchiveError(f"{source_url}: source does not exist")
+    done = completed_run(destination, source_url, settings, run_id)
+    if done is not None:
+        return dict(done, already_complete=True)
     run_id, codec = start_run(destination, source_url, settings, run_id)
     records = []
     for plan in plan_parts(source_objects(source, destination), settings):

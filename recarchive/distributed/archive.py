@@ -19,6 +19,7 @@ from recarchive.archive.format import run_dir
 from recarchive.archive.writer import (
     ArchiveSettings,
     PartEvent,
+    completed_run,
     finalize,
     plan_parts,
     source_objects,
@@ -72,6 +73,10 @@ def archive_on_ray(source_url: str, destination_url: str,
     refuse_process_local(source, destination)
     if not source.fs.exists(source.root):
         raise ArchiveError(f"{source_url}: source does not exist")
+    done = completed_run(destination, source_url, settings, run_id)
+    if done is not None:
+        log(f"{destination_url}: already complete (run {done['run_id']}); nothing to do")
+        return RayArchiveResult(manifest=dict(done, already_complete=True))
     run_id, codec = start_run(destination, source_url, settings, run_id)
     log(f"run {run_id}: {source_url} -> {destination_url} (codec {settings.codec}, "
         f"{settings.part_objects} objects per part)")

@@ -9,7 +9,11 @@ import json
 import sys
 from typing import Any, TextIO
 
-from recarchive.archive.commands import parse_shards, parse_storage_options
+from recarchive.archive.commands import (
+    parse_shards,
+    parse_storage_options,
+    print_archive_summary,
+)
 from recarchive.archive.writer import ArchiveSettings
 from recarchive.distributed.archive import archive_on_ray
 from recarchive.distributed.cluster import connect
@@ -35,6 +39,7 @@ def archive_ray_command(source: str, destination: str, *, ray_address: str,
                         model: str | None = None, shard_blocks: int = 1024,
                         part_objects: int = 4096, max_pixels: int | None = None,
                         object_digest_bytes: int | None = None, run_id: str | None = None,
+                        fidelity: str = "exact", verify_shards: bool = True,
                         storage_options: str | None = None,
                         as_json: bool = False, out: TextIO | None = None,
                         err: TextIO | None = None) -> int:
@@ -42,7 +47,8 @@ def archive_ray_command(source: str, destination: str, *, ray_address: str,
     options = parse_storage_options(storage_options)
     settings = ArchiveSettings(
         codec=codec, codec_options={"model": model} if model else {},
-        shard_blocks=shard_blocks, part_objects=part_objects,
+        shard_blocks=shard_blocks, part_objects=part_objects, fidelity=fidelity,
+        verify_shards=verify_shards,
         **({"max_pixels": max_pixels} if max_pixels else {}),
         **({"object_digest_bytes": object_digest_bytes}
            if object_digest_bytes is not None else {}))
@@ -52,18 +58,15 @@ def archive_ray_command(source: str, destination: str, *, ray_address: str,
                             source_options=options, destination_options=options,
                             pool=pool_settings(actors, gpus_per_actor, cpus_per_actor), log=log)
     manifest = result.manifest
-    totals = manifest["totals"]
-    summary = {"archive": destination, "run_id": manifest["run_id"], "codec": manifest["codec"],
-               "parts": len(manifest["parts"]), **totals,
-               "archive_bytes": sum(f["size"] for f in manifest["files"]),
-               "seconds": manifest.get("archive_seconds"), "ray": result.summary()}
     if as_json:
-        print(json.dumps(summary), file=out)
+        buffer = io.StringIO()
+        print_archive_summary(manifest, destination, True, buffer)
+        print(json.dumps(dict(json.loads(buffer.getvalue()), ray=result.summary())), file=out)
         return 0
-    print(f"archived {totals['objects']} objects ({totals['rasters']} rasters, "
-          f"{totals['blobs']} kept as bytes, {totals['skipped']} skipped) into "
-          f"{destination}: {summary['archive_bytes']} bytes", file=out)
-    ray_summary = summary["ray"]
+    print_archive_summary(manifest, destination, False, out)
+    if manifest.get("already_complete"):
+        return 0
+    ray_summary = result.summary()
     print(f"on Ray: {ray_summary['parts_built']} parts built, {ray_summary['parts_reused']} "
           f"reused, {ray_summary['retries']} retried, {len(ray_summary['actors'])} actors "
           f"({_actors_text(ray_summary['actors'])})", file=out)
@@ -94,9 +97,13 @@ def restore_ray_command(archive_url: str, destination: str, *, ray_address: str,
               f"{report.written_bytes} bytes written to {destination}", file=out)
         for item in report.skipped:
             print(f"skipped in source: {item['key']}: {item['reason']}", file=out)
+        failed = {item["reason"] for item in report.failed}
         for problem in report.problems:
-            print(f"problem: {problem}", file=out)
-    return 1 if report.problems else 0
+            if problem not in failed:
+                print(f"problem: {problem}", file=out)
+        for item in report.failed:
+            print(f"not restored: {item['key']}: {item['reason']}", file=out)
+    return 1 if report.problems or report.failed else 0
 
 
 def report_summary(archive_url: str, options: dict[str, Any] | None = None) -> str:

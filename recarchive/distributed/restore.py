@@ -65,8 +65,11 @@ def restore_on_ray(archive_url: str, destination_url: str, *, shards: set[int] |
             report.raw_pixel_bytes += done["raw_pixel_bytes"]
             report.shards_decoded += done["shards_decoded"]
             report.archive_bytes_read += done["archive_bytes_read"]
+            report.byte_exact += done["byte_exact"]
             report.skipped += done["skipped"]
+            report.failed += done["failed"]
             report.problems += done["problems"]
+            report.notes += [n for n in done["notes"] if n not in report.notes]
             where = f"actor {done['slot']} ({done['device']}"
             where += f", GPU {','.join(done['gpu_ids'])})" if done["gpu_ids"] else ")"
             log(f"part {done['part']}: {done['objects']} objects restored by {where} in "
