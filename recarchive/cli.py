@@ -87,6 +87,9 @@ def _archive_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--object-digest-bytes", type=object_digest_bytes, default=None,
                         metavar="N", help="bytes of each object's sha256 in the index, 8..32 "
                         "(default: the archive default, 8)")
+    parser.add_argument("--jpeg-images", type=int, default=100, metavar="N",
+                        help="also archive N photo-validation files saved as JPEG and report "
+                        "the saving (default 100; 0 skips it)")
 
 
 def _archive_bench_run(args: argparse.Namespace) -> Result:
@@ -94,7 +97,8 @@ def _archive_bench_run(args: argparse.Namespace) -> Result:
 
     return run_archive_benchmark(limit=args.limit, shard_blocks=args.shard_blocks,
                                  codec=args.codec,
-                                 object_digest_bytes=args.object_digest_bytes)
+                                 object_digest_bytes=args.object_digest_bytes,
+                                 jpeg_images=args.jpeg_images)
 
 
 def _archive_bench_table(result: Result) -> str:

@@ -103,7 +103,8 @@ def hostile_objects() -> dict[str, bytes]:
               png_chunk(b"prVt", b"private chunk data")]
     xmp = PngImagePlugin.PngInfo()
     xmp.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>hostile</x:xmpmeta>")
-    cmyk = Image.fromarray(np.dstack([photo, photo[..., :1]]), "CMYK")
+    cmyk = Image.frombytes("CMYK", (photo.shape[1], photo.shape[0]),
+                           np.ascontiguousarray(np.dstack([photo, photo[..., :1]])).tobytes())
     objects = dict(edge_cases())
     objects.update({
         "png/pillow-default.png": base,
@@ -115,8 +116,7 @@ def hostile_objects() -> dict[str, bytes]:
         "png/after-iend.png": base + b"trailing bytes after IEND",
         "png/interlaced.png": _interlaced(photo),
         "png/rgba.png": _save(Image.fromarray(np.dstack([photo, alpha]), "RGBA"), "PNG"),
-        "png/16-bit.png": _save(Image.fromarray(
-            (photo[..., 0].astype(np.uint16) * 257), "I;16"), "PNG"),
+        "png/16-bit.png": _save(Image.fromarray(photo[..., 0].astype(np.uint16) * 257), "PNG"),
         "png/apng.png": _apng(photo),
         "png/bomb.png": bomb_png(),
         "bmp/32-bit-alpha.bmp": _bmp32(photo, alpha),

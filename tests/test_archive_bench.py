@@ -9,11 +9,19 @@ from recarchive import cli
 
 
 def test_bench_archive_json(capsys):
-    assert cli.main(["bench", "archive", "--json", "--limit", "120", "--shard-blocks", "16"]) == 0
+    assert cli.main(["bench", "archive", "--json", "--limit", "120", "--shard-blocks", "16",
+                     "--jpeg-images", "3"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["codec"] == "order0" and result["images"] == 120
     assert result["raw_pixel_bytes"] == 120 * 32 * 32 * 3
     assert result["roundtrip_identical"] is True and result["verify_identical"] is True
+    # Pillow's PNGs come back byte for byte through the pixel path, none as bytes
+    assert result["roundtrip_byte_exact"] is True and result["objects_byte_exact_pct"] == 100.0
+    assert result["pixel_path_pct"] == 100.0 and result["bytes_path_pct"] == 0.0
+    # the JPEG dataset: every file back byte for byte, smaller than zstd made it
+    assert result["jpeg_roundtrip_byte_exact"] is True
+    assert result["jpeg_recompressed_objects"] == 3
+    assert result["jpeg_saving_pct"] > result["jpeg_zstd_saving_pct"] + 5
     # order0 needs no model: nothing is copied in, and the overhead is everything else
     assert result["model_copy_bytes"] == 0 and result["model_copy_pct"] == 0.0
     overhead = result["archive_bytes"] - result["payload_bytes"] - result["model_copy_bytes"]
@@ -46,7 +54,8 @@ def test_bench_archive_counts_model_copies_apart(tmp_path):
     register_codec("bench-permuted",
                    lambda model=None, **kw: BenchPermuted(model=model or "seed7", **kw))
     result = run_archive_benchmark(limit=40, shard_blocks=16, codec="bench-permuted",
-                                   workdir=str(tmp_path), object_digest_bytes=32)
+                                   workdir=str(tmp_path), object_digest_bytes=32,
+                                   jpeg_images=0)
     assert result["roundtrip_identical"] is True and result["verify_identical"] is True
     assert result["model_copy_bytes"] == 256
     assert result["model_copy_pct"] == 100 * 256 / result["payload_bytes"]

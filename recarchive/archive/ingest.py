@@ -74,6 +74,12 @@ def ingest(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     except Image.DecompressionBombError as error:
         return blob(f"decompression bomb refused by Pillow: {error}")
     except UnidentifiedImageError:
+        # raw containers Pillow does not read (PAM): their pixels are their bytes, so the
+        # recipe parser's memory is bounded by the object's size
+        split = _split(data) if fidelity != FIDELITY_PIXELS else "pixels fidelity"
+        if isinstance(split, Split):
+            return Ingested(kind="raster", format=split.format, mode=split.mode,
+                            pixels=split.pixels, recipe=split.recipe)
         return blob("not an image Pillow recognises")
     except Exception as error:  # noqa: BLE001 - any decoder failure means: keep the bytes
         return blob(f"unreadable image header: {type(error).__name__}: {error}")

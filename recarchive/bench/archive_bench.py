@@ -18,16 +18,24 @@ the bucket (`--limit N` takes the first N). It reports:
   `archive_bytes`;
 - archive, restore and verify throughput in MB/s of raw pixels;
 - `roundtrip_identical`: every restored image equals its source pixels (a failed check fails
-  the command).
+  the command); `objects_byte_exact_pct`: restored objects whose bytes (sha256) equal their
+  source object's; `pixel_path_pct` and `bytes_path_pct`: objects kept as pixels (coded by the
+  codec) and as bytes;
+- a JPEG dataset's saving (`--jpeg-images N`, default 100; 0 skips it): the photo corpus's
+  validation files saved as quality-90 JPEGs, archived, restored and compared byte for byte;
+  `jpeg_saving_pct` is the archive payload against the JPEG files, `jpeg_zstd_saving_pct`
+  what zstd alone saved on them (the behaviour before).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import platform
 import tempfile
 import time
+import zstandard
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -84,9 +92,58 @@ def _object_digest_bytes(folder: Path) -> int:
     return total
 
 
+def _same_bytes(source: Path, restored: Path, keys: list[str]) -> int:
+    """How many objects restored with exactly their source bytes."""
+    def digest(path: Path) -> bytes:
+        return hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b""
+
+    return sum(digest(source / key) == digest(restored / key) for key in keys)
+
+
+def run_jpeg_benchmark(images: int, workdir: str | None = None) -> dict[str, Any]:
+    """The saving on a JPEG dataset: validation photos as quality-90 JPEGs, archived and
+    restored; every file must come back byte for byte."""
+    from recarchive.datasets import data_dir
+
+    root_dir = data_dir() / "photos"
+    names = [line.strip() for line in (root_dir / "VALIDATION.txt").read_text().splitlines()
+             if line.strip()][:images]
+    with tempfile.TemporaryDirectory(prefix="recarchive-bench-jpeg-", dir=workdir) as temp:
+        root = Path(temp)
+        keys = []
+        for name in names:
+            key = name.rsplit(".", 1)[0] + ".jpg"
+            path = root / "bucket" / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(root_dir / name) as image:
+                image.convert("RGB").save(path, "JPEG", quality=90)
+            keys.append(key)
+        files = [(root / "bucket" / key).read_bytes() for key in keys]
+        source = sum(len(data) for data in files)
+        zstd = sum(len(zstandard.ZstdCompressor(level=9).compress(data)) for data in files)
+        started = time.perf_counter()
+        manifest = archive(str(root / "bucket"), str(root / "archive"))
+        seconds = time.perf_counter() - started
+        restore(str(root / "archive"), str(root / "restored"))
+        exact = _same_bytes(root / "bucket", root / "restored", keys)
+    totals = manifest["totals"]
+    payload = totals["pixel_payload_bytes"] + totals["blob_payload_bytes"]
+    return {
+        "jpeg_dataset": f"photo validation files as quality-90 JPEG ({len(keys)})",
+        "jpeg_source_bytes": source, "jpeg_payload_bytes": payload,
+        "jpeg_recompressed_objects": totals["jpegs"],
+        "jpeg_saving_pct": 100.0 * (1 - payload / source),
+        "jpeg_zstd_saving_pct": 100.0 * (1 - zstd / source),
+        "jpeg_byte_exact_pct": 100.0 * exact / len(keys),
+        "jpeg_roundtrip_byte_exact": exact == len(keys),
+        "jpeg_archive_mb_per_s": source / 1e6 / seconds,
+    }
+
+
 def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
                           codec: str = "order0", workdir: str | None = None,
-                          object_digest_bytes: int | None = None) -> dict[str, Any]:
+                          object_digest_bytes: int | None = None,
+                          jpeg_images: int = 100) -> dict[str, Any]:
     """Archive, restore one, restore all and verify CIFAR-10 test; return the figures."""
     from recarchive.codecs import get_codec
     from recarchive.datasets import load_cifar10
@@ -121,6 +178,7 @@ def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
         identical = full.objects == len(keys) and all(
             np.array_equal(np.asarray(Image.open(root / "all" / key)), image)
             for key, image in zip(keys, images, strict=True))
+        byte_exact = _same_bytes(bucket, root / "all", keys)
         started = time.perf_counter()
         checked = verify(str(target))
         verify_seconds = time.perf_counter() - started
@@ -152,9 +210,14 @@ def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
         "restore_mb_per_s": megabytes / restore_seconds,
         "verify_mb_per_s": megabytes / verify_seconds,
         "roundtrip_identical": bool(identical),
+        "objects_byte_exact_pct": 100.0 * byte_exact / len(keys),
+        "roundtrip_byte_exact": byte_exact == len(keys),
+        "pixel_path_pct": 100.0 * totals["rasters"] / totals["objects"],
+        "bytes_path_pct": 100.0 * totals["blobs"] / totals["objects"],
         "verify_problems": len(checked.problems),
         "verify_identical": not checked.problems,
         "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+        **(run_jpeg_benchmark(jpeg_images, workdir) if jpeg_images else {}),
     }
 
 

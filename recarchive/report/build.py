@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from recarchive.archive.format import JPEG_CODEC
 from recarchive.report.classical import NAMES
 from recarchive.report.measure import BIN_WIDTH, BINS, BITS_METHOD, PartRecorder, _Object
 
@@ -249,6 +250,24 @@ def _archive_section(manifest: dict[str, Any], url: str, files: list[dict[str, A
                      "bookkeeping_bytes": sizes.get("bookkeeping", 0)},
         "parts_without_measurements": untimed,
         "bits_method": BITS_METHOD if methods <= {BITS_METHOD} else "; ".join(sorted(methods)),
+        "fidelity": _fidelity(manifest),
+    }
+
+
+def _fidelity(manifest: dict[str, Any]) -> dict[str, Any]:
+    """How objects come back: rasters rebuilt byte for byte from their pixels, objects kept
+    as bytes, JPEGs recompressed losslessly (format 1 archives restored rasters as PNG)."""
+    totals = manifest["totals"]
+    jpegs = totals.get("jpegs", 0)
+    return {
+        "mode": manifest.get("fidelity", "png") if manifest["format_version"] >= 2 else "png",
+        "rasters": totals["rasters"],
+        "byte_exact_rasters": totals.get("byte_exact_rasters", 0),
+        "bytes_path_objects": totals["blobs"] - jpegs,
+        "jpegs": jpegs,
+        "jpeg_raw_bytes": totals.get("jpeg_raw_bytes", 0),
+        "jpeg_payload_bytes": totals.get("jpeg_payload_bytes", 0),
+        "shards_recoded": totals.get("shards_recoded", 0),
     }
 
 
@@ -286,9 +305,12 @@ def _codec_rows(shards: list[dict[str, Any]], totals: dict[str, Any],
     result = []
     for row in rows.values():
         pixels = row["kind"] == "pixels"
-        dims = totals["raw_pixel_bytes"] if pixels else totals["blob_raw_bytes"]
+        dims = totals["raw_pixel_bytes"] if pixels else row["raw_bytes"]
         seconds = row["seconds"]
-        result.append({**row, "objects": totals["rasters" if pixels else "blobs"],
+        jpegs = totals.get("jpegs", 0)
+        objects = (totals["rasters"] if pixels else jpegs if row["codec"] == JPEG_CODEC
+                   else totals["blobs"] - jpegs)
+        result.append({**row, "objects": objects,
                        "dims": dims, "seconds": None if seconds is None else round(seconds, 3),
                        "bits_per_dim": _ratio(8 * row["payload_bytes"], dims),
                        "ratio": _ratio(dims, row["payload_bytes"]),

@@ -118,6 +118,9 @@ def print_report(report: dict[str, Any], out: TextIO, width: int | None = None,
                   f"{size(a['source_bytes'])} -> archive {size(a['archive_bytes'])} "
                   f"(payloads {size(a['payload_bytes'])}, overhead {size(a['overhead_bytes'])}; "
                   f"manifest and report files not counted)")
+    fidelity = _fidelity_line(a.get("fidelity"))
+    if fidelity:
+        console.print(fidelity)
     console.print(_datasets(report, "per dataset"))
     baselines = _baselines(report)
     if baselines is not None:
@@ -126,6 +129,28 @@ def print_report(report: dict[str, Any], out: TextIO, width: int | None = None,
     console.print(_codecs(report))
     console.print(_shards(report, shard_rows))
     console.print(f"per-image bits: {report['methods']['per_image_bits']}", style="dim")
+
+
+def _fidelity_line(fidelity: dict[str, Any] | None) -> str:
+    """How the objects come back, in one line."""
+    if not fidelity:
+        return ""
+    if fidelity["mode"] == "exact":
+        text = (f"fidelity exact: {num(fidelity['byte_exact_rasters'])} of "
+                f"{num(fidelity['rasters'])} rasters rebuilt byte for byte from their pixels")
+    else:
+        text = (f"fidelity {fidelity['mode']}: {num(fidelity['rasters'])} rasters restore as "
+                "identical pixels in a re-encoded file")
+    text += f"; {num(fidelity['bytes_path_objects'])} objects kept as bytes (`recarchive ls` " \
+            "says why)"
+    if fidelity["jpegs"]:
+        raw, packed = fidelity["jpeg_raw_bytes"], fidelity["jpeg_payload_bytes"]
+        text += (f"; {num(fidelity['jpegs'])} JPEGs recompressed losslessly: {size(raw)} -> "
+                 f"{size(packed)} ({pct(100.0 * (packed - raw) / raw)})")
+    if fidelity["shards_recoded"]:
+        text += (f"; {num(fidelity['shards_recoded'])} pixel shards failed their decode check "
+                 "and were coded with order0")
+    return text
 
 
 def print_comparison(comparison: dict[str, Any], out: TextIO, width: int | None = None) -> None:
