@@ -454,7 +454,12 @@ def add_restore_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--shards", default=None,
                         help="objects whose data begins in these shards, e.g. 0,3-5")
     parser.add_argument("--objects", metavar="GLOB", default=None,
-                        help="objects whose key matches GLOB (* also matches /)")
+                        help="the object with this key, or those whose key matches GLOB (* "
+                        "also matches /)")
+    parser.add_argument("--rename-unsafe", action="store_true",
+                        help="into a local folder, write keys it cannot hold (., .., //, a "
+                        "trailing /, a file x beside x/y) under safe, reported names instead "
+                        "of refusing them")
     _storage_options_argument(parser)
     _ray_arguments(parser)
     parser.set_defaults(handler=cmd_restore)
@@ -466,11 +471,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
         return restore_ray_command(args.archive, args.dst, shards=args.shards,
                                    objects=args.objects, storage_options=args.storage_options,
-                                   as_json=args.json, **_ray_options(args))
+                                   rename_unsafe=args.rename_unsafe, as_json=args.json,
+                                   **_ray_options(args))
     from recarchive.archive.commands import restore_command
 
     return restore_command(args.archive, args.dst, shards=args.shards, objects=args.objects,
-                           storage_options=args.storage_options, as_json=args.json)
+                           storage_options=args.storage_options,
+                           rename_unsafe=args.rename_unsafe, as_json=args.json)
 
 
 def add_verify_parser(commands: argparse._SubParsersAction) -> None:

@@ -78,7 +78,7 @@ RGB = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), np.
     (encode(RGB, "PNG")[:200], "blob", "corrupt PNG"),
     (encode(RGB, "PNG")[:20], "blob", "unreadable image header"),
     (bomb_png(), "blob", "decompression bomb"),
-    (encode(RGB, "JPEG"), "blob", "JPEG is not"),
+    (encode(RGB, "JPEG"), "blob", "JPEG"),
     (encode(RGB, "GIF"), "blob", "GIF is not"),
     (encode(RGB, "WEBP", quality=60), "blob", "lossy WebP"),
     (encode(RGB.convert("1"), "PNG"), "blob", "mode 1"),
@@ -92,9 +92,25 @@ RGB = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), np.
      "raster", ""),
 ])
 def test_ingest_classifies(data: bytes, kind: str, why: str) -> None:
-    kept = ingest(data)
+    kept = ingest(data, fidelity="pixels")
     assert kept.kind == kind, kept.reason
     assert why in kept.reason
+
+
+@pytest.mark.parametrize(("data", "kind", "why"), [
+    (encode(RGB, "PNG")[:200], "blob", "cannot be rebuilt byte for byte"),
+    (encode(RGB, "WEBP", lossless=True), "blob", "WEBP container cannot be rebuilt"),
+    (encode(RGB, "JPEG"), "blob", "JPEG"),
+    (b"P5\n3 2\n255\n" + bytes(range(6)), "raster", ""),
+    (encode(RGB, "PNG"), "raster", ""),
+    (bomb_png(), "blob", "decompression bomb"),
+])
+def test_ingest_classifies_for_byte_exact_restores(data: bytes, kind: str, why: str) -> None:
+    """The default fidelity: a raster only with a recipe that rebuilds its file."""
+    kept = ingest(data)
+    assert kept.kind == kind and why in kept.reason, kept.reason
+    assert (kept.recipe is not None) == (kind == "raster")
+    assert kept.jpeg == data.startswith(b"\xff\xd8")
 
 
 def test_sub_8_bit_gray_png_is_kept_as_bytes() -> None:
@@ -102,20 +118,22 @@ def test_sub_8_bit_gray_png_is_kept_as_bytes() -> None:
     raw = zlib.compress(b"\0\x1b\x1b\0\xe4\xe4")
     data = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", raw)
             + png_chunk(b"IEND", b""))
-    assert "2-bit" in ingest(data).reason
+    assert "2-bit" in ingest(data, fidelity="pixels").reason
 
 
 def test_own_pixel_guard_keeps_big_images_as_bytes_without_decoding() -> None:
     data = edge_cases()["edge/odd_45x33.png"]
-    kept = ingest(data, max_pixels=1000)
-    assert kept.kind == "blob" and "45x33" in kept.reason and kept.pixels is None
-    assert ingest(data, max_pixels=1485).kind == "raster"
+    for fidelity in ("exact", "pixels"):
+        kept = ingest(data, max_pixels=1000, fidelity=fidelity)
+        assert kept.kind == "blob" and "45x33" in kept.reason and kept.pixels is None
+        assert ingest(data, max_pixels=1485, fidelity=fidelity).kind == "raster"
 
 
 def test_animated_png_is_kept_as_bytes() -> None:
     frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
     data = encode(frames[0], "PNG", save_all=True, append_images=frames[1:])
-    assert "2 frames" in ingest(data).reason
+    assert "2 frames" in ingest(data, fidelity="pixels").reason
+    assert ingest(data).kind == "blob"
 
 
 # --- unreadable source objects ----------------------------------------------------------
@@ -359,10 +377,10 @@ def test_blob_bytes_that_do_not_match_their_prefix_are_caught(built: Path,
         return True
 
     rewrite_shard(built, flip_blob_byte)
-    with pytest.raises(IntegrityError,
-                       match=rf"object '{blob['key']}': restored bytes do not match its sha256 "
-                       "prefix"):
-        restore(str(built), str(tmp_path / "out"), objects=blob["key"])
+    report = restore(str(built), str(tmp_path / "out"), objects=blob["key"])
+    assert [item["key"] for item in report.failed] == [blob["key"]]
+    assert re.search(rf"object '{blob['key']}': restored bytes do not match its sha256 prefix",
+                     report.failed[0]["reason"])
     problems = verify(str(built)).problems
     assert any(blob["key"] in p and "sha256 prefix" in p for p in problems)
 
@@ -391,10 +409,8 @@ def test_index_without_sha256_prefix_is_refused_naming_the_file(built: Path,
             row["sha256"] = row.pop("sha256_prefix")
 
     rewrite_index(built, rename, old)
-    with pytest.raises(IntegrityError,
-                       match=r"index/part-000000-[0-9a-f]+\.parquet: index lacks the column\(s\) "
-                       "sha256_prefix"):
-        restore(str(built), str(tmp_path / "out"))
+    restore_fails(r"index/part-000000-[0-9a-f]+\.parquet: index lacks the column\(s\) "
+                  "sha256_prefix", str(built), str(tmp_path / "out"))
     assert any("lacks the column(s) sha256_prefix" in p for p in verify(str(built)).problems)
 
 
@@ -429,11 +445,12 @@ def test_missing_manifest_means_incomplete(built: Path, tmp_path: Path, capsys) 
 
 
 def test_unknown_format_version_is_refused_clearly(built: Path, capsys) -> None:
-    reseal(built, lambda m: m.update(format_version=2))
-    with pytest.raises(FormatVersionError, match=r"version 2 is not supported.*reads version 1"):
+    reseal(built, lambda m: m.update(format_version=3))
+    with pytest.raises(FormatVersionError,
+                       match=r"version 3 is not supported.*reads versions 1, 2"):
         verify(str(built))
     assert cli.main(["restore", str(built), str(built.parent / "o")]) == 1
-    assert "format version 2" in capsys.readouterr().err
+    assert "format version 3" in capsys.readouterr().err
     with pytest.raises(IntegrityError, match="not a recarchive manifest"):
         parse_manifest(b'{"format": "other"}', "x")
 
@@ -561,9 +578,14 @@ def test_archive_with_escaping_key_is_refused_on_restore(tmp_path: Path) -> None
     out = tmp_path / "deep" / "out"
     restore_fails(r"'\.\./\.\./escaped\.txt'",
                   str(tmp_path / "arch"), str(out))
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "deep" / "escaped.txt"
+                                                             ).exists()
+    assert [p.name for p in out.rglob("*") if p.is_file()] == ["ok.txt"]  # the rest restored
+    # the key itself is no damage: object stores hold it, and the archive keeps it verbatim
+    assert not verify(str(tmp_path / "arch")).problems
+    renamed = restore(str(tmp_path / "arch"), str(tmp_path / "renamed"), rename_unsafe=True)
+    assert not renamed.failed and any("escaped" in note for note in renamed.notes)
     assert not (tmp_path / "escaped.txt").exists()
-    assert not out.exists()  # the part was refused before anything was written
-    assert any("escaped" in p for p in verify(str(tmp_path / "arch")).problems)
 
 
 def test_symlink_in_destination_cannot_lead_outside(tmp_path: Path) -> None:

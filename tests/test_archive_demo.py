@@ -11,7 +11,7 @@ def test_demo_restores_every_object_and_records_the_skip(tmp_path):
     summary = run_demo(str(tmp_path), say=lines.append)
     assert summary["identical"], summary["mismatched"]
     assert not summary["verify_problems"]
-    assert summary["kinds"] == {"raster": 16, "blob": 7, "skipped": 1}
+    assert summary["kinds"] == {"raster": 15, "blob": 8, "skipped": 1}
     assert "FileNotFoundError" in summary["skipped"][DANGLING]
     assert summary["restored"] == 23
     assert 0 < summary["codec_bits_per_dim"] < 8.5

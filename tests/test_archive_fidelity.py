@@ -22,7 +22,7 @@ from recarchive.archive.restore import list_objects
 from recarchive.cli import main
 from recarchive.storage import open_location
 from tests.hostile import hostile_objects, object_store_objects
-from tests.test_archive_helpers import make_bucket_on, moto_s3
+from tests.test_archive_helpers import moto_s3
 
 PINNED_V1 = Path(__file__).parent / "data" / "archive_v1"
 
@@ -208,3 +208,17 @@ def test_hostile_bucket_on_s3_keeps_every_key_and_byte(tmp_path) -> None:
         back = open_location(f"s3://{bucket}-back/r", options)
         listed = {item.key: sha(back.read_object(item)) for item in back.list_files()}
         assert listed == {key: sha(data) for key, data in objects.items()}  # none merged
+        # a local folder refuses, by name, the keys it cannot hold, and restores the rest
+        local = restore(f"s3://{bucket}-archive/a", str(tmp_path / "local"),
+                        archive_options=options)
+        refused = {"coll/./x.png", "coll/sub/../x.png", "photos/dbl//slash.png",
+                   "photos/trailing/", "x"}
+        assert {item["key"] for item in local.failed} == refused
+        assert all(item["key"] in item["reason"] for item in local.failed)
+        here = restored_files(tmp_path / "local")
+        assert here == {k: v for k, v in objects.items() if k not in refused}
+        renamed = restore(f"s3://{bucket}-archive/a", str(tmp_path / "renamed"),
+                          archive_options=options, rename_unsafe=True)
+        assert not renamed.failed and len(renamed.notes) == len(refused)
+        assert sorted(map(sha, restored_files(tmp_path / "renamed").values())) == sorted(
+            map(sha, objects.values()))

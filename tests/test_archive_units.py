@@ -47,12 +47,12 @@ def test_join_refuses_wrong_block_count():
                                  "edge/image.tiff", "edge/lossless.webp", "edge/image.bmp"])
 def test_side_data_survives_png_rewrite(key):
     data = edge_cases()[key]
-    kept = ingest(data)
+    kept = ingest(data, fidelity="pixels")
     assert kept.kind == "raster", kept.reason
     png = encode_png(kept.pixels, kept.mode, palette=kept.palette, icc=kept.icc, exif=kept.exif,
                      meta_json=json.dumps(kept.meta))
     assert_same_raster(data if key.endswith(".png") else _as_png(data), png, key)
-    assert pixels_sha256(ingest(png).pixels) == pixels_sha256(kept.pixels)
+    assert pixels_sha256(ingest(png, fidelity="pixels").pixels) == pixels_sha256(kept.pixels)
 
 
 def _as_png(data: bytes) -> bytes:
@@ -64,7 +64,7 @@ def _as_png(data: bytes) -> bytes:
 
 
 def test_metadata_is_kept():
-    kept = ingest(edge_cases()["edge/metadata.png"])
+    kept = ingest(edge_cases()["edge/metadata.png"], fidelity="pixels")
     assert kept.icc == b"demo-icc-profile-bytes"
     assert kept.meta["text"] == {"Title": "recarchive demo", "Comment": "exact pixels \u2713"}
     assert b"recarchive" in kept.exif

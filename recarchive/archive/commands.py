@@ -1,5 +1,6 @@
-"""What the `archive`, `restore`, `verify`, `repair` and `ls` subcommands do, as plain functions: the CLI
-parses arguments and calls these, which run the work and print a short text or JSON result."""
+"""What the `archive`, `restore`, `verify`, `repair` and `ls` subcommands do, as plain
+functions: the CLI parses arguments and calls these, which run the work and print a short
+text or JSON result."""
 
 from __future__ import annotations
 
@@ -118,11 +119,13 @@ def _print_report(report: RestoreReport, verb: str, as_json: bool, out: TextIO) 
 
 def restore_command(archive_url: str, destination: str, *, shards: str | None = None,
                     objects: str | None = None, storage_options: str | None = None,
-                    as_json: bool = False, out: TextIO | None = None) -> int:
+                    rename_unsafe: bool = False, as_json: bool = False,
+                    out: TextIO | None = None) -> int:
     out = out or sys.stdout
     options = parse_storage_options(storage_options)
     report = restore(archive_url, destination, shards=parse_shards(shards), objects=objects,
-                     archive_options=options, destination_options=options)
+                     archive_options=options, destination_options=options,
+                     rename_unsafe=rename_unsafe)
     _print_report(report, "restored", as_json, out)
     if report.failed or report.problems:
         print(f"recarchive: error: {archive_url}: {len(report.failed)} objects (or key ranges) "

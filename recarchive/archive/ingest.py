@@ -97,8 +97,9 @@ def ingest(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
         split = _split(data)
         if fidelity != FIDELITY_PIXELS:
             if isinstance(split, str):
-                return blob(f"{fmt} container cannot be rebuilt byte for byte ({split}); "
-                            "bytes kept", fmt)
+                return blob(_depth_problem(fmt, data, image) or (
+                    f"{fmt} container cannot be rebuilt byte for byte ({split}); bytes kept"),
+                    fmt)
             return Ingested(kind="raster", format=fmt, mode=split.mode, pixels=split.pixels,
                             recipe=split.recipe)
         if getattr(image, "n_frames", 1) != 1:

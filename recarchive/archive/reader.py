@@ -37,13 +37,16 @@ from recarchive.archive.format import (
     check_index_schema,
     check_object_digest_bytes,
     parse_manifest,
+    part_of_done_file,
 )
 from recarchive.archive.jpeg import JpegError, expand
 from recarchive.archive.models import CodecCache
-from recarchive.models.shipped import shipped_bytes
 from recarchive.codecs import CodecError, EncodedShard
 from recarchive.codecs.base import BLOCK_SIZE
+from recarchive.models.shipped import shipped_bytes
 from recarchive.storage import open_location
+
+INDEX_CACHE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class ArchiveReader:
         self.shard_offsets = np.cumsum([0] + [p["shards"] for p in self.parts]).tolist()
         self.codecs = CodecCache(self._model)
         self._footers: dict[int, tuple[pq.ParquetFile, list[ShardInfo]]] = {}
+        # index tables read and checked so far, kept while they fit: a restore plans every
+        # selected key before it writes, then reads the same parts again
+        self._indexes: dict[str, pa.Table] = {}
+        self._index_bytes = 0
         self._handles: dict[int, Any] = {}
 
     # --- files -----------------------------------------------------------------------------
@@ -96,6 +103,15 @@ class ArchiveReader:
                                  f"(size {len(data)}, expected {entry['size']}): the file is "
                                  "damaged, truncated or was replaced")
         return data
+
+    def done_records(self) -> list[dict[str, Any]]:
+        """The parts' done records the manifest names (bookkeeping), checked, in part order."""
+        records = {}
+        for entry in self.manifest["files"]:
+            part = part_of_done_file(entry["path"]) if "/done/" in entry["path"] else None
+            if entry["role"] == "bookkeeping" and part is not None:
+                records[part] = json.loads(self.read_checked(entry["path"]))
+        return [records[part] for part in sorted(records)]
 
     def _model(self, sha256: str) -> bytes:
         """The archive's copy of a model; where that copy is missing or damaged, the shipped
@@ -130,6 +146,17 @@ class ArchiveReader:
                 if p["max_key"] >= prefix and (not prefix or p["min_key"] < prefix + "\U0010ffff")]
 
     def index_table(self, part: dict[str, Any]) -> pa.Table:
+        """The part's index, checked (cached while the cached ones total under 64 MB)."""
+        cached = self._indexes.get(part["index"])
+        if cached is not None:
+            return cached
+        table = self._read_index(part)
+        if self._index_bytes + table.nbytes <= INDEX_CACHE_BYTES:
+            self._indexes[part["index"]] = table
+            self._index_bytes += table.nbytes
+        return table
+
+    def _read_index(self, part: dict[str, Any]) -> pa.Table:
         data = self.read_checked(part["index"])
         try:
             table = pq.read_table(io.BytesIO(data))

@@ -16,6 +16,7 @@ exits non-zero when anything failed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import Counter
@@ -25,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from recarchive.archive.errors import ArchiveError, IntegrityError
+from recarchive.archive.errors import ArchiveError, IntegrityError, UnsafeKeyError
 from recarchive.archive.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED, object_digest
 from recarchive.archive.rasters import object_bytes
 from recarchive.archive.reader import ArchiveReader
-from recarchive.archive.safety import check_inside, safe_relative_path
+from recarchive.archive.safety import check_inside, restore_targets
 from recarchive.codecs import CodecError
 from recarchive.storage import open_location
 
@@ -163,6 +164,19 @@ def _by_part(rows: Iterator[dict[str, Any]]) -> Iterator[tuple[int, list[dict[st
         yield current, batch
 
 
+def _selected_keys(reader: ArchiveReader, objects: str | None,
+                   shards: set[int] | None) -> list[str]:
+    """Every selected key (read ahead: keys are checked as a set before anything is
+    written); index files that cannot be read are left to `selected_rows` to report."""
+    keys = []
+    for part in reader.index_parts(objects):
+        try:
+            keys.extend(row["key"] for row in reader.rows(objects, shards, parts=[part]))
+        except IntegrityError:
+            continue
+    return keys
+
+
 def selected_rows(reader: ArchiveReader, report: RestoreReport, objects: str | None,
                   shards: set[int] | None) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """The selected index rows part by part; a part whose index cannot be read is reported
@@ -174,32 +188,43 @@ def selected_rows(reader: ArchiveReader, report: RestoreReport, objects: str | N
             report.fail(f"{part['min_key']} … {part['max_key']} ({part['objects']} objects "
                         f"of part {part['part']})", error)
             continue
-        for number, batch in _by_part(iter(rows)):
-            yield number, batch
+        yield from _by_part(iter(rows))
 
 
 def restore(archive_url: str, destination_url: str, *, shards: set[int] | None = None,
             objects: str | None = None, archive_options: dict[str, Any] | None = None,
-            destination_options: dict[str, Any] | None = None) -> RestoreReport:
+            destination_options: dict[str, Any] | None = None,
+            rename_unsafe: bool = False) -> RestoreReport:
     """Restore the selected objects (all by default) of an archive into `destination_url`.
 
-    `objects`: fnmatch pattern on keys. `shards`: global shard numbers; selects the objects
-    whose data begins in them (so disjoint shard sets restore disjoint objects). Damaged
-    shards or index files fail only the objects they hold (`RestoreReport.failed`).
+    `objects`: a key, or an fnmatch pattern on keys. `shards`: global shard numbers; selects
+    the objects whose data begins in them (so disjoint shard sets restore disjoint objects).
+    Keys go to object stores verbatim; a local folder refuses, by name, keys it cannot hold
+    (`rename_unsafe`: writes them under safe names, listed in `notes`). Damaged shards or
+    index files fail only the objects they hold (`RestoreReport.failed`).
     """
     started = time.time()
     reader = ArchiveReader(archive_url, archive_options)
     destination = open_location(destination_url, destination_options)
     report = RestoreReport()
+    targets = restore_targets(destination, _selected_keys(reader, objects, shards),
+                              rename_unsafe)
+    report.notes.extend(f"{item.key!r} restored as {item.path!r} ({item.reason})"
+                        for item in targets.renamed)
+    with contextlib.suppress(OSError, NotImplementedError):  # a new bucket or folder
+        destination.fs.makedirs(destination.root, exist_ok=True)
     for part, rows in selected_rows(reader, report, objects, shards):
-        paths = {}
+        paths: dict[str, str | Exception] = {}
         for row in rows:
+            key = row["key"]
+            if key in targets.refused:
+                paths[key] = UnsafeKeyError(targets.refused[key])
+                continue
             try:
-                relative = safe_relative_path(row["key"])
-                check_inside(destination, row["key"], relative)
-                paths[row["key"]] = relative
+                check_inside(destination, key, targets.paths[key])
+                paths[key] = targets.paths[key]
             except ArchiveError as error:
-                paths[row["key"]] = error
+                paths[key] = error
         decoder = _PartDecoder(reader, part, rows, report)
         for row in sorted(rows, key=lambda r: (r["shard"], r["block_start"], r["blob_offset"])):
             report.objects += 1
@@ -216,7 +241,7 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
             except DECODE_ERRORS as error:
                 report.fail(row["key"], error)
                 continue
-            destination.write_atomic(target, data, durable=False)
+            destination.write_object(target, data, durable=False)
             report.written_bytes += len(data)
             report.byte_exact += exact
         reader.release(part)

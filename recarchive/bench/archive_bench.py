@@ -35,12 +35,12 @@ import os
 import platform
 import tempfile
 import time
-import zstandard
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zstandard
 from PIL import Image
 
 from recarchive.archive import ArchiveSettings, archive, restore, verify

@@ -134,7 +134,8 @@ class PartWorker:
 
     def restore(self, archive_url: str, archive_options: dict[str, Any] | None,
                 destination_url: str, destination_options: dict[str, Any] | None, part: int,
-                shards: list[int], objects: str | None, with_skipped: bool) -> dict[str, Any]:
+                shards: list[int], objects: str | None, with_skipped: bool,
+                rename_unsafe: bool = False) -> dict[str, Any]:
         """Restore the selected objects of one part (`shards`: its global shard numbers that
         are selected); `with_skipped` also lists the part's skipped objects, as the
         in-process restore does when no shards are given."""
@@ -150,7 +151,8 @@ class PartWorker:
         if shards:
             report = restore(archive_url, destination_url, shards=set(shards), objects=objects,
                              archive_options=archive_options,
-                             destination_options=destination_options)
+                             destination_options=destination_options,
+                             rename_unsafe=rename_unsafe)
         result = report.as_dict()
         if with_skipped:
             reader = ArchiveReader(archive_url, archive_options)

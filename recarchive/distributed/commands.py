@@ -78,15 +78,15 @@ def restore_ray_command(archive_url: str, destination: str, *, ray_address: str,
                         actors: int | None = None, gpus_per_actor: float | None = None,
                         cpus_per_actor: float | None = None, shards: str | None = None,
                         objects: str | None = None, storage_options: str | None = None,
-                        as_json: bool = False, out: TextIO | None = None,
-                        err: TextIO | None = None) -> int:
+                        rename_unsafe: bool = False, as_json: bool = False,
+                        out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, log = out or sys.stdout, _logger(err or sys.stderr)
     options = parse_storage_options(storage_options)
     resources = connect(ray_address)
     log(f"connected to Ray: {_resources_text(resources)}")
     report = restore_on_ray(archive_url, destination, shards=parse_shards(shards),
                             objects=objects, archive_options=options,
-                            destination_options=options,
+                            destination_options=options, rename_unsafe=rename_unsafe,
                             pool=pool_settings(actors, gpus_per_actor, cpus_per_actor), log=log)
     if as_json:
         print(json.dumps(report.as_dict()), file=out)

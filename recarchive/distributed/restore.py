@@ -38,6 +38,7 @@ def plan_restore(reader: ArchiveReader, shards: set[int] | None,
 def restore_on_ray(archive_url: str, destination_url: str, *, shards: set[int] | None = None,
                    objects: str | None = None, archive_options: dict[str, Any] | None = None,
                    destination_options: dict[str, Any] | None = None,
+                   rename_unsafe: bool = False,
                    pool: PoolSettings | None = None,
                    log: Callable[[str], None] = print) -> RestoreReport:
     """Restore the selected objects (all by default) of an archive, parts spread over actors.
@@ -54,7 +55,7 @@ def restore_on_ray(archive_url: str, destination_url: str, *, shards: set[int] |
     log(f"restore {archive_url} -> {destination_url}: {len(plan)} of {len(reader.parts)} "
         "parts hold selected objects")
     tasks = (Task(part, (archive_url, archive_options, destination_url, destination_options,
-                         part, chosen, objects, shards is None))
+                         part, chosen, objects, shards is None, rename_unsafe))
              for part, chosen in plan)
     with ActorPool(pool or PoolSettings(), (), log) as actors:
         log(f"starting {actors.describe()}")

@@ -17,13 +17,13 @@ import torch
 from safetensors.torch import load, save
 
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
-from recarchive.models.shipped import SHIPPED, ZOO_DIR
 from recarchive.models.exact_bitswap import (
     FIRST_LAYOUT,
     LATENT_LAYOUTS,
     ExactBitSwap,
     convert_to_exact,
 )
+from recarchive.models.shipped import SHIPPED, ZOO_DIR
 
 FORMAT = "recarchive-model/1"
 

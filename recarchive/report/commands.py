@@ -8,13 +8,11 @@ archives give a side-by-side comparison.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from recarchive.archive.commands import parse_storage_options
-from recarchive.archive.format import done_path
 from recarchive.archive.reader import ArchiveReader
 from recarchive.report.build import build_report, compare, to_json
 from recarchive.report.embed import embedded_report
@@ -22,8 +20,7 @@ from recarchive.report.embed import embedded_report
 
 def compute_report(reader: ArchiveReader) -> dict[str, Any]:
     """The report from the archive's own records (what `finalize` embeds)."""
-    records = [json.loads(reader.read_checked(done_path(reader.manifest["run_id"], p["part"])))
-               for p in reader.parts]
+    records = reader.done_records()
 
     def read_index(record: dict[str, Any]) -> list[dict[str, Any]]:
         return reader.index_table(reader.parts[record["part"]]).to_pylist()
