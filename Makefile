@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check recarchive tests jobs
+	$(BIN)/ruff check recarchive tests jobs studies
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(BIN)/recarchive bench ans --json
 
 lint: $(STAMP)
-	$(BIN)/ruff check recarchive tests jobs
+	$(BIN)/ruff check recarchive tests jobs studies
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

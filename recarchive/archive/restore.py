@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from recarchive.archive.containers import NotRebuildable, describe_recipe
 from recarchive.archive.errors import ArchiveError, IntegrityError, UnsafeKeyError
 from recarchive.archive.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED, object_digest
 from recarchive.archive.rasters import object_bytes
@@ -144,11 +146,23 @@ class _PartDecoder:
         if exact and object_digest(data, self.reader.object_digest_bytes) != (
                 row["sha256_prefix"]):
             raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: restored bytes do "
-                                 "not match its sha256 prefix in the index" + (
-                                     " (its container was rebuilt by this machine's zlib; a "
-                                     "different deflate library gives other bytes)"
-                                     if row["kind"] == KIND_RASTER else ""))
+                                 "not match its sha256 prefix in the index"
+                                 + (_rebuild_hint(row["recipe"]) if row["kind"] == KIND_RASTER
+                                    else ""))
         return data, exact
+
+
+def _rebuild_hint(recipe: bytes) -> str:
+    """Why a rebuilt file may differ though its pixels are exact: another deflate library."""
+    try:
+        made_with = describe_recipe(recipe).get("zlib_version")
+    except (ValueError, NotRebuildable):
+        return " (its recipe is damaged)"
+    if made_with and made_with != zlib.ZLIB_RUNTIME_VERSION:
+        return (f" (its PNG was compressed with zlib {made_with}, this machine has zlib "
+                f"{zlib.ZLIB_RUNTIME_VERSION}: restore on a machine with zlib {made_with}; the "
+                "pixels are intact, `--fidelity pixels` archives do not depend on zlib)")
+    return " (the pixels decoded exactly; the recipe or the index is damaged)"
 
 
 def _by_part(rows: Iterator[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
