@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from recarchive.archive.errors import UnsafeKeyError
-from recarchive.archive.safety import local_restore_paths, safe_relative_path
+from recarchive.archive.safety import restore_targets, safe_relative_path
 from recarchive.storage import (
     LocalKeyError,
     Location,
@@ -245,16 +245,19 @@ def test_renaming_is_injective_over_random_key_sets() -> None:
         check_plan(sorted(keys))
 
 
-def test_restore_paths_refuse_or_rename() -> None:
-    with pytest.raises(UnsafeKeyError) as refused:
-        local_restore_paths(KEYS)
-    message = str(refused.value)
-    assert "'coll/./x.png'" in message and "--rename-unsafe" in message
-    with pytest.raises(UnsafeKeyError, match="'x' \\(a file where key 'x/y' needs a folder"):
-        local_restore_paths(["x", "x/y"])
-    assert local_restore_paths(["a/b", "c"]).paths == {"a/b": "a/b", "c": "c"}
-    plan = local_restore_paths(KEYS, rename_unsafe=True)
-    assert plan.paths == plan_local_paths(KEYS).paths
+def test_restore_targets_refuse_by_name_or_rename(tmp_path: Path) -> None:
+    local = open_location(str(tmp_path / "out"))
+    targets = restore_targets(local, KEYS)
+    assert set(targets.refused) == {"coll/./x.png", "coll/sub/../x.png", "photos/dbl//slash.png",
+                                    "photos/trailing/", "photos/empty-marker/", "x"}
+    assert "'coll/./x.png'" in targets.refused["coll/./x.png"]
+    assert "--rename-unsafe" in targets.refused["coll/./x.png"]
+    assert "a file where key 'x/y' needs a folder" in targets.refused["x"]
+    assert targets.paths["x/y"] == "x/y" and "x/y" not in targets.refused
+    renamed = restore_targets(local, KEYS, rename_unsafe=True)
+    assert renamed.paths == plan_local_paths(KEYS).paths and not renamed.refused
+    memory = open_location("memory://targets")
+    assert restore_targets(memory, KEYS).paths == {key: key for key in KEYS}
 
 
 # --- local folders ----------------------------------------------------------------------------

@@ -34,8 +34,9 @@ Integrity is anchored at the shard and at the manifest, not per object:
 - per object the index keeps only cheap structure (channels, shape, block range; checked when
   the object is cut out of its blocks) and `sha256_prefix`: the first `object_digest_bytes`
   bytes (8 by default, 8..32, 32 = the full digest; recorded in the manifest) of the sha256 of
-  the object's original bytes. Fallback (blob) objects are checked against it on restore; for
-  rasters it identifies the source file (restore writes a new PNG, not the original bytes).
+  the object's original bytes. Every object restored byte for byte (blobs, recompressed JPEGs,
+  rasters rebuilt from pixels and `recipe`) is checked against it; for rasters kept with
+  fidelity "pixels" (and format 1 archives) it identifies the source file.
   There is no per-object digest of the decoded pixels: 64 bytes per object of full digests
   were 2.1 % of CIFAR-10's order0 payload (3.6 % of its Bit-Swap payload), and the shard
   checksum already covers the pixels.
