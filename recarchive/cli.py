@@ -190,7 +190,9 @@ def _codec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", default="bitswap", help="codec name (default bitswap)")
     parser.add_argument("--model", default=None, help="model name or file (codec default)")
     parser.add_argument("--dataset", default="cifar10-test",
-                        help="cifar10-test, cifar10-validation or photo-val")
+                        help="cifar10-test, cifar10-validation, photo-val (random 32x32 patches) "
+                        "or photo-val-images (the validation photos whole, as an archive codes "
+                        "them)")
     parser.add_argument("--limit", type=positive_int, default=None, help="first N images only")
     parser.add_argument("--shard-blocks", type=positive_int, default=1024)
     parser.add_argument("--chains", type=positive_int, default=None,

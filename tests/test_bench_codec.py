@@ -56,3 +56,33 @@ def test_workers_code_the_same_shards_in_other_processes(capsys):
     assert shared["roundtrip_exact"] is True
     assert shared["bits_per_dim"] == alone["bits_per_dim"]
     assert shared["encode_mb_per_s"] > 0 and shared["decode_mb_per_s"] > 0
+
+
+def test_whole_photos_are_coded_as_an_archive_codes_them(tmp_path, capsys):
+    """`photo-val-images`: a validation photo whole, cut into blocks as an archive cuts it;
+    its payload is the archive's, and the baselines code the same whole image."""
+    import shutil
+
+    from PIL import Image
+
+    from recarchive.archive import ArchiveSettings, archive
+    from recarchive.datasets import data_dir, photo_files
+
+    result = run_json(capsys, "--codec", "order0", "--dataset", "photo-val-images",
+                      "--limit", "1", "--shard-blocks", "64")
+    path = photo_files("validation")[0]
+    with Image.open(path) as image:
+        width, height = image.size
+    blocks = -(-height // 32) * -(-width // 32)
+    assert result["images"] == 1 and result["blocks"] == blocks
+    assert result["shards"] == -(-blocks // 64) and result["roundtrip_exact"] is True
+    assert result["bits_per_dim"] == 8 * result["payload_bytes"] / (height * width * 3)
+    assert result.keys() >= KEYS | {"jpegxl_blocks_bits_per_dim"}
+    # cutting a photo into blocks costs JPEG-XL too
+    assert result["jpegxl_blocks_bits_per_dim"] > result["jpegxl_bits_per_dim"]
+    source = tmp_path / "photos" / path.relative_to(data_dir() / "photos")
+    source.parent.mkdir(parents=True)
+    shutil.copy(path, source)
+    manifest = archive(str(tmp_path / "photos"), str(tmp_path / "archive"),
+                       ArchiveSettings(shard_blocks=64))
+    assert manifest["totals"]["pixel_payload_bytes"] == result["payload_bytes"]
