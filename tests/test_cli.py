@@ -136,3 +136,21 @@ def test_device_measurement_logic_on_cpu() -> None:
     assert result["gpu_bitstream_identical"] is True
     assert result["gpu_roundtrip_exact"] is True
     assert result["gpu_symbols"] == 3 * 1024 and result["gpu_symbols_per_s"] > 0
+
+
+def test_ls_into_a_closed_pipe_ends_quietly_and_out_of_range_shards_are_refused(tmp_path):
+    """`recarchive ls ARCHIVE | head -1` ends with no traceback and no error line; a restore
+    of a shard the archive does not have is an error, not an empty restore."""
+    main = cli.main
+    source = tmp_path / "src"
+    source.mkdir()
+    for n in range(300):
+        (source / f"note-{n:03d}.txt").write_bytes(b"n" * n)
+    assert main(["archive", str(source), str(tmp_path / "a")]) == 0
+    piped = subprocess.run(
+        f"{sys.executable} -m recarchive.cli ls {tmp_path / 'a'} | head -1", shell=True,
+        capture_output=True, text=True, timeout=120)
+    assert piped.stdout.count("\n") == 1 and "note-000.txt" in piped.stdout
+    assert piped.stderr == ""
+    assert main(["restore", str(tmp_path / "a"), str(tmp_path / "o"), "--shards", "7"]) == 1
+    assert not (tmp_path / "o").exists()

@@ -206,3 +206,22 @@ def test_exclusive_create_without_hard_links(tmp_path, monkeypatch) -> None:
         create_exclusive(fs, str(tmp_path / "m"), b"two")
     assert (tmp_path / "m").read_bytes() == b"one"
     assert os.listdir(tmp_path) == ["m"]
+
+
+def test_local_writes_get_the_umask_permissions_not_0600(tmp_path) -> None:
+    """Restored files are ordinary files: 0644 under the usual umask 022, 0640 under 027."""
+    import stat
+
+    location = open_location(str(tmp_path / "out"))
+    saved = os.umask(0o027)
+    try:
+        location.write_atomic("a/strict.txt", b"x")
+    finally:
+        os.umask(saved)
+    os.umask(0o022)
+    try:
+        location.write_object("b/usual.txt", b"y")
+    finally:
+        os.umask(saved)
+    assert stat.S_IMODE((tmp_path / "out" / "a" / "strict.txt").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "out" / "b" / "usual.txt").stat().st_mode) == 0o644

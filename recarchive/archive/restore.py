@@ -178,6 +178,16 @@ def _by_part(rows: Iterator[dict[str, Any]]) -> Iterator[tuple[int, list[dict[st
         yield current, batch
 
 
+def check_shards(reader: ArchiveReader, shards: set[int] | None) -> None:
+    """Refuse shard numbers the archive does not have (a typo must not restore nothing)."""
+    total = int(reader.shard_offsets[-1])
+    wrong = sorted(s for s in shards or () if not 0 <= s < total)
+    if wrong:
+        raise ArchiveError(f"{reader.url}: shard(s) {', '.join(map(str, wrong[:5]))} do not "
+                           f"exist: the archive has {total} shards, 0 to {total - 1} "
+                           "(`recarchive ls` shows each object's shard)")
+
+
 def _selected_keys(reader: ArchiveReader, objects: str | None,
                    shards: set[int] | None) -> list[str]:
     """Every selected key (read ahead: keys are checked as a set before anything is
@@ -219,6 +229,7 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
     """
     started = time.time()
     reader = ArchiveReader(archive_url, archive_options)
+    check_shards(reader, shards)
     destination = open_location(destination_url, destination_options)
     report = RestoreReport()
     targets = restore_targets(destination, _selected_keys(reader, objects, shards),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recarchive.archive.reader import ArchiveReader
-from recarchive.archive.restore import RestoreReport
+from recarchive.archive.restore import RestoreReport, check_shards
 from recarchive.distributed.archive import refuse_process_local
 from recarchive.distributed.pool import ActorPool, PoolSettings, Task
 from recarchive.storage import open_location
@@ -49,6 +49,7 @@ def restore_on_ray(archive_url: str, destination_url: str, *, shards: set[int] |
     started = time.time()
     reader = ArchiveReader(archive_url, archive_options)
     refuse_process_local(reader.location, open_location(destination_url, destination_options))
+    check_shards(reader, shards)
     plan = plan_restore(reader, shards, objects)
     report = RestoreReport()
     report.archive_bytes_read = reader.location.read.bytes

@@ -33,6 +33,8 @@ def _local_temp(path: str, data: bytes, durable: bool = True) -> str:
     os.makedirs(folder, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
     try:
+        # mkstemp makes 0600 files; a written file gets what the umask gives, like any other
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()
@@ -43,6 +45,13 @@ def _local_temp(path: str, data: bytes, durable: bool = True) -> str:
             os.unlink(temp)
         raise
     return temp
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and setting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(fs: AbstractFileSystem, path: str, data: bytes, durable: bool = True) -> None:
