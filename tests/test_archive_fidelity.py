@@ -202,6 +202,11 @@ def test_hostile_bucket_on_s3_keeps_every_key_and_byte(tmp_path) -> None:
                            ArchiveSettings(part_objects=20), source_options=options,
                            destination_options=options)
         assert manifest["totals"]["objects"] == len(objects)
+        # said when the archive is made: which keys a local folder could not hold
+        unsafe = {item["key"] for item in manifest["local_unsafe_keys"]["examples"]}
+        assert unsafe == {"coll/./x.png", "coll/sub/../x.png", "photos/dbl//slash.png",
+                          "photos/trailing/", "x"}
+        assert manifest["local_unsafe_keys"]["count"] == len(unsafe)
         report = restore(f"s3://{bucket}-archive/a", f"s3://{bucket}-back/r",
                          archive_options=options, destination_options=options)
         assert not report.failed and report.byte_exact == len(objects)

@@ -16,6 +16,7 @@ import pytest
 from recarchive.archive.errors import UnsafeKeyError
 from recarchive.archive.safety import restore_targets, safe_relative_path
 from recarchive.storage import (
+    LocalKeyAudit,
     LocalKeyError,
     Location,
     find_file_folder_conflicts,
@@ -243,6 +244,25 @@ def test_renaming_is_injective_over_random_key_sets() -> None:
         keys = {"".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
                 for _ in range(rng.randint(1, 25))}
         check_plan(sorted(keys))
+
+
+def test_local_key_audit_streams_a_sorted_listing() -> None:
+    """Fed a listing in S3 order, the audit finds what the set checks find, with bounded
+    memory for long listings."""
+    audit = LocalKeyAudit(examples=100)
+    for key in sorted(KEYS, key=lambda k: k.encode("utf-8", "surrogatepass")):
+        audit.see(key)
+    expected = {key for key in KEYS if local_key_problem(key)}
+    expected |= {file_key for file_key, _ in find_file_folder_conflicts(KEYS)}
+    assert {item["key"] for item in audit.examples} == expected
+    assert audit.count == len(expected)
+    long = LocalKeyAudit(examples=3)
+    long.see("a")
+    for n in range(20_000):  # sort between "a" and "a/": "a" must be remembered past them
+        long.see(f"a!{n:06d}")
+    assert len(long._open) <= 4097  # the rest are forgotten once no later key can nest
+    long.see("a/x")
+    assert long.count == 1 and long.examples[0]["key"] == "a"
 
 
 def test_restore_targets_refuse_by_name_or_rename(tmp_path: Path) -> None:

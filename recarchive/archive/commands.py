@@ -81,7 +81,8 @@ def print_archive_summary(manifest: dict[str, Any], destination: str, as_json: b
                "fidelity": manifest.get("fidelity"), "parts": len(manifest["parts"]), **totals,
                "archive_bytes": sum(f["size"] for f in manifest["files"]),
                "seconds": manifest.get("archive_seconds"),
-               "already_complete": bool(manifest.get("already_complete"))}
+               "already_complete": bool(manifest.get("already_complete")),
+               "local_unsafe_keys": (manifest.get("local_unsafe_keys") or {}).get("count", 0)}
     if as_json:
         print(json.dumps(summary), file=out)
         return
@@ -95,6 +96,11 @@ def print_archive_summary(manifest: dict[str, Any], destination: str, as_json: b
           f"them rebuilt byte for byte from pixels; {totals['blobs']} kept as bytes, {jpegs} "
           f"of them JPEGs recompressed losslessly; {totals['skipped']} skipped) into "
           f"{destination}: {summary['archive_bytes']} bytes", file=out)
+    unsafe = manifest.get("local_unsafe_keys") or {}
+    if unsafe.get("count"):
+        shown = "; ".join(f"{item['key']!r} ({item['reason']})" for item in unsafe["examples"][:5])
+        print(f"note: {unsafe['count']} keys cannot be restored into a local folder as they are "
+              f"(object storage takes them; or restore with --rename-unsafe): {shown}", file=out)
 
 
 def _print_report(report: RestoreReport, verb: str, as_json: bool, out: TextIO) -> None:

@@ -57,7 +57,7 @@ from recarchive.archive.ingest import DEFAULT_MAX_PIXELS
 from recarchive.archive.models import model_bytes_of
 from recarchive.archive.parts import PartBuilder, PartStats
 from recarchive.codecs import BlockCodec, get_codec
-from recarchive.storage import Location, StoredObject, open_location
+from recarchive.storage import LocalKeyAudit, Location, StoredObject, open_location
 
 
 @dataclass(frozen=True)
@@ -141,14 +141,18 @@ def plan_parts(objects: Iterable[StoredObject], settings: ArchiveSettings) -> It
         yield PartPlan(number, tuple(batch))
 
 
-def source_objects(source: Location, destination: Location) -> Iterator[StoredObject]:
-    """The source listing, leaving out the archive itself when it lies inside the source."""
+def source_objects(source: Location, destination: Location,
+                   audit: LocalKeyAudit | None = None) -> Iterator[StoredObject]:
+    """The source listing, leaving out the archive itself when it lies inside the source;
+    `audit` sees every key (which of them a local folder could not hold)."""
     inside = source.fs is destination.fs and (
         destination.root.startswith(source.root.rstrip("/") + "/"))
     prefix = destination.root[len(source.root.rstrip("/")) + 1:].strip("/") + "/"
     for item in source.list_files():
         if inside and (item.key + "/").startswith(prefix):
             continue
+        if audit is not None:
+            audit.see(item.key)
         yield item
 
 
@@ -290,7 +294,8 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
 def build_manifest(destination: Location, run_id: str, source_url: str,
                    settings: ArchiveSettings, codec_name: str, model_sha256: str | None,
                    records: list[dict[str, Any]], started: float | None = None,
-                   format_version: int = FORMAT_VERSION) -> dict[str, Any]:
+                   format_version: int = FORMAT_VERSION,
+                   local_keys: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest of a run from its parts' done records: every file with its checksum, the
     parts and totals, and the compression report files (written now)."""
     records = sorted(records, key=lambda r: r["part"])
@@ -328,6 +333,9 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
     }
     if started is not None:
         manifest["archive_seconds"] = round(time.time() - started, 3)
+    if local_keys is not None:
+        # keys a local folder cannot hold as they are (object storage restores take them all)
+        manifest["local_unsafe_keys"] = local_keys
     from recarchive.report.embed import embed_report
 
     files.extend(embed_report(destination, manifest, records))  # report.json, report.html
@@ -336,13 +344,14 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
 
 def finalize(destination: Location, run_id: str, source_url: str, settings: ArchiveSettings,
              codec: BlockCodec, records: list[dict[str, Any]],
-             started: float | None = None) -> dict[str, Any]:
+             started: float | None = None,
+             local_keys: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the report files, a copy of the manifest under this commit's writer id (what
     `repair` restores from), then the manifest itself, exclusively and last. If another writer
     committed first, nothing of its archive is touched and the error lists this writer's files
     that its manifest does not name."""
     manifest = build_manifest(destination, run_id, source_url, settings, codec.name,
-                              codec.model_sha256, records, started)
+                              codec.model_sha256, records, started, local_keys=local_keys)
     sealed = seal_manifest(manifest)
     copy = commit_path(run_id, new_writer_id())
     destination.write_atomic(copy, sealed)
@@ -388,11 +397,13 @@ def archive(source_url: str, destination_url: str, settings: ArchiveSettings | N
         return dict(done, already_complete=True)
     run_id, codec = start_run(destination, source_url, settings, run_id)
     records = []
-    for plan in plan_parts(source_objects(source, destination), settings):
+    audit = LocalKeyAudit()
+    for plan in plan_parts(source_objects(source, destination, audit), settings):
         event = build_part(source, destination, run_id, plan, codec, settings)
         records.append(event.record)
         if on_part is not None:
             on_part(event)
     if not records:
         raise ArchiveError(f"{source_url}: no objects to archive")
-    return finalize(destination, run_id, source_url, settings, codec, records, started)
+    return finalize(destination, run_id, source_url, settings, codec, records, started,
+                    audit.summary())

@@ -27,7 +27,7 @@ from recarchive.archive.writer import (
 )
 from recarchive.distributed.actors import peak_rss_mb
 from recarchive.distributed.pool import ActorPool, PoolSettings, Task
-from recarchive.storage import Location, open_location
+from recarchive.storage import LocalKeyAudit, Location, open_location
 
 
 @dataclass
@@ -81,6 +81,7 @@ def archive_on_ray(source_url: str, destination_url: str,
     log(f"run {run_id}: {source_url} -> {destination_url} (codec {settings.codec}, "
         f"{settings.part_objects} objects per part)")
     result = RayArchiveResult(manifest={})
+    audit = LocalKeyAudit()
     records: dict[int, dict[str, Any]] = {}
     with ActorPool(pool or PoolSettings(), (settings,), log) as actors:
         log(f"starting {actors.describe()}")
@@ -90,7 +91,7 @@ def archive_on_ray(source_url: str, destination_url: str,
                 f"{info['gpu_ids'] or '-'}, device {info['device']}")
         tasks = (Task(plan.number, (source_url, source_options, destination_url,
                                     destination_options, run_id, plan))
-                 for plan in plan_parts(source_objects(source, destination), settings))
+                 for plan in plan_parts(source_objects(source, destination, audit), settings))
         parts_started = time.perf_counter()
         objects_done = 0
         for _, done in actors.map("build", tasks):
@@ -113,7 +114,7 @@ def archive_on_ray(source_url: str, destination_url: str,
         raise ArchiveError(f"{source_url}: no objects to archive")
     remove_orphan_temporaries(destination, run_id)
     result.manifest = finalize(destination, run_id, source_url, settings, codec,
-                               list(records.values()), started)
+                               list(records.values()), started, audit.summary())
     result.driver_peak_rss_mb = peak_rss_mb()
     log(f"run {run_id}: manifest written; {result.parts_built} parts built, "
         f"{result.parts_reused} reused, {result.retries} retried")

@@ -9,6 +9,7 @@ a local folder can hold (and safe local names for the others).
 from recarchive.storage.counting import ByteCounter, CountingFile
 from recarchive.storage.listing import StoredObject, iter_objects
 from recarchive.storage.localkeys import (
+    LocalKeyAudit,
     LocalKeyError,
     LocalPlan,
     LocalRename,
@@ -23,6 +24,7 @@ from recarchive.storage.writes import create_exclusive, write_atomic
 __all__ = [
     "ByteCounter",
     "CountingFile",
+    "LocalKeyAudit",
     "LocalKeyError",
     "LocalPlan",
     "LocalRename",

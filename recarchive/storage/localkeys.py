@@ -110,6 +110,46 @@ def find_file_folder_conflicts(keys: Iterable[str]) -> list[tuple[str, str]]:
     return sorted(found.items(), key=lambda pair: _order(pair[0]))
 
 
+class LocalKeyAudit:
+    """The keys of a listing, seen one at a time, that a local folder could not hold as they
+    are: unsafe on their own, or a file `x` beside keys `x/...`. Counts them and keeps the
+    first `examples` with reasons, so an archive can say so when it is made.
+
+    Conflicts are found among keys seen in sorted order (S3's byte order, or the local walk's
+    depth-first order, where a folder cannot hold both anyway); memory holds only the keys
+    that can still be the folder of a later key.
+    """
+
+    def __init__(self, examples: int = 20) -> None:
+        self.count = 0
+        self.examples: list[dict[str, str]] = []
+        self._limit = examples
+        self._open: dict[str, None] = {}  # earlier keys, oldest first, that a later key may nest in
+
+    def see(self, key: str) -> None:
+        problem = local_key_problem(key)
+        if problem:
+            self._note(key, problem)
+        for cut in _slashes(key):
+            folder = key[:cut]
+            if folder in self._open:
+                del self._open[folder]
+                self._note(folder, f"a file where key {key!r} needs a folder")
+        self._open[key] = None
+        if len(self._open) > 4096:
+            here = _order(key)
+            self._open = {k: None for k in self._open
+                          if key.startswith(k) or _order(k + "/") > here}
+
+    def _note(self, key: str, reason: str) -> None:
+        self.count += 1
+        if len(self.examples) < self._limit:
+            self.examples.append({"key": key, "reason": reason})
+
+    def summary(self) -> dict[str, object]:
+        return {"count": self.count, "examples": list(self.examples)}
+
+
 def _slashes(key: str) -> Iterable[int]:
     return (i for i, char in enumerate(key) if char == "/" and i > 0)
 
