@@ -125,10 +125,10 @@ def test_lanes_divide_each_stage(model_file):
 
 
 def test_fine_tuning_adds_a_context_that_starts_switched_off():
-    plain = zoo.load_bitswap("bitswap-photo").float_model  # a shipped model without one
+    plain = zoo.load_bitswap("bitswap-photo-2026-11").float_model  # shipped, without one
     assert plain.context is None
     config = BitSwapConfig(**{**plain.config.to_dict(), "pixel_context": "checkerboard"})
-    weights, _ = initial_weights("bitswap-photo", config)
+    weights, _ = initial_weights("bitswap-photo-2026-11", config)
     model = BitSwapModel(config)
     load_initial_weights(model, weights)
     x = torch.from_numpy(fixture_blocks(8)).permute(0, 3, 1, 2).float()
