@@ -234,19 +234,17 @@ def test_archive_and_restore_jobs_on_s3(cluster: LocalCluster, s3: dict[str, Any
     assert result.returncode == 0, result.stdout[-4000:]
     assert fs.exists("archives/set/manifest.json")
     result = submit(cluster, "restore.py", "s3://archives/set", "s3://data/restored",
-                    "--shards", "1,3-4", "--storage-options", options, "--gpus-per-actor", "0")
+                    "--shards", "1,3", "--storage-options", options, "--gpus-per-actor", "0")
     assert result.returncode == 0, result.stdout[-4000:]
     expected = tmp_path / "in-process"
-    restore("s3://archives/set", str(expected), shards={1, 3, 4}, archive_options=s3)
+    restore("s3://archives/set", str(expected), shards={1, 3}, archive_options=s3)
     keys = {p.relative_to(expected).as_posix() for p in expected.rglob("*") if p.is_file()}
     assert keys and keys != set(objects)
     fs.invalidate_cache()
     assert {path.split("/", 2)[2] for path in fs.find("data/restored")} == keys
     for key in keys:
         restored = fs.cat_file(f"data/restored/{key}")
-        assert restored == (expected / key).read_bytes()
-        if restored != objects[key]:
-            assert_same_raster(objects[key], restored, key)
+        assert restored == (expected / key).read_bytes() == objects[key]  # byte for byte
     assert not verify("s3://archives/set", s3).problems
 
 
