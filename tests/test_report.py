@@ -70,16 +70,20 @@ def report(built) -> dict[str, Any]:
     return found
 
 
-def test_report_is_written_into_the_archive_and_named_in_the_manifest(built, report):
+def test_report_is_written_into_the_archive_and_named_in_the_manifest(built, report, tmp_path):
     manifest = built["manifest"]
     files = report_files(manifest)
-    assert set(files) == {"json", "html"}
+    assert set(files) == {"json"}  # the page is drawn from it on demand, not stored
     for path in files.values():
         entry = next(f for f in manifest["files"] if f["path"] == path)
         assert entry["role"] == "report" and (built["a"] / path).stat().st_size == entry["size"]
     assert manifest["format_version"] == 2
     assert not verify(str(built["a"])).problems  # verify checks the report files too
-    html = (built["a"] / files["html"]).read_text()
+    stored = (built["a"] / files["json"]).read_bytes()
+    assert b"\n " not in stored  # compact: it is archive overhead
+    page = tmp_path / "page.html"
+    assert cli.main(["report", str(built["a"]), "--html", str(page)]) == 0
+    html = page.read_text()
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in html and "<script" not in html and "<link" not in html

@@ -1,9 +1,11 @@
 """The HTML report in a real browser: headless Chromium (Debian's `chromium`, installed here if
-missing) renders the page written into an archive, and a comparison page, to a non-blank
+missing) renders the page `report --html` draws from an archive's stored report, and a
+comparison page, to a non-blank
 screenshot, and its DOM holds the key figures."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -74,13 +76,12 @@ def archives(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "a": root / "a", "b": root / "b"}
 
 
-def test_archived_report_page_renders_with_its_figures(chromium, archives, tmp_path):
-    import json
-
+def test_archived_report_page_renders_with_its_figures(chromium, archives, tmp_path, capsys):
     manifest = json.loads((archives["a"] / "manifest.json").read_text())
-    files = report_files(manifest)
-    page, report = archives["a"] / files["html"], json.loads(
-        (archives["a"] / files["json"]).read_text())
+    report = json.loads((archives["a"] / report_files(manifest)["json"]).read_text())
+    page = tmp_path / "report.html"
+    assert cli.main(["report", str(archives["a"]), "--html", str(page)]) == 0
+    capsys.readouterr()
     assert_not_blank(screenshot(chromium, page, tmp_path))
     dom = browse(chromium, page, tmp_path, "--dump-dom").stdout
     totals = report["totals"]

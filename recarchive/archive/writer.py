@@ -17,8 +17,9 @@ readers refuse the archive as incomplete; rerunning a finished archive's command
 
 Reports: each done record also carries `"report"` (per-shard coding time and payload, per-image
 bits, a small classical-codec sample; `recarchive.report.measure`), and `finalize` writes the
-compression report as `runs/RUN/report-<sha256[:16]>.json` and `.html`, named in the manifest
-with role "report" (`recarchive.report.embed`). Format version unchanged: readers ignore both.
+compression report as `runs/RUN/report-<sha256[:16]>.json`, named in the manifest with role
+"report" (`recarchive.report.embed`; the HTML page is rendered from it on demand). Readers
+ignore it.
 """
 
 from __future__ import annotations
@@ -338,7 +339,7 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
         manifest["local_unsafe_keys"] = local_keys
     from recarchive.report.embed import embed_report
 
-    files.extend(embed_report(destination, manifest, records))  # report.json, report.html
+    files.extend(embed_report(destination, manifest, records))  # report-*.json
     return manifest
 
 

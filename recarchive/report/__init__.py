@@ -5,7 +5,7 @@
   `"report"`; per-image bits follow `measure.BITS_METHOD`.
 - `build`: merges the part records and the manifest into one report dict (the JSON rendering,
   schema in `schema.json`), and two reports into a side-by-side comparison.
-- `embed`: writes `report.json` and `report.html` into every archive when it is committed.
+- `embed`: writes the report (compact JSON) into every archive when it is committed.
 - `restored`: `report --baselines N`, classical codecs on rasters restored from the archive.
 - `terminal` (rich), `html` (one self-contained page with inline SVG plots): renderings.
 

@@ -14,7 +14,7 @@ Definitions used throughout:
 
 from __future__ import annotations
 
-import io
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -362,9 +362,8 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             "settings_differ": differ, "datasets": rows}
 
 
-def to_json(report: dict[str, Any]) -> str:
-    import json
-
-    out = io.StringIO()
-    json.dump(report, out, indent=1, sort_keys=True, allow_nan=False)
-    return out.getvalue() + "\n"
+def to_json(report: dict[str, Any], *, compact: bool = False) -> str:
+    """Indented for people (`report --json`); compact where it is stored (the archive)."""
+    if compact:
+        return json.dumps(report, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
+    return json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n"

@@ -1,8 +1,12 @@
 """The report inside the archive: written by `finalize` just before the manifest (which names
-both files with role "report"), and read back by `recarchive report`.
+it with role "report"), and read back by `recarchive report`.
 
-The files are `runs/RUN/report-<sha256[:16]>.json` and `.html`: named by their content, so two
-writers racing to commit the same run never overwrite the files the winner's manifest names.
+The file is `runs/RUN/report-<sha256[:16]>.json`, compact JSON named by its content, so two
+writers racing to commit the same run never overwrite the file the winner's manifest names.
+Only the facts are stored: the HTML page is a rendering of them (`recarchive report ARCHIVE
+--html FILE` draws it from this file in a moment, without decoding anything), and storing it
+too cost a fixed 17 kB per archive, a tenth of the whole index overhead on CIFAR-10 test.
+Archives of earlier releases that hold a `.html` copy as well still read and verify.
 A report that cannot be built only warns: the archive itself is complete without it.
 """
 
@@ -17,7 +21,6 @@ import pyarrow.parquet as pq
 
 from recarchive.archive.format import MANIFEST, run_dir, sha256_hex
 from recarchive.report.build import build_report, to_json
-from recarchive.report.html import render_report
 from recarchive.storage import Location
 
 ROLE = "report"
@@ -25,8 +28,8 @@ ROLE = "report"
 
 def embed_report(destination: Location, manifest: dict[str, Any],
                  records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Write the report files; return their manifest entries (none if it could not be built,
-    or if the archive is already complete: its files are left alone)."""
+    """Write the report file; return its manifest entries (none if it could not be built, or
+    if the archive is already complete: its files are left alone)."""
     if destination.exists(MANIFEST):
         return []
 
@@ -37,7 +40,7 @@ def embed_report(destination: Location, manifest: dict[str, Any],
     try:
         report = build_report(manifest, records, url=destination.url or destination.root,
                               read_index=read_index)
-        contents = {"json": to_json(report).encode(), "html": render_report(report).encode()}
+        contents = {"json": to_json(report, compact=True).encode()}
     except Exception as error:  # noqa: BLE001 - the archive must not fail for its report
         warnings.warn(f"{destination.url}: compression report not written: "
                       f"{type(error).__name__}: {error}", stacklevel=2)
@@ -52,7 +55,8 @@ def embed_report(destination: Location, manifest: dict[str, Any],
 
 
 def report_files(manifest: dict[str, Any]) -> dict[str, str]:
-    """{"json": path, "html": path} of the report the manifest names (empty if none)."""
+    """{"json": path} of the report the manifest names (empty if none; archives of earlier
+    releases also name an "html" copy)."""
     return {f["path"].rsplit(".", 1)[-1]: f["path"] for f in manifest["files"]
             if f.get("role") == ROLE}
 
