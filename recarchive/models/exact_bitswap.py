@@ -83,7 +83,7 @@ def _grid(step: float, smallest: float, largest: float, unit: float) -> ScaleGri
 # latents that land on cells of frequency <= 2 lowers the exact −ELBO of `bitswap-cifar` at
 # 4.25 by 0.006 bits/dim (300 CIFAR-10 validation images, three seeds), so layout v3 codes
 # latents at 30 bits (a quarter of the floor mass) and posteriors with a table that has no
-# floor at all (`python jobs/study_latent_precision.py`: 4.2596 under v2, 4.2512 under v3).
+# floor at all (`python studies/study_latent_precision.py`: 4.2596 under v2, 4.2512 under v3).
 PIXEL_GRID = _grid(1 / 16, 0.15 / 127.5, 1.0, 127.5)
 LATENT_PRECISION = 28  # layouts v1 and v2
 PIXEL_PRECISION = 24
@@ -100,7 +100,7 @@ class LatentLayout:
     A better-trained model has sharper posteriors and priors, and coarse bins and scale steps
     cost it more: with `bitswap-cifar` at 4.30 bits/dim, v1's 1/64 bins cost 0.0067 bits/dim
     and its 1/8 log-scale steps 0.005; v2's 1/128 bins and 1/16 steps cost 0.0002 and 0.0012
-    (`python jobs/study_latent_bins.py`).
+    (`python studies/study_latent_bins.py`).
     """
 
     name: str

@@ -1,6 +1,6 @@
 """The measurement behind Bit-Swap's uniform latent bins: how the −ELBO moves with bin width.
 
-    python jobs/study_latent_bins.py [MODEL] [--images N]
+    python studies/study_latent_bins.py [MODEL] [--images N]
 
 Codes the float model's latents (drawn from its posteriors, then snapped to bins of width
 1/64, 1/128 .. 1/4096 on [-8, 8], the edge bins taking the tails) with the bins' discretized

@@ -1,6 +1,6 @@
 """How far the ELBO sits below the model's likelihood: what Monte Carlo bits-back could win.
 
-    python jobs/study_iwae_gap.py [MODEL] [--images N] [--samples K]
+    python studies/study_iwae_gap.py [MODEL] [--images N] [--samples K]
 
 Bit-Swap codes at the −ELBO. Bits-back with K importance-weighted latent draws (Ruan et al.,
 "Improving Lossless Compression Rates via Monte Carlo Bits-Back Coding", ICML 2021) codes near

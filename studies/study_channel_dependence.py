@@ -1,7 +1,7 @@
 """The measurement behind Bit-Swap's per-subpixel pixel likelihood: is PixelCNN++'s linear
 channel dependence (R -> G -> B within a pixel) worth having in p(x|z1)?
 
-    python jobs/study_channel_dependence.py [MODEL] [--images N] [--steps S]
+    python studies/study_channel_dependence.py [MODEL] [--images N] [--steps S]
 
 On CIFAR-10 validation images (never the test split), with z1 drawn from the model's
 posterior: (1) the correlation between the red, green and blue residuals (x - mean) / scale of

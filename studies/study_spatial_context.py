@@ -1,6 +1,6 @@
 """Is a spatial context worth adding to Bit-Swap's p(x|z1)?
 
-    python jobs/study_spatial_context.py [MODEL] [--images N] [--steps S]
+    python studies/study_spatial_context.py [MODEL] [--images N] [--steps S]
 
 Given z1 the pixel likelihood codes every subpixel independently. This measures (1) how
 correlated the residuals (x - mean) / scale of neighbouring pixels still are, and (2) what

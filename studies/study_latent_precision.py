@@ -1,6 +1,6 @@
 """The measurement behind latent layout v3: what latents drawn from the tables' floor cost.
 
-    python jobs/study_latent_precision.py [MODEL] [--images N] [--seeds K]
+    python studies/study_latent_precision.py [MODEL] [--images N] [--seeds K]
 
 Every cell of an integer table keeps frequency >= 1, so a posterior draw lands, now and then,
 on a cell far out in the tails, and the latent it gives costs hundreds of bits in the terms
