@@ -2,7 +2,7 @@
 
     ray job submit --working-dir . -- python jobs/report.py ARCHIVE [--storage-options JSON]
 
-Uses `recarchive.report`'s summary where that module provides one, else the archive's totals;
+Prints `recarchive report`'s table;
 verification is `recarchive verify` (decodes everything, in this job's driver).
 """
 
@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recarchive.archive.commands import parse_storage_options, verify_command
-from recarchive.distributed.commands import report_summary
+from recarchive.commands.archive import verify_command
+from recarchive.commands.options import parse_storage_options
+from recarchive.commands.ray import report_summary
 
 
 def main(argv: list[str]) -> int:

@@ -361,7 +361,7 @@ def positive_float(text: str) -> float:
 
 def object_digest_bytes(text: str) -> int:
     """argparse type: `--object-digest-bytes`, an integer from 8 to 32."""
-    from recarchive.archive.format import OBJECT_DIGEST_MAX_BYTES, OBJECT_DIGEST_MIN_BYTES
+    from recarchive.archives.format import OBJECT_DIGEST_MAX_BYTES, OBJECT_DIGEST_MIN_BYTES
 
     try:
         value = int(text)
@@ -429,22 +429,22 @@ def add_archive_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
+    from recarchive.commands.options import archive_settings
+
+    settings = archive_settings(
+        codec=args.codec, model=args.model, shard_blocks=args.shard_blocks,
+        part_objects=args.part_objects, max_pixels=args.max_pixels,
+        object_digest_bytes=args.object_digest_bytes, fidelity=args.fidelity,
+        verify_shards=args.verify_shards)
     if args.ray_address:
-        from recarchive.distributed.commands import archive_ray_command
+        from recarchive.commands.ray import archive_ray_command
 
-        return archive_ray_command(
-            args.src, args.dst, codec=args.codec, model=args.model,
-            shard_blocks=args.shard_blocks, part_objects=args.part_objects,
-            max_pixels=args.max_pixels, object_digest_bytes=args.object_digest_bytes,
-            run_id=args.run_id, fidelity=args.fidelity, verify_shards=args.verify_shards,
-            storage_options=args.storage_options, as_json=args.json, **_ray_options(args))
-    from recarchive.archive.commands import archive_command
+        return archive_ray_command(args.src, args.dst, settings, run_id=args.run_id,
+                                   storage_options=args.storage_options, as_json=args.json,
+                                   **_ray_options(args))
+    from recarchive.commands.archive import archive_command
 
-    return archive_command(args.src, args.dst, codec=args.codec, model=args.model,
-                           shard_blocks=args.shard_blocks, part_objects=args.part_objects,
-                           max_pixels=args.max_pixels,
-                           object_digest_bytes=args.object_digest_bytes, run_id=args.run_id,
-                           fidelity=args.fidelity, verify_shards=args.verify_shards,
+    return archive_command(args.src, args.dst, settings, run_id=args.run_id,
                            storage_options=args.storage_options, as_json=args.json)
 
 
@@ -470,13 +470,13 @@ def add_restore_parser(commands: argparse._SubParsersAction) -> None:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     if args.ray_address:
-        from recarchive.distributed.commands import restore_ray_command
+        from recarchive.commands.ray import restore_ray_command
 
         return restore_ray_command(args.archive, args.dst, shards=args.shards,
                                    objects=args.objects, storage_options=args.storage_options,
                                    rename_unsafe=args.rename_unsafe, as_json=args.json,
                                    **_ray_options(args))
-    from recarchive.archive.commands import restore_command
+    from recarchive.commands.archive import restore_command
 
     return restore_command(args.archive, args.dst, shards=args.shards, objects=args.objects,
                            storage_options=args.storage_options,
@@ -491,7 +491,7 @@ def add_verify_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from recarchive.archive.commands import verify_command
+    from recarchive.commands.archive import verify_command
 
     return verify_command(args.archive, storage_options=args.storage_options,
                           as_json=args.json)
@@ -511,7 +511,7 @@ def add_repair_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    from recarchive.archive.commands import repair_command
+    from recarchive.commands.archive import repair_command
 
     return repair_command(args.archive, run_id=args.run_id,
                           storage_options=args.storage_options, as_json=args.json)
@@ -526,7 +526,7 @@ def add_ls_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from recarchive.archive.commands import ls_command
+    from recarchive.commands.archive import ls_command
 
     return ls_command(args.archive, objects=args.objects, storage_options=args.storage_options,
                       as_json=args.json)
@@ -550,7 +550,7 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from recarchive.report.commands import report_command
+    from recarchive.commands.report import report_command
 
     return report_command(args.archive, args.archive_b, as_json=args.json, html=args.html,
                           baselines=args.baselines, storage_options=args.storage_options)

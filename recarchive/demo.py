@@ -133,7 +133,7 @@ def run_demo(workdir: str | None = None, codec: str = "order0",
              show_report: bool = False) -> dict[str, Any]:
     """Archive, restore, check, verify; return the summary (also printed through `say`), and
     with `show_report` print the archive's compression report before the folders go."""
-    from recarchive.archive import ArchiveSettings, archive, restore, verify
+    from recarchive.archives import ArchiveSettings, archive, restore, verify
 
     temp = tempfile.mkdtemp(prefix="recarchive-demo-", dir=workdir)
     try:
@@ -144,7 +144,7 @@ def run_demo(workdir: str | None = None, codec: str = "order0",
         manifest = archive(str(bucket), str(target), settings)
         report = restore(str(target), str(restored))
         checked = verify(str(target))
-        from recarchive.archive import list_objects
+        from recarchive.archives import list_objects
 
         rows = {row["key"]: row for row in list_objects(str(target))}
         mismatched = []
@@ -179,7 +179,7 @@ def run_demo(workdir: str | None = None, codec: str = "order0",
             "verify_problems": checked.problems,
         }
         if show_report:
-            from recarchive.report.commands import report_command
+            from recarchive.commands.report import report_command
 
             report_command(str(target))
     finally:

@@ -35,7 +35,7 @@ from PIL import Image, features
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recarchive.archive.containers import (  # noqa: E402 - after the path fix-up
+from recarchive.archives.containers import (  # noqa: E402 - after the path fix-up
     NotRebuildable,
     describe_recipe,
     split_container,

@@ -22,7 +22,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from PIL import Image
 
 from recarchive import cli
-from recarchive.archive import (
+from recarchive.archives import (
     ArchiveError,
     ArchiveIncomplete,
     ArchiveSettings,
@@ -34,17 +34,17 @@ from recarchive.archive import (
     restore,
     verify,
 )
-from recarchive.archive.format import (
+from recarchive.archives.format import (
     INDEX_SCHEMA,
     MANIFEST,
     SHARD_SCHEMA,
     parse_manifest,
     seal_manifest,
 )
-from recarchive.archive.ingest import ingest
-from recarchive.archive.reader import ArchiveReader
-from recarchive.archive.safety import safe_relative_path
-from recarchive.archive.writer import PartPlan, build_part, finalize, start_run
+from recarchive.archives.ingest import ingest
+from recarchive.archives.reader import ArchiveReader
+from recarchive.archives.safety import safe_relative_path
+from recarchive.archives.writer import PartPlan, build_part, finalize, start_run
 from recarchive.codecs import EncodedShard, get_codec, register_codec
 from recarchive.demo import bomb_png, edge_cases, png_chunk
 from recarchive.report.restored import measure_restored

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recarchive.archive import ArchiveSettings, archive, restore, verify
-from recarchive.archive.containers import split_container
-from recarchive.archive.restore import list_objects
+from recarchive.archives import ArchiveSettings, archive, restore, verify
+from recarchive.archives.containers import split_container
+from recarchive.archives.restore import list_objects
 from recarchive.cli import main
 from recarchive.storage import open_location
 from tests.hostile import hostile_objects, object_store_objects
@@ -118,7 +118,7 @@ def test_a_tampered_recipe_is_caught_on_restore(hostile, tmp_path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recarchive.archive.format import parse_manifest, seal_manifest
+    from recarchive.archives.format import parse_manifest, seal_manifest
 
     archive_dir = tmp_path / "archive"
     shutil.copytree(hostile["root"] / "archive", archive_dir)

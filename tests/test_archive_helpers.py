@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from recarchive.archives.events import Event, Listener, PartEvent
 from recarchive.datasets import data_dir
 from recarchive.demo import FIXTURE_FILES, edge_cases
 
@@ -120,3 +121,13 @@ def test_edge_cases_are_what_they_claim() -> None:
     assert objects["edge/photo.jpg"][:3] == b"\xff\xd8\xff"
     with pytest.raises(OSError):
         decode(objects["edge/corrupt.png"])
+
+
+def parts_into(events: list[PartEvent]) -> Listener:
+    """A listener that keeps the parts an archive run reports (and ignores the rest)."""
+
+    def listen(event: Event) -> None:
+        if isinstance(event, PartEvent):
+            events.append(event)
+
+    return listen

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from recarchive import cli
-from recarchive.archive import ArchiveError, ArchiveSettings, archive, restore, verify
-from recarchive.archive import writer as writer_module
-from recarchive.archive.format import MANIFEST, parse_manifest
-from recarchive.archive.repair import repair
-from recarchive.archive.writer import (
-    PartEvent,
+from recarchive.archives import ArchiveError, ArchiveSettings, archive, restore, verify
+from recarchive.archives import writer as writer_module
+from recarchive.archives.events import Event, PartEvent
+from recarchive.archives.format import MANIFEST, parse_manifest
+from recarchive.archives.repair import repair
+from recarchive.archives.writer import (
     build_part,
     finalize,
     plan_parts,
@@ -24,7 +24,7 @@ from recarchive.archive.writer import (
     start_run,
 )
 from recarchive.storage import open_location
-from tests.test_archive_helpers import demo_objects, make_bucket_on
+from tests.test_archive_helpers import demo_objects, make_bucket_on, parts_into
 
 SETTINGS = ArchiveSettings(shard_blocks=8, part_objects=4)
 
@@ -66,17 +66,19 @@ def test_resume_rebuilds_a_finished_part_whose_file_no_longer_hashes(source, tmp
     target = tmp_path / "arch"
     events: list[PartEvent] = []
 
-    def crash_after_two(event: PartEvent) -> None:
+    def crash_after_two(event: Event) -> None:
+        if not isinstance(event, PartEvent):
+            return
         events.append(event)
         if len(events) == 2:
             raise Crash("interrupted")
 
     with pytest.raises(Crash):
-        archive(str(src), str(target), SETTINGS, on_part=crash_after_two)
+        archive(str(src), str(target), SETTINGS, listener=crash_after_two)
     first = target / events[0].record["files"][0]["path"]
     flip_byte(first, first.stat().st_size // 2)  # same size, other bytes
     again: list[PartEvent] = []
-    archive(str(src), str(target), SETTINGS, on_part=again.append)
+    archive(str(src), str(target), SETTINGS, listener=parts_into(again))
     assert [e.reused for e in again[:2]] == [False, True]
     assert again[0].record["files"][0]["path"] != events[0].record["files"][0]["path"]
     assert not verify(str(target)).problems

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from recarchive import cli
-from recarchive.archive import (
+from recarchive.archives import (
     ArchiveError,
     ArchiveIncomplete,
     ArchiveSettings,
@@ -20,12 +20,13 @@ from recarchive.archive import (
     restore,
     verify,
 )
-from recarchive.archive import writer as writer_module
-from recarchive.archive.format import MANIFEST
-from recarchive.archive.writer import PartEvent, finalize
+from recarchive.archives import writer as writer_module
+from recarchive.archives.events import Event, PartEvent
+from recarchive.archives.format import MANIFEST
+from recarchive.archives.writer import finalize
 from recarchive.codecs import get_codec
 from recarchive.storage import open_location
-from tests.test_archive_helpers import demo_objects, make_bucket_on
+from tests.test_archive_helpers import demo_objects, make_bucket_on, parts_into
 
 SETTINGS = ArchiveSettings(shard_blocks=8, part_objects=4)
 
@@ -48,7 +49,9 @@ def parts_of(objects: dict) -> int:
 def crash_after(parts: int):
     events: list[PartEvent] = []
 
-    def on_part(event: PartEvent) -> None:
+    def on_part(event: Event) -> None:
+        if not isinstance(event, PartEvent):
+            return
         events.append(event)
         if len(events) == parts:
             raise Crash(f"simulated crash after {parts} parts")
@@ -76,7 +79,7 @@ def test_crash_leaves_no_manifest_and_rerun_reuses_finished_parts(source, tmp_pa
     target = tmp_path / "arch"
     on_part, events = crash_after(2)
     with pytest.raises(Crash):
-        archive(str(src), str(target), SETTINGS, on_part=on_part)
+        archive(str(src), str(target), SETTINGS, listener=on_part)
     assert not (target / MANIFEST).exists()
     with pytest.raises(ArchiveIncomplete):
         open_archive(str(target))
@@ -86,7 +89,7 @@ def test_crash_leaves_no_manifest_and_rerun_reuses_finished_parts(source, tmp_pa
     assert len(before) == 4  # data + index of the two finished parts
 
     events2: list[PartEvent] = []
-    manifest = archive(str(src), str(target), SETTINGS, on_part=events2.append)
+    manifest = archive(str(src), str(target), SETTINGS, listener=parts_into(events2))
     assert [e.reused for e in events2] == [True, True] + [False] * (parts_of(objects) - 2)
     after = file_state(target)
     assert all(after[name] == state for name, state in before.items())  # untouched
@@ -111,7 +114,7 @@ def test_crash_inside_a_part_rebuilds_only_that_part(source, tmp_path, monkeypat
         archive(str(src), str(target), SETTINGS)
     monkeypatch.setattr(writer_module.PartBuilder, "finish", real)
     events: list[PartEvent] = []
-    archive(str(src), str(target), SETTINGS, on_part=events.append)
+    archive(str(src), str(target), SETTINGS, listener=parts_into(events))
     assert [e.part for e in events if not e.reused] == list(range(1, parts_of(objects)))
     assert [e.part for e in events if e.reused] == [0]
     check_complete(target, objects, tmp_path / "out")
@@ -135,7 +138,7 @@ def test_files_written_without_done_record_are_rebuilt(source, tmp_path, monkeyp
     assert any(target.rglob("data/part-000000-*.parquet"))
     monkeypatch.setattr(location_class, "write_atomic", real)
     events: list[PartEvent] = []
-    archive(str(src), str(target), SETTINGS, on_part=events.append)
+    archive(str(src), str(target), SETTINGS, listener=parts_into(events))
     assert not events[0].reused
     check_complete(target, objects, tmp_path / "out")
 
@@ -145,13 +148,13 @@ def test_changed_source_object_rebuilds_its_part(source, tmp_path):
     target = tmp_path / "arch"
     on_part, _ = crash_after(3)
     with pytest.raises(Crash):
-        archive(str(src), str(target), SETTINGS, on_part=on_part)
+        archive(str(src), str(target), SETTINGS, listener=on_part)
     first_key = sorted(objects, key=lambda k: k.split("/"))[0]
     changed = dict(objects)
     changed[first_key] = objects[first_key]  # same bytes, same size, but a new mtime
     os.utime(src / first_key, ns=(1, 1))
     events: list[PartEvent] = []
-    archive(str(src), str(target), SETTINGS, on_part=events.append)
+    archive(str(src), str(target), SETTINGS, listener=parts_into(events))
     assert [e.reused for e in events[:3]] == [False, True, True]
     check_complete(target, changed, tmp_path / "out")
 
@@ -160,7 +163,7 @@ def test_same_run_id_with_other_settings_is_refused(source, tmp_path):
     src, _ = source
     on_part, _ = crash_after(1)
     with pytest.raises(Crash):
-        archive(str(src), str(tmp_path / "arch"), SETTINGS, run_id="r1", on_part=on_part)
+        archive(str(src), str(tmp_path / "arch"), SETTINGS, run_id="r1", listener=on_part)
     other = ArchiveSettings(shard_blocks=16, part_objects=4)
     with pytest.raises(ArchiveError, match="run 'r1' was started with other settings"):
         archive(str(src), str(tmp_path / "arch"), other, run_id="r1")
@@ -174,7 +177,7 @@ def test_cli_rerun_resumes_with_run_id(source, tmp_path, capsys, monkeypatch):
     on_part, _ = crash_after(2)
     with pytest.raises(Crash):
         archive(str(src), target, ArchiveSettings(shard_blocks=1024, part_objects=4),
-                run_id="nightly", on_part=on_part)
+                run_id="nightly", listener=on_part)
     capsys.readouterr()
     assert cli.main(["archive", str(src), target, "--run-id", "nightly", "--part-objects",
                      "4"]) == 0

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from recarchive import cli
-from recarchive.archive import (
+from recarchive.archives import (
     ArchiveError,
     ArchiveSettings,
     archive,

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from recarchive.archive import ArchiveSettings, archive, list_objects, open_archive, restore
+from recarchive.archives import ArchiveSettings, archive, list_objects, open_archive, restore
 from recarchive.storage import open_location
 from tests.test_archive_helpers import FIXTURES, assert_same_raster, make_bucket_on, moto_s3
 

@@ -11,12 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from recarchive.archive.blocks import blocks_per_image, cut_blocks, join_blocks
-from recarchive.archive.errors import IntegrityError
-from recarchive.archive.format import parse_manifest, seal_manifest
-from recarchive.archive.ingest import ingest
-from recarchive.archive.rasters import encode_png, pixels_sha256
-from recarchive.archive.writer import ArchiveSettings, default_run_id, plan_parts
+from recarchive.archives.blocks import blocks_per_image, cut_blocks, join_blocks
+from recarchive.archives.errors import IntegrityError
+from recarchive.archives.format import parse_manifest, seal_manifest
+from recarchive.archives.ingest import ingest
+from recarchive.archives.rasters import encode_png, pixels_sha256
+from recarchive.archives.writer import ArchiveSettings, default_run_id, plan_parts
 from recarchive.demo import edge_cases
 from recarchive.storage import StoredObject
 from tests.test_archive_helpers import assert_same_raster

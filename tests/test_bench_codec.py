@@ -65,7 +65,7 @@ def test_whole_photos_are_coded_as_an_archive_codes_them(tmp_path, capsys):
 
     from PIL import Image
 
-    from recarchive.archive import ArchiveSettings, archive
+    from recarchive.archives import ArchiveSettings, archive
     from recarchive.datasets import data_dir, photo_files
 
     result = run_json(capsys, "--codec", "order0", "--dataset", "photo-val-images",

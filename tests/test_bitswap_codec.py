@@ -323,7 +323,7 @@ def test_archive_codes_gray_and_rgba_images_as_pixels(model_file, tmp_path):
     restores them identical."""
     from PIL import Image
 
-    from recarchive.archive import ArchiveSettings, archive, list_objects, restore
+    from recarchive.archives import ArchiveSettings, archive, list_objects, restore
 
     bucket = tmp_path / "bucket"
     bucket.mkdir()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recarchive.archive.containers import (
+from recarchive.archives.containers import (
     NotRebuildable,
     Split,
     describe_recipe,

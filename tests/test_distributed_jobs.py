@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from recarchive.archive import ArchiveSettings, archive, restore, verify
-from recarchive.archive.format import MANIFEST
+from recarchive.archives import ArchiveSettings, archive, restore, verify
+from recarchive.archives.events import PartEvent, Planned
+from recarchive.archives.format import MANIFEST
 from recarchive.distributed.cluster import LocalCluster
 from recarchive.storage import open_location
 from tests.test_archive_helpers import assert_same_raster, demo_objects, make_bucket_on, moto_s3
@@ -290,5 +291,39 @@ def test_pool_pulls_tasks_only_as_actors_free_up(cluster: LocalCluster) -> None:
                 assert info["slot"] in (0, 1)
         assert sorted(done) == list(range(24))
         assert most <= settings.actors * settings.depth
+    finally:
+        ray.shutdown()
+
+
+def test_actors_report_progress_to_the_driver_as_in_process(
+        cluster: LocalCluster, bucket: tuple[Path, dict[str, bytes]], tmp_path: Path) -> None:
+    """What actors finish reaches the driver's listener (batched per shard on a Ray queue)
+    and adds up to what an in-process run reports."""
+    import ray
+
+    from recarchive.distributed import archive_on_ray, restore_on_ray
+    from recarchive.distributed.pool import PoolSettings
+    from tests.test_progress import Recorder
+
+    source, objects = bucket
+    settings = ArchiveSettings(part_objects=PART_OBJECTS, shard_blocks=SHARD_BLOCKS)
+    local = Recorder()
+    archive(str(source), str(tmp_path / "local"), settings, listener=local)
+    ray.init(address=cluster.address, logging_level="WARNING")
+    try:
+        pool = PoolSettings(actors=2, gpus_per_actor=0)
+        heard = Recorder()
+        result = archive_on_ray(str(source), str(tmp_path / "ray"), settings, listener=heard,
+                                pool=pool, log=lambda line: None)
+        assert heard.total() == local.total() and heard.total().objects == len(objects)
+        assert sorted(p.part for p in heard.of(PartEvent)) == list(
+            range(len(result.manifest["parts"])))
+        restored = Recorder()
+        report = restore_on_ray(str(tmp_path / "ray"), str(tmp_path / "out"),
+                                listener=restored, pool=pool, log=lambda line: None)
+        assert restored.of(Planned) == [Planned(len(objects),
+                                                result.manifest["totals"]["source_bytes"])]
+        assert restored.total().objects == report.objects == len(objects)
+        assert restored.total().blocks == local.total().blocks
     finally:
         ray.shutdown()

@@ -168,8 +168,8 @@ def test_rec_sweep_runs_each_variant_on_the_same_images(mnist_file):
 
 def test_archive_round_trip_with_rec(model_file, tmp_path):
     """`--codec rec` in the archive: the model is copied in and restore uses that copy."""
-    from recarchive.archive import ArchiveSettings, archive, restore
-    from recarchive.archive.format import MANIFEST
+    from recarchive.archives import ArchiveSettings, archive, restore
+    from recarchive.archives.format import MANIFEST
     from recarchive.storage import open_location
     from tests.test_archive_helpers import assert_same_raster, demo_objects, make_bucket_on
 

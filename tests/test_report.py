@@ -18,14 +18,14 @@ import pytest
 from PIL import Image
 
 from recarchive import cli
-from recarchive.archive import ArchiveError, ArchiveSettings, archive, open_archive, verify
-from recarchive.archive.writer import finalize
+from recarchive.archives import ArchiveError, ArchiveSettings, archive, open_archive, verify
+from recarchive.archives.writer import finalize
 from recarchive.bench.baselines import png_bytes
 from recarchive.codecs import get_codec
 from recarchive.report import measure
 from recarchive.report.build import build_report, compare
-from recarchive.report.commands import compute_report, load_report
 from recarchive.report.embed import embedded_report, report_files
+from recarchive.report.load import compute_report, load_report
 from recarchive.report.terminal import print_comparison, print_report
 from recarchive.storage import open_location
 from tests.test_archive_helpers import demo_objects
@@ -289,7 +289,7 @@ def test_a_report_that_cannot_be_built_only_warns(built, tmp_path, monkeypatch):
 
 def test_report_modules_do_not_import_ray():
     code = ("import sys\n"
-            "import recarchive.report.commands, recarchive.report.html, "
+            "import recarchive.report.load, recarchive.report.html, "
             "recarchive.report.terminal, recarchive.report.restored\n"
             "from recarchive import cli\n"
             "assert cli.main(['report', '--help']) == 0\n"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from recarchive.archive.errors import UnsafeKeyError
-from recarchive.archive.safety import restore_targets, safe_relative_path
+from recarchive.archives.errors import UnsafeKeyError
+from recarchive.archives.safety import restore_targets, safe_relative_path
 from recarchive.storage import (
     LocalKeyAudit,
     LocalKeyError,
@@ -341,5 +341,5 @@ def test_memory_objects_by_key() -> None:
 
 def test_storage_never_imports_the_archive_layer() -> None:
     code = ("import sys, recarchive.storage; "
-            "sys.exit(any(m.startswith('recarchive.archive') for m in sys.modules))")
+            "sys.exit(any(m.startswith('recarchive.archives') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

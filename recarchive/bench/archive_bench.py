@@ -43,8 +43,8 @@ import numpy as np
 import zstandard
 from PIL import Image
 
-from recarchive.archive import ArchiveSettings, archive, restore, verify
-from recarchive.archive.format import MANIFEST
+from recarchive.archives import ArchiveSettings, archive, restore, verify
+from recarchive.archives.format import MANIFEST
 
 
 def _write_bucket(images: np.ndarray, folder: Path) -> list[str]:
@@ -80,7 +80,7 @@ def _object_digest_bytes(folder: Path) -> int:
     chunks, from the Parquet metadata)."""
     import pyarrow.parquet as pq
 
-    from recarchive.archive.format import OBJECT_DIGEST_COLUMN
+    from recarchive.archives.format import OBJECT_DIGEST_COLUMN
 
     total = 0
     for path in folder.rglob("index/*.parquet"):

@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from recarchive.archive.blocks import cut_blocks
+from recarchive.archives.blocks import cut_blocks
 from recarchive.bench.baselines import (
     baseline_bits_per_dim,
     jpegxl_bytes,

@@ -55,7 +55,7 @@ def make_dataset(folder: Path, count: int, side: int, seed: int = 0) -> int:
 def drive(address: str, source: str, destination: str, actors: int, gpus: float,
           part_objects: int, codec: str, model: str | None) -> dict[str, Any]:
     """One archive run as its own driver process would do it (called in the subprocess)."""
-    from recarchive.archive.writer import ArchiveSettings
+    from recarchive.archives.writer import ArchiveSettings
     from recarchive.distributed import PoolSettings, archive_on_ray, connect
 
     connect(address)

@@ -1,6 +1,6 @@
 """Archive and restore on a Ray cluster: the only package (besides `jobs/`) that imports Ray.
 
-The archive's own steps stay where they are (`recarchive.archive.writer`): the driver lists
+The archive's own steps stay where they are (`recarchive.archives.writer`): the driver lists
 the source and plans parts (streaming), a pool of actors runs `build_part` on them, and the
 driver writes the manifest last with `finalize`. Restores send one part of the archive to an
 actor at a time. What this package adds is scheduling and fault handling:

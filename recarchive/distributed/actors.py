@@ -22,8 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
+from ray.util.queue import Queue
 
-from recarchive.archive.writer import ArchiveSettings, PartPlan, build_part
+from recarchive.archives.events import Advanced
+from recarchive.archives.writer import ArchiveSettings, PartPlan, build_part
+from recarchive.distributed.progress import Forwarder
 from recarchive.storage import open_location
 
 FAULT_ENV = "RECARCHIVE_FAULT"
@@ -94,7 +97,8 @@ def peak_rss_mb() -> float:
 class PartWorker:
     """Ray actor body (wrapped with `ray.remote` by the pool): see the module docstring."""
 
-    def __init__(self, slot: int, settings: ArchiveSettings | None = None) -> None:
+    def __init__(self, slot: int, settings: ArchiveSettings | None = None,
+                 progress: Queue | None = None) -> None:
         from recarchive.codecs import get_codec
 
         self.slot = slot
@@ -105,6 +109,7 @@ class PartWorker:
         self.codec = (get_codec(settings.codec, **settings.codec_options)
                       if settings is not None else None)
         self.faults = parse_faults(os.environ.get(FAULT_ENV, ""))
+        self.forward = Forwarder(progress)  # the work done, to the driver's progress
 
     def info(self) -> dict[str, Any]:
         return {"slot": self.slot, "pid": os.getpid(), "host": socket.gethostname(),
@@ -127,7 +132,11 @@ class PartWorker:
         self._fault(plan.number)
         source = open_location(source_url, source_options)
         destination = open_location(destination_url, destination_options)
-        event = build_part(source, destination, run_id, plan, self.codec, self.settings)
+        try:
+            event = build_part(source, destination, run_id, plan, self.codec, self.settings,
+                               self.forward)
+        finally:
+            self.forward.flush()
         return {"part": event.part, "reused": event.reused, "objects": event.objects,
                 "record": event.record, "seconds": time.perf_counter() - started,
                 "source_bytes": sum(item.size for item in plan.objects), **self.info()}
@@ -141,18 +150,21 @@ class PartWorker:
         in-process restore does when no shards are given."""
         import fnmatch
 
-        from recarchive.archive.format import KIND_SKIPPED
-        from recarchive.archive.reader import ArchiveReader
-        from recarchive.archive.restore import RestoreReport, restore
+        from recarchive.archives.format import KIND_SKIPPED
+        from recarchive.archives.reader import ArchiveReader
+        from recarchive.archives.restore import RestoreReport, restore
 
         started = time.perf_counter()
         self._fault(part)
         report = RestoreReport()
         if shards:
-            report = restore(archive_url, destination_url, shards=set(shards), objects=objects,
-                             archive_options=archive_options,
-                             destination_options=destination_options,
-                             rename_unsafe=rename_unsafe)
+            try:
+                report = restore(archive_url, destination_url, shards=set(shards),
+                                 objects=objects, archive_options=archive_options,
+                                 destination_options=destination_options,
+                                 rename_unsafe=rename_unsafe, listener=self.forward)
+            finally:
+                self.forward.flush()
         result = report.as_dict()
         if with_skipped:
             reader = ArchiveReader(archive_url, archive_options)
@@ -160,6 +172,8 @@ class PartWorker:
                        if row["kind"] == KIND_SKIPPED
                        and (not objects or fnmatch.fnmatchcase(row["key"], objects))]
             result["objects"] += len(skipped)
+            self.forward(Advanced(objects=len(skipped), bytes=sum(r["size"] for r in skipped)))
+            self.forward.flush()
             if skipped:
                 result["kinds"][KIND_SKIPPED] = len(skipped)
             result["skipped"] += [{"key": r["key"], "reason": r["reason"] or ""}

@@ -1,4 +1,4 @@
-"""The distributed archive driver: the steps of `recarchive.archive.writer.archive`, with the
+"""The distributed archive driver: the steps of `recarchive.archives.writer.archive`, with the
 parts built on actors.
 
 The driver lists the source and plans parts as a stream (the pool pulls a part only when an
@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from recarchive.archive.errors import ArchiveError
-from recarchive.archive.format import run_dir
-from recarchive.archive.writer import (
+from recarchive.archives.errors import ArchiveError
+from recarchive.archives.events import Listener, PartEvent, ignore
+from recarchive.archives.format import run_dir
+from recarchive.archives.writer import (
     ArchiveSettings,
-    PartEvent,
     completed_run,
     finalize,
     plan_parts,
@@ -27,6 +27,7 @@ from recarchive.archive.writer import (
 )
 from recarchive.distributed.actors import peak_rss_mb
 from recarchive.distributed.pool import ActorPool, PoolSettings, Task
+from recarchive.distributed.progress import drain, event_queue
 from recarchive.storage import LocalKeyAudit, Location, open_location
 
 
@@ -58,13 +59,14 @@ def archive_on_ray(source_url: str, destination_url: str,
                    settings: ArchiveSettings | None = None, *, run_id: str | None = None,
                    source_options: dict[str, Any] | None = None,
                    destination_options: dict[str, Any] | None = None,
-                   on_part: Callable[[PartEvent], None] | None = None,
+                   listener: Listener = ignore,
                    pool: PoolSettings | None = None,
                    log: Callable[[str], None] = print) -> RayArchiveResult:
     """Archive `source_url` into `destination_url` on the connected Ray cluster.
 
     The same archive as the in-process `archive` (byte for byte, for the same run id and
-    settings): only where parts are built differs. Call `cluster.connect` first.
+    settings): only where parts are built differs. `listener` hears what the actors finish,
+    as the in-process run's would. Call `cluster.connect` first.
     """
     settings = settings or ArchiveSettings()
     started = time.time()
@@ -83,7 +85,8 @@ def archive_on_ray(source_url: str, destination_url: str,
     result = RayArchiveResult(manifest={})
     audit = LocalKeyAudit()
     records: dict[int, dict[str, Any]] = {}
-    with ActorPool(pool or PoolSettings(), (settings,), log) as actors:
+    progress = event_queue()
+    with ActorPool(pool or PoolSettings(), (settings, progress), log) as actors:
         log(f"starting {actors.describe()}")
         actors.warm()
         for info in sorted(actors.infos.values(), key=lambda i: i["slot"]):
@@ -94,7 +97,7 @@ def archive_on_ray(source_url: str, destination_url: str,
                  for plan in plan_parts(source_objects(source, destination, audit), settings))
         parts_started = time.perf_counter()
         objects_done = 0
-        for _, done in actors.map("build", tasks):
+        for _, done in actors.map("build", tasks, on_wait=lambda: drain(progress, listener)):
             records[done["part"]] = done["record"]
             objects_done += done["objects"]
             if done["reused"]:
@@ -105,8 +108,7 @@ def archive_on_ray(source_url: str, destination_url: str,
                 result.source_bytes_built += done["source_bytes"]
             elapsed = time.perf_counter() - parts_started
             log(_progress_line(done, len(records), objects_done, elapsed))
-            if on_part is not None:
-                on_part(PartEvent(done["part"], done["reused"], done["objects"], done["record"]))
+            listener(PartEvent(done["part"], done["reused"], done["objects"], done["record"]))
         result.parts_seconds = time.perf_counter() - parts_started
         result.retries, result.actors_replaced = actors.retries, actors.replaced
         result.actors = [actors.infos[s] for s in sorted(actors.infos)]

@@ -115,9 +115,12 @@ class ActorPool:
             self.infos[info["slot"]] = info
         return infos
 
-    def map(self, method: str, tasks: Iterable[Task]) -> Iterator[tuple[Task, dict[str, Any]]]:
+    def map(self, method: str, tasks: Iterable[Task], on_wait: Callable[[], None] | None = None,
+            wait_seconds: float = 0.5) -> Iterator[tuple[Task, dict[str, Any]]]:
         """Run `method(*task.args)` on the actors; yield (task, result) as they finish, in any
-        order. Raises the task's own error, or `DistributedError` when attempts run out."""
+        order. Raises the task's own error, or `DistributedError` when attempts run out.
+        `on_wait` is called every `wait_seconds` while tasks run, and before each result
+        (the driver's progress)."""
         pending = iter(tasks)
         exhausted = False
         retry: deque[Task] = deque()
@@ -140,8 +143,14 @@ class ActorPool:
                 load[slot] += 1
             if not in_flight:
                 return
-            [ref], _ = ray.wait(list(in_flight), num_returns=1)
-            task, slot, generation = in_flight.pop(ref)
+            ready, _ = ray.wait(list(in_flight), num_returns=1,
+                                timeout=wait_seconds if on_wait else None)
+            if on_wait is not None:
+                on_wait()
+            if not ready:
+                continue
+            task, slot, generation = in_flight.pop(ready[0])
+            ref = ready[0]
             load[slot] -= 1
             try:
                 result = ray.get(ref)

@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from recarchive.archive.reader import ArchiveReader
-from recarchive.archive.restore import RestoreReport, check_shards
+from recarchive.archives.events import Listener, PartEvent, Planned, ignore
+from recarchive.archives.reader import ArchiveReader
+from recarchive.archives.restore import RestoreReport, check_shards
 from recarchive.distributed.archive import refuse_process_local
 from recarchive.distributed.pool import ActorPool, PoolSettings, Task
+from recarchive.distributed.progress import drain, event_queue
 from recarchive.storage import open_location
 
 
@@ -38,13 +40,14 @@ def plan_restore(reader: ArchiveReader, shards: set[int] | None,
 def restore_on_ray(archive_url: str, destination_url: str, *, shards: set[int] | None = None,
                    objects: str | None = None, archive_options: dict[str, Any] | None = None,
                    destination_options: dict[str, Any] | None = None,
-                   rename_unsafe: bool = False,
+                   rename_unsafe: bool = False, listener: Listener = ignore,
                    pool: PoolSettings | None = None,
                    log: Callable[[str], None] = print) -> RestoreReport:
     """Restore the selected objects (all by default) of an archive, parts spread over actors.
 
-    Selects what `recarchive.archive.restore` selects (`objects`: fnmatch glob on keys;
+    Selects what `recarchive.archives.restore` selects (`objects`: fnmatch glob on keys;
     `shards`: global shard numbers) and returns the same kind of report, summed over parts.
+    `listener` hears what the actors finish (the total only when everything is restored).
     """
     started = time.time()
     reader = ArchiveReader(archive_url, archive_options)
@@ -58,9 +61,13 @@ def restore_on_ray(archive_url: str, destination_url: str, *, shards: set[int] |
     tasks = (Task(part, (archive_url, archive_options, destination_url, destination_options,
                          part, chosen, objects, shards is None, rename_unsafe))
              for part, chosen in plan)
-    with ActorPool(pool or PoolSettings(), (), log) as actors:
+    if shards is None and objects is None:
+        totals = reader.manifest["totals"]
+        listener(Planned(objects=totals["objects"], bytes=totals["source_bytes"]))
+    progress = event_queue()
+    with ActorPool(pool or PoolSettings(), (None, progress), log) as actors:
         log(f"starting {actors.describe()}")
-        for _, done in actors.map("restore", tasks):
+        for _, done in actors.map("restore", tasks, on_wait=lambda: drain(progress, listener)):
             report.objects += done["objects"]
             report.kinds.update(done["kinds"])
             report.written_bytes += done["written_bytes"]
@@ -74,6 +81,7 @@ def restore_on_ray(archive_url: str, destination_url: str, *, shards: set[int] |
             report.notes += [n for n in done["notes"] if n not in report.notes]
             where = f"actor {done['slot']} ({done['device']}"
             where += f", GPU {','.join(done['gpu_ids'])})" if done["gpu_ids"] else ")"
+            listener(PartEvent(done["part"], False, done["objects"]))
             log(f"part {done['part']}: {done['objects']} objects restored by {where} in "
                 f"{done['seconds']:.2f} s ({done['written_bytes'] / 1e6:.2f} MB written); "
                 f"{report.objects} objects so far")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from recarchive.archive.format import JPEG_CODEC
+from recarchive.archives.format import JPEG_CODEC
 from recarchive.report.classical import NAMES
 from recarchive.report.measure import BIN_WIDTH, BINS, BITS_METHOD, PartRecorder, _Object
 

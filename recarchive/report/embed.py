@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from recarchive.archive.format import MANIFEST, run_dir, sha256_hex
+from recarchive.archives.format import MANIFEST, run_dir, sha256_hex
 from recarchive.report.build import build_report, to_json
 from recarchive.storage import Location
 

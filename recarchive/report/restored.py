@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from recarchive.archive.reader import ArchiveReader
+from recarchive.archives.reader import ArchiveReader
 from recarchive.report import classical
 from recarchive.report.build import merge_baselines, source_name, summarize_baselines
 from recarchive.report.classical import NAMES

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from recarchive.archive.containers._common import (
+from recarchive.archives.containers._common import (
     NotRebuildable,
     RecipeReader,
     RecipeWriter,

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from recarchive.archive.errors import ArchiveError, IntegrityError
-from recarchive.archive.format import (
+from recarchive.archives.errors import ArchiveError, IntegrityError
+from recarchive.archives.format import (
     MANIFEST,
     done_folder,
     parse_manifest,
@@ -33,7 +33,7 @@ from recarchive.archive.format import (
     seal_manifest,
     sha256_hex,
 )
-from recarchive.archive.writer import ArchiveSettings, build_manifest
+from recarchive.archives.writer import ArchiveSettings, build_manifest
 from recarchive.storage import Location, open_location
 
 

@@ -30,9 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from recarchive.archive.blocks import cut_blocks
-from recarchive.archive.containers import rebuild_container
-from recarchive.archive.format import (
+from recarchive.archives.blocks import cut_blocks
+from recarchive.archives.containers import rebuild_container
+from recarchive.archives.events import Advanced, Listener, ignore
+from recarchive.archives.format import (
     BLOB_CODEC,
     DEFAULT_OBJECT_DIGEST_BYTES,
     FIDELITY_EXACT,
@@ -46,8 +47,8 @@ from recarchive.archive.format import (
     SHARD_SCHEMA,
     SHARD_STAT_COLUMNS,
 )
-from recarchive.archive.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
-from recarchive.archive.jpeg import recompress
+from recarchive.archives.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
+from recarchive.archives.jpeg import recompress
 from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
 from recarchive.report.measure import PartRecorder
 
@@ -112,8 +113,11 @@ class PartBuilder:
                  blob_shard_bytes: int, zstd_level: int = 9,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
                  object_digest_bytes: int = DEFAULT_OBJECT_DIGEST_BYTES,
-                 fidelity: str = FIDELITY_EXACT, verify_shards: bool = True) -> None:
+                 fidelity: str = FIDELITY_EXACT, verify_shards: bool = True,
+                 listener: Listener = ignore) -> None:
         self.part = part
+        self.listener = listener
+        self._blocks_left: dict[int, int] = {}  # row -> its blocks not yet in a written shard
         self.fidelity = fidelity
         self.verify_shards = verify_shards
         self.object_digest_bytes = object_digest_bytes
@@ -150,6 +154,7 @@ class PartBuilder:
         self.stats.skipped += 1
         self._rows.append(_row(key, size, KIND_SKIPPED, self.part, reason=reason))
         self.recorder.end_object(self._rows[-1])
+        self.listener(Advanced(objects=1, bytes=size))
 
     def add(self, key: str, data: bytes) -> Ingested:
         """Ingest one object's bytes and pack what is kept of it."""
@@ -204,6 +209,7 @@ class PartBuilder:
         pending.rows.append(row)
         pending.blocks.append(blocks)
         pending.owners.append(np.full(len(blocks), len(self._rows) - 1))
+        self._blocks_left[len(self._rows) - 1] = len(blocks)
         pending.count += len(blocks)
         if pending.count >= self.shard_blocks:
             self._flush_pixels(channels, final=False)
@@ -284,7 +290,19 @@ class PartBuilder:
                                    blocks.tobytes(), payload)
         self.recorder.pixel_shard(number, codec.name, codec.model_sha256, blocks,
                                   owners, len(payload), seconds)
+        self._report_coded(owners)
         return number
+
+    def _report_coded(self, owners: np.ndarray) -> None:
+        """Tell the listener which objects now have every block in a written shard."""
+        rows, counts = np.unique(owners, return_counts=True)
+        done = Advanced(blocks=len(owners))
+        for row, count in zip(rows.tolist(), counts.tolist(), strict=True):
+            self._blocks_left[row] -= count
+            if self._blocks_left[row] == 0:
+                del self._blocks_left[row]
+                done += Advanced(objects=1, bytes=self._rows[row]["size"])
+        self.listener(done)
 
     def _flush_blobs(self) -> None:
         if not self._blobs.rows:
@@ -302,6 +320,8 @@ class PartBuilder:
                                  seconds)
         for row in self._blobs.rows:
             row["shard"] = number
+        self.listener(Advanced(objects=len(self._blobs.rows),
+                               bytes=sum(row["size"] for row in self._blobs.rows)))
         self._blobs = _Pending()
         self._blob_size = 0
 
@@ -323,6 +343,8 @@ class PartBuilder:
                                  len(payload), 0.0)
         for row in self._jpegs.rows:
             row["shard"] = number
+        self.listener(Advanced(objects=len(self._jpegs.rows),
+                               bytes=sum(row["size"] for row in self._jpegs.rows)))
         self._jpegs = _Pending()
         self._jpeg_methods = []
         self._jpeg_size = 0

@@ -28,12 +28,13 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from recarchive.archive.errors import ArchiveError, IntegrityError
-from recarchive.archive.format import (
+from recarchive.archives.errors import ArchiveError, IntegrityError
+from recarchive.archives.events import Advanced, Listener, PartEvent, ignore
+from recarchive.archives.format import (
     DEFAULT_OBJECT_DIGEST_BYTES,
     FIDELITIES,
     FIDELITY_EXACT,
@@ -54,9 +55,9 @@ from recarchive.archive.format import (
     seal_manifest,
     sha256_hex,
 )
-from recarchive.archive.ingest import DEFAULT_MAX_PIXELS
-from recarchive.archive.models import model_bytes_of
-from recarchive.archive.parts import PartBuilder, PartStats
+from recarchive.archives.ingest import DEFAULT_MAX_PIXELS
+from recarchive.archives.models import model_bytes_of
+from recarchive.archives.parts import PartBuilder, PartStats
 from recarchive.codecs import BlockCodec, get_codec
 from recarchive.storage import LocalKeyAudit, Location, StoredObject, open_location
 
@@ -107,16 +108,6 @@ class PartPlan:
         for item in self.objects:
             digest.update(f"{item.key}\0{item.size}\0{item.version}\n".encode())
         return digest.hexdigest()
-
-
-@dataclass
-class PartEvent:
-    """Reported after each part: built now, or reused from an earlier attempt of the run."""
-
-    part: int
-    reused: bool
-    objects: int
-    record: dict[str, Any]
 
 
 def default_run_id(source_url: str, settings: ArchiveSettings) -> str:
@@ -242,18 +233,23 @@ def _file_holds(destination: Location, entry: dict[str, Any]) -> bool:
 
 
 def build_part(source: Location, destination: Location, run_id: str, plan: PartPlan,
-               codec: BlockCodec, settings: ArchiveSettings) -> PartEvent:
+               codec: BlockCodec, settings: ArchiveSettings,
+               listener: Listener = ignore) -> PartEvent:
     """Build one part's files, or reuse them when an earlier build finished this part and its
-    files still hash to what its record says."""
+    files still hash to what its record says. `listener` hears `Advanced` as shards are
+    written (the caller reports the returned `PartEvent`)."""
     record = finished_part(destination, run_id, plan)
     if record is not None:
+        listener(Advanced(objects=len(plan.objects),
+                          bytes=sum(item.size for item in plan.objects)))
         return PartEvent(plan.number, True, len(plan.objects), record)
     writer = new_writer_id()
     builder = PartBuilder(plan.number, codec, shard_blocks=settings.shard_blocks,
                           blob_shard_bytes=settings.blob_shard_bytes,
                           zstd_level=settings.zstd_level, max_pixels=settings.max_pixels,
                           object_digest_bytes=settings.object_digest_bytes,
-                          fidelity=settings.fidelity, verify_shards=settings.verify_shards)
+                          fidelity=settings.fidelity, verify_shards=settings.verify_shards,
+                          listener=listener)
     for item in plan.objects:
         if item.size > settings.max_object_bytes:
             builder.add_skipped(item.key, item.size,
@@ -382,10 +378,11 @@ def _lost_commit(destination: Location, ours: dict[str, Any]) -> str:
 def archive(source_url: str, destination_url: str, settings: ArchiveSettings | None = None,
             *, run_id: str | None = None, source_options: dict[str, Any] | None = None,
             destination_options: dict[str, Any] | None = None,
-            on_part: Callable[[PartEvent], None] | None = None) -> dict[str, Any]:
+            listener: Listener = ignore) -> dict[str, Any]:
     """Archive every object below `source_url` into `destination_url`; return the manifest.
 
-    In process and sequential; `on_part` is called after each part (progress, tests).
+    In process and sequential; `listener` hears the work as it is done (`events`: objects
+    coded, and each part as it is finished).
     """
     settings = settings or ArchiveSettings()
     started = time.time()
@@ -400,10 +397,9 @@ def archive(source_url: str, destination_url: str, settings: ArchiveSettings | N
     records = []
     audit = LocalKeyAudit()
     for plan in plan_parts(source_objects(source, destination, audit), settings):
-        event = build_part(source, destination, run_id, plan, codec, settings)
+        event = build_part(source, destination, run_id, plan, codec, settings, listener)
         records.append(event.record)
-        if on_part is not None:
-            on_part(event)
+        listener(event)
     if not records:
         raise ArchiveError(f"{source_url}: no objects to archive")
     return finalize(destination, run_id, source_url, settings, codec, records, started,

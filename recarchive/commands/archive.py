@@ -1,6 +1,6 @@
-"""What the `archive`, `restore`, `verify`, `repair` and `ls` subcommands do, as plain
-functions: the CLI parses arguments and calls these, which run the work and print a short
-text or JSON result."""
+"""What the `archive`, `restore`, `verify`, `repair` and `ls` subcommands do in process, as
+plain functions: the CLI parses arguments and calls these, which run the work, show its
+progress and print a short text or JSON result."""
 
 from __future__ import annotations
 
@@ -8,67 +8,25 @@ import json
 import sys
 from typing import Any, TextIO
 
-from recarchive.archive.errors import ArchiveError
-from recarchive.archive.repair import repair
-from recarchive.archive.restore import RestoreReport, list_objects, restore, verify
-from recarchive.archive.writer import ArchiveSettings, PartEvent, archive
+from recarchive.archives.repair import repair
+from recarchive.archives.restore import RestoreReport, list_objects, restore, verify
+from recarchive.archives.writer import ArchiveSettings, archive
+from recarchive.commands.options import parse_shards, parse_storage_options
+from recarchive.commands.progress import ProgressDisplay, count_in_background
+from recarchive.storage import open_location
 
 
-def parse_storage_options(text: str | None) -> dict[str, Any]:
-    """`--storage-options` JSON (e.g. '{"client_kwargs": {"endpoint_url": "http://..."}}')."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ArchiveError(f"--storage-options is not JSON: {error}") from error
-    if not isinstance(value, dict):
-        raise ArchiveError("--storage-options must be a JSON object")
-    return value
-
-
-def parse_shards(text: str | None) -> set[int] | None:
-    """'0,3-5' -> {0, 3, 4, 5}."""
-    if not text:
-        return None
-    shards: set[int] = set()
-    for item in text.split(","):
-        item = item.strip()
-        try:
-            if "-" in item:
-                low, high = (int(v) for v in item.split("-", 1))
-                shards.update(range(low, high + 1))
-            elif item:
-                shards.add(int(item))
-        except ValueError:
-            raise ArchiveError(f"--shards: {item!r} is not N or N-M") from None
-    return shards
-
-
-def archive_command(source: str, destination: str, *, codec: str = "order0",
-                    model: str | None = None, shard_blocks: int = 1024,
-                    part_objects: int = 4096, max_pixels: int | None = None,
-                    object_digest_bytes: int | None = None, run_id: str | None = None,
-                    fidelity: str = "exact", verify_shards: bool = True,
-                    storage_options: str | None = None,
-                    as_json: bool = False, out: TextIO | None = None) -> int:
+def archive_command(source: str, destination: str, settings: ArchiveSettings, *,
+                    run_id: str | None = None, storage_options: str | None = None,
+                    as_json: bool = False, out: TextIO | None = None,
+                    terminal: TextIO | None = None) -> int:
     out = out or sys.stdout
     options = parse_storage_options(storage_options)
-    settings = ArchiveSettings(
-        codec=codec, codec_options={"model": model} if model else {},
-        shard_blocks=shard_blocks, part_objects=part_objects, fidelity=fidelity,
-        verify_shards=verify_shards,
-        **({"max_pixels": max_pixels} if max_pixels else {}),
-        **({"object_digest_bytes": object_digest_bytes}
-           if object_digest_bytes is not None else {}))
-
-    def progress(event: PartEvent) -> None:
-        if not as_json:
-            state = "reused" if event.reused else "built"
-            print(f"part {event.part}: {event.objects} objects ({state})", file=out, flush=True)
-
-    manifest = archive(source, destination, settings, run_id=run_id, source_options=options,
-                       destination_options=options, on_part=progress)
+    with ProgressDisplay("archive", out, as_json=as_json, terminal=terminal) as progress:
+        count_in_background(open_location(source, options), progress)
+        manifest = archive(source, destination, settings, run_id=run_id,
+                           source_options=options, destination_options=options,
+                           listener=progress)
     print_archive_summary(manifest, destination, as_json, out)
     return 0
 
@@ -126,12 +84,14 @@ def _print_report(report: RestoreReport, verb: str, as_json: bool, out: TextIO) 
 def restore_command(archive_url: str, destination: str, *, shards: str | None = None,
                     objects: str | None = None, storage_options: str | None = None,
                     rename_unsafe: bool = False, as_json: bool = False,
-                    out: TextIO | None = None) -> int:
+                    out: TextIO | None = None, terminal: TextIO | None = None) -> int:
     out = out or sys.stdout
     options = parse_storage_options(storage_options)
-    report = restore(archive_url, destination, shards=parse_shards(shards), objects=objects,
-                     archive_options=options, destination_options=options,
-                     rename_unsafe=rename_unsafe)
+    with ProgressDisplay("restore", out, as_json=as_json, terminal=terminal) as progress:
+        report = restore(archive_url, destination, shards=parse_shards(shards),
+                         objects=objects, archive_options=options,
+                         destination_options=options, rename_unsafe=rename_unsafe,
+                         listener=progress)
     _print_report(report, "restored", as_json, out)
     if report.failed or report.problems:
         print(f"recarchive: error: {archive_url}: {len(report.failed)} objects (or key ranges) "
@@ -141,9 +101,11 @@ def restore_command(archive_url: str, destination: str, *, shards: str | None = 
 
 
 def verify_command(archive_url: str, *, storage_options: str | None = None,
-                   as_json: bool = False, out: TextIO | None = None) -> int:
+                   as_json: bool = False, out: TextIO | None = None,
+                   terminal: TextIO | None = None) -> int:
     out = out or sys.stdout
-    report = verify(archive_url, parse_storage_options(storage_options))
+    with ProgressDisplay("verify", out, as_json=as_json, terminal=terminal) as progress:
+        report = verify(archive_url, parse_storage_options(storage_options), progress)
     _print_report(report, "verified", as_json, out)
     if report.problems:
         print(f"recarchive: error: {archive_url}: {len(report.problems)} problems",

@@ -27,14 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from recarchive.archive.containers import NotRebuildable, describe_recipe
-from recarchive.archive.errors import ArchiveError, IntegrityError, UnsafeKeyError
-from recarchive.archive.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED, object_digest
-from recarchive.archive.rasters import object_bytes
-from recarchive.archive.reader import ArchiveReader
-from recarchive.archive.safety import check_inside, restore_targets
+from recarchive.archives.containers import NotRebuildable, describe_recipe
+from recarchive.archives.errors import ArchiveError, IntegrityError, UnsafeKeyError
+from recarchive.archives.events import Advanced, Listener, PartEvent, Planned, ignore
+from recarchive.archives.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED, object_digest
+from recarchive.archives.rasters import object_bytes
+from recarchive.archives.reader import ArchiveReader
+from recarchive.archives.safety import check_inside, restore_targets
 from recarchive.codecs import CodecError
-from recarchive.storage import open_location
+from recarchive.storage import Location, open_location
 
 
 @dataclass
@@ -78,8 +79,9 @@ class _PartDecoder:
     shard that failed to decode fails every object that needs it, without decoding again."""
 
     def __init__(self, reader: ArchiveReader, part: int, rows: list[dict[str, Any]],
-                 report: RestoreReport) -> None:
+                 report: RestoreReport, listener: Listener = ignore) -> None:
         self.reader, self.part, self.report = reader, part, report
+        self.listener = listener
         self.uses: Counter = Counter()
         self.cache: dict[int, Any] = {}
         self.broken: dict[int, Exception] = {}
@@ -108,6 +110,8 @@ class _PartDecoder:
                 self.broken[number] = error
                 raise
             self.report.shards_decoded += 1
+            if not blob:
+                self.listener(Advanced(blocks=len(self.cache[number])))
         value = self.cache[number]
         self.uses[number] -= 1
         if self.uses[number] <= 0:
@@ -189,16 +193,19 @@ def check_shards(reader: ArchiveReader, shards: set[int] | None) -> None:
 
 
 def _selected_keys(reader: ArchiveReader, objects: str | None,
-                   shards: set[int] | None) -> list[str]:
+                   shards: set[int] | None) -> tuple[list[str], int]:
     """Every selected key (read ahead: keys are checked as a set before anything is
-    written); index files that cannot be read are left to `selected_rows` to report."""
-    keys = []
+    written) and their objects' bytes; index files that cannot be read are left to
+    `selected_rows` to report."""
+    keys, size = [], 0
     for part in reader.index_parts(objects):
         try:
-            keys.extend(row["key"] for row in reader.rows(objects, shards, parts=[part]))
+            for row in reader.rows(objects, shards, parts=[part]):
+                keys.append(row["key"])
+                size += row["size"]
         except IntegrityError:
             continue
-    return keys
+    return keys, size
 
 
 def selected_rows(reader: ArchiveReader, report: RestoreReport, objects: str | None,
@@ -218,22 +225,24 @@ def selected_rows(reader: ArchiveReader, report: RestoreReport, objects: str | N
 def restore(archive_url: str, destination_url: str, *, shards: set[int] | None = None,
             objects: str | None = None, archive_options: dict[str, Any] | None = None,
             destination_options: dict[str, Any] | None = None,
-            rename_unsafe: bool = False) -> RestoreReport:
+            rename_unsafe: bool = False, listener: Listener = ignore) -> RestoreReport:
     """Restore the selected objects (all by default) of an archive into `destination_url`.
 
     `objects`: a key, or an fnmatch pattern on keys. `shards`: global shard numbers; selects
     the objects whose data begins in them (so disjoint shard sets restore disjoint objects).
     Keys go to object stores verbatim; a local folder refuses, by name, keys it cannot hold
     (`rename_unsafe`: writes them under safe names, listed in `notes`). Damaged shards or
-    index files fail only the objects they hold (`RestoreReport.failed`).
+    index files fail only the objects they hold (`RestoreReport.failed`). `listener` hears
+    the work as it is done (`events`).
     """
     started = time.time()
     reader = ArchiveReader(archive_url, archive_options)
     check_shards(reader, shards)
     destination = open_location(destination_url, destination_options)
     report = RestoreReport()
-    targets = restore_targets(destination, _selected_keys(reader, objects, shards),
-                              rename_unsafe)
+    keys, size = _selected_keys(reader, objects, shards)
+    listener(Planned(objects=len(keys), bytes=size))
+    targets = restore_targets(destination, keys, rename_unsafe)
     report.notes.extend(f"{item.key!r} restored as {item.path!r} ({item.reason})"
                         for item in targets.renamed)
     with contextlib.suppress(OSError, NotImplementedError):  # a new bucket or folder
@@ -250,35 +259,43 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
                 paths[key] = targets.paths[key]
             except ArchiveError as error:
                 paths[key] = error
-        decoder = _PartDecoder(reader, part, rows, report)
+        decoder = _PartDecoder(reader, part, rows, report, listener)
         for row in sorted(rows, key=lambda r: (r["shard"], r["block_start"], r["blob_offset"])):
-            report.objects += 1
-            report.kinds[row["kind"]] += 1
-            if row["kind"] == KIND_SKIPPED:
-                report.skipped.append({"key": row["key"], "reason": row["reason"] or ""})
-                continue
-            target = paths[row["key"]]
-            if isinstance(target, Exception):
-                report.fail(row["key"], target)
-                continue
-            try:
-                data, exact = decoder.object(row)
-            except DECODE_ERRORS as error:
-                report.fail(row["key"], error)
-                continue
-            destination.write_object(target, data, durable=False)
-            report.written_bytes += len(data)
-            report.byte_exact += exact
+            _restore_one(row, paths[row["key"]], decoder, destination, report)
+            listener(Advanced(objects=1, bytes=row["size"]))  # given back, skipped or failed
         reader.release(part)
+        listener(PartEvent(part, False, len(rows)))
     report.notes.extend(reader.models_replaced)
     report.archive_bytes_read = reader.location.read.bytes
     report.seconds = time.time() - started
     return report
 
 
-def verify(archive_url: str, archive_options: dict[str, Any] | None = None) -> RestoreReport:
+def _restore_one(row: dict[str, Any], target: str | Exception, decoder: _PartDecoder,
+                 destination: Location, report: RestoreReport) -> None:
+    """Give back one object (or record why not)."""
+    report.objects += 1
+    report.kinds[row["kind"]] += 1
+    if row["kind"] == KIND_SKIPPED:
+        report.skipped.append({"key": row["key"], "reason": row["reason"] or ""})
+        return
+    if isinstance(target, Exception):
+        report.fail(row["key"], target)
+        return
+    try:
+        data, exact = decoder.object(row)
+    except DECODE_ERRORS as error:
+        report.fail(row["key"], error)
+        return
+    destination.write_object(target, data, durable=False)
+    report.written_bytes += len(data)
+    report.byte_exact += exact
+
+
+def verify(archive_url: str, archive_options: dict[str, Any] | None = None,
+           listener: Listener = ignore) -> RestoreReport:
     """Check every file against the manifest, decode every shard, rebuild every object and
-    check it against its digest.
+    check it against its digest; `listener` hears the work as it is done (`events`).
 
     Problems are collected (each naming its file, shard or object), not raised, so one run
     lists all the damage; `report.problems` is empty for a sound archive.
@@ -286,6 +303,8 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None) -> R
     started = time.time()
     reader = ArchiveReader(archive_url, archive_options)
     report = RestoreReport()
+    totals = reader.manifest["totals"]
+    listener(Planned(objects=totals["objects"], bytes=totals["source_bytes"]))
     for entry in reader.manifest["files"]:
         problem = _check_file(reader, entry)
         if problem:
@@ -298,21 +317,13 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None) -> R
             report.fail(f"{part['min_key']} … {part['max_key']} ({part['objects']} objects "
                         f"of part {part['part']})", error)
             continue
-        decoder = _PartDecoder(reader, part["part"], rows, report)
+        decoder = _PartDecoder(reader, part["part"], rows, report, listener)
         for row in rows:
-            report.objects += 1
-            report.kinds[row["kind"]] += 1
             counted[row["kind"]] += 1
-            if row["kind"] == KIND_SKIPPED:
-                report.skipped.append({"key": row["key"], "reason": row["reason"] or ""})
-                continue
-            try:
-                _, exact = decoder.object(row)
-                report.byte_exact += exact
-            except DECODE_ERRORS as error:
-                report.fail(row["key"], error)
+            _check_one(row, decoder, report)
+            listener(Advanced(objects=1, bytes=row["size"]))
         reader.release(part["part"])
-    totals = reader.manifest["totals"]
+        listener(PartEvent(part["part"], False, len(rows)))
     expected = {KIND_RASTER: totals["rasters"], KIND_BLOB: totals["blobs"],
                 KIND_SKIPPED: totals["skipped"]}
     for kind, number in expected.items():
@@ -323,6 +334,20 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None) -> R
     report.archive_bytes_read = reader.location.read.bytes
     report.seconds = time.time() - started
     return report
+
+
+def _check_one(row: dict[str, Any], decoder: _PartDecoder, report: RestoreReport) -> None:
+    """Rebuild one object and check it against its digest (or record why it failed)."""
+    report.objects += 1
+    report.kinds[row["kind"]] += 1
+    if row["kind"] == KIND_SKIPPED:
+        report.skipped.append({"key": row["key"], "reason": row["reason"] or ""})
+        return
+    try:
+        _, exact = decoder.object(row)
+        report.byte_exact += exact
+    except DECODE_ERRORS as error:
+        report.fail(row["key"], error)
 
 
 def _check_file(reader: ArchiveReader, entry: dict[str, Any]) -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from recarchive.archive.errors import ArchiveError, IntegrityError
-from recarchive.archive.format import sha256_hex
+from recarchive.archives.errors import ArchiveError, IntegrityError
+from recarchive.archives.format import sha256_hex
 from recarchive.codecs import BlockCodec, get_codec
 
 

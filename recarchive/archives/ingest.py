@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from recarchive.archive.containers import NotRebuildable, Split, split_container
-from recarchive.archive.format import FIDELITY_EXACT, FIDELITY_PIXELS
-from recarchive.archive.jpeg import is_jpeg
+from recarchive.archives.containers import NotRebuildable, Split, split_container
+from recarchive.archives.format import FIDELITY_EXACT, FIDELITY_PIXELS
+from recarchive.archives.jpeg import is_jpeg
 
 RASTER_FORMATS = ("PNG", "BMP", "TIFF", "PPM", "WEBP")
 RASTER_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1}

@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
-from recarchive.archive.blocks import join_blocks
-from recarchive.archive.errors import ArchiveError, ArchiveIncomplete, IntegrityError
-from recarchive.archive.format import (
+from recarchive.archives.blocks import join_blocks
+from recarchive.archives.errors import ArchiveError, ArchiveIncomplete, IntegrityError
+from recarchive.archives.format import (
     BLOB_CODEC,
     FIDELITY_EXACT,
     JPEG_CODEC,
@@ -39,8 +39,8 @@ from recarchive.archive.format import (
     parse_manifest,
     part_of_done_file,
 )
-from recarchive.archive.jpeg import JpegError, expand
-from recarchive.archive.models import CodecCache
+from recarchive.archives.jpeg import JpegError, expand
+from recarchive.archives.models import CodecCache
 from recarchive.codecs import CodecError, EncodedShard
 from recarchive.codecs.base import BLOCK_SIZE
 from recarchive.models.shipped import shipped_bytes

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recarchive.archive.containers._common import (
+from recarchive.archives.containers._common import (
     NotRebuildable,
     Split,
     check_pixels,

@@ -54,7 +54,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from recarchive.archive.errors import ArchiveError, FormatVersionError, IntegrityError
+from recarchive.archives.errors import ArchiveError, FormatVersionError, IntegrityError
 
 FORMAT_NAME = "recarchive-archive"
 FORMAT_VERSION = 2

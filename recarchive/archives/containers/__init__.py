@@ -17,8 +17,8 @@ from types import ModuleType
 
 import numpy as np
 
-from recarchive.archive.containers import bmp, png, pnm, tiff
-from recarchive.archive.containers._common import NotRebuildable, Split
+from recarchive.archives.containers import bmp, png, pnm, tiff
+from recarchive.archives.containers._common import NotRebuildable, Split
 
 __all__ = ["NotRebuildable", "Split", "describe_recipe", "rebuild_container", "split_container"]
 

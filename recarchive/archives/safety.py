@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from fsspec.implementations.local import LocalFileSystem
 
-from recarchive.archive.errors import UnsafeKeyError
+from recarchive.archives.errors import UnsafeKeyError
 from recarchive.storage import (
     LocalRename,
     Location,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from recarchive.archive.containers import rebuild_container
+from recarchive.archives.containers import rebuild_container
 
 # format -> modes Pillow writes losslessly in it (the rest are written as PNG)
 WRITABLE: dict[str, tuple[str, ...]] = {

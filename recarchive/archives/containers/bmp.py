@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recarchive.archive.containers._common import (
+from recarchive.archives.containers._common import (
     NotRebuildable,
     RecipeReader,
     RecipeWriter,
