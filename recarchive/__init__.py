@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _API = {
-    "archive": "recarchive.archives.writer",
+    "archive": "recarchive.api",
     "ArchiveSettings": "recarchive.archives.writer",
     "restore": "recarchive.archives.restore",
     "verify": "recarchive.archives.restore",

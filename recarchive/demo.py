@@ -133,7 +133,8 @@ def run_demo(workdir: str | None = None, codec: str = "order0",
              show_report: bool = False) -> dict[str, Any]:
     """Archive, restore, check, verify; return the summary (also printed through `say`), and
     with `show_report` print the archive's compression report before the folders go."""
-    from recarchive.archives import ArchiveSettings, archive, restore, verify
+    from recarchive.api import archive
+    from recarchive.archives import ArchiveSettings, restore, verify
 
     temp = tempfile.mkdtemp(prefix="recarchive-demo-", dir=workdir)
     try:

@@ -58,10 +58,10 @@ def test_readme_example_runs_as_written(tmp_path, capsys):
 
 
 def test_api_names_are_the_functions_the_commands_run():
-    writer = importlib.import_module("recarchive.archives.writer")
+    api = importlib.import_module("recarchive.api")
     restore_module = importlib.import_module("recarchive.archives.restore")  # not the function
 
-    assert recarchive.archive is writer.archive
+    assert recarchive.archive is api.archive  # the archive package's, with the report
     assert recarchive.restore is restore_module.restore
     assert recarchive.verify is restore_module.verify
     assert {"archive", "restore", "verify", "repair", "list_objects", "open_archive",

@@ -18,12 +18,13 @@ import pytest
 from PIL import Image
 
 from recarchive import cli
-from recarchive.archives import ArchiveError, ArchiveSettings, archive, open_archive, verify
+from recarchive.api import archive
+from recarchive.archives import ArchiveError, ArchiveSettings, open_archive, verify
 from recarchive.archives.writer import finalize
-from recarchive.bench.baselines import png_bytes
 from recarchive.codecs import get_codec
 from recarchive.report import measure
 from recarchive.report.build import build_report, compare
+from recarchive.report.classical import png_bytes
 from recarchive.report.embed import embedded_report, report_files
 from recarchive.report.load import compute_report, load_report
 from recarchive.report.terminal import print_comparison, print_report

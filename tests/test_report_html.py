@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from recarchive import cli
-from recarchive.archives import ArchiveSettings, archive
+from recarchive.api import archive
+from recarchive.archives import ArchiveSettings
 from recarchive.report.embed import report_files
 from recarchive.report.fmt import num
 from tests.test_report import write_bucket

@@ -13,13 +13,25 @@ and must not raise.
   coded or decoded.
 - `PartEvent`: a part finished (archive: built or reused, with its done record; restore and
   verify: the objects of that part given back or checked).
+
+Part observers see more, while a part is built: each object as its index row is final
+(`ObjectAdded`, with a raster's pixels) and each shard as it is written (`ShardWritten`). What
+an observer's `finish` returns is kept in the part's done record under its `name`, so what it
+measured survives with the part (a resumed run reuses it). The compression report is one
+(`recarchive.report.measure`), wired in by the layer above (`recarchive.api`, the commands),
+so this package never imports it. A commit hook (`CommitHook`) writes files of its own just
+before the manifest, which names them (the report's file).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
+
+from recarchive.storage import Location
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,47 @@ class PartEvent:
 
 Event = Planned | Advanced | PartEvent
 Listener = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class ObjectAdded:
+    """An object's index row is final. `index`: its row in the part; `pixels`: a raster's
+    decoded pixels (None otherwise); `seconds`: reading and packing it, shard coding excluded."""
+
+    index: int
+    row: dict[str, Any]
+    pixels: np.ndarray | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ShardWritten:
+    """A shard is in the part's data file. Pixel shards: `blocks` coded, `owners[i]` the row of
+    block i. Blob shards: `owners[i]` the row of object i, `lengths[i]` its bytes."""
+
+    number: int
+    kind: str
+    codec: str
+    model_sha256: str | None
+    owners: np.ndarray
+    payload_bytes: int
+    seconds: float
+    blocks: np.ndarray | None = None
+    lengths: list[int] | None = None
+
+
+class PartObserver(Protocol):
+    name: str  # where the done record keeps what `finish` returns
+
+    def __call__(self, event: ObjectAdded | ShardWritten) -> None: ...
+
+    def finish(self) -> dict[str, Any]: ...
+
+
+ObserverFactory = Callable[[int], PartObserver]  # a part's number -> its observer
+# (destination, manifest to be committed, the parts' done records) -> entries of the files it
+# wrote, which the manifest then names
+CommitHook = Callable[[Location, dict[str, Any], list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 def ignore(event: Event) -> None:

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,14 @@ import zstandard
 
 from recarchive.archives.blocks import cut_blocks
 from recarchive.archives.containers import rebuild_container
-from recarchive.archives.events import Advanced, Listener, ignore
+from recarchive.archives.events import (
+    Advanced,
+    Listener,
+    ObjectAdded,
+    PartObserver,
+    ShardWritten,
+    ignore,
+)
 from recarchive.archives.format import (
     BLOB_CODEC,
     DEFAULT_OBJECT_DIGEST_BYTES,
@@ -50,7 +58,6 @@ from recarchive.archives.format import (
 from recarchive.archives.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
 from recarchive.archives.jpeg import recompress
 from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
-from recarchive.report.measure import PartRecorder
 
 # Index writer options, chosen for size (the index is most of the archive's overhead):
 # - sorted keys share prefixes, counters grow by small steps, the rest repeats;
@@ -114,7 +121,8 @@ class PartBuilder:
                  max_pixels: int = DEFAULT_MAX_PIXELS,
                  object_digest_bytes: int = DEFAULT_OBJECT_DIGEST_BYTES,
                  fidelity: str = FIDELITY_EXACT, verify_shards: bool = True,
-                 listener: Listener = ignore) -> None:
+                 listener: Listener = ignore,
+                 observers: Sequence[PartObserver] = ()) -> None:
         self.part = part
         self.listener = listener
         self._blocks_left: dict[int, int] = {}  # row -> its blocks not yet in a written shard
@@ -127,7 +135,8 @@ class PartBuilder:
         self.zstd_level = zstd_level
         self.max_pixels = max_pixels
         self.stats = PartStats()
-        self.recorder = PartRecorder()  # what the compression report needs (report.measure)
+        self.observers = tuple(observers)  # e.g. what the compression report needs
+        self._coding_seconds = 0.0  # shard coding so far: not charged to objects' ingest
         self._rows: list[dict[str, Any]] = []
         self._pending: dict[int, _Pending] = {}
         self._blobs = _Pending()
@@ -149,16 +158,15 @@ class PartBuilder:
 
     def add_skipped(self, key: str, size: int, reason: str) -> None:
         """An object that could not be read from the source: recorded, with the reason."""
-        self.recorder.begin_object()
         self.stats.objects += 1
         self.stats.skipped += 1
         self._rows.append(_row(key, size, KIND_SKIPPED, self.part, reason=reason))
-        self.recorder.end_object(self._rows[-1])
+        self._observe(ObjectAdded(len(self._rows) - 1, self._rows[-1], None, 0.0))
         self.listener(Advanced(objects=1, bytes=size))
 
     def add(self, key: str, data: bytes) -> Ingested:
         """Ingest one object's bytes and pack what is kept of it."""
-        self.recorder.begin_object()
+        began, coding = time.perf_counter(), self._coding_seconds
         kept = ingest(data, self.max_pixels, self.fidelity)
         self.stats.objects += 1
         self.stats.source_bytes += len(data)
@@ -185,8 +193,14 @@ class PartBuilder:
                                                            reason=packed))
         else:
             self._add_blob(key, data, digest, kept)
-        self.recorder.end_object(self._rows[-1])
+        seconds = time.perf_counter() - began - (self._coding_seconds - coding)
+        pixels = kept.pixels if self._rows[-1]["kind"] == KIND_RASTER else None
+        self._observe(ObjectAdded(len(self._rows) - 1, self._rows[-1], pixels, max(0.0, seconds)))
         return kept
+
+    def _observe(self, event: ObjectAdded | ShardWritten) -> None:
+        for observer in self.observers:
+            observer(event)
 
     def _add_raster(self, key: str, size: int, digest: bytes, kept: Ingested) -> None:
         pixels = kept.pixels
@@ -200,7 +214,6 @@ class PartBuilder:
                    meta=json.dumps(kept.meta, sort_keys=True) if kept.meta else None,
                    recipe=kept.recipe)
         self._rows.append(row)
-        self.recorder.sample(len(self._rows) - 1, key, pixels)
         self.stats.rasters += 1
         self.stats.byte_exact_rasters += kept.recipe is not None
         self.stats.raw_pixel_bytes += pixels.size
@@ -288,8 +301,9 @@ class PartBuilder:
         number = self._write_shard(SHARD_PIXELS, codec.name, codec.model_sha256,
                                    encoded.params, blocks.shape[3], len(blocks),
                                    blocks.tobytes(), payload)
-        self.recorder.pixel_shard(number, codec.name, codec.model_sha256, blocks,
-                                  owners, len(payload), seconds)
+        self._observe(ShardWritten(number, SHARD_PIXELS, codec.name, codec.model_sha256,
+                                   owners, len(payload), seconds, blocks=blocks))
+        self._coding_seconds += time.perf_counter() - started  # observers' time included
         self._report_coded(owners)
         return number
 
@@ -315,9 +329,10 @@ class PartBuilder:
         self.stats.blob_payload_bytes += len(payload)
         number = self._write_shard(SHARD_BLOB, BLOB_CODEC, None, {"level": self.zstd_level},
                                    0, 0, raw, payload)
-        self.recorder.blob_shard(number, BLOB_CODEC, self._blobs.owners,
-                                 [row["blob_length"] for row in self._blobs.rows], len(payload),
-                                 seconds)
+        self._observe(ShardWritten(number, SHARD_BLOB, BLOB_CODEC, None,
+                                   np.asarray(self._blobs.owners), len(payload), seconds,
+                                   lengths=[row["blob_length"] for row in self._blobs.rows]))
+        self._coding_seconds += time.perf_counter() - started
         for row in self._blobs.rows:
             row["shard"] = number
         self.listener(Advanced(objects=len(self._blobs.rows),
@@ -338,9 +353,10 @@ class PartBuilder:
         self.stats.blob_payload_bytes += len(payload)
         self.stats.jpeg_payload_bytes += len(payload)
         number = self._write_shard(SHARD_BLOB, JPEG_CODEC, None, params, 0, 0, raw, payload)
-        self.recorder.blob_shard(number, JPEG_CODEC, [index for index, _ in self._jpegs.owners],
-                                 [row["blob_length"] for row in self._jpegs.rows],
-                                 len(payload), 0.0)
+        self._observe(ShardWritten(number, SHARD_BLOB, JPEG_CODEC, None,
+                                   np.asarray([index for index, _ in self._jpegs.owners]),
+                                   len(payload), 0.0,
+                                   lengths=[row["blob_length"] for row in self._jpegs.rows]))
         for row in self._jpegs.rows:
             row["shard"] = number
         self.listener(Advanced(objects=len(self._jpegs.rows),

@@ -15,10 +15,11 @@ the same file, and the manifest (created exclusively) names the files of the one
 committed. The loser says which of its files no manifest names. Until the manifest exists,
 readers refuse the archive as incomplete; rerunning a finished archive's command is a no-op.
 
-Reports: each done record also carries `"report"` (per-shard coding time and payload, per-image
-bits, a small classical-codec sample; `recarchive.report.measure`), and `finalize` writes the
-compression report as `runs/RUN/report-<sha256[:16]>.json`, named in the manifest with role
-"report" (`recarchive.report.embed`; the HTML page is rendered from it on demand). Readers
+Observers (`events`): each done record also carries what the part's observers measured, under
+their names (the compression report's `"report"`: per-shard coding time and payload, per-image
+bits, a small classical-codec sample), and `finalize` runs the commit hook just before the
+manifest (the report's `runs/RUN/report-<sha256[:16]>.json`, named in the manifest with role
+"report"). Both are wired in by the layer above (`recarchive.api`, the commands). Readers
 ignore it.
 """
 
@@ -28,12 +29,19 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from recarchive.archives.errors import ArchiveError, IntegrityError
-from recarchive.archives.events import Advanced, Listener, PartEvent, ignore
+from recarchive.archives.events import (
+    Advanced,
+    CommitHook,
+    Listener,
+    ObserverFactory,
+    PartEvent,
+    ignore,
+)
 from recarchive.archives.format import (
     DEFAULT_OBJECT_DIGEST_BYTES,
     FIDELITIES,
@@ -233,11 +241,12 @@ def _file_holds(destination: Location, entry: dict[str, Any]) -> bool:
 
 
 def build_part(source: Location, destination: Location, run_id: str, plan: PartPlan,
-               codec: BlockCodec, settings: ArchiveSettings,
-               listener: Listener = ignore) -> PartEvent:
+               codec: BlockCodec, settings: ArchiveSettings, listener: Listener = ignore,
+               observers: Sequence[ObserverFactory] = ()) -> PartEvent:
     """Build one part's files, or reuse them when an earlier build finished this part and its
     files still hash to what its record says. `listener` hears `Advanced` as shards are
-    written (the caller reports the returned `PartEvent`)."""
+    written (the caller reports the returned `PartEvent`); each of `observers` makes the
+    part's observer, whose findings go into the part's done record."""
     record = finished_part(destination, run_id, plan)
     if record is not None:
         listener(Advanced(objects=len(plan.objects),
@@ -249,7 +258,8 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
                           zstd_level=settings.zstd_level, max_pixels=settings.max_pixels,
                           object_digest_bytes=settings.object_digest_bytes,
                           fidelity=settings.fidelity, verify_shards=settings.verify_shards,
-                          listener=listener)
+                          listener=listener,
+                          observers=[make(plan.number) for make in observers])
     for item in plan.objects:
         if item.size > settings.max_object_bytes:
             builder.add_skipped(item.key, item.size,
@@ -281,7 +291,7 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
         # one exact range read instead of pyarrow's 64 KiB guess from the end
         "data_footer_bytes": int.from_bytes(data[-8:-4], "little") + 8,
         "files": files, "stats": asdict(builder.stats),
-        "report": builder.recorder.finish(),  # per-shard times, per-image bits, baselines
+        **{observer.name: observer.finish() for observer in builder.observers},
     }
     destination.write_atomic(done, canonical_json(record))  # last: marks the part finished
     record["done_path"] = done
@@ -292,9 +302,10 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
                    settings: ArchiveSettings, codec_name: str, model_sha256: str | None,
                    records: list[dict[str, Any]], started: float | None = None,
                    format_version: int = FORMAT_VERSION,
-                   local_keys: dict[str, Any] | None = None) -> dict[str, Any]:
+                   local_keys: dict[str, Any] | None = None,
+                   on_commit: CommitHook | None = None) -> dict[str, Any]:
     """The manifest of a run from its parts' done records: every file with its checksum, the
-    parts and totals, and the compression report files (written now)."""
+    parts and totals, and the files `on_commit` writes now (the report's)."""
     records = sorted(records, key=lambda r: r["part"])
     if [r["part"] for r in records] != list(range(len(records))):
         raise ArchiveError(f"{destination.url}: parts {[r['part'] for r in records]} are not "
@@ -333,22 +344,24 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
     if local_keys is not None:
         # keys a local folder cannot hold as they are (object storage restores take them all)
         manifest["local_unsafe_keys"] = local_keys
-    from recarchive.report.embed import embed_report
-
-    files.extend(embed_report(destination, manifest, records))  # report-*.json
+    if on_commit is not None:
+        files.extend(on_commit(destination, manifest, records))  # e.g. the report's file
     return manifest
 
 
 def finalize(destination: Location, run_id: str, source_url: str, settings: ArchiveSettings,
              codec: BlockCodec, records: list[dict[str, Any]],
              started: float | None = None,
-             local_keys: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the report files, a copy of the manifest under this commit's writer id (what
+             local_keys: dict[str, Any] | None = None,
+             on_commit: CommitHook | None = None) -> dict[str, Any]:
+    """Run `on_commit` (its files join the manifest), write a copy of the manifest under this
+    commit's writer id (what
     `repair` restores from), then the manifest itself, exclusively and last. If another writer
     committed first, nothing of its archive is touched and the error lists this writer's files
     that its manifest does not name."""
     manifest = build_manifest(destination, run_id, source_url, settings, codec.name,
-                              codec.model_sha256, records, started, local_keys=local_keys)
+                              codec.model_sha256, records, started, local_keys=local_keys,
+                              on_commit=on_commit)
     sealed = seal_manifest(manifest)
     copy = commit_path(run_id, new_writer_id())
     destination.write_atomic(copy, sealed)
@@ -378,11 +391,13 @@ def _lost_commit(destination: Location, ours: dict[str, Any]) -> str:
 def archive(source_url: str, destination_url: str, settings: ArchiveSettings | None = None,
             *, run_id: str | None = None, source_options: dict[str, Any] | None = None,
             destination_options: dict[str, Any] | None = None,
-            listener: Listener = ignore) -> dict[str, Any]:
+            listener: Listener = ignore, observers: Sequence[ObserverFactory] = (),
+            on_commit: CommitHook | None = None) -> dict[str, Any]:
     """Archive every object below `source_url` into `destination_url`; return the manifest.
 
     In process and sequential; `listener` hears the work as it is done (`events`: objects
-    coded, and each part as it is finished).
+    coded, and each part as it is finished); `observers` and `on_commit` add what the layers
+    above keep with the archive (`recarchive.api.archive` adds the compression report).
     """
     settings = settings or ArchiveSettings()
     started = time.time()
@@ -397,10 +412,11 @@ def archive(source_url: str, destination_url: str, settings: ArchiveSettings | N
     records = []
     audit = LocalKeyAudit()
     for plan in plan_parts(source_objects(source, destination, audit), settings):
-        event = build_part(source, destination, run_id, plan, codec, settings, listener)
+        event = build_part(source, destination, run_id, plan, codec, settings, listener,
+                           observers)
         records.append(event.record)
         listener(event)
     if not records:
         raise ArchiveError(f"{source_url}: no objects to archive")
     return finalize(destination, run_id, source_url, settings, codec, records, started,
-                    audit.summary())
+                    audit.summary(), on_commit)

@@ -43,7 +43,8 @@ import numpy as np
 import zstandard
 from PIL import Image
 
-from recarchive.archives import ArchiveSettings, archive, restore, verify
+from recarchive.api import archive
+from recarchive.archives import ArchiveSettings, restore, verify
 from recarchive.archives.format import MANIFEST
 
 

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from recarchive.archives.blocks import cut_blocks
-from recarchive.bench.baselines import (
+from recarchive.codecs.rec import RecSettings
+from recarchive.report.classical import (
     baseline_bits_per_dim,
     jpegxl_bytes,
     png_bytes,
     webp_bytes,
     zstd_bytes,
 )
-from recarchive.codecs.rec import RecSettings
 
 DATASETS = ("cifar10-test", "cifar10-validation", "photo-val", "photo-val-images", "mnist-test",
             "mnist-validation")

@@ -8,9 +8,10 @@ import json
 import sys
 from typing import Any, TextIO
 
+from recarchive.api import archive
 from recarchive.archives.repair import repair
 from recarchive.archives.restore import RestoreReport, list_objects, restore, verify
-from recarchive.archives.writer import ArchiveSettings, archive
+from recarchive.archives.writer import ArchiveSettings
 from recarchive.commands.options import parse_shards, parse_storage_options
 from recarchive.commands.progress import ProgressDisplay, count_in_background
 from recarchive.storage import open_location

@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from recarchive.api import REPORT_OBSERVERS, REPORT_ON_COMMIT
 from recarchive.archives.writer import ArchiveSettings
 from recarchive.commands.archive import print_archive_summary
 from recarchive.commands.options import parse_shards, parse_storage_options
@@ -43,7 +44,8 @@ def archive_ray_command(source: str, destination: str, settings: ArchiveSettings
         count_in_background(open_location(source, options), progress)
         result = archive_on_ray(source, destination, settings, run_id=run_id,
                                 source_options=options, destination_options=options,
-                                listener=progress,
+                                listener=progress, observers=REPORT_OBSERVERS,
+                                on_commit=REPORT_ON_COMMIT,
                                 pool=pool_settings(actors, gpus_per_actor, cpus_per_actor),
                                 log=progress.log)
     manifest = result.manifest

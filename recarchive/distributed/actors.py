@@ -18,13 +18,13 @@ import os
 import resource
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
 from ray.util.queue import Queue
 
-from recarchive.archives.events import Advanced
+from recarchive.archives.events import Advanced, ObserverFactory
 from recarchive.archives.writer import ArchiveSettings, PartPlan, build_part
 from recarchive.distributed.progress import Forwarder
 from recarchive.storage import open_location
@@ -98,7 +98,8 @@ class PartWorker:
     """Ray actor body (wrapped with `ray.remote` by the pool): see the module docstring."""
 
     def __init__(self, slot: int, settings: ArchiveSettings | None = None,
-                 progress: Queue | None = None) -> None:
+                 progress: Queue | None = None,
+                 observers: Sequence[ObserverFactory] = ()) -> None:
         from recarchive.codecs import get_codec
 
         self.slot = slot
@@ -110,6 +111,7 @@ class PartWorker:
                       if settings is not None else None)
         self.faults = parse_faults(os.environ.get(FAULT_ENV, ""))
         self.forward = Forwarder(progress)  # the work done, to the driver's progress
+        self.observers = tuple(observers)  # what parts' done records keep (the report's)
 
     def info(self) -> dict[str, Any]:
         return {"slot": self.slot, "pid": os.getpid(), "host": socket.gethostname(),
@@ -134,7 +136,7 @@ class PartWorker:
         destination = open_location(destination_url, destination_options)
         try:
             event = build_part(source, destination, run_id, plan, self.codec, self.settings,
-                               self.forward)
+                               self.forward, self.observers)
         finally:
             self.forward.flush()
         return {"part": event.part, "reused": event.reused, "objects": event.objects,

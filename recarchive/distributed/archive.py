@@ -10,12 +10,18 @@ that, leaving finished parts for a resume and no manifest.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from recarchive.archives.errors import ArchiveError
-from recarchive.archives.events import Listener, PartEvent, ignore
+from recarchive.archives.events import (
+    CommitHook,
+    Listener,
+    ObserverFactory,
+    PartEvent,
+    ignore,
+)
 from recarchive.archives.format import run_dir
 from recarchive.archives.writer import (
     ArchiveSettings,
@@ -60,13 +66,16 @@ def archive_on_ray(source_url: str, destination_url: str,
                    source_options: dict[str, Any] | None = None,
                    destination_options: dict[str, Any] | None = None,
                    listener: Listener = ignore,
+                   observers: Sequence[ObserverFactory] = (),
+                   on_commit: CommitHook | None = None,
                    pool: PoolSettings | None = None,
                    log: Callable[[str], None] = print) -> RayArchiveResult:
     """Archive `source_url` into `destination_url` on the connected Ray cluster.
 
     The same archive as the in-process `archive` (byte for byte, for the same run id and
     settings): only where parts are built differs. `listener` hears what the actors finish,
-    as the in-process run's would. Call `cluster.connect` first.
+    as the in-process run's would; `observers` run on the actors, `on_commit` on the driver
+    (`recarchive.api` has the report's). Call `cluster.connect` first.
     """
     settings = settings or ArchiveSettings()
     started = time.time()
@@ -86,7 +95,8 @@ def archive_on_ray(source_url: str, destination_url: str,
     audit = LocalKeyAudit()
     records: dict[int, dict[str, Any]] = {}
     progress = event_queue()
-    with ActorPool(pool or PoolSettings(), (settings, progress), log) as actors:
+    with ActorPool(pool or PoolSettings(), (settings, progress, tuple(observers)),
+                   log) as actors:
         log(f"starting {actors.describe()}")
         actors.warm()
         for info in sorted(actors.infos.values(), key=lambda i: i["slot"]):
@@ -116,7 +126,7 @@ def archive_on_ray(source_url: str, destination_url: str,
         raise ArchiveError(f"{source_url}: no objects to archive")
     remove_orphan_temporaries(destination, run_id)
     result.manifest = finalize(destination, run_id, source_url, settings, codec,
-                               list(records.values()), started, audit.summary())
+                               list(records.values()), started, audit.summary(), on_commit)
     result.driver_peak_rss_mb = peak_rss_mb()
     log(f"run {run_id}: manifest written; {result.parts_built} parts built, "
         f"{result.parts_reused} reused, {result.retries} retried")

@@ -48,7 +48,7 @@ def part_record_from_index(record: Record, rows: list[dict[str, Any]]) -> Record
     for index, row in enumerate(rows):
         raw = (row["height"] * row["width"] * row["channels"] if row["kind"] == "raster"
                else row["size"] if row["kind"] == "blob" else 0)
-        recorder.objects.append(_Object(_prefix(row["key"]), row["kind"], row["size"], raw))
+        recorder.objects[index] = _Object(_prefix(row["key"]), row["kind"], row["size"], raw)
         if row["kind"] == "raster":
             recorder._bits[index] = 8.0 * stats["pixel_payload_bytes"] * row["num_blocks"] / blocks
         elif row["kind"] == "blob":

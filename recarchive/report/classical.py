@@ -1,24 +1,46 @@
-"""Classical lossless codecs on one image, through `recarchive.bench.baselines`.
+"""Classical lossless codecs, the baselines every figure of ours stands beside.
 
-Each image is coded as its own file at the strongest settings (PNG zlib 9 with filter search,
-WebP lossless method 6, JPEG-XL lossless effort 9, zstd -19 of the raw pixels). Layouts a
-format cannot hold are given to it the way a user would have to: gray as a 2-D array for PNG,
-gray (+alpha) expanded to RGB(A) for WebP. A codec whose library is missing is `None` for every
-image (reported as unavailable); an image a present codec refuses raises `BaselineError`, and
-callers leave that image out of the sample so all figures cover the same images.
+Each image is coded as its own file, as a dataset would keep it, at the strongest settings:
+PNG (zlib level 9 with the best filter search Pillow offers), WebP lossless (method 6, quality
+100), JPEG-XL lossless (effort 9), and zstd -19 of the raw pixels. Layouts a format cannot hold
+are given to it the way a user would have to: gray as a 2-D array for PNG, gray (+alpha)
+expanded to RGB(A) for WebP. An image a codec refuses raises `BaselineError`, and callers
+leave that image out of the sample so all figures cover the same images. The report measures
+them at archive time and on restored rasters; `recarchive bench codec` on its datasets.
 """
 
 from __future__ import annotations
 
+import io
+
+import imagecodecs
 import numpy as np
+import zstandard
+from PIL import Image
 
-from recarchive.bench import baselines
-
-NAMES = baselines.BASELINES  # ("png", "webp", "jpegxl", "zstd")
+NAMES = ("png", "webp", "jpegxl", "zstd")
 
 
 class BaselineError(ValueError):
-    """A classical codec that is installed refused this image."""
+    """A classical codec refused this image."""
+
+
+def png_bytes(image: np.ndarray) -> int:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG", optimize=True, compress_level=9)
+    return out.tell()
+
+
+def webp_bytes(image: np.ndarray) -> int:
+    return len(imagecodecs.webp_encode(image, lossless=True, level=100, method=6))
+
+
+def jpegxl_bytes(image: np.ndarray) -> int:
+    return len(imagecodecs.jpegxl_encode(image, lossless=True, effort=9))
+
+
+def zstd_bytes(image: np.ndarray) -> int:
+    return len(zstandard.ZstdCompressor(level=19).compress(np.ascontiguousarray(image).tobytes()))
 
 
 def _for_png(image: np.ndarray) -> np.ndarray:
@@ -34,34 +56,27 @@ def _for_webp(image: np.ndarray) -> np.ndarray:
 
 
 _ENCODE = {
-    "png": lambda image: baselines.png_bytes(_for_png(image)),
-    "webp": lambda image: baselines.webp_bytes(np.ascontiguousarray(_for_webp(image))),
-    "jpegxl": baselines.jpegxl_bytes,
-    "zstd": baselines.zstd_bytes,
+    "png": lambda image: png_bytes(_for_png(image)),
+    "webp": lambda image: webp_bytes(np.ascontiguousarray(_for_webp(image))),
+    "jpegxl": jpegxl_bytes,
+    "zstd": zstd_bytes,
 }
 
 
-def available() -> dict[str, bool]:
-    """Which classical codecs can run here (imagecodecs is an optional dependency)."""
-    try:
-        import imagecodecs  # noqa: F401
-    except ImportError:
-        return {name: name in ("png", "zstd") for name in NAMES}
-    return dict.fromkeys(NAMES, True)
-
-
-def coded_bytes(image: np.ndarray) -> dict[str, int | None]:
-    """Bytes of `image` (H, W, C) uint8 as its own file per classical codec; None where the
-    codec's library is not installed."""
+def coded_bytes(image: np.ndarray) -> dict[str, int]:
+    """Bytes of `image` (H, W, C) uint8 as its own file per classical codec."""
     image = np.ascontiguousarray(image)
-    can = available()
-    sizes: dict[str, int | None] = {}
+    sizes: dict[str, int] = {}
     for name in NAMES:
-        if not can[name]:
-            sizes[name] = None
-            continue
         try:
             sizes[name] = int(_ENCODE[name](image))
         except Exception as error:  # noqa: BLE001 - any codec failure leaves the image out
             raise BaselineError(f"{name}: {type(error).__name__}: {error}") from error
     return sizes
+
+
+def baseline_bits_per_dim(images: np.ndarray, which: tuple[str, ...] = NAMES) -> dict:
+    """{name}_bits_per_dim for uint8 images (N, H, W, C), every image its own file."""
+    dims = images.size
+    return {f"{name}_bits_per_dim": 8 * sum(_ENCODE[name](image) for image in images) / dims
+            for name in which}

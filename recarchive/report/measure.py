@@ -1,7 +1,9 @@
 """What a report needs, recorded while a part is built (it cannot be recovered later without
 decoding every shard again): per-shard coding time and payload, per-image coded bits and time,
 and classical baselines on a few sampled rasters. `PartRecorder.finish` gives the part's
-`"report"` record (kept in its done record, so a resumed run reuses it with the part).
+`"report"` record (kept in its done record, so a resumed run reuses it with the part). It
+observes the archive through its events (`recarchive.archives.events`); the archive does not
+know it.
 
 Per-image bits (`BITS_METHOD`): codecs code whole shards, so a shard's payload bits are shared
 among its blocks in proportion to each block's order-0 information content under the shard's
@@ -12,12 +14,13 @@ still tells busy images from flat ones. Blob shards share their bits by object l
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from recarchive.archives.events import ObjectAdded, ShardWritten
+from recarchive.archives.format import SHARD_PIXELS
 from recarchive.report import classical
 
 BITS_METHOD = "order0-weighted"
@@ -79,28 +82,38 @@ class _Object:
 
 @dataclass
 class PartRecorder:
-    """Fed by `PartBuilder`: object i is the part's i-th index row."""
+    """A part observer (`recarchive.archives.events`): object i is the part's i-th index row.
+    Build one per part with `PartRecorder.for_part`."""
 
-    objects: list[_Object] = field(default_factory=list)
+    name = "report"  # the done record's key for `finish`
+    objects: dict[int, _Object] = field(default_factory=dict)
     shards: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     _bits: dict[int, float] = field(default_factory=dict)
     _seconds: dict[int, float] = field(default_factory=dict)
-    _excluded: float = 0.0  # coding and measuring time, not charged as ingest time
-    _started: tuple[float, float] = (0.0, 0.0)
 
-    def begin_object(self) -> None:
-        self._started = (time.perf_counter(), self._excluded)
+    @classmethod
+    def for_part(cls, part: int) -> PartRecorder:
+        return cls()
 
-    def end_object(self, row: dict[str, Any]) -> None:
-        """The object's index row is final (kind, shape); its ingest time ends here."""
-        began, excluded = self._started
+    def __call__(self, event: ObjectAdded | ShardWritten) -> None:
+        if isinstance(event, ObjectAdded):
+            self.object_added(event)
+        elif event.kind == SHARD_PIXELS:
+            self.pixel_shard(event)
+        else:
+            self.blob_shard(event)
+
+    def object_added(self, event: ObjectAdded) -> None:
+        """The object's index row is final (kind, shape), with its ingest time."""
+        row = event.row
         raw = (row["height"] * row["width"] * row["channels"] if row["kind"] == "raster"
                else row["size"] if row["kind"] == "blob" else 0)
-        self.objects.append(_Object(dataset_of(row["key"]), row["kind"], row["size"], raw))
-        index = len(self.objects) - 1
-        ingest = time.perf_counter() - began - (self._excluded - excluded)
-        self._seconds[index] = self._seconds.get(index, 0.0) + max(0.0, ingest)
+        self.objects[event.index] = _Object(dataset_of(row["key"]), row["kind"], row["size"],
+                                            raw)
+        self._seconds[event.index] = self._seconds.get(event.index, 0.0) + event.seconds
+        if event.pixels is not None:
+            self.sample(event.index, row["key"], event.pixels)
 
     def sample(self, index: int, key: str, pixels: np.ndarray) -> None:
         """Measure classical codecs on this raster if its dataset still needs samples."""
@@ -108,40 +121,39 @@ class PartRecorder:
         taken = sum(1 for s in self.samples if s["dataset"] == dataset)
         if taken >= SAMPLE_PER_DATASET or pixels.shape[0] * pixels.shape[1] > SAMPLE_MAX_PIXELS:
             return
-        began = time.perf_counter()
         try:
             sizes = classical.coded_bytes(pixels)
         except classical.BaselineError as error:
             sizes = {"error": str(error)}
         self.samples.append({"index": index, "key": key, "dataset": dataset,
                              "dims": int(pixels.size), "bytes": sizes})
-        self._excluded += time.perf_counter() - began
 
-    def pixel_shard(self, number: int, codec: str, model: str | None, blocks: np.ndarray,
-                    owners: np.ndarray, payload_bytes: int, seconds: float) -> None:
+    def pixel_shard(self, event: ShardWritten) -> None:
         """A coded pixel shard: `owners[i]` is the object index of block i."""
-        began = time.perf_counter()
-        bits = block_bits(blocks, payload_bytes)
-        objects = self._share(owners, bits, seconds / len(blocks))
-        self.shards.append({"shard": number, "kind": "pixels", "codec": codec,
-                            "model_sha256": model, "channels": int(blocks.shape[3]),
-                            "blocks": len(blocks), "objects": objects,
-                            "raw_bytes": int(blocks.size), "payload_bytes": payload_bytes,
-                            "seconds": round(seconds, 6)})
-        self._excluded += seconds + time.perf_counter() - began
+        blocks = event.blocks
+        assert blocks is not None
+        bits = block_bits(blocks, event.payload_bytes)
+        objects = self._share(event.owners, bits, event.seconds / len(blocks))
+        self.shards.append({"shard": event.number, "kind": "pixels", "codec": event.codec,
+                            "model_sha256": event.model_sha256,
+                            "channels": int(blocks.shape[3]), "blocks": len(blocks),
+                            "objects": objects, "raw_bytes": int(blocks.size),
+                            "payload_bytes": event.payload_bytes,
+                            "seconds": round(event.seconds, 6)})
 
-    def blob_shard(self, number: int, codec: str, owners: list[int], lengths: list[int],
-                   payload_bytes: int, seconds: float) -> None:
+    def blob_shard(self, event: ShardWritten) -> None:
         """A fallback shard of whole objects, concatenated and compressed."""
+        lengths = event.lengths or []
         raw = sum(lengths)
         weights = np.asarray(lengths, float) if raw else np.ones(len(lengths))
         share = weights / weights.sum()
-        self._share(np.asarray(owners), 8.0 * payload_bytes * share, 0.0, seconds * share)
-        self.shards.append({"shard": number, "kind": "blob", "codec": codec,
+        self._share(event.owners, 8.0 * event.payload_bytes * share, 0.0,
+                    event.seconds * share)
+        self.shards.append({"shard": event.number, "kind": "blob", "codec": event.codec,
                             "model_sha256": None, "channels": 0, "blocks": 0,
-                            "objects": len(owners), "raw_bytes": raw,
-                            "payload_bytes": payload_bytes, "seconds": round(seconds, 6)})
-        self._excluded += seconds
+                            "objects": len(event.owners), "raw_bytes": raw,
+                            "payload_bytes": event.payload_bytes,
+                            "seconds": round(event.seconds, 6)})
 
     def _share(self, owners: np.ndarray, bits: np.ndarray, seconds_each: float,
                seconds: np.ndarray | None = None) -> int:
@@ -158,7 +170,7 @@ class PartRecorder:
     def finish(self) -> dict[str, Any]:
         """The part's report record (JSON-ready)."""
         datasets: dict[str, dict[str, Any]] = {}
-        for index, item in enumerate(self.objects):
+        for index, item in sorted(self.objects.items()):
             item.bits = self._bits.get(index, 0.0)
             item.seconds = self._seconds.get(index, 0.0)
             entry = datasets.setdefault(item.dataset, _empty_dataset())
