@@ -25,11 +25,13 @@ REPORT_ON_COMMIT = embed_report
 def archive(source_url: str, destination_url: str, settings: ArchiveSettings | None = None,
             *, run_id: str | None = None, source_options: dict[str, Any] | None = None,
             destination_options: dict[str, Any] | None = None,
-            listener: Listener = ignore) -> dict[str, Any]:
+            listener: Listener = ignore, model_store: str | None = None) -> dict[str, Any]:
     """Archive every object below `source_url` into `destination_url`, with its compression
     report; return the manifest. Rerunning resumes an interrupted run, and is a no-op for a
-    finished one. `listener` hears the work as it is done (`recarchive.archives.events`)."""
+    finished one. `listener` hears the work as it is done (`recarchive.archives.events`);
+    `model_store` keeps the model once for many archives (`writer.archive`)."""
     return writer.archive(source_url, destination_url, settings, run_id=run_id,
                           source_options=source_options,
                           destination_options=destination_options, listener=listener,
-                          observers=REPORT_OBSERVERS, on_commit=REPORT_ON_COMMIT)
+                          observers=REPORT_OBSERVERS, on_commit=REPORT_ON_COMMIT,
+                          model_store=model_store)

@@ -420,6 +420,10 @@ def add_archive_parser(commands: argparse._SubParsersAction) -> None:
                         "(rasters as pixels plus a recipe that rebuilds their file, checked "
                         "before commit; else kept as bytes); pixels: rasters restore as "
                         "identical pixels and metadata in a re-encoded file")
+    parser.add_argument("--model-store", metavar="URL", default=None,
+                        help="keep the codec's model once in this folder or bucket, named by "
+                        "its sha256 and shared by every archive that names it, instead of a "
+                        "copy in each archive (read with the same --storage-options)")
     parser.add_argument("--no-verify-shards", dest="verify_shards", action="store_false",
                         help="skip decoding each coded shard before it is written (faster; "
                         "the codecs' exactness is then trusted, not checked)")
@@ -440,11 +444,13 @@ def cmd_archive(args: argparse.Namespace) -> int:
         from recarchive.commands.ray import archive_ray_command
 
         return archive_ray_command(args.src, args.dst, settings, run_id=args.run_id,
+                                   model_store=args.model_store,
                                    storage_options=args.storage_options, as_json=args.json,
                                    **_ray_options(args))
     from recarchive.commands.archive import archive_command
 
     return archive_command(args.src, args.dst, settings, run_id=args.run_id,
+                           model_store=args.model_store,
                            storage_options=args.storage_options, as_json=args.json)
 
 

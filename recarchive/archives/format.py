@@ -58,7 +58,10 @@ from recarchive.archives.errors import ArchiveError, FormatVersionError, Integri
 
 FORMAT_NAME = "recarchive-archive"
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 1: no recipes, rasters restored as re-encoded PNG
+# 1: no recipes, rasters restored as re-encoded PNG; 3: format 2 whose manifest names its
+# models in a shared model store (`models[i]["store"]`) instead of copies of its own
+MODEL_STORE_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 
 # How rasters come back: "exact" (the original bytes: pixels plus a container recipe, else the
@@ -119,6 +122,11 @@ def commit_path(run_id: str, writer: str) -> str:
 
 def model_path(run_id: str, sha256: str) -> str:
     return f"{run_dir(run_id)}/models/{sha256}.bin"
+
+
+def store_model_path(sha256: str) -> str:
+    """A model's name in a shared, content-addressed model store (`--model-store`)."""
+    return f"{sha256}.bin"
 
 
 SHA = pa.binary(32)

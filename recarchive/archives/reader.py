@@ -64,6 +64,7 @@ class ArchiveReader:
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.location = open_location(url, storage_options)
+        self.storage_options = storage_options  # also for a shared model store
         self.url = url
         if not self.location.exists(MANIFEST):
             raise ArchiveIncomplete(
@@ -114,23 +115,52 @@ class ArchiveReader:
         return [records[part] for part in sorted(records)]
 
     def _model(self, sha256: str) -> bytes:
-        """The archive's copy of a model; where that copy is missing or damaged, the shipped
-        model file with the same sha256 (the bytes are the same by their hash)."""
+        """The archive's copy of a model (or the shared store's); where that copy is missing
+        or damaged, the shipped model file with the same sha256 (the same bytes, by their
+        hash)."""
         for model in self.manifest.get("models", []):
             if model["sha256"] == sha256:
+                where = (f"{model['store']}/{model['path']}" if "store" in model
+                         else model["path"])
                 try:
-                    return self.read_checked(model["path"])
+                    return (self._stored_model(model) if "store" in model
+                            else self.read_checked(model["path"]))
                 except IntegrityError as error:
                     shipped = shipped_bytes(sha256)
                     if shipped is None:
                         raise IntegrityError(f"{error}; no shipped model has sha256 {sha256} "
                                              "to replace it") from None
                     self.models_replaced.append(
-                        f"{self.url}: {model['path']} is damaged or missing; used the "
+                        f"{self.url}: {where} is damaged or missing; used the "
                         f"shipped model with the same sha256 {sha256[:16]}…")
                     return shipped
         raise IntegrityError(f"{self.url}: a shard needs model {sha256}, which the archive "
                              "does not contain")
+
+    def _stored_model(self, model: dict[str, Any]) -> bytes:
+        """A model from the shared store the manifest names, checked against its sha256."""
+        where = f"{model['store']}/{model['path']}"
+        try:
+            data = open_location(model["store"], self.storage_options).read_bytes(model["path"])
+        except (FileNotFoundError, OSError) as error:
+            raise IntegrityError(f"{self.url}: model {where} in the model store cannot be "
+                                 f"read ({type(error).__name__}: {error})") from None
+        if hashlib.sha256(data).hexdigest() != model["sha256"]:
+            raise IntegrityError(f"{self.url}: model {where} in the model store does not "
+                                 f"hash to {model['sha256']}: it is damaged or was replaced")
+        return data
+
+    def check_models(self) -> list[str]:
+        """Problems with the models the manifest names in a shared store (an archive's own
+        copies are files of the manifest, checked with them)."""
+        problems = []
+        for model in self.manifest.get("models", []):
+            if "store" in model:
+                try:
+                    self._stored_model(model)
+                except IntegrityError as error:
+                    problems.append(str(error))
+        return problems
 
     # --- index -----------------------------------------------------------------------------
 

@@ -146,16 +146,19 @@ def _rebuild(location: Location, run: str, report: RepairReport) -> dict[str, An
         raise ArchiveError(f"{location.url}: cannot rebuild the manifest of run {run}: no "
                            f"sound record of part(s) {missing or [0]}; rerun the archive "
                            "command to rebuild them")
-    models = sorted({shard["model_sha256"] for done in records.values()
-                     for shard in done.get("report", {}).get("shards", [])
-                     if shard.get("model_sha256")})
+    if "model_sha256" in record:  # run.json names the model (since 2026-12)
+        models = [record["model_sha256"]] if record["model_sha256"] else []
+    else:  # earlier runs: the model the parts' report records saw
+        models = sorted({shard["model_sha256"] for done in records.values()
+                         for shard in done.get("report", {}).get("shards", [])
+                         if shard.get("model_sha256")})
     if len(models) > 1:
         raise ArchiveError(f"{location.url}: run {run} holds several models ({models}); "
                            "cannot tell which its shards need")
     version = 2 if all("writer" in r for r in records.values()) else 1
     manifest = build_manifest(location, run, record["source"], settings, settings.codec,
                               models[0] if models else None, list(records.values()),
-                              format_version=version)
+                              format_version=version, model_store=record.get("model_store"))
     report.action, report.source = "rebuilt-from-records", folder
     for entry in manifest["files"]:
         if entry["role"] == "model" and not _holds(location, entry):

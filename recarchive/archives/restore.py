@@ -309,6 +309,7 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None,
         problem = _check_file(reader, entry)
         if problem:
             report.problems.append(problem)
+    report.problems.extend(reader.check_models())
     counted: Counter = Counter()
     for part in reader.parts:
         try:

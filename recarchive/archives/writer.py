@@ -49,6 +49,7 @@ from recarchive.archives.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST,
+    MODEL_STORE_VERSION,
     canonical_json,
     check_object_digest_bytes,
     commit_path,
@@ -62,6 +63,7 @@ from recarchive.archives.format import (
     run_dir,
     seal_manifest,
     sha256_hex,
+    store_model_path,
 )
 from recarchive.archives.ingest import DEFAULT_MAX_PIXELS
 from recarchive.archives.models import model_bytes_of
@@ -180,9 +182,16 @@ def completed_run(destination: Location, source_url: str, settings: ArchiveSetti
                        f"({MANIFEST} exists); choose another destination")
 
 
+def store_url(store: Location) -> str:
+    """How a manifest names a model store: its URL, or the absolute path of a local folder
+    (a relative one would mean another folder wherever the archive is read)."""
+    return store.url if "://" in store.url else store.root
+
+
 def start_run(destination: Location, source_url: str, settings: ArchiveSettings,
-              run_id: str | None) -> tuple[str, BlockCodec]:
-    """Check the destination, record the run's settings, and copy the codec's model in."""
+              run_id: str | None, model_store: Location | None = None) -> tuple[str, BlockCodec]:
+    """Check the destination, record the run's settings, and copy the codec's model in (or
+    into `model_store`, shared by many archives, where it is kept once by its sha256)."""
     settings.check()
     if destination.exists(MANIFEST):
         raise ArchiveError(f"{destination.url}: an archive is already complete there "
@@ -190,23 +199,33 @@ def start_run(destination: Location, source_url: str, settings: ArchiveSettings,
     run_id = run_id or default_run_id(source_url, settings)
     if not run_id.replace("-", "").replace("_", "").isalnum():
         raise ArchiveError(f"run id {run_id!r}: use letters, digits, '-' and '_' only")
-    record = {"run_id": run_id, "source": source_url, "settings": asdict(settings)}
+    codec = get_codec(settings.codec, **settings.codec_options)
+    record = {"run_id": run_id, "source": source_url, "settings": asdict(settings),
+              "model_sha256": codec.model_sha256}  # what `repair` names in a new manifest
+    if model_store is not None:
+        record["model_store"] = store_url(model_store)
     run_file = f"{run_dir(run_id)}/run.json"
     if destination.exists(run_file):
         earlier = json.loads(destination.read_bytes(run_file))
-        if earlier != record:
+        if any(earlier.get(key) != record[key] for key in ("run_id", "source", "settings")):
             raise ArchiveError(
                 f"{destination.url}: run {run_id!r} was started with other settings or source "
                 f"({earlier}); rerun with the same ones to resume, or pass another --run-id")
+        if earlier.get("model_store") != record.get("model_store"):
+            raise ArchiveError(
+                f"{destination.url}: run {run_id!r} was started with model store "
+                f"{earlier.get('model_store')!r}, not {record.get('model_store')!r}; resume "
+                "with the same one")
     else:
         destination.write_atomic(run_file, canonical_json(record))
-    codec = get_codec(settings.codec, **settings.codec_options)
     model = model_bytes_of(codec)
     if model is not None:
-        target = model_path(run_id, codec.model_sha256 or "")
-        if not destination.exists(target) or (
-                sha256_hex(destination.read_bytes(target)) != codec.model_sha256):
-            destination.write_atomic(target, model)
+        where = model_store or destination
+        target = (store_model_path(codec.model_sha256 or "") if model_store is not None
+                  else model_path(run_id, codec.model_sha256 or ""))
+        if not where.exists(target) or (
+                sha256_hex(where.read_bytes(target)) != codec.model_sha256):
+            where.write_atomic(target, model)  # the same name is the same bytes, by its hash
     return run_id, codec
 
 
@@ -303,9 +322,11 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
                    records: list[dict[str, Any]], started: float | None = None,
                    format_version: int = FORMAT_VERSION,
                    local_keys: dict[str, Any] | None = None,
-                   on_commit: CommitHook | None = None) -> dict[str, Any]:
+                   on_commit: CommitHook | None = None,
+                   model_store: str | None = None) -> dict[str, Any]:
     """The manifest of a run from its parts' done records: every file with its checksum, the
-    parts and totals, and the files `on_commit` writes now (the report's)."""
+    parts and totals, the model (its copy, or its name in `model_store`), and the files
+    `on_commit` writes now (the report's)."""
     records = sorted(records, key=lambda r: r["part"])
     if [r["part"] for r in records] != list(range(len(records))):
         raise ArchiveError(f"{destination.url}: parts {[r['part'] for r in records]} are not "
@@ -315,7 +336,11 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
         totals.add(PartStats(**record["stats"]))
     files = [f for record in records for f in record["files"]]
     models = []
-    if model_sha256:
+    if model_sha256 and model_store is not None:
+        models.append({"codec": codec_name, "sha256": model_sha256, "store": model_store,
+                       "path": store_model_path(model_sha256)})
+        format_version = max(format_version, MODEL_STORE_VERSION)
+    elif model_sha256:
         path = model_path(run_id, model_sha256)
         size = destination.size(path) if destination.exists(path) else 0
         files.append({"role": "model", "path": path, "size": size, "sha256": model_sha256})
@@ -353,7 +378,8 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
              codec: BlockCodec, records: list[dict[str, Any]],
              started: float | None = None,
              local_keys: dict[str, Any] | None = None,
-             on_commit: CommitHook | None = None) -> dict[str, Any]:
+             on_commit: CommitHook | None = None,
+             model_store: str | None = None) -> dict[str, Any]:
     """Run `on_commit` (its files join the manifest), write a copy of the manifest under this
     commit's writer id (what
     `repair` restores from), then the manifest itself, exclusively and last. If another writer
@@ -361,7 +387,7 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
     that its manifest does not name."""
     manifest = build_manifest(destination, run_id, source_url, settings, codec.name,
                               codec.model_sha256, records, started, local_keys=local_keys,
-                              on_commit=on_commit)
+                              on_commit=on_commit, model_store=model_store)
     sealed = seal_manifest(manifest)
     copy = commit_path(run_id, new_writer_id())
     destination.write_atomic(copy, sealed)
@@ -392,12 +418,15 @@ def archive(source_url: str, destination_url: str, settings: ArchiveSettings | N
             *, run_id: str | None = None, source_options: dict[str, Any] | None = None,
             destination_options: dict[str, Any] | None = None,
             listener: Listener = ignore, observers: Sequence[ObserverFactory] = (),
-            on_commit: CommitHook | None = None) -> dict[str, Any]:
+            on_commit: CommitHook | None = None,
+            model_store: str | None = None) -> dict[str, Any]:
     """Archive every object below `source_url` into `destination_url`; return the manifest.
 
     In process and sequential; `listener` hears the work as it is done (`events`: objects
     coded, and each part as it is finished); `observers` and `on_commit` add what the layers
     above keep with the archive (`recarchive.api.archive` adds the compression report).
+    `model_store`: a folder or bucket (opened with `destination_options`) where many archives
+    share one copy of each model, named by its sha256, instead of a copy in each archive.
     """
     settings = settings or ArchiveSettings()
     started = time.time()
@@ -408,7 +437,8 @@ def archive(source_url: str, destination_url: str, settings: ArchiveSettings | N
     done = completed_run(destination, source_url, settings, run_id)
     if done is not None:
         return dict(done, already_complete=True)
-    run_id, codec = start_run(destination, source_url, settings, run_id)
+    store = open_location(model_store, destination_options) if model_store else None
+    run_id, codec = start_run(destination, source_url, settings, run_id, store)
     records = []
     audit = LocalKeyAudit()
     for plan in plan_parts(source_objects(source, destination, audit), settings):
@@ -419,4 +449,4 @@ def archive(source_url: str, destination_url: str, settings: ArchiveSettings | N
     if not records:
         raise ArchiveError(f"{source_url}: no objects to archive")
     return finalize(destination, run_id, source_url, settings, codec, records, started,
-                    audit.summary(), on_commit)
+                    audit.summary(), on_commit, store_url(store) if store else None)

@@ -18,7 +18,8 @@ from recarchive.storage import open_location
 
 
 def archive_command(source: str, destination: str, settings: ArchiveSettings, *,
-                    run_id: str | None = None, storage_options: str | None = None,
+                    run_id: str | None = None, model_store: str | None = None,
+                    storage_options: str | None = None,
                     as_json: bool = False, out: TextIO | None = None,
                     terminal: TextIO | None = None) -> int:
     out = out or sys.stdout
@@ -27,7 +28,7 @@ def archive_command(source: str, destination: str, settings: ArchiveSettings, *,
         count_in_background(open_location(source, options), progress)
         manifest = archive(source, destination, settings, run_id=run_id,
                            source_options=options, destination_options=options,
-                           listener=progress)
+                           listener=progress, model_store=model_store)
     print_archive_summary(manifest, destination, as_json, out)
     return 0
 

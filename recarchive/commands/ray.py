@@ -33,6 +33,7 @@ def archive_ray_command(source: str, destination: str, settings: ArchiveSettings
                         ray_address: str, actors: int | None = None,
                         gpus_per_actor: float | None = None,
                         cpus_per_actor: float | None = None, run_id: str | None = None,
+                        model_store: str | None = None,
                         storage_options: str | None = None, as_json: bool = False,
                         out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
@@ -45,7 +46,7 @@ def archive_ray_command(source: str, destination: str, settings: ArchiveSettings
         result = archive_on_ray(source, destination, settings, run_id=run_id,
                                 source_options=options, destination_options=options,
                                 listener=progress, observers=REPORT_OBSERVERS,
-                                on_commit=REPORT_ON_COMMIT,
+                                on_commit=REPORT_ON_COMMIT, model_store=model_store,
                                 pool=pool_settings(actors, gpus_per_actor, cpus_per_actor),
                                 log=progress.log)
     manifest = result.manifest

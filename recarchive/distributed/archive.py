@@ -30,6 +30,7 @@ from recarchive.archives.writer import (
     plan_parts,
     source_objects,
     start_run,
+    store_url,
 )
 from recarchive.distributed.actors import peak_rss_mb
 from recarchive.distributed.pool import ActorPool, PoolSettings, Task
@@ -68,6 +69,7 @@ def archive_on_ray(source_url: str, destination_url: str,
                    listener: Listener = ignore,
                    observers: Sequence[ObserverFactory] = (),
                    on_commit: CommitHook | None = None,
+                   model_store: str | None = None,
                    pool: PoolSettings | None = None,
                    log: Callable[[str], None] = print) -> RayArchiveResult:
     """Archive `source_url` into `destination_url` on the connected Ray cluster.
@@ -88,7 +90,8 @@ def archive_on_ray(source_url: str, destination_url: str,
     if done is not None:
         log(f"{destination_url}: already complete (run {done['run_id']}); nothing to do")
         return RayArchiveResult(manifest=dict(done, already_complete=True))
-    run_id, codec = start_run(destination, source_url, settings, run_id)
+    store = open_location(model_store, destination_options) if model_store else None
+    run_id, codec = start_run(destination, source_url, settings, run_id, store)
     log(f"run {run_id}: {source_url} -> {destination_url} (codec {settings.codec}, "
         f"{settings.part_objects} objects per part)")
     result = RayArchiveResult(manifest={})
@@ -126,7 +129,8 @@ def archive_on_ray(source_url: str, destination_url: str,
         raise ArchiveError(f"{source_url}: no objects to archive")
     remove_orphan_temporaries(destination, run_id)
     result.manifest = finalize(destination, run_id, source_url, settings, codec,
-                               list(records.values()), started, audit.summary(), on_commit)
+                               list(records.values()), started, audit.summary(), on_commit,
+                               store_url(store) if store else None)
     result.driver_peak_rss_mb = peak_rss_mb()
     log(f"run {run_id}: manifest written; {result.parts_built} parts built, "
         f"{result.parts_reused} reused, {result.retries} retried")
