@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from recarchive.cli import main
+from recarchive.cli import exit_with, main
 
 
 def with_ray_address(argv: list[str]) -> list[str]:
@@ -22,4 +22,4 @@ def with_ray_address(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(["archive", *with_ray_address(sys.argv[1:])]))
+    exit_with(main(["archive", *with_ray_address(sys.argv[1:])]))

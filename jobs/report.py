@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from recarchive.cli import exit_with
 from recarchive.commands.archive import verify_command
 from recarchive.commands.options import parse_storage_options
 from recarchive.commands.ray import report_summary
@@ -29,4 +30,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    exit_with(main(sys.argv[1:]))

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from archive import with_ray_address  # noqa: E402 - jobs/ is not a package
 
-from recarchive.cli import main  # noqa: E402
+from recarchive.cli import exit_with, main  # noqa: E402
 
 if __name__ == "__main__":
-    raise SystemExit(main(["restore", *with_ray_address(sys.argv[1:])]))
+    exit_with(main(["restore", *with_ray_address(sys.argv[1:])]))

@@ -11,19 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from recarchive.exact.layers import (
-    ExactConv2d,
-    ExactLinear,
-    LookupActivation,
-    exact_conv2d_accumulate,
-    exact_linear_accumulate,
-)
 from recarchive.exact.quantize import (
     FLOAT64_EXACT_LIMIT,
     accumulator_bound,
     choose_multiplier_shift,
     requantize,
     signed_range,
+)
+from recarchive.exact.reference import (
+    ExactConv2d,
+    ExactLinear,
+    LookupActivation,
+    exact_conv2d_accumulate,
+    exact_linear_accumulate,
 )
 from tests.threads import torch_threads
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU, plain_convolution
-from recarchive.exact.layers import exact_conv2d_accumulate
+from recarchive.exact.reference import exact_conv2d_accumulate
 from tests.threads import torch_threads
 
 

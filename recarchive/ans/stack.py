@@ -9,6 +9,7 @@ they are information the encoder had to invent, never data of the message.
 from __future__ import annotations
 
 from recarchive.ans.backend import Array, Backend
+from recarchive.exact import prng
 
 CLEAN_BITS_STREAM = 0x636C65616E  # "clean": the PRNG stream reserved for initial bits
 
@@ -77,8 +78,6 @@ class WordStack:
 
 def clean_words(backend: Backend, seed: int, offset: int, count: int) -> Array:
     """`count` clean words of `seed` from `offset`, as int64, identical on every backend."""
-    from recarchive.exact import prng
-
     if backend.is_torch:
         device = backend.device
         return prng.random_words_torch(seed, CLEAN_BITS_STREAM, offset, count, device=device)

@@ -1,6 +1,6 @@
 """Fast exact convolutions on integer-valued float64 tensors, with power-of-two requantization.
 
-The integer layers in `layers.py` are the reference: int64 in and out, any multiplier. This is
+The integer layers in `reference.py` are the reference: int64 in and out, any multiplier. This is
 the form the codecs run, because it never leaves float64: activations are float64 tensors
 holding integers; convolution is float64 `conv2d` on them with every partial sum bounded below
 2^53 (checked at construction), so any summation order gives the same exact integers; the
@@ -18,6 +18,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from recarchive.exact.reference import LookupActivation
 
 EXACT_LIMIT = 1 << 53
 
@@ -179,8 +181,6 @@ class FixedPointELU(nn.Module):
 
     def __init__(self, frac_bits: int, table_bits: int = 16) -> None:
         super().__init__()
-        from recarchive.exact.layers import LookupActivation
-
         scale = 2.0**-frac_bits
         lookup = LookupActivation.elu(in_bits=table_bits, in_scale=scale, out_scale=scale)
         half = 1 << (table_bits - 1)

@@ -33,38 +33,19 @@ from recarchive.models.bitswap import (
     BitSwapModel,
     ConditionalNet,
 )
+from recarchive.models.integer import (
+    ACT_BITS,
+    ACT_FRAC_BITS,
+    MEAN_STEPS,
+    OUT_BITS,
+    PIXEL_INPUT_SCALE,
+    PIXEL_MEAN_OFFSET,
+    PIXEL_MEAN_SCALE,
+    ScaleGrid,
+    quantize_conv,
+)
 
-WEIGHT_BITS = 16
-ACT_BITS = 20
-ACT_FRAC_BITS = 12  # activations are integers at scale 2^-12
-OUT_BITS = 24
 LATENT_LIMIT = 8.0  # latents are coded on [-LATENT_LIMIT, LATENT_LIMIT]
-PIXEL_INPUT_SCALE = 1 / 255  # pixel v enters as 2v - 255
-MEAN_STEPS = 16  # pixel table means in 1/16 of a symbol
-PIXEL_MEAN_SCALE = 1 / 2040  # the pixel net's mean output o: 16·(127.5 + 127.5·o) = 2040 + 2040·o
-PIXEL_MEAN_OFFSET = 2040
-
-
-@dataclass(frozen=True)
-class ScaleGrid:
-    """Scale j of a table is unit · exp((j + first) · step) in symbol units.
-
-    The net emits its log-scale as an integer in units of `step` in its own units (z or the
-    nets' pixel scale); `unit` (symbols per net unit) is applied to the table's scales, not
-    rounded into the index, so the exact model codes with the float model's scales.
-    """
-
-    step: float
-    first: int
-    count: int
-    unit: float = 1.0
-
-    def scales(self) -> tuple[float, ...]:
-        return tuple(self.unit * math.exp((j + self.first) * self.step)
-                     for j in range(self.count))
-
-    def index(self, log_scale_int: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(log_scale_int - self.first, 0, self.count - 1)
 
 
 def _grid(step: float, smallest: float, largest: float, unit: float) -> ScaleGrid:
@@ -214,13 +195,6 @@ class ExactConditionalNet(nn.Module):
                                                              self.elu(h))
             log_scale = torch.clamp(log_scale, *self.log_scale_range)
         return mean.to(torch.int64), log_scale.to(torch.int64)
-
-
-def quantize_conv(layer: nn.Conv2d, in_scale: float, out_scale: float, out_bits: int,
-                  name: str) -> FixedPointConv2d:
-    """A float conv at the project's integer widths (16-bit weights, 20-bit activations)."""
-    return FixedPointConv2d.from_float(layer, in_scale, out_scale, weight_bits=WEIGHT_BITS,
-                                       in_bits=ACT_BITS, out_bits=out_bits, name=name)
 
 
 def _convert_net(net: ConditionalNet, in_scale: float, mean_scale: float, grid: ScaleGrid,

@@ -35,7 +35,7 @@ from recarchive.entropy.discretized import DiscretizedTable, GridSpec
 from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU
 from recarchive.exact.normal import default_table
 from recarchive.models.bitswap import discretized_logistic_log_prob, elu
-from recarchive.models.exact_bitswap import (
+from recarchive.models.integer import (
     ACT_BITS,
     ACT_FRAC_BITS,
     MEAN_STEPS,

@@ -75,8 +75,12 @@ def coded_bytes(image: np.ndarray) -> dict[str, int]:
     return sizes
 
 
+_PLAIN = {"png": png_bytes, "webp": webp_bytes, "jpegxl": jpegxl_bytes, "zstd": zstd_bytes}
+
+
 def baseline_bits_per_dim(images: np.ndarray, which: tuple[str, ...] = NAMES) -> dict:
-    """{name}_bits_per_dim for uint8 images (N, H, W, C), every image its own file."""
+    """{name}_bits_per_dim for uint8 images (N, H, W, C) or gray (N, H, W), every image its
+    own file, each given to the codec as it is."""
     dims = images.size
-    return {f"{name}_bits_per_dim": 8 * sum(_ENCODE[name](image) for image in images) / dims
+    return {f"{name}_bits_per_dim": 8 * sum(_PLAIN[name](image) for image in images) / dims
             for name in which}

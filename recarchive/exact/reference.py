@@ -1,5 +1,7 @@
-"""Exact integer neural-network layers: bit-identical outputs on any batch size, thread count
-or device.
+"""The reference exact layers: int64 integer networks, bit-identical outputs on any batch
+size, thread count or device. The codecs run the faster fixed-point form
+(`exact.fixed_point`); the tests hold it to these layers, which are written for being
+obviously right, not fast.
 
 Why they are exact:
 
