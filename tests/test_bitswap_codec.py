@@ -362,3 +362,26 @@ def test_reconverting_a_v1_file_keeps_its_weights_and_training_record(blocks, tm
     assert training["converted_from"] == {"sha256": PINNED_MODEL_SHA256, "latent_layout": "v1"}
     coder = BitSwapCodec(new.exact, new.sha256, chains=2)
     assert np.array_equal(coder.decode(coder.encode(blocks)), blocks)
+
+
+def test_encoding_measures_what_each_block_cost(model_file, blocks):
+    """`block_bits`: bits pushed minus bits popped per block, from the integer tables; with
+    the raw first blocks (NaN, 8 bits a subpixel) they account for the payload but its
+    header and lane heads; with a trained model a flat block costs less than a photo's."""
+    flat = np.full((1, 32, 32, 3), 128, np.uint8)
+    shard = np.concatenate([blocks, flat, blocks[:3]])
+    coder = codec(model_file, chains=2)
+    encoded = coder.encode(shard)
+    measured = encoded.block_bits
+    assert measured is not None and measured.shape == (len(shard),)
+    raw = np.isnan(measured)
+    assert raw.sum() == 2 and raw[:2].all()  # one raw first block per chain
+    total = np.nansum(measured) + raw.sum() * 8 * shard[0].size
+    payload_bits = 8 * len(encoded.payload)
+    assert 0.95 * payload_bits < total <= payload_bits
+    assert np.array_equal(coder.decode(encoded), shard)
+    again = coder.encode(shard)  # measuring changes nothing that is coded
+    assert again.payload == encoded.payload
+    trained = get_codec("bitswap", model="bitswap-cifar").encode(
+        np.concatenate([blocks[:4], flat]))
+    assert trained.block_bits[4] < np.nanmin(trained.block_bits[:4]) / 2

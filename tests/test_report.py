@@ -22,6 +22,7 @@ from recarchive.api import archive
 from recarchive.archives import ArchiveError, ArchiveSettings, open_archive, verify
 from recarchive.archives.writer import finalize
 from recarchive.codecs import get_codec
+from recarchive.datasets import data_dir
 from recarchive.report import measure
 from recarchive.report.build import build_report, compare
 from recarchive.report.classical import png_bytes
@@ -339,3 +340,25 @@ def test_report_of_an_archive_in_object_storage(built, capsys):
     validate(found)
     assert found["archive"]["url"] == target and found["generated_by"] == "archive"
     assert found["datasets"][0]["baselines"]["restored"]["images"] == 2
+
+
+def test_bitswap_images_get_the_bits_their_coder_measured(tmp_path):
+    """Per-image bits of a Bit-Swap archive follow what the coder measured for each block
+    (not the order-0 proxy): a flat image gets far fewer bits than photos; the shares still
+    add up to the payload."""
+    bucket = tmp_path / "bucket"
+    for number in range(3):
+        (bucket / "photos").mkdir(parents=True, exist_ok=True)
+        (bucket / "photos" / f"{number}.png").write_bytes(
+            (data_dir() / "fixtures" / f"cifar10_test_0{number}.png").read_bytes())
+    (bucket / "flat").mkdir()
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(bucket / "flat" / "gray.png")
+    manifest = archive(str(bucket), str(tmp_path / "a"),
+                       ArchiveSettings(codec="bitswap", codec_options={"model": "bitswap-cifar"}))
+    report = load_report(str(tmp_path / "a"))
+    assert report["archive"]["bits_method"] == measure.BITS_METHOD == "codec-measured"
+    by = {d["name"]: d for d in report["datasets"]}
+    flat, photos = by["flat"]["codec"]["bits_per_dim"], by["photos"]["codec"]["bits_per_dim"]
+    assert flat < photos / 3, (flat, photos)
+    coded = sum(d["codec"]["payload_bytes"] for d in report["datasets"])
+    assert coded == manifest["totals"]["pixel_payload_bytes"]

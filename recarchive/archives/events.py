@@ -80,7 +80,9 @@ class ObjectAdded:
 @dataclass(frozen=True)
 class ShardWritten:
     """A shard is in the part's data file. Pixel shards: `blocks` coded, `owners[i]` the row of
-    block i. Blob shards: `owners[i]` the row of object i, `lengths[i]` its bytes."""
+    block i, `block_bits[i]` what block i cost as the codec measured it (None where it does not
+    measure; `codecs.EncodedShard`). Blob shards: `owners[i]` the row of object i, `lengths[i]`
+    its bytes."""
 
     number: int
     kind: str
@@ -91,6 +93,7 @@ class ShardWritten:
     seconds: float
     blocks: np.ndarray | None = None
     lengths: list[int] | None = None
+    block_bits: np.ndarray | None = None
 
 
 class PartObserver(Protocol):

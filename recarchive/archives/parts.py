@@ -302,7 +302,8 @@ class PartBuilder:
                                    encoded.params, blocks.shape[3], len(blocks),
                                    blocks.tobytes(), payload)
         self._observe(ShardWritten(number, SHARD_PIXELS, codec.name, codec.model_sha256,
-                                   owners, len(payload), seconds, blocks=blocks))
+                                   owners, len(payload), seconds, blocks=blocks,
+                                   block_bits=encoded.block_bits))
         self._coding_seconds += time.perf_counter() - started  # observers' time included
         self._report_coded(owners)
         return number

@@ -22,6 +22,10 @@ class EncodedShard:
     num_blocks: int
     channels: int
     params: dict[str, Any] = field(default_factory=dict)
+    # What each block cost, in bits, as the codec measured it while coding (in memory only,
+    # never stored; None where a codec does not measure; NaN for a block coded raw as a
+    # chain's start). Reports share the payload among objects by it.
+    block_bits: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @runtime_checkable

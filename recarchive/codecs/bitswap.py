@@ -130,12 +130,15 @@ class BitSwapCodec:
         return None if bool(active.all()) else self._on_coder(active)[:, None]
 
     def _push(self, message: Message, table: DiscretizedTable, symbols, params,
-              active: Array | None) -> None:
+              active: Array | None, tally: np.ndarray | None = None) -> None:
         """Push a (chains, D) variable, one lane group's worth per step, first columns first.
-        Intervals are computed for the whole variable at once: only the pushes are serial."""
+        Intervals are computed for the whole variable at once: only the pushes are serial.
+        `tally` (chains,) gains each chain's bits pushed (−log2 of the coded probabilities)."""
         symbols = self._on_coder(symbols)
         mean, scale = (self._on_coder(p).reshape(symbols.shape) for p in params)
         starts, freqs = table.sit_out(*table.start_freq(symbols, mean, scale), active)
+        if tally is not None:
+            tally += self._information(table, freqs)
         if not table.floor and self.backend.count(freqs == 0):
             # Only a posterior table has symbols of frequency 0, and bits-back only pushes
             # back what it popped from it: a decoder that meets one reads damaged bytes.
@@ -146,15 +149,29 @@ class BitSwapCodec:
             table.push_interval(message, starts[:, cols], freqs[:, cols])
 
     def _pop(self, message: Message, table: DiscretizedTable, params,
-             active: Array | None) -> Array:
-        """Pop a (chains, D) variable: the exact inverse of `_push`."""
+             active: Array | None, tally: np.ndarray | None = None) -> Array:
+        """Pop a (chains, D) variable: the exact inverse of `_push`. `tally` (chains,) loses
+        each chain's bits popped (what bits-back gets back)."""
         mean, scale = (self._on_coder(p).reshape(p.shape[0], -1) for p in params)
         row, whole = table.locate(mean, scale)
         out = self.backend.full(tuple(mean.shape), 0)
+        freqs = self.backend.full(tuple(mean.shape), 1) if tally is not None else None
         for t in reversed(range(mean.shape[1] // self.lanes)):
             cols = slice(t * self.lanes, (t + 1) * self.lanes)
-            out[:, cols] = table.pop_located(message, (row[:, cols], whole[:, cols]), active)
+            located = (row[:, cols], whole[:, cols])
+            if freqs is None:
+                out[:, cols] = table.pop_located(message, located, active)
+            else:
+                out[:, cols], freqs[:, cols] = table.pop_interval(message, located, active)
+        if tally is not None:
+            tally -= self._information(table, freqs)
         return out
+
+    def _information(self, table: DiscretizedTable, freqs: Array) -> np.ndarray:
+        """Bits of the coded symbols, per chain: sum of precision - log2(freq) (0 for lanes
+        sitting out, whose interval is the whole range)."""
+        freqs = np.asarray(self.backend.to_numpy(freqs), dtype=np.float64)
+        return (table.spec.precision - np.log2(freqs)).sum(axis=1)
 
     # --- a chain's first block, raw ---------------------------------------------------------
 
@@ -187,12 +204,12 @@ class BitSwapCodec:
     # --- pixels, in their stages -----------------------------------------------------------
 
     def _push_pixels(self, message: Message, x: torch.Tensor, z1: torch.Tensor,
-                     active: Array | None) -> None:
+                     active: Array | None, tally: np.ndarray | None = None) -> None:
         """Push x ~ p(x|z1) (x: (chains, 12, 16, 16)), its stages last first."""
         params = self.net.pixel_likelihood(z1, x)
         for stage in reversed(self._stages):
             self._push(message, self.pixel, x[:, stage].reshape(x.shape[0], -1),
-                       tuple(p[:, stage] for p in params), active)
+                       tuple(p[:, stage] for p in params), active, tally)
 
     def _pop_pixels(self, message: Message, z1: torch.Tensor,
                     active: Array | None) -> torch.Tensor:
@@ -209,28 +226,31 @@ class BitSwapCodec:
 
     # --- one step of every chain -----------------------------------------------------------
 
-    def _encode_step(self, message: Message, x: torch.Tensor, active: Array | None) -> None:
+    def _encode_step(self, message: Message, x: torch.Tensor, active: Array | None,
+                     tally: np.ndarray | None = None) -> None:
         m, layers = self.net, len(self.model.infer)
         zs: list[Array] = []
         if self.mode == "bitswap":
-            zs.append(self._pop(message, self.posterior, m.posterior(0, 2 * x - 255), active))
-            self._push_pixels(message, x, self._latent_input(zs[0]), active)
+            zs.append(self._pop(message, self.posterior, m.posterior(0, 2 * x - 255), active,
+                                tally))
+            self._push_pixels(message, x, self._latent_input(zs[0]), active, tally)
             for j in range(1, layers):
                 h = self._latent_input(zs[j - 1])
-                zs.append(self._pop(message, self.posterior, m.posterior(j, h), active))
+                zs.append(self._pop(message, self.posterior, m.posterior(j, h), active, tally))
                 self._push(message, self.latent, zs[j - 1],
-                           m.latent_prior(j, self._latent_input(zs[j])), active)
+                           m.latent_prior(j, self._latent_input(zs[j])), active, tally)
         else:
             h = 2 * x - 255
             for j in range(layers):
-                zs.append(self._pop(message, self.posterior, m.posterior(j, h), active))
+                zs.append(self._pop(message, self.posterior, m.posterior(j, h), active, tally))
                 h = self._latent_input(zs[j])
-            self._push_pixels(message, x, self._latent_input(zs[0]), active)
+            self._push_pixels(message, x, self._latent_input(zs[0]), active, tally)
             for j in range(1, layers):
                 self._push(message, self.latent, zs[j - 1],
-                           m.latent_prior(j, self._latent_input(zs[j])), active)
+                           m.latent_prior(j, self._latent_input(zs[j])), active, tally)
         top = m.top_prior(tuple(zs[-1].shape))
-        self._push(message, self.latent, zs[-1], tuple(t.to(self.device) for t in top), active)
+        self._push(message, self.latent, zs[-1], tuple(t.to(self.device) for t in top), active,
+                   tally)
 
     def _decode_step(self, message: Message, active: Array | None) -> torch.Tensor:
         m, layers = self.net, len(self.model.infer)
@@ -287,14 +307,19 @@ class BitSwapCodec:
         else:
             first_block = "bits-back"
             message = clean_message((chains, lanes), self.seed, self.backend)
+        block_bits = np.full(steps * chains, np.nan)  # raw first blocks stay NaN
         for k in range(1 if first_block == "raw" else 0, steps):
             batch, active = self._step_batch(pixels, k, chains)
-            coder._encode_step(message, space_to_depth(batch), self._lanes_sitting_out(active))
+            tally = np.zeros(chains)
+            coder._encode_step(message, space_to_depth(batch), self._lanes_sitting_out(active),
+                               tally)
+            block_bits[k * chains:(k + 1) * chains] = tally
         params = {"chains": chains, "mode": self.mode, "seed": self.seed,
                   "clean_words": int(message.stack.clean_words_drawn),
                   "lanes_per_chain": lanes, "tables": self.model.layout.tables_id,
                   "first_block": first_block}
-        return EncodedShard(message_to_bytes(message), num_blocks, 3, params)
+        return EncodedShard(message_to_bytes(message), num_blocks, 3, params,
+                            block_bits=block_bits[:num_blocks])
 
     def _step_batch(self, pixels: torch.Tensor, k: int, chains: int):
         """Blocks k·chains .. (k+1)·chains - 1 of the shard (zeros past its end) and which are

@@ -130,10 +130,16 @@ class DiscretizedTable:
 
     def pop_located(self, message: Message, located: tuple[Array, Array],
                     active: Array | None = None) -> Array:
+        return self.pop_interval(message, located, active)[0]
+
+    def pop_interval(self, message: Message, located: tuple[Array, Array],
+                     active: Array | None = None) -> tuple[Array, Array]:
+        """`pop_located`, also giving each lane's coded frequency (the whole range for lanes
+        sitting out): what a caller measuring the bits popped needs."""
         symbols = self.symbol_at(message.peek(self.spec.precision), located)
-        starts, freqs = self.interval(symbols, located)
-        message.pop(*self.sit_out(starts, freqs, active), self.spec.precision)
-        return symbols
+        starts, freqs = self.sit_out(*self.interval(symbols, located), active)
+        message.pop(starts, freqs, self.spec.precision)
+        return symbols, freqs
 
     def symbol_at(self, slots: Array, located: tuple[Array, Array]) -> Array:
         """The symbol whose interval holds each slot in [0, 2^precision): what `pop` decodes,

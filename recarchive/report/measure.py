@@ -6,10 +6,13 @@ observes the archive through its events (`recarchive.archives.events`); the arch
 know it.
 
 Per-image bits (`BITS_METHOD`): codecs code whole shards, so a shard's payload bits are shared
-among its blocks in proportion to each block's order-0 information content under the shard's
-own per-channel pixel histogram (uniformly if that is zero), and an image gets the bits of its
-blocks, padding included. For `order0` this is its own model; for other codecs a proxy that
-still tells busy images from flat ones. Blob shards share their bits by object length.
+among its blocks in proportion to what each block cost as the codec measured it while coding
+(Bit-Swap: the bits it pushed minus those it popped, under its integer tables; a chain's first
+block, coded raw, weighs its order-0 information scaled to the others'), or, where a codec
+does not measure, to each block's order-0 information under the shard's own per-channel pixel
+histogram (order0's own model; for other codecs a proxy that still tells busy images from flat
+ones). An image gets the
+bits of its blocks, padding included. Blob shards share their bits by object length.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from recarchive.archives.events import ObjectAdded, ShardWritten
 from recarchive.archives.format import SHARD_PIXELS
 from recarchive.report import classical
 
-BITS_METHOD = "order0-weighted"
+BITS_METHOD = "codec-measured"  # "order0-weighted" in records before 2026-12-02
 RECORD_VERSION = 1
 # histogram of per-image bits/dim: fixed bins so part records merge by adding counts
 BIN_WIDTH = 0.05
@@ -56,9 +59,18 @@ def block_information(blocks: np.ndarray) -> np.ndarray:
     return info
 
 
-def block_bits(blocks: np.ndarray, payload_bytes: int) -> np.ndarray:
-    """The shard's payload bits shared among its blocks (see the module docstring)."""
+def block_bits(blocks: np.ndarray, payload_bytes: int,
+               measured: np.ndarray | None = None) -> np.ndarray:
+    """The shard's payload bits shared among its blocks (see the module docstring);
+    `measured`: each block's cost as the codec measured it (NaN: coded raw), if it did."""
     weights = block_information(blocks)
+    if measured is not None and np.isfinite(measured).any():
+        known = np.isfinite(measured)
+        # a block coded raw (a chain's start) weighs its order-0 information, scaled to what
+        # the codec measured for the others
+        proxy = weights[known].sum()
+        scale = np.maximum(measured[known], 0.0).sum() / proxy if proxy > 0 else 1.0
+        weights = np.where(known, np.maximum(np.nan_to_num(measured), 0.0), weights * scale)
     total = weights.sum()
     if not total > 0:
         weights, total = np.ones(len(blocks)), float(len(blocks))
@@ -132,7 +144,7 @@ class PartRecorder:
         """A coded pixel shard: `owners[i]` is the object index of block i."""
         blocks = event.blocks
         assert blocks is not None
-        bits = block_bits(blocks, event.payload_bytes)
+        bits = block_bits(blocks, event.payload_bytes, event.block_bits)
         objects = self._share(event.owners, bits, event.seconds / len(blocks))
         self.shards.append({"shard": event.number, "kind": "pixels", "codec": event.codec,
                             "model_sha256": event.model_sha256,

@@ -5,8 +5,9 @@ Rasters are drawn per dataset by reservoir sampling over the index (seeded, so a
 the same ones; memory holds N rows per dataset). Only the shards holding them are decoded; each
 decoded shard is checked against its raw sha256 (`ArchiveReader.decode_pixels`) and each image
 against its channels and shape. "Ours" for a sampled image is its share of its shards' payload
-bits, by the same rule as at archive time (`measure.block_bits` on the decoded shard), so it
-matches the archive-time attribution.
+bits by `measure.block_bits` on the decoded shard: decoding measures nothing, so the share
+follows the blocks' order-0 information (the archive-time rule where a codec did not measure;
+for Bit-Swap shards, whose coder measured each block, the archive-time figures are closer).
 """
 
 from __future__ import annotations
