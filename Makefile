@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo bench lint clean gpu-data gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/recarchive bench ans --json
+
+# The GPU path, on a machine with CUDA (the device machine: its own python3 with torch; the
+# checkout alone travels, so `make gpu-data` here first writes the blocks to carry in .gpu/).
+GPU_BLOCKS := .gpu/cifar10_test_1024.npy
+
+gpu-data: $(STAMP)
+	$(BIN)/python -m recarchive.bench.gpu_check --save-blocks $(GPU_BLOCKS)
+
+gpu-check:
+	PYTHONPATH=. python3 -m pytest -q -p no:cacheprovider -k cuda tests/test_ans.py \
+		tests/test_exact_layers.py tests/test_normal.py tests/test_prng.py
+	PYTHONPATH=. python3 -m recarchive.bench.gpu_check --blocks-file $(GPU_BLOCKS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check recarchive tests jobs studies

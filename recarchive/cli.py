@@ -129,6 +129,21 @@ def _rec_synthetic_table(result: Result) -> str:
     return format_table(result)
 
 
+def _gpu_check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cuda",
+                        help="cuda (default), or cpu: the same checks with torch on the CPU")
+    parser.add_argument("--blocks", type=int, default=1024, help="CIFAR-10 test blocks (1024)")
+    parser.add_argument("--chains", type=int, default=64, help="chains per shard (64)")
+    parser.add_argument("--blocks-file", default=None,
+                        help="the blocks as .npy, where ../shared/data is not there")
+
+
+def _gpu_check_run(args: argparse.Namespace) -> Result:
+    from recarchive.bench.gpu_check import run_gpu_check
+
+    return run_gpu_check(args.device, args.blocks, args.chains, blocks_file=args.blocks_file)
+
+
 def _scale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="small datasets, one run each (what the tests run)")
@@ -177,6 +192,13 @@ BENCH_TARGETS: dict[str, BenchTarget] = {
         add_arguments=_scale_arguments,
         run=_scale_run,
         table=_scale_table,
+    ),
+    "gpu-check": BenchTarget(
+        help="Bit-Swap on the GPU: the CPU's bytes, decoded across devices, and GPU MB/s "
+        "and coder symbols/s (`make gpu-check`)",
+        add_arguments=_gpu_check_arguments,
+        run=_gpu_check_run,
+        table=lambda result: "\n".join(f"{k:24} {v}" for k, v in result.items()),
     ),
     "rec-synthetic": BenchTarget(
         help="relative entropy coding on 5-D Gaussians: PFR runtime vs D∞, codelength vs I, "

@@ -69,7 +69,8 @@ class BitSwapCodec:
     def __init__(self, model: ExactBitSwap, model_sha256: str, *, chains: int | None = None,
                  mode: str = "bitswap", device: str | torch.device = "cpu", seed: int = 0,
                  net_batch: int | None = None, model_bytes: bytes | None = None,
-                 lanes_per_chain: int | None = None, first_block: str = "raw") -> None:
+                 lanes_per_chain: int | None = None, first_block: str = "raw",
+                 coder: str | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self._sha256 = model_sha256
@@ -81,7 +82,7 @@ class BitSwapCodec:
                              f"{FIRST_BLOCKS}")
         self.first_block = first_block
         self.net = _BatchedNets(model, net_batch)
-        self.backend = coder_backend(self.device)
+        self.backend = coder_backend(self.device, coder)
         self.latent = model.table("latent").to(self.backend)
         self.posterior = model.table("posterior").to(self.backend)
         self.pixel = model.table("pixel").to(self.backend)
@@ -434,12 +435,19 @@ class BitSwapCodec:
         return other
 
 
-def coder_backend(device: torch.device) -> Backend:
-    """numpy on the CPU, torch on an accelerator. The coder steps through lane groups of a
-    few hundred int64 lanes, where a numpy call costs 3 to 5 times less than a torch one
-    (push 19 against 97 µs, pop 206 against 607 at 512 lanes); both run the same integer
-    operations, so the bytes are the same."""
-    return NUMPY if device.type == "cpu" else torch_backend(device)
+def coder_backend(device: torch.device, coder: str | None = None) -> Backend:
+    """numpy on the CPU, torch on an accelerator (or as `coder` says: "torch" on the CPU runs
+    the accelerator's code path there, which `bench gpu-check --device cpu` holds to numpy's).
+    The coder steps through lane groups of a few hundred int64 lanes, where a numpy call costs
+    3 to 5 times less than a torch one (push 19 against 97 µs, pop 206 against 607 at 512
+    lanes); both run the same integer operations, so the bytes are the same."""
+    if coder not in (None, "numpy", "torch"):
+        raise CodecError(f"unknown coder backend {coder!r}: use 'numpy' or 'torch'")
+    if coder == "torch" or (coder is None and device.type != "cpu"):
+        return torch_backend(device)
+    if device.type != "cpu":
+        raise CodecError(f"the numpy coder runs on the CPU, not {device}")
+    return NUMPY
 
 
 class _BatchedNets:
