@@ -112,7 +112,7 @@ def test_dockerfile_entrypoint_is_the_cli_and_both_bases_exist(
     entry = [json.loads(arg) for op, arg in instructions if op == "ENTRYPOINT"]
     assert entry == [["recarchive"]]
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["recarchive"] == "recarchive.cli:main"
+    assert scripts["recarchive"] == "recarchive.cli:entry"  # main(), then exit_with
     [cmd] = [json.loads(arg) for op, arg in instructions if op == "CMD"]
     assert main(cmd) == 0 and "usage: recarchive" in capsys.readouterr().out
     bases = [arg for op, arg in instructions if op == "FROM"]
