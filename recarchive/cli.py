@@ -627,6 +627,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        from recarchive.storage.access import credentials_problem  # down; keeps --help light
+
+        problem = credentials_problem(exc)
+        if problem is None:
+            raise
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

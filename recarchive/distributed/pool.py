@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 import ray
 
 from recarchive.distributed.actors import PartWorker
+from recarchive.storage import credentials_problem
 
 # The actor, its process, its worker or its node went away: the work itself is not at fault.
 ACTOR_LOST = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
@@ -32,6 +34,18 @@ ACTOR_LOST = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
 class DistributedError(ValueError):
     """A part could not be done by any actor within the allowed attempts (a ValueError, so
     the CLI reports it as one line and exit status 1, like archive errors)."""
+
+
+def worker_setup_problem(error: BaseException) -> str | None:
+    """One line for a worker that cannot work because of how its node is set up (the package
+    or a dependency missing, no storage credentials), which no retry mends; None otherwise."""
+    missing = re.search(r"No module named '([\w.]+)'", str(error))
+    if missing:
+        return (f"Ray workers cannot import {missing.group(1)!r}: install recarchive and its "
+                "dependencies on every node (the image in deploy/), or submit the job with "
+                "`ray job submit --working-dir .` and a runtime_env that installs them")
+    problem = credentials_problem(error)
+    return f"a Ray worker: {problem}" if problem else None
 
 
 @dataclass(frozen=True)
@@ -110,7 +124,13 @@ class ActorPool:
 
     def warm(self) -> list[dict[str, Any]]:
         """Wait until every actor has started (and built its codec); their `info()`."""
-        infos = ray.get([actor.info.remote() for actor in self.actors])
+        try:
+            infos = ray.get([actor.info.remote() for actor in self.actors])
+        except ACTOR_LOST as error:
+            problem = worker_setup_problem(error)
+            if problem:
+                raise DistributedError(problem) from None
+            raise
         for info in infos:
             self.infos[info["slot"]] = info
         return infos
@@ -155,10 +175,16 @@ class ActorPool:
             try:
                 result = ray.get(ref)
             except ACTOR_LOST as error:
+                problem = worker_setup_problem(error)
+                if problem:  # every attempt would die the same way
+                    raise DistributedError(problem) from None
                 retry.append(self._lost(task, slot, generation, error))
                 continue
             except ray.exceptions.RayTaskError as error:
                 cause = getattr(error, "cause", None)
+                problem = worker_setup_problem(cause if cause is not None else error)
+                if problem:
+                    raise DistributedError(problem) from None
                 if isinstance(cause, Exception):
                     raise cause from None
                 raise

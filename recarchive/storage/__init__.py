@@ -6,6 +6,7 @@ atomically or exclusively, reads byte ranges while counting what it read, and te
 a local folder can hold (and safe local names for the others).
 """
 
+from recarchive.storage.access import credentials_problem
 from recarchive.storage.counting import ByteCounter, CountingFile
 from recarchive.storage.listing import StoredObject, iter_objects
 from recarchive.storage.localkeys import (
@@ -22,6 +23,7 @@ from recarchive.storage.location import Location, open_location
 from recarchive.storage.writes import create_exclusive, write_atomic
 
 __all__ = [
+    "credentials_problem",
     "ByteCounter",
     "CountingFile",
     "LocalKeyAudit",
