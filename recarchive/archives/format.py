@@ -58,9 +58,9 @@ from recarchive.archives.errors import ArchiveError, FormatVersionError, Integri
 
 FORMAT_NAME = "recarchive-archive"
 FORMAT_VERSION = 2
-# 1: no recipes, rasters restored as re-encoded PNG; 3: format 2 whose manifest names its
-# models in a shared model store (`models[i]["store"]`) instead of copies of its own
-MODEL_STORE_VERSION = 3
+# 1: no recipes, rasters restored as re-encoded PNG; 3: format 2 that may name its models in a
+# shared model store (`models[i]["store"]`) and hold whole rasters in JPEG-XL shards
+MODEL_STORE_VERSION = WHOLE_RASTER_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 
@@ -77,6 +77,10 @@ SHARD_PIXELS = "pixels"
 SHARD_BLOB = "blob"
 BLOB_CODEC = "zstd"
 JPEG_CODEC = "jpeg-lossless"   # blob shard of JPEGs recompressed one by one (`archive.jpeg`)
+# blob shard of whole rasters as JPEG-XL lossless streams (`archives.jpegxl`; format 3): raw is
+# their pixels back to back, each the row's blob_offset/blob_length, num_blocks 0
+JPEGXL_CODEC = "jpegxl-lossless"
+WHOLE_RASTER_CODECS = ("jpegxl",)  # archive codecs that code rasters whole, not as blocks
 
 
 def run_dir(run_id: str) -> str:

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from recarchive.archives import jpegxl
 from recarchive.archives.blocks import cut_blocks
 from recarchive.archives.containers import rebuild_container
 from recarchive.archives.events import (
@@ -47,6 +48,7 @@ from recarchive.archives.format import (
     FIDELITY_EXACT,
     INDEX_SCHEMA,
     JPEG_CODEC,
+    JPEGXL_CODEC,
     KIND_BLOB,
     KIND_RASTER,
     KIND_SKIPPED,
@@ -99,6 +101,8 @@ class PartStats:
     jpeg_raw_bytes: int = 0           # their original bytes (counted in blob_raw_bytes)
     jpeg_payload_bytes: int = 0       # their recompressed bytes (counted in blob_payload_bytes)
     shards_recoded: int = 0           # pixel shards that failed their decode check
+    whole_rasters: int = 0            # rasters coded whole by JPEG-XL (format 3; counted in
+    whole_payload_bytes: int = 0      # rasters, their streams in pixel_payload_bytes)
 
     def add(self, other: PartStats) -> None:
         for name in self.__dataclass_fields__:
@@ -122,7 +126,8 @@ class PartBuilder:
                  object_digest_bytes: int = DEFAULT_OBJECT_DIGEST_BYTES,
                  fidelity: str = FIDELITY_EXACT, verify_shards: bool = True,
                  listener: Listener = ignore,
-                 observers: Sequence[PartObserver] = ()) -> None:
+                 observers: Sequence[PartObserver] = (),
+                 whole_rasters: bool = False) -> None:
         self.part = part
         self.listener = listener
         self._blocks_left: dict[int, int] = {}  # row -> its blocks not yet in a written shard
@@ -136,6 +141,9 @@ class PartBuilder:
         self.max_pixels = max_pixels
         self.stats = PartStats()
         self.observers = tuple(observers)  # e.g. what the compression report needs
+        self.whole_rasters = whole_rasters  # rasters as JPEG-XL streams (`archives.jpegxl`)
+        self._whole = _Pending()            # blocks: their pixels; owners: (row, stream)
+        self._whole_size = 0
         self._coding_seconds = 0.0  # shard coding so far: not charged to objects' ingest
         self._rows: list[dict[str, Any]] = []
         self._pending: dict[int, _Pending] = {}
@@ -206,10 +214,8 @@ class PartBuilder:
         pixels = kept.pixels
         assert pixels is not None
         height, width, channels = pixels.shape
-        blocks = cut_blocks(pixels)
         row = _row(key, size, KIND_RASTER, self.part, format=kept.format, mode=kept.mode,
-                   height=height, width=width, channels=channels,
-                   num_blocks=len(blocks), sha256_prefix=digest,
+                   height=height, width=width, channels=channels, sha256_prefix=digest,
                    icc=kept.icc, exif=kept.exif, palette=kept.palette,
                    meta=json.dumps(kept.meta, sort_keys=True) if kept.meta else None,
                    recipe=kept.recipe)
@@ -217,6 +223,13 @@ class PartBuilder:
         self.stats.rasters += 1
         self.stats.byte_exact_rasters += kept.recipe is not None
         self.stats.raw_pixel_bytes += pixels.size
+        if self.whole_rasters:
+            stream = jpegxl.compress(pixels)
+            if isinstance(stream, bytes):
+                self._add_whole(row, pixels, stream)
+                return
+        blocks = cut_blocks(pixels)
+        row["num_blocks"] = len(blocks)
         pending = self._pending.setdefault(channels, _Pending())
         row["block_start"] = pending.count
         pending.rows.append(row)
@@ -226,6 +239,17 @@ class PartBuilder:
         pending.count += len(blocks)
         if pending.count >= self.shard_blocks:
             self._flush_pixels(channels, final=False)
+
+    def _add_whole(self, row: dict[str, Any], pixels: np.ndarray, stream: bytes) -> None:
+        """A raster kept as one checked JPEG-XL stream (no blocks)."""
+        row.update(num_blocks=0, blob_offset=self._whole_size, blob_length=pixels.size)
+        self.stats.whole_rasters += 1
+        self._whole.rows.append(row)
+        self._whole.blocks.append(pixels.reshape(-1))
+        self._whole.owners.append((len(self._rows) - 1, stream))
+        self._whole_size += pixels.size
+        if self._whole_size >= self.blob_shard_bytes:
+            self._flush_whole()
 
     def _add_blob(self, key: str, data: bytes, digest: bytes, kept: Ingested) -> None:
         row = _row(key, len(data), KIND_BLOB, self.part, format=kept.format,
@@ -366,6 +390,33 @@ class PartBuilder:
         self._jpeg_methods = []
         self._jpeg_size = 0
 
+    def _flush_whole(self) -> None:
+        """One shard of whole rasters: their JPEG-XL streams back to back, lengths and shapes
+        in the shard's params; raw = their pixels back to back."""
+        if not self._whole.rows:
+            return
+        raw = b"".join(pixels.tobytes() for pixels in self._whole.blocks)
+        streams = [stream for _, stream in self._whole.owners]
+        payload = b"".join(streams)
+        params = {"lengths": [len(stream) for stream in streams],
+                  "shapes": [[row["height"], row["width"], row["channels"]]
+                             for row in self._whole.rows]}
+        self.stats.pixel_shards += 1
+        self.stats.pixel_payload_bytes += len(payload)
+        self.stats.whole_payload_bytes += len(payload)
+        number = self._write_shard(SHARD_BLOB, JPEGXL_CODEC, None, params, 0, 0, raw, payload)
+        for row in self._whole.rows:
+            row["shard"] = number
+        owners = np.asarray([index for index, _ in self._whole.owners])
+        self._observe(ShardWritten(number, SHARD_BLOB, JPEGXL_CODEC, None, owners,
+                                   len(payload), 0.0,
+                                   lengths=[row["blob_length"] for row in self._whole.rows],
+                                   block_bits=8.0 * np.asarray(params["lengths"], float)))
+        self.listener(Advanced(objects=len(self._whole.rows),
+                               bytes=sum(row["size"] for row in self._whole.rows)))
+        self._whole = _Pending()
+        self._whole_size = 0
+
     def _write_shard(self, kind: str, codec: str, model: str | None, params: dict[str, Any],
                      channels: int, num_blocks: int, raw: bytes, payload: bytes) -> int:
         record = {
@@ -392,6 +443,7 @@ class PartBuilder:
             self._flush_pixels(channels, final=True)
         self._flush_blobs()
         self._flush_jpegs()
+        self._flush_whole()
         self._writer.close()
         index = io.BytesIO()
         table = pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA)

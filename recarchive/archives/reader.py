@@ -23,12 +23,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
+from recarchive.archives import jpegxl
 from recarchive.archives.blocks import join_blocks
 from recarchive.archives.errors import ArchiveError, ArchiveIncomplete, IntegrityError
 from recarchive.archives.format import (
     BLOB_CODEC,
     FIDELITY_EXACT,
     JPEG_CODEC,
+    JPEGXL_CODEC,
     KIND_SKIPPED,
     MANIFEST,
     OBJECT_DIGEST_COLUMN,
@@ -353,6 +355,8 @@ class ArchiveReader:
             except JpegError as error:
                 raise IntegrityError(f"{where}: {error}") from error
             return b"".join(pieces)
+        if row["codec"] == JPEGXL_CODEC:
+            return _unpack_whole_rasters(row, where)
         if row["codec"] != BLOB_CODEC:
             raise IntegrityError(f"{where}: blob codec {row['codec']!r} is not one this "
                                  "recarchive knows; use the release that wrote the archive")
@@ -399,6 +403,22 @@ class ArchiveReader:
             return join_blocks(blocks, row["height"], row["width"])
         except ValueError as error:
             raise IntegrityError(f"{self.url}: object {row['key']!r}: {error}") from error
+
+
+def _unpack_whole_rasters(row: dict[str, Any], where: str) -> bytes:
+    """A JPEG-XL shard's raw bytes: each stream's pixels, back to back (`archives.jpegxl`)."""
+    params = json.loads(row["params"])
+    lengths, shapes = params.get("lengths", []), params.get("shapes", [])
+    if len(lengths) != len(shapes) or sum(lengths) != len(row["payload"]):
+        raise IntegrityError(f"{where}: JPEG-XL stream lengths do not fit the payload")
+    pieces, start = [], 0
+    try:
+        for length, shape in zip(lengths, shapes, strict=True):
+            pieces.append(jpegxl.expand(row["payload"][start:start + length], tuple(shape)))
+            start += length
+    except jpegxl.JpegXLError as error:
+        raise IntegrityError(f"{where}: {error}") from error
+    return b"".join(piece.tobytes() for piece in pieces)
 
 
 def open_archive(url: str, storage_options: dict[str, Any] | None = None) -> ArchiveReader:

@@ -87,7 +87,9 @@ class _PartDecoder:
         self.broken: dict[int, Exception] = {}
         self.chains: dict[str, list[tuple[int, int, int]] | Exception] = {}
         for row in rows:
-            if row["kind"] == KIND_RASTER:
+            if row["kind"] == KIND_RASTER and row["num_blocks"] == 0:  # coded whole
+                self.uses[row["shard"]] += 1
+            elif row["kind"] == KIND_RASTER:
                 try:
                     chain = reader.shard_chain(part, row["shard"], row["block_start"],
                                                row["num_blocks"])
@@ -121,6 +123,13 @@ class _PartDecoder:
     def pixels(self, row: dict[str, Any]) -> np.ndarray:
         """The raster's pixels, cut from shards each checked against its raw sha256 when
         decoded; the object's channels and shape are checked here."""
+        if row["num_blocks"] == 0:  # a raster coded whole (`archives.jpegxl`)
+            data = self._range(row)
+            shape = (row["height"], row["width"], row["channels"])
+            if len(data) != shape[0] * shape[1] * shape[2]:
+                raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: its pixels "
+                                     f"do not fill its shape {shape}")
+            return np.frombuffer(data, np.uint8).reshape(shape)
         chain = self.chains[row["key"]]
         if isinstance(chain, Exception):
             raise chain
@@ -129,6 +138,10 @@ class _PartDecoder:
         return self.reader.object_pixels(row, blocks)
 
     def blob(self, row: dict[str, Any]) -> bytes:
+        return self._range(row)
+
+    def _range(self, row: dict[str, Any]) -> bytes:
+        """The object's byte range of its (blob-kind) shard's raw bytes."""
         raw = self._get(row["shard"], True)
         start, length = row["blob_offset"], row["blob_length"]
         data = raw[start:start + length]

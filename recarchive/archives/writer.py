@@ -50,6 +50,8 @@ from recarchive.archives.format import (
     FORMAT_VERSION,
     MANIFEST,
     MODEL_STORE_VERSION,
+    WHOLE_RASTER_CODECS,
+    WHOLE_RASTER_VERSION,
     canonical_json,
     check_object_digest_bytes,
     commit_path,
@@ -182,6 +184,14 @@ def completed_run(destination: Location, source_url: str, settings: ArchiveSetti
                        f"({MANIFEST} exists); choose another destination")
 
 
+def block_codec(settings: ArchiveSettings) -> BlockCodec:
+    """The codec of an archive's blocks: its own, or, for a codec that codes rasters whole
+    (`jpegxl`), order0 for the few rasters it cannot hold exactly."""
+    if settings.codec in WHOLE_RASTER_CODECS:
+        return get_codec("order0")
+    return get_codec(settings.codec, **settings.codec_options)
+
+
 def store_url(store: Location) -> str:
     """How a manifest names a model store: its URL, or the absolute path of a local folder
     (a relative one would mean another folder wherever the archive is read)."""
@@ -199,7 +209,7 @@ def start_run(destination: Location, source_url: str, settings: ArchiveSettings,
     run_id = run_id or default_run_id(source_url, settings)
     if not run_id.replace("-", "").replace("_", "").isalnum():
         raise ArchiveError(f"run id {run_id!r}: use letters, digits, '-' and '_' only")
-    codec = get_codec(settings.codec, **settings.codec_options)
+    codec = block_codec(settings)
     record = {"run_id": run_id, "source": source_url, "settings": asdict(settings),
               "model_sha256": codec.model_sha256}  # what `repair` names in a new manifest
     if model_store is not None:
@@ -278,7 +288,8 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
                           object_digest_bytes=settings.object_digest_bytes,
                           fidelity=settings.fidelity, verify_shards=settings.verify_shards,
                           listener=listener,
-                          observers=[make(plan.number) for make in observers])
+                          observers=[make(plan.number) for make in observers],
+                          whole_rasters=settings.codec in WHOLE_RASTER_CODECS)
     for item in plan.objects:
         if item.size > settings.max_object_bytes:
             builder.add_skipped(item.key, item.size,
@@ -334,6 +345,8 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
     totals = PartStats()
     for record in records:
         totals.add(PartStats(**record["stats"]))
+    if totals.whole_rasters:
+        format_version = max(format_version, WHOLE_RASTER_VERSION)
     files = [f for record in records for f in record["files"]]
     models = []
     if model_sha256 and model_store is not None:
@@ -385,7 +398,7 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
     `repair` restores from), then the manifest itself, exclusively and last. If another writer
     committed first, nothing of its archive is touched and the error lists this writer's files
     that its manifest does not name."""
-    manifest = build_manifest(destination, run_id, source_url, settings, codec.name,
+    manifest = build_manifest(destination, run_id, source_url, settings, settings.codec,
                               codec.model_sha256, records, started, local_keys=local_keys,
                               on_commit=on_commit, model_store=model_store)
     sealed = seal_manifest(manifest)

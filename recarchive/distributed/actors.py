@@ -25,7 +25,7 @@ import ray
 from ray.util.queue import Queue
 
 from recarchive.archives.events import Advanced, ObserverFactory
-from recarchive.archives.writer import ArchiveSettings, PartPlan, build_part
+from recarchive.archives.writer import ArchiveSettings, PartPlan, block_codec, build_part
 from recarchive.distributed.progress import Forwarder
 from recarchive.storage import open_location
 
@@ -100,14 +100,13 @@ class PartWorker:
     def __init__(self, slot: int, settings: ArchiveSettings | None = None,
                  progress: Queue | None = None,
                  observers: Sequence[ObserverFactory] = ()) -> None:
-        from recarchive.codecs import get_codec
 
         self.slot = slot
         self.gpu_ids = [str(i) for i in ray.get_gpu_ids()]
         self.device = choose_device(self.gpu_ids)
         install_codec_cache(self.device)
         self.settings = settings
-        self.codec = (get_codec(settings.codec, **settings.codec_options)
+        self.codec = (block_codec(settings)
                       if settings is not None else None)
         self.faults = parse_faults(os.environ.get(FAULT_ENV, ""))
         self.forward = Forwarder(progress)  # the work done, to the driver's progress

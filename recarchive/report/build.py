@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from recarchive.archives.format import JPEG_CODEC
+from recarchive.archives.format import JPEG_CODEC, JPEGXL_CODEC
 from recarchive.report.classical import NAMES
 from recarchive.report.measure import BIN_WIDTH, BINS, BITS_METHOD, PartRecorder, _Object
 
@@ -307,9 +307,9 @@ def _codec_rows(shards: list[dict[str, Any]], totals: dict[str, Any],
         pixels = row["kind"] == "pixels"
         dims = totals["raw_pixel_bytes"] if pixels else row["raw_bytes"]
         seconds = row["seconds"]
-        jpegs = totals.get("jpegs", 0)
-        objects = (totals["rasters"] if pixels else jpegs if row["codec"] == JPEG_CODEC
-                   else totals["blobs"] - jpegs)
+        jpegs, whole = totals.get("jpegs", 0), totals.get("whole_rasters", 0)
+        objects = (totals["rasters"] - whole if pixels else jpegs if row["codec"] == JPEG_CODEC
+                   else whole if row["codec"] == JPEGXL_CODEC else totals["blobs"] - jpegs)
         result.append({**row, "objects": objects,
                        "dims": dims, "seconds": None if seconds is None else round(seconds, 3),
                        "bits_per_dim": _ratio(8 * row["payload_bytes"], dims),

@@ -12,7 +12,8 @@ block, coded raw, weighs its order-0 information scaled to the others'), or, whe
 does not measure, to each block's order-0 information under the shard's own per-channel pixel
 histogram (order0's own model; for other codecs a proxy that still tells busy images from flat
 ones). An image gets the
-bits of its blocks, padding included. Blob shards share their bits by object length.
+bits of its blocks, padding included. Blob shards share their bits by object length, or by
+each object's own stream where the shard says (JPEG-XL shards of whole rasters: exact).
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ class PartRecorder:
         """A fallback shard of whole objects, concatenated and compressed."""
         lengths = event.lengths or []
         raw = sum(lengths)
-        weights = np.asarray(lengths, float) if raw else np.ones(len(lengths))
+        weights = (np.asarray(event.block_bits, float) if event.block_bits is not None
+                   else np.asarray(lengths, float) if raw else np.ones(len(lengths)))
         share = weights / weights.sum()
         self._share(event.owners, 8.0 * event.payload_bytes * share, 0.0,
                     event.seconds * share)

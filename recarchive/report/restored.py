@@ -12,6 +12,7 @@ for Bit-Swap shards, whose coder measured each block, the archive-time figures a
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -53,6 +54,7 @@ class _Shards:
                  ) -> None:
         self.reader, self.part, self.payloads = reader, part, payloads
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.wholes: dict[int, tuple[bytes, dict[int, int]]] = {}
 
     def get(self, number: int) -> tuple[np.ndarray, np.ndarray]:
         if number not in self.cache:
@@ -64,9 +66,26 @@ class _Shards:
         return self.cache[number]
 
 
+    def whole(self, number: int) -> tuple[bytes, dict[int, int]]:
+        """A shard of rasters coded whole: its raw pixels, and each raster's stream length by
+        its offset in them."""
+        if number not in self.wholes:
+            params = json.loads(self.reader.read_shard(self.part, number)["params"])
+            offsets = np.cumsum([0] + [int(np.prod(shape)) for shape in params["shapes"]])
+            lengths = dict(zip(offsets[:-1].tolist(), params["lengths"], strict=True))
+            self.wholes[number] = (self.reader.decode_blob(self.part, number), lengths)
+        return self.wholes[number]
+
+
 def _restore(reader: ArchiveReader, shards: _Shards,
              row: dict[str, Any]) -> tuple[np.ndarray, float]:
     """An image's pixels (checked) and its coded bits."""
+    if row["num_blocks"] == 0:  # coded whole: its own stream's bits
+        raw, lengths = shards.whole(row["shard"])
+        start, length = row["blob_offset"], row["blob_length"]
+        shape = (row["height"], row["width"], row["channels"])
+        pixels = np.frombuffer(raw[start:start + length], np.uint8).reshape(shape)
+        return pixels, 8.0 * lengths[start]
     pieces, bits = [], 0.0
     for number, start, stop in reader.shard_chain(row["part"], row["shard"], row["block_start"],
                                                   row["num_blocks"]):
