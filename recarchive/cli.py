@@ -423,7 +423,10 @@ def add_archive_parser(commands: argparse._SubParsersAction) -> None:
         "same command resumes an interrupted run.")
     parser.add_argument("src")
     parser.add_argument("dst")
-    parser.add_argument("--codec", default="order0", help="block codec (default order0)")
+    parser.add_argument("--codec", default="jpegxl",
+                        help="jpegxl (default: rasters whole as JPEG-XL lossless, no model), "
+                        "bitswap (with --model bitswap-cifar or bitswap-photo), rec, or order0 "
+                        "(the model-free block baseline)")
     parser.add_argument("--model", default=None, help="model name for codecs that need one")
     parser.add_argument("--shard-blocks", type=positive_int, default=1024,
                         help="32x32 blocks per shard (default 1024)")

@@ -128,7 +128,7 @@ def same_raster(original: bytes, restored: bytes) -> bool:
         return True
 
 
-def run_demo(workdir: str | None = None, codec: str = "order0",
+def run_demo(workdir: str | None = None, codec: str = "jpegxl",
              say: Callable[[str], None] = print, codec_options: dict[str, Any] | None = None,
              show_report: bool = False) -> dict[str, Any]:
     """Archive, restore, check, verify; return the summary (also printed through `say`), and
@@ -169,7 +169,7 @@ def run_demo(workdir: str | None = None, codec: str = "order0",
             "source_bytes": totals["source_bytes"], "archive_bytes": archive_bytes,
             "codec": manifest["codec"], "raw_pixel_bytes": totals["raw_pixel_bytes"],
             "codec_payload_bytes": totals["pixel_payload_bytes"],
-            "codec_bits_per_dim": 8.0 * totals["pixel_payload_bytes"] / totals["block_bytes"],
+            "codec_bits_per_dim": 8.0 * totals["pixel_payload_bytes"] / totals["raw_pixel_bytes"],
             "blob_bytes": totals["blob_raw_bytes"], "blob_zstd_bytes": totals["blob_payload_bytes"],
             "kept_as_bytes": {k: r["reason"] for k, r in sorted(rows.items())
                               if r["kind"] == "blob"},
@@ -196,7 +196,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"source: {s['source_bytes']} bytes; archive: {s['archive_bytes']} bytes "
         f"({100.0 * s['archive_bytes'] / s['source_bytes']:.1f}% of source)",
         f"pixels: {s['raw_pixel_bytes']} raw bytes -> {s['codec_payload_bytes']} bytes by codec "
-        f"{s['codec']} ({s['codec_bits_per_dim']:.3f} bits/dim, padding included)",
+        f"{s['codec']} ({s['codec_bits_per_dim']:.3f} bits/dim of the rasters' pixels)",
         f"kept as bytes (zstd): {s['blob_bytes']} -> {s['blob_zstd_bytes']} bytes",
     ]
     lines += [f"  {key}: {reason}" for key, reason in s["kept_as_bytes"].items()]
@@ -212,16 +212,19 @@ def format_summary(s: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recarchive.demo", description=__doc__)
     parser.add_argument("--workdir", default=None, help="where the temporary folders go")
-    parser.add_argument("--codec", default="bitswap",
-                        help="block codec (default bitswap, with the shipped photo model)")
-    parser.add_argument("--model", default="bitswap-photo",
-                        help="model for codecs that need one (default bitswap-photo)")
+    parser.add_argument("--codec", default="jpegxl",
+                        help="the archive's codec (default jpegxl, the archive default; bitswap "
+                        "takes the shipped photo model)")
+    parser.add_argument("--model", default=None,
+                        help="model for codecs that need one (default: bitswap-photo, rec-cifar)")
     args = parser.parse_args(argv)
     # 16 chains: a demo-sized shard (~425 blocks) then runs the nets 16 blocks at a time, at
     # the price of more initial bits than the default rule (>= 128 blocks a chain) would pay.
-    options = {"model": args.model, "chains": 16} if args.codec == "bitswap" else {}
-    if args.codec == "rec":
-        options = {"model": args.model}
+    options: dict[str, Any] = {}
+    if args.codec == "bitswap":
+        options = {"model": args.model or "bitswap-photo", "chains": 16}
+    elif args.codec == "rec":
+        options = {"model": args.model or "rec-cifar"}
     summary = run_demo(args.workdir, args.codec, codec_options=options, show_report=True)
     ok = summary["identical"] and not summary["verify_problems"]
     if not ok:

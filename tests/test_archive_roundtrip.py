@@ -44,7 +44,8 @@ BLOBS = {
     "edge/empty.bin": "zero-byte", "edge/readme.txt": "not an image",
     "edge/corrupt.png": "chunk runs past the end", "edge/bomb.png": "decompression bomb",
 }
-SMALL = ArchiveSettings(shard_blocks=16, part_objects=5, blob_shard_bytes=64)
+SMALL = ArchiveSettings(codec="order0", shard_blocks=16, part_objects=5,
+                        blob_shard_bytes=64)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,7 @@ def test_blocks_span_shards_and_parts_exactly(tmp_path: Path) -> None:
         objects[f"r/{n:02d}.png"] = buffer.getvalue()
     make_bucket_on(open_location(str(tmp_path)).fs, str(tmp_path / "b"), objects)
     archive(str(tmp_path / "b"), str(tmp_path / "a"),
-            ArchiveSettings(shard_blocks=3, part_objects=7))
+            ArchiveSettings(codec="order0", shard_blocks=3, part_objects=7))
     restore(str(tmp_path / "a"), str(tmp_path / "o"))
     check_restored({k: v for k, v in objects.items()}, read_tree(tmp_path / "o"))
 
@@ -152,7 +153,7 @@ def test_cli_archive_ls_restore_verify(tmp_path: Path, capsys) -> None:
     assert cli.main(["archive", str(tmp_path / "bucket"), archive_dir, "--shard-blocks", "8",
                      "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["objects"] == len(objects) and summary["codec"] == "order0"
+    assert summary["objects"] == len(objects) and summary["codec"] == "jpegxl"  # the default
 
     assert cli.main(["ls", archive_dir, "--json"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -39,7 +39,7 @@ def bucket() -> dict[str, bytes]:
     return objects
 
 
-SETTINGS = ArchiveSettings(shard_blocks=20, part_objects=100)
+SETTINGS = ArchiveSettings(codec="order0", shard_blocks=20, part_objects=100)
 
 
 @pytest.fixture(scope="module")

@@ -84,5 +84,5 @@ def test_whole_photos_are_coded_as_an_archive_codes_them(tmp_path, capsys):
     source.parent.mkdir(parents=True)
     shutil.copy(path, source)
     manifest = archive(str(tmp_path / "photos"), str(tmp_path / "archive"),
-                       ArchiveSettings(shard_blocks=64))
+                       ArchiveSettings(codec="order0", shard_blocks=64))
     assert manifest["totals"]["pixel_payload_bytes"] == result["payload_bytes"]

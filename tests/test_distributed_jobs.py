@@ -26,7 +26,8 @@ from tests.test_archive_helpers import assert_same_raster, demo_objects, make_bu
 
 REPO = Path(__file__).resolve().parents[1]
 PART_OBJECTS, SHARD_BLOCKS = 3, 8
-LAYOUT = ["--part-objects", str(PART_OBJECTS), "--shard-blocks", str(SHARD_BLOCKS)]
+LAYOUT = ["--codec", "order0", "--part-objects", str(PART_OBJECTS), "--shard-blocks",
+          str(SHARD_BLOCKS)]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,8 @@ def reference(bucket: tuple[Path, dict[str, bytes]],
     """data/index file -> sha256 of the in-process archive with the same source and settings."""
     destination = tmp_path_factory.mktemp("reference") / "archive"
     manifest = archive(str(bucket[0]), str(destination),
-                       ArchiveSettings(part_objects=PART_OBJECTS, shard_blocks=SHARD_BLOCKS))
+                       ArchiveSettings(codec="order0", part_objects=PART_OBJECTS,
+                                    shard_blocks=SHARD_BLOCKS))
     return content_files(manifest)
 
 
@@ -201,7 +203,8 @@ def test_restore_job_of_selected_objects_spreads_parts_over_actors(
     source, objects = bucket
     destination = tmp_path / "archive"
     archive(str(source), str(destination),
-            ArchiveSettings(part_objects=PART_OBJECTS, shard_blocks=SHARD_BLOCKS))
+            ArchiveSettings(codec="order0", part_objects=PART_OBJECTS,
+                                    shard_blocks=SHARD_BLOCKS))
     out = tmp_path / "out"
     result = submit(cluster, "restore.py", str(destination), str(out), "--objects", "edge/*",
                     "--actors", "2", "--gpus-per-actor", "0.5", "--json")
@@ -306,7 +309,8 @@ def test_actors_report_progress_to_the_driver_as_in_process(
     from tests.test_progress import Recorder
 
     source, objects = bucket
-    settings = ArchiveSettings(part_objects=PART_OBJECTS, shard_blocks=SHARD_BLOCKS)
+    settings = ArchiveSettings(codec="order0", part_objects=PART_OBJECTS,
+                                    shard_blocks=SHARD_BLOCKS)
     local = Recorder()
     archive(str(source), str(tmp_path / "local"), settings, listener=local)
     ray.init(address=cluster.address, logging_level="WARNING")

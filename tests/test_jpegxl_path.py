@@ -23,7 +23,7 @@ from recarchive.storage import open_location
 from tests.hostile import hostile_objects
 from tests.test_archive_helpers import make_bucket_on
 
-SETTINGS = ArchiveSettings(codec="jpegxl", blob_shard_bytes=20_000)
+SETTINGS = ArchiveSettings(codec="jpegxl", shard_blocks=16, blob_shard_bytes=20_000)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from recarchive.commands.archive import archive_command, restore_command, verify
 from recarchive.storage import open_location
 from tests.test_archive_helpers import demo_objects, make_bucket_on
 
-SETTINGS = ArchiveSettings(part_objects=4, shard_blocks=8)
+SETTINGS = ArchiveSettings(codec="order0", part_objects=4, shard_blocks=8)
 
 
 class Terminal(io.StringIO):

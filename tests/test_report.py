@@ -33,7 +33,8 @@ from recarchive.storage import open_location
 from tests.test_archive_helpers import demo_objects
 
 SCHEMA = json.loads((Path(measure.__file__).parent / "schema.json").read_text())
-SMALL = ArchiveSettings(shard_blocks=16, part_objects=9, blob_shard_bytes=64)
+SMALL = ArchiveSettings(codec="order0", shard_blocks=16, part_objects=9,
+                        blob_shard_bytes=64)
 
 
 def validate(document: dict[str, Any]) -> None:
@@ -60,7 +61,7 @@ def built(tmp_path_factory) -> dict[str, Any]:
     objects = write_bucket(root / "bucket")
     manifest = archive(str(root / "bucket"), str(root / "a"), SMALL)
     other = archive(str(root / "bucket"), str(root / "b"),
-                    ArchiveSettings(shard_blocks=1024, part_objects=4096))
+                    ArchiveSettings(codec="order0", shard_blocks=1024, part_objects=4096))
     return {"root": root, "objects": objects, "a": root / "a", "b": root / "b",
             "manifest": manifest, "manifest_b": other}
 
@@ -315,7 +316,7 @@ def test_bitswap_against_order0_names_codec_and_model(built, tmp_path, capsys):
     model = tmp_path / "tiny.safetensors"
     model.write_bytes(zoo.bitswap_model_bytes(tiny, {"note": "untrained test model"}))
     source = str(built["root"] / "bucket" / "cifar10")
-    archive(source, str(tmp_path / "o"))
+    archive(source, str(tmp_path / "o"), ArchiveSettings(codec="order0"))
     manifest = archive(source, str(tmp_path / "s"),
                        ArchiveSettings(codec="bitswap", codec_options={"model": str(model)}))
     sha = manifest["models"][0]["sha256"]

@@ -60,6 +60,7 @@ from recarchive.archives.format import (
 from recarchive.archives.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
 from recarchive.archives.jpeg import recompress
 from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
+from recarchive.codecs.base import BLOCK_SIZE
 
 # Index writer options, chosen for size (the index is most of the archive's overhead):
 # - sorted keys share prefixes, counters grow by small steps, the rest repeats;
@@ -248,7 +249,10 @@ class PartBuilder:
         self._whole.blocks.append(pixels.reshape(-1))
         self._whole.owners.append((len(self._rows) - 1, stream))
         self._whole_size += pixels.size
-        if self._whole_size >= self.blob_shard_bytes:
+        self._whole.count += pixels.shape[0] * pixels.shape[1]
+        # a shard of about `shard_blocks` blocks' worth of pixels, as block shards hold:
+        # restoring one object decodes its whole shard
+        if self._whole.count >= self.shard_blocks * BLOCK_SIZE * BLOCK_SIZE:
             self._flush_whole()
 
     def _add_blob(self, key: str, data: bytes, digest: bytes, kept: Ingested) -> None:

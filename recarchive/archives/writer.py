@@ -78,7 +78,9 @@ from recarchive.storage import LocalKeyAudit, Location, StoredObject, open_locat
 class ArchiveSettings:
     """Everything that shapes an archive's contents (and so names its default run)."""
 
-    codec: str = "order0"
+    # "jpegxl": rasters whole as JPEG-XL lossless (never larger than JPEG-XL, no model); a block
+    # codec ("bitswap", "rec", "order0") codes them as 32×32 blocks
+    codec: str = "jpegxl"
     codec_options: dict[str, Any] = field(default_factory=dict)
     shard_blocks: int = 1024
     part_objects: int = 4096
