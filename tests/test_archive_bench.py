@@ -62,3 +62,15 @@ def test_bench_archive_counts_model_copies_apart(tmp_path):
     overhead = result["archive_bytes"] - result["payload_bytes"] - 256
     assert abs(result["index_overhead_pct"] - 100 * overhead / result["payload_bytes"]) < 1e-9
     assert 40 * 32 <= result["overhead_object_digest_bytes"] < 40 * 32 + 200
+
+
+def test_bench_archive_takes_the_default_codec(capsys):
+    """jpegxl (the archive default) codes no blocks and copies no model; its payload is
+    JPEG-XL's, well under order0's 7.9 bits/dim on CIFAR-10."""
+    assert cli.main(["bench", "archive", "--json", "--limit", "40", "--shard-blocks", "16",
+                     "--codec", "jpegxl", "--jpeg-images", "0"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["codec"] == "jpegxl" and result["roundtrip_byte_exact"] is True
+    assert result["verify_identical"] is True and result["model_copy_bytes"] == 0
+    assert result["pixel_path_pct"] == 100.0 and 3.0 < result["payload_bits_per_dim"] < 5.5
+    assert result["restore_one_shards_decoded"] == 1 and result["shards"] == 3

@@ -46,6 +46,8 @@ from PIL import Image
 from recarchive.api import archive
 from recarchive.archives import ArchiveSettings, restore, verify
 from recarchive.archives.format import MANIFEST
+from recarchive.archives.writer import block_codec
+from recarchive.datasets import load_cifar10
 
 
 def _write_bucket(images: np.ndarray, folder: Path) -> list[str]:
@@ -146,11 +148,8 @@ def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
                           object_digest_bytes: int | None = None,
                           jpeg_images: int = 100) -> dict[str, Any]:
     """Archive, restore one, restore all and verify CIFAR-10 test; return the figures."""
-    from recarchive.codecs import get_codec
-    from recarchive.datasets import load_cifar10
-
-    get_codec(codec)  # import the codec's stack (torch) before any timing
     settings = ArchiveSettings(codec=codec, shard_blocks=shard_blocks)
+    block_codec(settings)  # import the codec's stack (torch) before any timing
     if object_digest_bytes is not None:
         settings = replace(settings, object_digest_bytes=object_digest_bytes)
     images = load_cifar10("test")
