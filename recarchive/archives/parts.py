@@ -243,12 +243,12 @@ class PartBuilder:
 
     def _add_whole(self, row: dict[str, Any], pixels: np.ndarray, stream: bytes) -> None:
         """A raster kept as one checked JPEG-XL stream (no blocks)."""
-        row.update(num_blocks=0, blob_offset=self._whole_size, blob_length=pixels.size)
+        row.update(num_blocks=0, blob_offset=self._whole_size, blob_length=len(stream))
         self.stats.whole_rasters += 1
         self._whole.rows.append(row)
         self._whole.blocks.append(pixels.reshape(-1))
         self._whole.owners.append((len(self._rows) - 1, stream))
-        self._whole_size += pixels.size
+        self._whole_size += len(stream)
         self._whole.count += pixels.shape[0] * pixels.shape[1]
         # a shard of about `shard_blocks` blocks' worth of pixels, as block shards hold:
         # restoring one object decodes its whole shard
@@ -395,27 +395,25 @@ class PartBuilder:
         self._jpeg_size = 0
 
     def _flush_whole(self) -> None:
-        """One shard of whole rasters: their JPEG-XL streams back to back, lengths and shapes
-        in the shard's params; raw = their pixels back to back."""
+        """One shard of whole rasters: their JPEG-XL streams back to back (each row's
+        blob_offset/blob_length is its stream's range: one object decodes alone); raw = their
+        pixels back to back."""
         if not self._whole.rows:
             return
         raw = b"".join(pixels.tobytes() for pixels in self._whole.blocks)
         streams = [stream for _, stream in self._whole.owners]
         payload = b"".join(streams)
-        params = {"lengths": [len(stream) for stream in streams],
-                  "shapes": [[row["height"], row["width"], row["channels"]]
-                             for row in self._whole.rows]}
         self.stats.pixel_shards += 1
         self.stats.pixel_payload_bytes += len(payload)
         self.stats.whole_payload_bytes += len(payload)
-        number = self._write_shard(SHARD_BLOB, JPEGXL_CODEC, None, params, 0, 0, raw, payload)
+        number = self._write_shard(SHARD_BLOB, JPEGXL_CODEC, None, {}, 0, 0, raw, payload)
         for row in self._whole.rows:
             row["shard"] = number
         owners = np.asarray([index for index, _ in self._whole.owners])
         self._observe(ShardWritten(number, SHARD_BLOB, JPEGXL_CODEC, None, owners,
                                    len(payload), 0.0,
-                                   lengths=[row["blob_length"] for row in self._whole.rows],
-                                   block_bits=8.0 * np.asarray(params["lengths"], float)))
+                                   lengths=[pixels.size for pixels in self._whole.blocks],
+                                   block_bits=8.0 * np.asarray([len(s) for s in streams], float)))
         self.listener(Advanced(objects=len(self._whole.rows),
                                bytes=sum(row["size"] for row in self._whole.rows)))
         self._whole = _Pending()

@@ -356,7 +356,8 @@ class ArchiveReader:
                 raise IntegrityError(f"{where}: {error}") from error
             return b"".join(pieces)
         if row["codec"] == JPEGXL_CODEC:
-            return _unpack_whole_rasters(row, where)
+            raise IntegrityError(f"{where}: a JPEG-XL shard holds rasters decoded one by one "
+                                 "(`ArchiveReader.whole_raster`), not bytes")
         if row["codec"] != BLOB_CODEC:
             raise IntegrityError(f"{where}: blob codec {row['codec']!r} is not one this "
                                  "recarchive knows; use the release that wrote the archive")
@@ -393,6 +394,19 @@ class ArchiveReader:
         return chain
 
 
+    def whole_raster(self, row: dict[str, Any], payload: bytes) -> np.ndarray:
+        """A raster coded whole: its stream (its row's range of its shard's payload, which
+        was checked against its sha256 when read) decoded to its shape."""
+        start, length = row["blob_offset"], row["blob_length"]
+        stream = payload[start:start + length]
+        if len(stream) != length:
+            raise IntegrityError(f"{self.url}: object {row['key']!r}: its stream runs past "
+                                 "its shard")
+        try:
+            return jpegxl.expand(stream, (row["height"], row["width"], row["channels"]))
+        except jpegxl.JpegXLError as error:
+            raise IntegrityError(f"{self.url}: object {row['key']!r}: {error}") from error
+
     def object_pixels(self, row: dict[str, Any], blocks: np.ndarray) -> np.ndarray:
         """An object's pixels from its blocks (cut from shards already checked against their
         raw sha256), with its channels and shape checked against the index."""
@@ -403,22 +417,6 @@ class ArchiveReader:
             return join_blocks(blocks, row["height"], row["width"])
         except ValueError as error:
             raise IntegrityError(f"{self.url}: object {row['key']!r}: {error}") from error
-
-
-def _unpack_whole_rasters(row: dict[str, Any], where: str) -> bytes:
-    """A JPEG-XL shard's raw bytes: each stream's pixels, back to back (`archives.jpegxl`)."""
-    params = json.loads(row["params"])
-    lengths, shapes = params.get("lengths", []), params.get("shapes", [])
-    if len(lengths) != len(shapes) or sum(lengths) != len(row["payload"]):
-        raise IntegrityError(f"{where}: JPEG-XL stream lengths do not fit the payload")
-    pieces, start = [], 0
-    try:
-        for length, shape in zip(lengths, shapes, strict=True):
-            pieces.append(jpegxl.expand(row["payload"][start:start + length], tuple(shape)))
-            start += length
-    except jpegxl.JpegXLError as error:
-        raise IntegrityError(f"{where}: {error}") from error
-    return b"".join(piece.tobytes() for piece in pieces)
 
 
 def open_archive(url: str, storage_options: dict[str, Any] | None = None) -> ArchiveReader:

@@ -101,18 +101,22 @@ class _PartDecoder:
             elif row["kind"] == KIND_BLOB:
                 self.uses[row["shard"]] += 1
 
-    def _get(self, number: int, blob: bool) -> Any:
+    def _get(self, number: int, what: str) -> Any:
+        """Shard `number` as "pixels" (its blocks), "bytes" (a blob shard's objects) or
+        "payload" (a JPEG-XL shard's streams, decoded one object at a time)."""
         if number in self.broken:
             raise self.broken[number]
         if number not in self.cache:
             try:
-                self.cache[number] = (self.reader.decode_blob(self.part, number) if blob
-                                      else self.reader.decode_pixels(self.part, number))
+                self.cache[number] = (
+                    self.reader.decode_pixels(self.part, number) if what == "pixels"
+                    else self.reader.decode_blob(self.part, number) if what == "bytes"
+                    else self.reader.read_shard(self.part, number)["payload"])
             except DECODE_ERRORS as error:
                 self.broken[number] = error
                 raise
             self.report.shards_decoded += 1
-            if not blob:
+            if what == "pixels":
                 self.listener(Advanced(blocks=len(self.cache[number])))
         value = self.cache[number]
         self.uses[number] -= 1
@@ -123,17 +127,12 @@ class _PartDecoder:
     def pixels(self, row: dict[str, Any]) -> np.ndarray:
         """The raster's pixels, cut from shards each checked against its raw sha256 when
         decoded; the object's channels and shape are checked here."""
-        if row["num_blocks"] == 0:  # a raster coded whole (`archives.jpegxl`)
-            data = self._range(row)
-            shape = (row["height"], row["width"], row["channels"])
-            if len(data) != shape[0] * shape[1] * shape[2]:
-                raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: its pixels "
-                                     f"do not fill its shape {shape}")
-            return np.frombuffer(data, np.uint8).reshape(shape)
+        if row["num_blocks"] == 0:  # a raster coded whole: its own stream alone
+            return self.reader.whole_raster(row, self._get(row["shard"], "payload"))
         chain = self.chains[row["key"]]
         if isinstance(chain, Exception):
             raise chain
-        pieces = [self._get(number, False)[start:stop] for number, start, stop in chain]
+        pieces = [self._get(number, "pixels")[start:stop] for number, start, stop in chain]
         blocks = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
         return self.reader.object_pixels(row, blocks)
 
@@ -142,7 +141,7 @@ class _PartDecoder:
 
     def _range(self, row: dict[str, Any]) -> bytes:
         """The object's byte range of its (blob-kind) shard's raw bytes."""
-        raw = self._get(row["shard"], True)
+        raw = self._get(row["shard"], "bytes")
         start, length = row["blob_offset"], row["blob_length"]
         data = raw[start:start + length]
         if len(data) != length:

@@ -12,7 +12,6 @@ for Bit-Swap shards, whose coder measured each block, the archive-time figures a
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any
 
@@ -54,7 +53,7 @@ class _Shards:
                  ) -> None:
         self.reader, self.part, self.payloads = reader, part, payloads
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.wholes: dict[int, tuple[bytes, dict[int, int]]] = {}
+        self.wholes: dict[int, bytes] = {}
 
     def get(self, number: int) -> tuple[np.ndarray, np.ndarray]:
         if number not in self.cache:
@@ -66,26 +65,19 @@ class _Shards:
         return self.cache[number]
 
 
-    def whole(self, number: int) -> tuple[bytes, dict[int, int]]:
-        """A shard of rasters coded whole: its raw pixels, and each raster's stream length by
-        its offset in them."""
+    def payload(self, number: int) -> bytes:
+        """A JPEG-XL shard's payload (checked), whose streams decode one object at a time."""
         if number not in self.wholes:
-            params = json.loads(self.reader.read_shard(self.part, number)["params"])
-            offsets = np.cumsum([0] + [int(np.prod(shape)) for shape in params["shapes"]])
-            lengths = dict(zip(offsets[:-1].tolist(), params["lengths"], strict=True))
-            self.wholes[number] = (self.reader.decode_blob(self.part, number), lengths)
+            self.wholes[number] = self.reader.read_shard(self.part, number)["payload"]
         return self.wholes[number]
 
 
 def _restore(reader: ArchiveReader, shards: _Shards,
              row: dict[str, Any]) -> tuple[np.ndarray, float]:
     """An image's pixels (checked) and its coded bits."""
-    if row["num_blocks"] == 0:  # coded whole: its own stream's bits
-        raw, lengths = shards.whole(row["shard"])
-        start, length = row["blob_offset"], row["blob_length"]
-        shape = (row["height"], row["width"], row["channels"])
-        pixels = np.frombuffer(raw[start:start + length], np.uint8).reshape(shape)
-        return pixels, 8.0 * lengths[start]
+    if row["num_blocks"] == 0:  # coded whole: its own stream, and that stream's bits
+        pixels = reader.whole_raster(row, shards.payload(row["shard"]))
+        return pixels, 8.0 * row["blob_length"]
     pieces, bits = [], 0.0
     for number, start, stop in reader.shard_chain(row["part"], row["shard"], row["block_start"],
                                                   row["num_blocks"]):
