@@ -65,12 +65,19 @@ def test_whole_rasters_are_their_own_checked_streams(built):
     reader = open_archive(str(archive_dir))
     whole = [row for row in reader.rows() if row["kind"] == "raster" and row["num_blocks"] == 0]
     assert len(whole) == built["manifest"]["totals"]["whole_rasters"]
-    for row in whole:
-        shard = reader.read_shard(row["part"], row["shard"])
+    ends: dict[tuple[int, int], int] = {}
+    for row in whole:  # in index order: each stream starts where the one before it ended
+        where = (row["part"], row["shard"])
+        shard = reader.read_shard(*where)
         assert shard["codec"] == JPEGXL_CODEC and json.loads(shard["params"]) == {}
-        stream = shard["payload"][row["blob_offset"]:row["blob_offset"] + row["blob_length"]]
+        assert row["blob_offset"] == 0  # the index keeps lengths only
+        start = ends.get(where, 0)
+        stream = shard["payload"][start:start + row["blob_length"]]
+        ends[where] = start + row["blob_length"]
         pixels = np.asarray(imagecodecs.jpegxl_decode(stream))
         assert pixels.size == row["height"] * row["width"] * row["channels"]
+    for (part, number), end in ends.items():
+        assert end == len(reader.read_shard(part, number)["payload"])
     report = load_report(str(archive_dir))
     codec_rows = {row["codec"]: row for row in report["codecs"]}
     assert codec_rows[JPEGXL_CODEC]["objects"] == len(whole)

@@ -243,7 +243,9 @@ class PartBuilder:
 
     def _add_whole(self, row: dict[str, Any], pixels: np.ndarray, stream: bytes) -> None:
         """A raster kept as one checked JPEG-XL stream (no blocks)."""
-        row.update(num_blocks=0, blob_offset=self._whole_size, blob_length=len(stream))
+        # the stream's length only: its offset is the sum of the lengths before it in its
+        # shard (`ArchiveReader.whole_raster`), which saves the index ~1.5 bytes a raster
+        row.update(num_blocks=0, blob_offset=0, blob_length=len(stream))
         self.stats.whole_rasters += 1
         self._whole.rows.append(row)
         self._whole.blocks.append(pixels.reshape(-1))
@@ -395,9 +397,9 @@ class PartBuilder:
         self._jpeg_size = 0
 
     def _flush_whole(self) -> None:
-        """One shard of whole rasters: their JPEG-XL streams back to back (each row's
-        blob_offset/blob_length is its stream's range: one object decodes alone); raw = their
-        pixels back to back."""
+        """One shard of whole rasters: their JPEG-XL streams back to back, in row order (each
+        row's blob_length is its stream's: one object decodes alone); raw = their pixels back
+        to back."""
         if not self._whole.rows:
             return
         raw = b"".join(pixels.tobytes() for pixels in self._whole.blocks)

@@ -31,6 +31,7 @@ from recarchive.archives.format import (
     FIDELITY_EXACT,
     JPEG_CODEC,
     JPEGXL_CODEC,
+    KIND_RASTER,
     KIND_SKIPPED,
     MANIFEST,
     OBJECT_DIGEST_COLUMN,
@@ -89,6 +90,7 @@ class ArchiveReader:
         self._indexes: dict[str, pa.Table] = {}
         self._index_bytes = 0
         self._handles: dict[int, Any] = {}
+        self._starts: dict[int, dict[str, int]] = {}  # part -> whole rasters' stream starts
 
     # --- files -----------------------------------------------------------------------------
 
@@ -395,9 +397,10 @@ class ArchiveReader:
 
 
     def whole_raster(self, row: dict[str, Any], payload: bytes) -> np.ndarray:
-        """A raster coded whole: its stream (its row's range of its shard's payload, which
-        was checked against its sha256 when read) decoded to its shape."""
-        start, length = row["blob_offset"], row["blob_length"]
+        """A raster coded whole: its stream (of its shard's payload, which was checked against
+        its sha256 when read) decoded to its shape. The stream starts where the streams of the
+        rows before it in the same shard end (the index keeps lengths only)."""
+        start, length = self._stream_starts(row["part"])[row["key"]], row["blob_length"]
         stream = payload[start:start + length]
         if len(stream) != length:
             raise IntegrityError(f"{self.url}: object {row['key']!r}: its stream runs past "
@@ -406,6 +409,21 @@ class ArchiveReader:
             return jpegxl.expand(stream, (row["height"], row["width"], row["channels"]))
         except jpegxl.JpegXLError as error:
             raise IntegrityError(f"{self.url}: object {row['key']!r}: {error}") from error
+
+    def _stream_starts(self, part: int) -> dict[str, int]:
+        """key -> where its stream starts in its shard's payload, for the part's whole
+        rasters (computed from the part's index once)."""
+        if part not in self._starts:
+            table = self.index_table(self.parts[part]).select(
+                ["key", "kind", "num_blocks", "shard", "blob_length"]).to_pylist()
+            ends: dict[int, int] = {}
+            starts = {}
+            for row in table:
+                if row["kind"] == KIND_RASTER and row["num_blocks"] == 0:
+                    starts[row["key"]] = ends.get(row["shard"], 0)
+                    ends[row["shard"]] = starts[row["key"]] + row["blob_length"]
+            self._starts[part] = starts
+        return self._starts[part]
 
     def object_pixels(self, row: dict[str, Any], blocks: np.ndarray) -> np.ndarray:
         """An object's pixels from its blocks (cut from shards already checked against their
