@@ -429,7 +429,9 @@ def test_manifest_digest_length_must_match_the_index(built: Path, tmp_path: Path
 
 def test_edited_or_truncated_manifest_is_refused(built: Path, tmp_path: Path) -> None:
     text = (built / MANIFEST).read_text()
-    (built / MANIFEST).write_text(text.replace('"shard_blocks": 8', '"shard_blocks": 9'))
+    edited = text.replace('"shard_blocks":8', '"shard_blocks":9')
+    assert edited != text
+    (built / MANIFEST).write_text(edited)
     with pytest.raises(IntegrityError, match="manifest checksum"):
         restore(str(built), str(tmp_path / "out"))
     (built / MANIFEST).write_text(text[: len(text) // 2])

@@ -94,7 +94,8 @@ def test_default_run_id_depends_on_source_and_settings():
 def test_manifest_seal_detects_any_edit():
     sealed = seal_manifest({"format": "recarchive-archive", "format_version": 1, "files": []})
     assert parse_manifest(sealed, "m")["format_version"] == 1
-    edited = sealed.replace(b'"files": []', b'"files": [1]')
+    edited = sealed.replace(b'"files":[]', b'"files":[1]')
+    assert edited != sealed
     with pytest.raises(IntegrityError, match="checksum"):
         parse_manifest(edited, "m")
 

@@ -225,7 +225,8 @@ def seal_manifest(manifest: dict[str, Any]) -> bytes:
     the manifest itself are caught."""
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     sealed = dict(body, manifest_sha256=sha256_hex(canonical_json(body)))
-    return json.dumps(sealed, indent=1, sort_keys=True).encode() + b"\n"
+    # compact, as every record the archive stores: it is overhead (`jq` shows it indented)
+    return json.dumps(sealed, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
 def parse_manifest(data: bytes, where: str) -> dict[str, Any]:

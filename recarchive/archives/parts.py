@@ -160,7 +160,8 @@ class PartBuilder:
             compression={name: ("none" if name == "payload" else "zstd")
                          for name in SHARD_SCHEMA.names},
             use_dictionary=False, write_statistics=SHARD_STAT_COLUMNS,
-            write_page_index=False, store_schema=True,
+            # no Arrow schema in the footer (0.8 kB a part): readers take Parquet's own types
+            write_page_index=False, store_schema=False,
         )
 
     # --- adding objects --------------------------------------------------------------------
