@@ -84,6 +84,8 @@ def test_report_is_written_into_the_archive_and_named_in_the_manifest(built, rep
     assert not verify(str(built["a"])).problems  # verify checks the report files too
     stored = (built["a"] / files["json"]).read_bytes()
     assert b"\n " not in stored  # compact: it is archive overhead
+    assert set(json.loads(stored)["methods"]) == {"per_image_bits"}  # notes are constants
+    assert set(report["methods"]) >= {"per_image_bits", "histogram", "baselines"}
     page = tmp_path / "page.html"
     assert cli.main(["report", str(built["a"]), "--html", str(page)]) == 0
     html = page.read_text()

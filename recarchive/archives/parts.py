@@ -157,8 +157,9 @@ class PartBuilder:
         self._buffer = io.BytesIO()
         self._writer = pq.ParquetWriter(
             self._buffer, SHARD_SCHEMA,
-            compression={name: ("none" if name == "payload" else "zstd")
-                         for name in SHARD_SCHEMA.names},
+            # payloads are coded already, the other columns a few bytes a shard, where a zstd
+            # frame costs more than it saves
+            compression="none",
             use_dictionary=False, write_statistics=SHARD_STAT_COLUMNS,
             # no Arrow schema in the footer (0.8 kB a part): readers take Parquet's own types
             write_page_index=False, store_schema=False,

@@ -110,17 +110,32 @@ def build_report(manifest: dict[str, Any], records: list[Record], *, url: str,
         "codecs": _codec_rows(shards, totals, manifest["codec"]),
         "shards": {"total": archive["shards"], "listed": [_shard_row(s) for s in
                                                             shards[:SHARD_ROWS]]},
-        "methods": {
-            "per_image_bits": "; ".join(sorted(methods)),
-            "histogram": f"per-image codec bits/dim in bins of {BIN_WIDTH} from 0 to "
-                         f"{BIN_WIDTH * BINS:g}; larger values count as overflow",
-            "overhead": "everything the manifest names beyond codec and fallback payloads, "
-                        "shared among datasets by object count (manifest and report excluded)",
-            "baselines": "each sampled image coded as its own file: PNG (zlib 9, filter "
-                         "search), WebP lossless (method 6), JPEG-XL lossless (effort 9), zstd "
-                         "-19 of the raw pixels; ours = the same images' codec bits",
-        },
+        "methods": {"per_image_bits": "; ".join(sorted(methods)), **METHOD_NOTES},
     }
+
+
+# How the report's figures are made: the same for every report, so an archive stores only
+# `per_image_bits` and `with_method_notes` puts these back when it is read
+METHOD_NOTES = {
+    "histogram": f"per-image codec bits/dim in bins of {BIN_WIDTH} from 0 to "
+                 f"{BIN_WIDTH * BINS:g}; larger values count as overflow",
+    "overhead": "everything the manifest names beyond codec and fallback payloads, shared "
+                "among datasets by object count (manifest and report excluded)",
+    "baselines": "each sampled image coded as its own file: PNG (zlib 9, filter search), WebP "
+                 "lossless (method 6), JPEG-XL lossless (effort 9), zstd -19 of the raw "
+                 "pixels; ours = the same images' codec bits",
+}
+
+
+def without_method_notes(report: dict[str, Any]) -> dict[str, Any]:
+    """The report as an archive stores it (the constant notes left out)."""
+    methods = {k: v for k, v in report["methods"].items() if k not in METHOD_NOTES}
+    return {**report, "methods": methods}
+
+
+def with_method_notes(report: dict[str, Any]) -> dict[str, Any]:
+    """A stored report with its constant notes back (older archives stored them)."""
+    return {**report, "methods": {**report["methods"], **METHOD_NOTES}}
 
 
 def _zero_entry() -> dict[str, Any]:

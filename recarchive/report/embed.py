@@ -20,7 +20,12 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from recarchive.archives.format import MANIFEST, run_dir, sha256_hex
-from recarchive.report.build import build_report, to_json
+from recarchive.report.build import (
+    build_report,
+    to_json,
+    with_method_notes,
+    without_method_notes,
+)
 from recarchive.storage import Location
 
 ROLE = "report"
@@ -40,7 +45,7 @@ def embed_report(destination: Location, manifest: dict[str, Any],
     try:
         report = build_report(manifest, records, url=destination.url or destination.root,
                               read_index=read_index)
-        contents = {"json": to_json(report, compact=True).encode()}
+        contents = {"json": to_json(without_method_notes(report), compact=True).encode()}
     except Exception as error:  # noqa: BLE001 - the archive must not fail for its report
         warnings.warn(f"{destination.url}: compression report not written: "
                       f"{type(error).__name__}: {error}", stacklevel=2)
@@ -66,6 +71,6 @@ def embedded_report(reader: Any) -> dict[str, Any] | None:
     path = report_files(reader.manifest).get("json")
     if path is None:
         return None
-    report = json.loads(reader.read_checked(path))
+    report = with_method_notes(json.loads(reader.read_checked(path)))
     report["archive"]["url"] = reader.url  # where it is read from now
     return report
