@@ -1,16 +1,14 @@
 """Training Bit-Swap models: CIFAR-10 (`bitswap-cifar`) or 32×32 photo patches (`bitswap-photo`).
 
-Checkpoints every `checkpoint_every` steps and at the end; a rerun with the same output folder
-resumes. Validation −ELBO in bits/dim is logged on the held-back split (never the test set),
-for both the raw and the Polyak-averaged weights, which are what ships.
+The loop is `training.loop`'s (checkpoints, resume, Polyak weights, validation −ELBO on the
+held-back split, never the test set); this module gives it Bit-Swap's data, loss (free bits,
+flips, optional bfloat16) and fine-tuning starts.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import numpy as np
 import torch
 
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
-from recarchive.training.polyak import polyak_update
+from recarchive.training import loop
 
 
 @dataclass
@@ -114,7 +112,7 @@ def _resolve_device(name: str) -> torch.device:
 
 
 def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
-    """Train (or resume) into `out_dir`; returns the checkpoint path."""
+    """Train (or resume) into `out_dir`; returns the checkpoint path (`training.loop`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.pt"
     device = _resolve_device(settings.device)
@@ -122,16 +120,10 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
     model = BitSwapModel(settings.config).to(device)
     ema = copy.deepcopy(model)
     optimizer = torch.optim.Adamax(model.parameters(), lr=settings.learning_rate)
-    step, history = 0, []
+    resumed = loop.load_checkpoint(checkpoint, model, ema, optimizer, device)
     started_from = None  # what a fine-tune started from, kept for the model file's record
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
-        started_from = state.get("init_from")
-        log(f"resumed from step {step}")
+    if resumed is not None:
+        started_from = resumed.get("init_from")
     elif settings.init_from is not None:
         weights, origin = initial_weights(settings.init_from, settings.config)
         load_initial_weights(model, weights)
@@ -140,50 +132,17 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
         log(f"initialized from {started_from}")
     train_images, val_images = load_training_data(settings.dataset, settings.seed)
     val_images = val_images[: settings.validation_images]
-    rng = np.random.default_rng(settings.seed + step)
-    started = time.monotonic()
 
-    def save() -> None:
-        state = {"model": model.state_dict(), "ema": ema.state_dict(),
-                 "optimizer": optimizer.state_dict(), "step": step, "history": history,
-                 "config": settings.config.to_dict(), "init_from": started_from}
-        tmp = checkpoint.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(checkpoint)
-
-    while step < settings.steps:
-        lr = settings.learning_rate * min(1.0, (step + 1) / settings.warmup_steps)
-        lr *= 0.5 * (1 + math.cos(math.pi * step / settings.steps)) * 0.9 + 0.1
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = train_images[rng.integers(0, len(train_images), settings.batch_size)]
+    def batch_loss(batch: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         x = to_tensor(batch, device)
         if rng.random() < 0.5:
             x = x.flip(3)  # horizontal flips: a free doubling of the training set
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bfloat16):
             terms = model.elbo_terms(x, settings.free_bits)
-        loss = (terms["recon"] + terms["kl_train"]).mean() / (x[0].numel() * math.log(2))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 200.0)
-        optimizer.step()
-        polyak_update(ema, model, step, settings.ema_decay)
-        step += 1
-        if step % 100 == 0:
-            log(f"step {step} loss {loss.item():.4f} bits/dim lr {lr:.2e} "
-                f"({time.monotonic() - started:.0f}s)")
-        out_of_time = (settings.max_minutes is not None
-                       and time.monotonic() - started > 60 * settings.max_minutes)
-        if step % settings.validate_every == 0 or step == settings.steps or out_of_time:
-            record = {"step": step,
-                      "val_bits_per_dim": validation_bits_per_dim(model, val_images, device),
-                      "val_bits_per_dim_ema": validation_bits_per_dim(ema, val_images, device)}
-            history.append(record)
-            log(json.dumps(record))
-        if step % settings.checkpoint_every == 0 or step == settings.steps or out_of_time:
-            save()
-        if out_of_time:
-            log(f"stopping at step {step}: time limit of {settings.max_minutes} minutes")
-            break
-    save()
-    return checkpoint
+        return (terms["recon"] + terms["kl_train"]).mean() / (x[0].numel() * math.log(2))
+
+    return loop.run(settings, model=model, ema=ema, optimizer=optimizer, checkpoint=checkpoint,
+                    train_images=train_images, batch_loss=batch_loss,
+                    validate=lambda net: validation_bits_per_dim(net, val_images, device),
+                    keep={"config": settings.config.to_dict(), "init_from": started_from},
+                    resumed=resumed, clip_norm=200.0, log=log)

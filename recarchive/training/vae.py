@@ -1,18 +1,15 @@
 """Training the REC codec's VAE: MNIST digits (`rec-mnist`) or CIFAR-10 blocks (`rec-cifar`).
 
-Checkpoints every `checkpoint_every` steps and at the end; a rerun with the same output folder
-resumes. Validation −ELBO in bits/dim is logged on the held-back split (the last 5,000 MNIST
-training digits, CIFAR-10 train 45,000-49,999), never on the test set, for the raw and the
-Polyak-averaged weights (the averaged ones ship). `export` turns a checkpoint into the shipped
-model file: float and exact nets plus the REC tables fitted on training images.
+The loop is `training.loop`'s (checkpoints, resume, Polyak weights, validation −ELBO on the
+held-back split: the last 5,000 MNIST training digits, CIFAR-10 train 45,000-49,999, never the
+test set); this module gives it the VAE's data and loss. `export` turns a checkpoint into the
+shipped model file: float and exact nets plus the REC tables fitted on training images.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +18,7 @@ import numpy as np
 import torch
 
 from recarchive.models.vae import VAE, VAEConfig, flat_pixels
-from recarchive.training.polyak import polyak_update
+from recarchive.training import loop
 
 DATASETS = ("mnist", "cifar10")
 
@@ -70,70 +67,29 @@ def validation_bits_per_dim(model: VAE, images: np.ndarray, batch: int = 500) ->
 
 
 def train(settings: TrainSettings, out_dir: Path, log: Callable[[str], None] = print) -> Path:
-    """Train (or resume) into `out_dir`; returns the checkpoint path."""
+    """Train (or resume) into `out_dir`; returns the checkpoint path (`training.loop`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.pt"
     torch.manual_seed(settings.seed)
     model = VAE(settings.config)
     ema = copy.deepcopy(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    step, history = 0, []
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
-        log(f"resumed from step {step}")
+    resumed = loop.load_checkpoint(checkpoint, model, ema, optimizer)
     train_images, val_images = load_training_data(settings.dataset)
     val_images = val_images[: settings.validation_images]
-    rng = np.random.default_rng(settings.seed + step)
-    started = time.monotonic()
 
-    def save() -> None:
-        state = {"model": model.state_dict(), "ema": ema.state_dict(),
-                 "optimizer": optimizer.state_dict(), "step": step, "history": history,
-                 "config": settings.config.to_dict(), "dataset": settings.dataset}
-        tmp = checkpoint.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(checkpoint)
-
-    while step < settings.steps:
-        lr = settings.learning_rate * min(1.0, (step + 1) / settings.warmup_steps)
-        lr *= 0.5 * (1 + math.cos(math.pi * step / settings.steps)) * 0.9 + 0.1
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = train_images[rng.integers(0, len(train_images), settings.batch_size)]
+    def batch_loss(batch: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         if settings.dataset == "cifar10" and rng.random() < 0.5:
             batch = batch[:, :, ::-1]  # horizontal flips
         x = flat_pixels(batch).float()
         terms = model.elbo_terms(x)
-        loss = (terms["recon"] + terms["kl"]).mean() / (x.shape[1] * math.log(2))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
-        optimizer.step()
-        polyak_update(ema, model, step, settings.ema_decay)
-        step += 1
-        if step % 100 == 0:
-            log(f"step {step} loss {loss.item():.4f} bits/dim lr {lr:.2e} "
-                f"({time.monotonic() - started:.0f}s)")
-        out_of_time = (settings.max_minutes is not None
-                       and time.monotonic() - started > 60 * settings.max_minutes)
-        last = step == settings.steps or out_of_time
-        if step % settings.validate_every == 0 or last:
-            record = {"step": step,
-                      "val_bits_per_dim": validation_bits_per_dim(model, val_images),
-                      "val_bits_per_dim_ema": validation_bits_per_dim(ema, val_images)}
-            history.append(record)
-            log(json.dumps(record))
-        if step % settings.checkpoint_every == 0 or last:
-            save()
-        if out_of_time:
-            log(f"stopping at step {step}: time limit of {settings.max_minutes} minutes")
-            break
-    save()
-    return checkpoint
+        return (terms["recon"] + terms["kl"]).mean() / (x.shape[1] * math.log(2))
+
+    return loop.run(settings, model=model, ema=ema, optimizer=optimizer, checkpoint=checkpoint,
+                    train_images=train_images, batch_loss=batch_loss,
+                    validate=lambda net: validation_bits_per_dim(net, val_images),
+                    keep={"config": settings.config.to_dict(), "dataset": settings.dataset},
+                    resumed=resumed, clip_norm=100.0, log=log)
 
 
 def model_from_checkpoint(path: Path, use_ema: bool = True) -> tuple[VAE, dict]:
