@@ -331,3 +331,29 @@ def test_actors_report_progress_to_the_driver_as_in_process(
         assert restored.total().blocks == local.total().blocks
     finally:
         ray.shutdown()
+
+
+def test_the_default_codec_on_actors_writes_the_in_process_archive(
+        cluster: LocalCluster, bucket: tuple[Path, dict[str, bytes]], tmp_path: Path) -> None:
+    """jpegxl (whole rasters, the default) built on actors: the same data and index files as
+    in process, and every object back byte for byte."""
+    import ray
+
+    from recarchive.distributed import archive_on_ray
+    from recarchive.distributed.pool import PoolSettings
+
+    source, objects = bucket
+    settings = ArchiveSettings(part_objects=PART_OBJECTS, shard_blocks=SHARD_BLOCKS)
+    assert settings.codec == "jpegxl"
+    local = archive(str(source), str(tmp_path / "local"), settings)
+    ray.init(address=cluster.address, logging_level="WARNING")
+    try:
+        result = archive_on_ray(str(source), str(tmp_path / "ray"), settings,
+                                pool=PoolSettings(actors=2, gpus_per_actor=0),
+                                log=lambda line: None)
+    finally:
+        ray.shutdown()
+    assert result.manifest["totals"]["whole_rasters"] > 0
+    assert content_files(result.manifest) == content_files(local)
+    report = restore(str(tmp_path / "ray"), str(tmp_path / "out"))
+    assert not report.failed and report.byte_exact == len(objects) - len(report.skipped)
