@@ -1,4 +1,5 @@
-"""The archive layout on storage, its Parquet schemas and its manifest (format version 1).
+"""The archive layout on storage, its Parquet schemas and its manifest (format versions 1-3:
+`FORMAT_VERSION` below says what each added; `docs/archive-format.md` is the user's view).
 
     ARCHIVE/
       manifest.json                          written last, exclusively; names every file below
@@ -10,7 +11,8 @@
       runs/RUN/commits/W.json                a copy of the manifest writer W committed
                                              (what `repair` puts back when the root copy is
                                              damaged)
-      runs/RUN/models/SHA256.bin             copies of the codec models the shards need
+      runs/RUN/models/SHA256.bin             copies of the codec models the shards need (or,
+                                             format 3, the manifest names a shared store)
 
 Writer ids (W) make every file a writer creates its own: two writers of the same run (two
 identical commands at once, or a resume while an old one still runs) never overwrite each
@@ -28,7 +30,9 @@ group) is read from the footer's column statistics, so no row group is touched t
 Integrity is anchored at the shard and at the manifest, not per object:
 - every shard keeps the full sha256 of its payload (checked before decoding) and of its raw
   blocks or bytes (`raw_sha256`, checked whenever the shard is decoded, by restore, verify and
-  the report alike), so every decoded pixel is covered by a full sha256;
+  the report alike), so every decoded pixel is covered by a full sha256; a JPEG-XL shard of
+  whole rasters (format 3) is decoded one stream at a time, each covered by the payload's
+  sha256 and checked against its row's shape (and, byte-exact, its rebuilt file's prefix);
 - the manifest pins every file, index files included, by size and full sha256, and seals
   itself;
 - per object the index keeps only cheap structure (channels, shape, block range; checked when
@@ -43,7 +47,8 @@ Integrity is anchored at the shard and at the manifest, not per object:
 The manifest's top-level `object_digest_bytes` (also in its `settings`) is the length of every
 `sha256_prefix`; readers refuse a manifest without it, and an index file that lacks a column of
 `INDEX_SCHEMA` (`check_index_schema`) or holds prefixes of another length. Index files are one
-row group each, without column statistics or an embedded Arrow schema (`parts.py` says why).
+row group each, without column statistics or an embedded Arrow schema (`parts.py` says why);
+data files carry no Arrow schema either (format 3 writers; readers take Parquet's own types).
 """
 
 from __future__ import annotations
