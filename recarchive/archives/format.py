@@ -48,7 +48,7 @@ The manifest's top-level `object_digest_bytes` (also in its `settings`) is the l
 `sha256_prefix`; readers refuse a manifest without it, and an index file that lacks a column of
 `INDEX_SCHEMA` (`check_index_schema`) or holds prefixes of another length. Index files are one
 row group each, without column statistics or an embedded Arrow schema (`parts.py` says why);
-data files carry no Arrow schema either (format 3 writers; readers take Parquet's own types).
+data files written since 2026-12-02 carry none either (readers take Parquet's own types).
 """
 
 from __future__ import annotations
