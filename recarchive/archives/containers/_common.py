@@ -36,6 +36,7 @@ class Split:
 
 
 MODE_CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1}
+MAX_SAMPLES = 1 << 31  # a raster's samples, above which a header is refused as a bomb
 
 
 class RecipeWriter:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recarchive.archives.containers._common import (
+    MAX_SAMPLES,
     NotRebuildable,
     RecipeReader,
     RecipeWriter,
@@ -29,7 +30,6 @@ from recarchive.archives.containers._common import (
 TAG = b"B"
 BI_RGB, BI_RLE8, BI_RLE4, BI_BITFIELDS, BI_JPEG, BI_PNG, BI_ALPHABITFIELDS = range(7)
 BYTE_MASKS = {0xFF << (8 * index): index for index in range(4)}
-MAX_SAMPLES = 1 << 31
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ import numpy as np
 from PIL import Image
 
 from recarchive.archives.containers._common import (
+    MAX_SAMPLES,
+    MODE_CHANNELS,
     NotRebuildable,
     RecipeReader,
     RecipeWriter,
@@ -51,13 +53,11 @@ TAG = b"P"
 ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
          (0, 1, 1, 2))  # (x0, y0, dx, dy) of the seven interlace passes
 COLOUR_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
-CHANNELS = {"L": 1, "RGB": 3, "P": 1, "LA": 2, "RGBA": 4}
 DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 # Chunk types coded as one byte in the recipe (index + 1; 0 = the 4-byte type follows).
 KNOWN_CHUNKS = (b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP",
                 b"sBIT", b"bKGD", b"pHYs", b"tIME", b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"hIST",
                 b"sPLT")
-MAX_SAMPLES = 1 << 31
 
 # Filter rules: 0..4 = every row that type; then adaptive heuristics, each an order of filters
 # scored by "minimum sum of absolute values" (per row, sum of |filtered byte| as a signed byte),
@@ -146,7 +146,7 @@ class Header:
 
     @property
     def channels(self) -> int:
-        return CHANNELS[self.mode]
+        return MODE_CHANNELS[self.mode]
 
     @property
     def bpp(self) -> int:

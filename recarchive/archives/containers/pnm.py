@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from recarchive.archives.containers._common import (
+    MAX_SAMPLES,
+    MODE_CHANNELS,
     NotRebuildable,
     Split,
     check_pixels,
@@ -24,9 +26,7 @@ TAG = b"N"
 WHITESPACE = b" \t\n\r\x0b\x0c"
 PAM_TUPLES = {"GRAYSCALE": "L", "GRAYSCALE_ALPHA": "LA", "RGB": "RGB", "RGB_ALPHA": "RGBA"}
 PAM_BY_DEPTH = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 MAX_DIGITS = 10
-MAX_SAMPLES = 1 << 31
 
 
 def looks_like(data: bytes) -> bool:
@@ -37,10 +37,10 @@ def looks_like(data: bytes) -> bool:
 def split(data: bytes) -> Split:
     """Pixels + recipe of a binary PNM/PAM file."""
     mode, width, height, start = _header(data)
-    size = width * height * CHANNELS[mode]
+    size = width * height * MODE_CHANNELS[mode]
     if start + size > len(data):
         raise NotRebuildable("PNM raster runs past the end of the file")
-    pixels = np.frombuffer(data, np.uint8, size, start).reshape(height, width, CHANNELS[mode])
+    pixels = np.frombuffer(data, np.uint8, size, start).reshape(height, width, MODE_CHANNELS[mode])
     skeleton = cut_ranges(data, [(start, size)])
     return Split("PPM", mode, np.ascontiguousarray(pixels), pack_recipe(TAG, skeleton))
 
@@ -52,7 +52,7 @@ def rebuild(pixels: np.ndarray, recipe: bytes) -> bytes:
         mode, width, height, start = _header(skeleton)
     except NotRebuildable as error:
         raise ValueError(f"PNM recipe header is unusable ({error})") from error
-    pixels = check_pixels(pixels, height, width, CHANNELS[mode])
+    pixels = check_pixels(pixels, height, width, MODE_CHANNELS[mode])
     return splice_ranges(skeleton, [(start, pixels.tobytes())])
 
 
@@ -130,7 +130,7 @@ def _pam_header(data: bytes) -> tuple[str, int, int, int]:
         raise NotRebuildable("PAM header lacks WIDTH, HEIGHT, DEPTH or MAXVAL")
     tuple_type = " ".join(tuples)
     mode = PAM_TUPLES.get(tuple_type) if tuples else PAM_BY_DEPTH.get(fields["DEPTH"])
-    if mode is None or CHANNELS[mode] != fields["DEPTH"]:
+    if mode is None or MODE_CHANNELS[mode] != fields["DEPTH"]:
         raise NotRebuildable(f"PAM with TUPLTYPE {tuple_type!r} and depth {fields['DEPTH']}")
     return _checked(mode, fields["WIDTH"], fields["HEIGHT"], fields["MAXVAL"], pos)
 
@@ -139,6 +139,6 @@ def _checked(mode: str, width: int, height: int, maxval: int,
              start: int) -> tuple[str, int, int, int]:
     if maxval != 255:
         raise NotRebuildable(f"PNM with maxval {maxval}")
-    if width <= 0 or height <= 0 or width * height * CHANNELS[mode] > MAX_SAMPLES:
+    if width <= 0 or height <= 0 or width * height * MODE_CHANNELS[mode] > MAX_SAMPLES:
         raise NotRebuildable("PNM with a zero or huge size")
     return mode, width, height, start

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from recarchive.archives.containers._common import (
+    MAX_SAMPLES,
+    MODE_CHANNELS,
     NotRebuildable,
     RecipeReader,
     RecipeWriter,
@@ -35,9 +37,7 @@ WIDTH, LENGTH, BITS, COMPRESSION, PHOTOMETRIC = 256, 257, 258, 259, 262
 STRIP_OFFSETS, SAMPLES, ROWS_PER_STRIP, STRIP_COUNTS, PLANAR = 273, 277, 278, 279, 284
 PREDICTOR, TILE_WIDTH, SAMPLE_FORMAT = 317, 322, 339
 MODES = ("L", "LA", "RGB", "RGBA", "P")
-CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1}
 STRIPS_CONTIGUOUS, STRIPS_LISTED = 0, 1
-MAX_SAMPLES = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Raster:
 
     @property
     def channels(self) -> int:
-        return CHANNELS[self.mode]
+        return MODE_CHANNELS[self.mode]
 
     def strip_sizes(self) -> list[int]:
         """Bytes of pixels in each strip (the last may hold fewer rows)."""
