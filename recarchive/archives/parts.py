@@ -144,7 +144,6 @@ class PartBuilder:
         self.observers = tuple(observers)  # e.g. what the compression report needs
         self.whole_rasters = whole_rasters  # rasters as JPEG-XL streams (`archives.jpegxl`)
         self._whole = _Pending()            # blocks: their pixels; owners: (row, stream)
-        self._whole_size = 0
         self._coding_seconds = 0.0  # shard coding so far: not charged to objects' ingest
         self._rows: list[dict[str, Any]] = []
         self._pending: dict[int, _Pending] = {}
@@ -252,7 +251,6 @@ class PartBuilder:
         self._whole.rows.append(row)
         self._whole.blocks.append(pixels.reshape(-1))
         self._whole.owners.append((len(self._rows) - 1, stream))
-        self._whole_size += len(stream)
         self._whole.count += pixels.shape[0] * pixels.shape[1]
         # a shard of about `shard_blocks` blocks' worth of pixels, as block shards hold:
         # restoring one object decodes its whole shard
@@ -421,7 +419,6 @@ class PartBuilder:
         self.listener(Advanced(objects=len(self._whole.rows),
                                bytes=sum(row["size"] for row in self._whole.rows)))
         self._whole = _Pending()
-        self._whole_size = 0
 
     def _write_shard(self, kind: str, codec: str, model: str | None, params: dict[str, Any],
                      channels: int, num_blocks: int, raw: bytes, payload: bytes) -> int:

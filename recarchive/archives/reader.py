@@ -295,6 +295,7 @@ class ArchiveReader:
 
     def release(self, part: int) -> None:
         """Close the part's data file (callers going part by part keep one open at a time)."""
+        self._starts.pop(part, None)
         entry = self._footers.pop(part, None)
         if entry is not None:
             entry[0].close()

@@ -137,10 +137,6 @@ class _PartDecoder:
         return self.reader.object_pixels(row, blocks)
 
     def blob(self, row: dict[str, Any]) -> bytes:
-        return self._range(row)
-
-    def _range(self, row: dict[str, Any]) -> bytes:
-        """The object's byte range of its (blob-kind) shard's raw bytes."""
         raw = self._get(row["shard"], "bytes")
         start, length = row["blob_offset"], row["blob_length"]
         data = raw[start:start + length]

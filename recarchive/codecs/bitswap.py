@@ -171,8 +171,8 @@ class BitSwapCodec:
     def _information(self, table: DiscretizedTable, freqs: Array) -> np.ndarray:
         """Bits of the coded symbols, per chain: sum of precision - log2(freq) (0 for lanes
         sitting out, whose interval is the whole range)."""
-        freqs = np.asarray(self.backend.to_numpy(freqs), dtype=np.float64)
-        return (table.spec.precision - np.log2(freqs)).sum(axis=1)
+        bits = (table.spec.precision - self.backend.log2(freqs)).sum(1)  # on the coder's device
+        return np.asarray(self.backend.to_numpy(bits), dtype=np.float64)
 
     # --- a chain's first block, raw ---------------------------------------------------------
 

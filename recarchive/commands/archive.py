@@ -63,14 +63,18 @@ def print_archive_summary(manifest: dict[str, Any], destination: str, as_json: b
               f"(object storage takes them; or restore with --rename-unsafe): {shown}", file=out)
 
 
-def _print_report(report: RestoreReport, verb: str, as_json: bool, out: TextIO) -> None:
+def print_restore_report(report: RestoreReport, verb: str, as_json: bool, out: TextIO,
+                         destination: str | None = None) -> None:
+    """What a restore or verify did, in process or on Ray: one JSON object, or lines."""
     if as_json:
         print(json.dumps(report.as_dict()), file=out)
         return
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.kinds.items()))
+    written = (f", {report.written_bytes} bytes written to {destination}" if destination
+               else "")
     print(f"{verb} {report.objects} objects ({kinds}); {report.byte_exact} byte for byte as "
           f"their source; {report.shards_decoded} shards decoded, "
-          f"{report.archive_bytes_read} archive bytes read", file=out)
+          f"{report.archive_bytes_read} archive bytes read{written}", file=out)
     for item in report.skipped:
         print(f"skipped in source: {item['key']}: {item['reason']}", file=out)
     for note in report.notes:
@@ -94,7 +98,7 @@ def restore_command(archive_url: str, destination: str, *, shards: str | None = 
                          objects=objects, archive_options=options,
                          destination_options=options, rename_unsafe=rename_unsafe,
                          listener=progress)
-    _print_report(report, "restored", as_json, out)
+    print_restore_report(report, "restored", as_json, out)
     if report.failed or report.problems:
         print(f"recarchive: error: {archive_url}: {len(report.failed)} objects (or key ranges) "
               "could not be restored; everything else was", file=sys.stderr)
@@ -108,7 +112,7 @@ def verify_command(archive_url: str, *, storage_options: str | None = None,
     out = out or sys.stdout
     with ProgressDisplay("verify", out, as_json=as_json, terminal=terminal) as progress:
         report = verify(archive_url, parse_storage_options(storage_options), progress)
-    _print_report(report, "verified", as_json, out)
+    print_restore_report(report, "verified", as_json, out)
     if report.problems:
         print(f"recarchive: error: {archive_url}: {len(report.problems)} problems",
               file=sys.stderr)

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from recarchive.api import REPORT_OBSERVERS, REPORT_ON_COMMIT
 from recarchive.archives.writer import ArchiveSettings
-from recarchive.commands.archive import print_archive_summary
+from recarchive.commands.archive import print_archive_summary, print_restore_report
 from recarchive.commands.options import parse_shards, parse_storage_options
 from recarchive.commands.progress import ProgressDisplay, count_in_background
 from recarchive.distributed.archive import archive_on_ray
@@ -21,6 +21,10 @@ from recarchive.distributed.restore import restore_on_ray
 from recarchive.report.load import load_report
 from recarchive.report.terminal import print_report
 from recarchive.storage import open_location
+
+
+def _connect(ray_address: str, progress: ProgressDisplay) -> None:
+    progress.log(f"connected to Ray: {_resources_text(connect(ray_address))}")
 
 
 def pool_settings(actors: int | None, gpus_per_actor: float | None,
@@ -40,8 +44,7 @@ def archive_ray_command(source: str, destination: str, settings: ArchiveSettings
     options = parse_storage_options(storage_options)
     with ProgressDisplay("archive", out, as_json=as_json, terminal=err,
                          part_lines=False) as progress:
-        resources = connect(ray_address)
-        progress.log(f"connected to Ray: {_resources_text(resources)}")
+        _connect(ray_address, progress)
         count_in_background(open_location(source, options), progress)
         result = archive_on_ray(source, destination, settings, run_id=run_id,
                                 source_options=options, destination_options=options,
@@ -76,29 +79,14 @@ def restore_ray_command(archive_url: str, destination: str, *, ray_address: str,
     options = parse_storage_options(storage_options)
     with ProgressDisplay("restore", out, as_json=as_json, terminal=err,
                          part_lines=False) as progress:
-        resources = connect(ray_address)
-        progress.log(f"connected to Ray: {_resources_text(resources)}")
+        _connect(ray_address, progress)
         report = restore_on_ray(archive_url, destination, shards=parse_shards(shards),
                                 objects=objects, archive_options=options,
                                 destination_options=options, rename_unsafe=rename_unsafe,
                                 listener=progress,
                                 pool=pool_settings(actors, gpus_per_actor, cpus_per_actor),
                                 log=progress.log)
-    if as_json:
-        print(json.dumps(report.as_dict()), file=out)
-    else:
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.kinds.items()))
-        print(f"restored {report.objects} objects ({kinds}); {report.shards_decoded} shards "
-              f"decoded, {report.archive_bytes_read} archive bytes read, "
-              f"{report.written_bytes} bytes written to {destination}", file=out)
-        for item in report.skipped:
-            print(f"skipped in source: {item['key']}: {item['reason']}", file=out)
-        failed = {item["reason"] for item in report.failed}
-        for problem in report.problems:
-            if problem not in failed:
-                print(f"problem: {problem}", file=out)
-        for item in report.failed:
-            print(f"not restored: {item['key']}: {item['reason']}", file=out)
+    print_restore_report(report, "restored", as_json, out, destination)
     return 1 if report.problems or report.failed else 0
 
 
