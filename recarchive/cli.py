@@ -423,11 +423,15 @@ def add_archive_parser(commands: argparse._SubParsersAction) -> None:
         "same command resumes an interrupted run.")
     parser.add_argument("src")
     parser.add_argument("dst")
-    parser.add_argument("--codec", default="jpegxl",
-                        help="jpegxl (default: rasters whole as JPEG-XL lossless, no model), "
-                        "bitswap (with --model bitswap-cifar or bitswap-photo), rec, or order0 "
+    parser.add_argument("--codec", default="auto",
+                        help="auto (default: per raster, Bit-Swap where its model fits and "
+                        "codes it smaller than JPEG-XL lossless, else JPEG-XL), jpegxl "
+                        "(rasters whole as JPEG-XL lossless, no model), bitswap (every raster "
+                        "as blocks; --model bitswap-cifar or bitswap-photo), rec, or order0 "
                         "(the model-free block baseline)")
-    parser.add_argument("--model", default=None, help="model name for codecs that need one")
+    parser.add_argument("--model", default=None,
+                        help="model name for codecs that need one (auto: Bit-Swap's model, "
+                        "default bitswap-cifar)")
     parser.add_argument("--shard-blocks", type=positive_int, default=1024,
                         help="32x32 blocks per shard (default 1024)")
     parser.add_argument("--part-objects", type=positive_int, default=4096,

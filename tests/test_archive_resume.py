@@ -23,7 +23,7 @@ from recarchive.archives import (
 from recarchive.archives import writer as writer_module
 from recarchive.archives.events import Event, PartEvent
 from recarchive.archives.format import MANIFEST
-from recarchive.archives.writer import finalize
+from recarchive.archives.writer import ArchiveCodecs, finalize
 from recarchive.codecs import get_codec
 from recarchive.storage import open_location
 from tests.test_archive_helpers import demo_objects, make_bucket_on, parts_into
@@ -198,7 +198,8 @@ def test_complete_archive_is_never_overwritten(source, tmp_path):
     records = [json.loads(destination.read_bytes(f["path"])) for f in manifest["files"]
                if "/done/" in f["path"]]
     with pytest.raises(ArchiveError, match="another writer completed"):
-        finalize(destination, manifest["run_id"], str(src), SETTINGS, get_codec("order0"),
+        finalize(destination, manifest["run_id"], str(src), SETTINGS,
+                 ArchiveCodecs(get_codec("order0")),
                  records)
     assert (target / MANIFEST).read_bytes() == before
 

@@ -20,8 +20,8 @@ from PIL import Image
 from recarchive import cli
 from recarchive.api import archive
 from recarchive.archives import ArchiveError, ArchiveSettings, open_archive, verify
-from recarchive.archives.writer import finalize
-from recarchive.codecs import get_codec
+from recarchive.archives.writer import ArchiveCodecs, finalize
+from recarchive.codecs import costs, get_codec
 from recarchive.datasets import data_dir
 from recarchive.report import measure
 from recarchive.report.build import build_report, compare
@@ -150,10 +150,10 @@ def test_per_block_bits_share_the_payload_and_follow_information():
     rng = np.random.default_rng(0)
     flat = np.full((1, 32, 32, 3), 7, np.uint8)
     busy = rng.integers(0, 256, (1, 32, 32, 3), np.uint8)
-    bits = measure.block_bits(np.concatenate([flat, busy, flat]), 1000)
+    bits = costs.block_bits(np.concatenate([flat, busy, flat]), 1000)
     assert bits.sum() == pytest.approx(8000)
     assert bits[1] > 10 * bits[0] and bits[0] == pytest.approx(bits[2])
-    uniform = measure.block_bits(np.concatenate([flat, flat]), 10)
+    uniform = costs.block_bits(np.concatenate([flat, flat]), 10)
     assert uniform.tolist() == [40.0, 40.0]  # no information: shared by blocks
 
 
@@ -273,7 +273,7 @@ def test_finalize_again_leaves_the_complete_archive_and_its_report_alone(built, 
                for f in manifest["files"] if "/done/" in f["path"]]
     with pytest.raises(ArchiveError, match="another writer completed"):
         finalize(open_location(str(target)), manifest["run_id"], str(source), SMALL,
-                 get_codec("order0"), records)
+                 ArchiveCodecs(get_codec("order0")), records)
     assert {p: p.read_bytes() for p in target.rglob("report-*")} == before
     assert not verify(str(target)).problems
 

@@ -85,7 +85,8 @@ JPEG_CODEC = "jpeg-lossless"   # blob shard of JPEGs recompressed one by one (`a
 # blob shard of whole rasters as JPEG-XL lossless streams (`archives.jpegxl`; format 3): raw is
 # their pixels back to back, each the row's blob_offset/blob_length, num_blocks 0
 JPEGXL_CODEC = "jpegxl-lossless"
-WHOLE_RASTER_CODECS = ("jpegxl",)  # archive codecs that code rasters whole, not as blocks
+AUTO_CODEC = "auto"  # per raster, the model (where it fits and costs less) or JPEG-XL
+WHOLE_RASTER_CODECS = ("jpegxl", AUTO_CODEC)  # archive codecs that code rasters whole
 
 
 def run_dir(run_id: str) -> str:

@@ -11,6 +11,13 @@ Nothing is committed before it was decoded and compared (Lepton's rule):
   blocks before it is written; a shard that does not come back is coded again with the
   model-free order0 codec (itself checked), and counted in `shards_recoded`.
 
+The per-object choice (`--codec auto`: a `model_codec` beside whole rasters): a raster the
+model fits (`fits_model`) is a candidate; candidates wait, with their checked JPEG-XL stream,
+until about a shard's worth of blocks has gathered, are coded once to measure what each costs
+(`codecs.costs`), and go to the model's shards only where that is less than their stream,
+else to the JPEG-XL shards. The shards written are coded again (a chain's neighbours change,
+so costs move a little): `PartStats` counts the model's objects that ended above their stream.
+
 Memory stays bounded by one pending shard per channel layout, one pending blob shard, one
 pending JPEG shard, and the part's output file: shards are coded and appended as soon as they
 fill.
@@ -61,6 +68,11 @@ from recarchive.archives.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
 from recarchive.archives.jpeg import recompress
 from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
 from recarchive.codecs.base import BLOCK_SIZE
+from recarchive.codecs.costs import block_bits
+
+# `--codec auto`'s candidates for the model: RGB rasters up to this side (a few blocks; the
+# shipped model learnt 32×32 images, and whole photos are smaller with JPEG-XL)
+AUTO_MAX_SIDE = 64
 
 # Index writer options, chosen for size (the index is most of the archive's overhead):
 # - sorted keys share prefixes, counters grow by small steps, the rest repeats;
@@ -104,6 +116,14 @@ class PartStats:
     shards_recoded: int = 0           # pixel shards that failed their decode check
     whole_rasters: int = 0            # rasters coded whole by JPEG-XL (format 3; counted in
     whole_payload_bytes: int = 0      # rasters, their streams in pixel_payload_bytes)
+    model_shards: int = 0             # pixel shards coded with a model (its copy is needed)
+    # `--codec auto`: rasters the model fits, those it coded, their share of its payloads, what
+    # their JPEG-XL streams would have taken, and how many ended above their stream
+    auto_candidates: int = 0
+    auto_model_rasters: int = 0
+    auto_model_bytes: int = 0
+    auto_model_jpegxl_bytes: int = 0
+    auto_model_above_jpegxl: int = 0
 
     def add(self, other: PartStats) -> None:
         for name in self.__dataclass_fields__:
@@ -128,7 +148,8 @@ class PartBuilder:
                  fidelity: str = FIDELITY_EXACT, verify_shards: bool = True,
                  listener: Listener = ignore,
                  observers: Sequence[PartObserver] = (),
-                 whole_rasters: bool = False) -> None:
+                 whole_rasters: bool = False,
+                 model_codec: BlockCodec | None = None) -> None:
         self.part = part
         self.listener = listener
         self._blocks_left: dict[int, int] = {}  # row -> its blocks not yet in a written shard
@@ -144,9 +165,16 @@ class PartBuilder:
         self.observers = tuple(observers)  # e.g. what the compression report needs
         self.whole_rasters = whole_rasters  # rasters as JPEG-XL streams (`archives.jpegxl`)
         self._whole = _Pending()            # blocks: their pixels; owners: (row, stream)
+        # `--codec auto` (with whole_rasters): the model rasters may go to
+        self.model_codec = model_codec
+        self._candidates = _Pending()       # blocks: their blocks; owners: (row, pixels, stream)
+        self._auto_streams: dict[int, int] = {}   # row -> its JPEG-XL stream's length
+        self._auto_bits: dict[int, float] = {}    # row -> its share of the model's payloads
+        self._unreported_seconds = 0.0      # measuring, charged to the next shard written
         self._coding_seconds = 0.0  # shard coding so far: not charged to objects' ingest
         self._rows: list[dict[str, Any]] = []
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[tuple[str, int], _Pending] = {}  # (codec, channels) -> blocks
+        self._codecs = {codec.name: codec for codec in (codec, model_codec) if codec}
         self._blobs = _Pending()
         self._blob_size = 0
         self._jpegs = _Pending()           # blocks: the recompressed streams
@@ -225,24 +253,75 @@ class PartBuilder:
         self.stats.rasters += 1
         self.stats.byte_exact_rasters += kept.recipe is not None
         self.stats.raw_pixel_bytes += pixels.size
+        index = len(self._rows) - 1
         if self.whole_rasters:
             stream = jpegxl.compress(pixels)
             if isinstance(stream, bytes):
-                self._add_whole(row, pixels, stream)
+                if self.model_codec is not None and fits_model(pixels, self.model_codec):
+                    self._add_candidate(index, row, pixels, stream)
+                else:
+                    self._add_whole(index, row, pixels, stream)
                 return
-        blocks = cut_blocks(pixels)
+        self._add_blocks(index, row, cut_blocks(pixels), self.codec)
+
+    def _add_blocks(self, index: int, row: dict[str, Any], blocks: np.ndarray,
+                    codec: BlockCodec) -> None:
+        """A raster's blocks, to the pending shard of its codec and channel layout."""
         row["num_blocks"] = len(blocks)
-        pending = self._pending.setdefault(channels, _Pending())
+        key = (codec.name, blocks.shape[3])
+        pending = self._pending.setdefault(key, _Pending())
         row["block_start"] = pending.count
         pending.rows.append(row)
         pending.blocks.append(blocks)
-        pending.owners.append(np.full(len(blocks), len(self._rows) - 1))
-        self._blocks_left[len(self._rows) - 1] = len(blocks)
+        pending.owners.append(np.full(len(blocks), index))
+        self._blocks_left[index] = len(blocks)
         pending.count += len(blocks)
         if pending.count >= self.shard_blocks:
-            self._flush_pixels(channels, final=False)
+            self._flush_pixels(key, final=False)
 
-    def _add_whole(self, row: dict[str, Any], pixels: np.ndarray, stream: bytes) -> None:
+    def _add_candidate(self, index: int, row: dict[str, Any], pixels: np.ndarray,
+                       stream: bytes) -> None:
+        """A raster the model may code better than its JPEG-XL stream: decided with others."""
+        self.stats.auto_candidates += 1
+        blocks = cut_blocks(pixels)
+        self._candidates.rows.append(row)
+        self._candidates.blocks.append(blocks)
+        self._candidates.owners.append((index, pixels, stream))
+        self._candidates.count += len(blocks)
+        if self._candidates.count >= self.shard_blocks:
+            self._choose()
+
+    def _choose(self) -> None:
+        """Code the waiting candidates once (in shards of about `shard_blocks` blocks, as
+        they will be written), and send each to the model or to JPEG-XL by what it cost."""
+        waiting = self._candidates
+        if not waiting.rows:
+            return
+        self._candidates = _Pending()
+        assert self.model_codec is not None
+        started = time.perf_counter()
+        blocks = np.concatenate(waiting.blocks)
+        owner = np.repeat(np.arange(len(waiting.rows)), [len(b) for b in waiting.blocks])
+        cost = np.zeros(len(waiting.rows))
+        for span in np.array_split(np.arange(len(blocks)),
+                                   max(1, len(blocks) // self.shard_blocks)):
+            chunk = np.ascontiguousarray(blocks[span])
+            encoded = self.model_codec.encode(chunk)
+            cost += np.bincount(owner[span], minlength=len(cost), weights=block_bits(
+                chunk, len(encoded.payload), encoded.block_bits))
+        seconds = time.perf_counter() - started
+        self._coding_seconds += seconds
+        self._unreported_seconds += seconds
+        for row, row_blocks, (index, pixels, stream), bits in zip(
+                waiting.rows, waiting.blocks, waiting.owners, cost.tolist(), strict=True):
+            if bits < 8 * len(stream):
+                self._auto_streams[index] = len(stream)
+                self._add_blocks(index, row, row_blocks, self.model_codec)
+            else:
+                self._add_whole(index, row, pixels, stream)
+
+    def _add_whole(self, index: int, row: dict[str, Any], pixels: np.ndarray,
+                   stream: bytes) -> None:
         """A raster kept as one checked JPEG-XL stream (no blocks)."""
         # the stream's length only: its offset is the sum of the lengths before it in its
         # shard (`ArchiveReader.whole_raster`), which saves the index ~1.5 bytes a raster
@@ -250,7 +329,7 @@ class PartBuilder:
         self.stats.whole_rasters += 1
         self._whole.rows.append(row)
         self._whole.blocks.append(pixels.reshape(-1))
-        self._whole.owners.append((len(self._rows) - 1, stream))
+        self._whole.owners.append((index, stream))
         self._whole.count += pixels.shape[0] * pixels.shape[1]
         # a shard of about `shard_blocks` blocks' worth of pixels, as block shards hold:
         # restoring one object decodes its whole shard
@@ -291,8 +370,8 @@ class PartBuilder:
 
     # --- shards ----------------------------------------------------------------------------
 
-    def _flush_pixels(self, channels: int, *, final: bool) -> None:
-        pending = self._pending[channels]
+    def _flush_pixels(self, key: tuple[str, int], *, final: bool) -> None:
+        pending = self._pending[key]
         if pending.count == 0:
             return
         blocks = np.concatenate(pending.blocks) if len(pending.blocks) > 1 else pending.blocks[0]
@@ -300,7 +379,8 @@ class PartBuilder:
         start = 0
         while len(blocks) - start >= self.shard_blocks or (final and start < len(blocks)):
             shard = blocks[start:start + self.shard_blocks]
-            number = self._write_pixel_shard(shard, owners[start:start + len(shard)])
+            number = self._write_pixel_shard(self._codecs[key[0]], shard,
+                                             owners[start:start + len(shard)])
             for row in pending.rows:
                 row["shard"] = number
             pending.rows = []
@@ -310,10 +390,11 @@ class PartBuilder:
         pending.owners = [owners[start:]] if len(rest) else []
         pending.count = len(rest)
 
-    def _write_pixel_shard(self, blocks: np.ndarray, owners: np.ndarray) -> int:
+    def _write_pixel_shard(self, coder: BlockCodec, blocks: np.ndarray,
+                           owners: np.ndarray) -> int:
         blocks = np.ascontiguousarray(blocks)
         started = time.perf_counter()
-        codec = self.codec
+        codec = coder
         encoded = codec.encode(blocks)
         seconds = time.perf_counter() - started
         if self.verify_shards and not _decodes_to(codec, encoded, blocks):
@@ -322,18 +403,24 @@ class PartBuilder:
             encoded = codec.encode(blocks)
             if not _decodes_to(codec, encoded, blocks):
                 raise CodecError(f"part {self.part}: a pixel shard decodes to other blocks with "
-                                 f"both {self.codec.name!r} and order0; nothing was written "
+                                 f"both {coder.name!r} and order0; nothing was written "
                                  "(report this as a bug, with the source objects)")
         payload = bytes(encoded.payload)
         self.stats.pixel_shards += 1
+        self.stats.model_shards += codec.model_sha256 is not None
         self.stats.block_bytes += blocks.size
         self.stats.pixel_payload_bytes += len(payload)
+        if self._auto_streams:  # what `--codec auto`'s model objects cost (recoded or not)
+            shares = block_bits(blocks, len(payload), encoded.block_bits)
+            for owner, bits in zip(owners.tolist(), shares.tolist(), strict=True):
+                if owner in self._auto_streams:
+                    self._auto_bits[owner] = self._auto_bits.get(owner, 0.0) + bits
         number = self._write_shard(SHARD_PIXELS, codec.name, codec.model_sha256,
                                    encoded.params, blocks.shape[3], len(blocks),
                                    blocks.tobytes(), payload)
         self._observe(ShardWritten(number, SHARD_PIXELS, codec.name, codec.model_sha256,
-                                   owners, len(payload), seconds, blocks=blocks,
-                                   block_bits=encoded.block_bits))
+                                   owners, len(payload), seconds + self._take_seconds(),
+                                   blocks=blocks, block_bits=encoded.block_bits))
         self._coding_seconds += time.perf_counter() - started  # observers' time included
         self._report_coded(owners)
         return number
@@ -402,6 +489,11 @@ class PartBuilder:
         to back."""
         if not self._whole.rows:
             return
+        # in index order, where readers look for them (`auto` decides candidates late)
+        order = sorted(range(len(self._whole.rows)), key=lambda i: self._whole.owners[i][0])
+        self._whole.rows = [self._whole.rows[i] for i in order]
+        self._whole.blocks = [self._whole.blocks[i] for i in order]
+        self._whole.owners = [self._whole.owners[i] for i in order]
         raw = b"".join(pixels.tobytes() for pixels in self._whole.blocks)
         streams = [stream for _, stream in self._whole.owners]
         payload = b"".join(streams)
@@ -413,12 +505,17 @@ class PartBuilder:
             row["shard"] = number
         owners = np.asarray([index for index, _ in self._whole.owners])
         self._observe(ShardWritten(number, SHARD_BLOB, JPEGXL_CODEC, None, owners,
-                                   len(payload), 0.0,
+                                   len(payload), self._take_seconds(),
                                    lengths=[pixels.size for pixels in self._whole.blocks],
                                    block_bits=8.0 * np.asarray([len(s) for s in streams], float)))
         self.listener(Advanced(objects=len(self._whole.rows),
                                bytes=sum(row["size"] for row in self._whole.rows)))
         self._whole = _Pending()
+
+    def _take_seconds(self) -> float:
+        """Measuring time not yet charged to a shard (the report's per-object seconds)."""
+        seconds, self._unreported_seconds = self._unreported_seconds, 0.0
+        return seconds
 
     def _write_shard(self, kind: str, codec: str, model: str | None, params: dict[str, Any],
                      channels: int, num_blocks: int, raw: bytes, payload: bytes) -> int:
@@ -442,11 +539,13 @@ class PartBuilder:
 
     def finish(self) -> tuple[bytes, bytes]:
         """Flush every pending shard; return (data file bytes, index file bytes)."""
-        for channels in sorted(self._pending):
-            self._flush_pixels(channels, final=True)
+        self._choose()
+        for key in sorted(self._pending):
+            self._flush_pixels(key, final=True)
         self._flush_blobs()
         self._flush_jpegs()
         self._flush_whole()
+        self._count_auto()
         self._writer.close()
         index = io.BytesIO()
         table = pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA)
@@ -456,6 +555,24 @@ class PartBuilder:
                        column_encoding=INDEX_ENCODINGS, write_statistics=False,
                        write_page_index=False, store_schema=False)
         return self._buffer.getvalue(), index.getvalue()
+
+
+    def _count_auto(self) -> None:
+        """What the model's objects cost against their JPEG-XL streams (`--codec auto`)."""
+        bits = [self._auto_bits.get(index, 0.0) for index in self._auto_streams]
+        streams = list(self._auto_streams.values())
+        self.stats.auto_model_rasters += len(streams)
+        self.stats.auto_model_bytes += round(sum(bits) / 8)
+        self.stats.auto_model_jpegxl_bytes += sum(streams)
+        self.stats.auto_model_above_jpegxl += sum(
+            b > 8 * s for b, s in zip(bits, streams, strict=True))
+
+
+def fits_model(pixels: np.ndarray, codec: BlockCodec) -> bool:
+    """Whether `--codec auto` measures a raster under the model: a layout the model codes
+    natively, at most AUTO_MAX_SIDE on each side."""
+    height, width, channels = pixels.shape
+    return channels in codec.channel_layouts and max(height, width) <= AUTO_MAX_SIDE
 
 
 def _rebuild_problem(pixels: np.ndarray, recipe: bytes, digest: bytes) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from recarchive.archives.errors import ArchiveError, IntegrityError
 from recarchive.archives.format import (
+    AUTO_CODEC,
     MANIFEST,
     done_folder,
     parse_manifest,
@@ -148,6 +149,9 @@ def _rebuild(location: Location, run: str, report: RepairReport) -> dict[str, An
                            "command to rebuild them")
     if "model_sha256" in record:  # run.json names the model (since 2026-12)
         models = [record["model_sha256"]] if record["model_sha256"] else []
+        if settings.codec == AUTO_CODEC and not any(
+                r["stats"].get("model_shards") for r in records.values()):
+            models = []  # `auto` keeps its model only where a shard used it
     else:  # earlier runs: the model the parts' report records saw
         models = sorted({shard["model_sha256"] for done in records.values()
                          for shard in done.get("report", {}).get("shards", [])

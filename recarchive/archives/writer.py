@@ -43,6 +43,7 @@ from recarchive.archives.events import (
     ignore,
 )
 from recarchive.archives.format import (
+    AUTO_CODEC,
     DEFAULT_OBJECT_DIGEST_BYTES,
     FIDELITIES,
     FIDELITY_EXACT,
@@ -78,9 +79,11 @@ from recarchive.storage import LocalKeyAudit, Location, StoredObject, open_locat
 class ArchiveSettings:
     """Everything that shapes an archive's contents (and so names its default run)."""
 
-    # "jpegxl": rasters whole as JPEG-XL lossless (never larger than JPEG-XL, no model); a block
-    # codec ("bitswap", "rec", "order0") codes them as 32×32 blocks
-    codec: str = "jpegxl"
+    # "auto": per raster, Bit-Swap where its model fits and codes it smaller than JPEG-XL
+    # lossless, else JPEG-XL (`codec_options` choose the model); "jpegxl": rasters whole as
+    # JPEG-XL lossless (no model); a block codec ("bitswap", "rec", "order0") codes every
+    # raster as 32×32 blocks
+    codec: str = AUTO_CODEC
     codec_options: dict[str, Any] = field(default_factory=dict)
     shard_blocks: int = 1024
     part_objects: int = 4096
@@ -186,12 +189,37 @@ def completed_run(destination: Location, source_url: str, settings: ArchiveSetti
                        f"({MANIFEST} exists); choose another destination")
 
 
-def block_codec(settings: ArchiveSettings) -> BlockCodec:
-    """The codec of an archive's blocks: its own, or, for a codec that codes rasters whole
-    (`jpegxl`), order0 for the few rasters it cannot hold exactly."""
+AUTO_MODEL_CODEC = "bitswap"  # the neural codec `auto` measures candidates with
+
+
+@dataclass(frozen=True)
+class ArchiveCodecs:
+    """The codecs of an archive's rasters. `blocks` codes those cut into blocks: every raster
+    under a block codec; under a codec that codes rasters whole, the few JPEG-XL cannot hold
+    exactly (order0). `model`: under `auto`, the neural codec candidates may go to."""
+
+    blocks: BlockCodec
+    model: BlockCodec | None = None
+
+    @property
+    def upfront_model(self) -> str | None:
+        """The model every run needs (copied at its start); `auto`'s only when used."""
+        return self.blocks.model_sha256
+
+    @property
+    def named_model(self) -> str | None:
+        """The model the run records for `repair`: the one its shards may use."""
+        return self.blocks.model_sha256 or (self.model.model_sha256 if self.model else None)
+
+
+def archive_codecs(settings: ArchiveSettings) -> ArchiveCodecs:
+    """The codecs an archive's settings call for."""
+    if settings.codec == AUTO_CODEC:
+        return ArchiveCodecs(get_codec("order0"),
+                             get_codec(AUTO_MODEL_CODEC, **settings.codec_options))
     if settings.codec in WHOLE_RASTER_CODECS:
-        return get_codec("order0")
-    return get_codec(settings.codec, **settings.codec_options)
+        return ArchiveCodecs(get_codec("order0"))
+    return ArchiveCodecs(get_codec(settings.codec, **settings.codec_options))
 
 
 def store_url(store: Location) -> str:
@@ -201,9 +229,11 @@ def store_url(store: Location) -> str:
 
 
 def start_run(destination: Location, source_url: str, settings: ArchiveSettings,
-              run_id: str | None, model_store: Location | None = None) -> tuple[str, BlockCodec]:
+              run_id: str | None,
+              model_store: Location | None = None) -> tuple[str, ArchiveCodecs]:
     """Check the destination, record the run's settings, and copy the codec's model in (or
-    into `model_store`, shared by many archives, where it is kept once by its sha256)."""
+    into `model_store`, shared by many archives, where it is kept once by its sha256); `auto`
+    copies its model at the commit, and only if some shard used it."""
     settings.check()
     if destination.exists(MANIFEST):
         raise ArchiveError(f"{destination.url}: an archive is already complete there "
@@ -211,9 +241,9 @@ def start_run(destination: Location, source_url: str, settings: ArchiveSettings,
     run_id = run_id or default_run_id(source_url, settings)
     if not run_id.replace("-", "").replace("_", "").isalnum():
         raise ArchiveError(f"run id {run_id!r}: use letters, digits, '-' and '_' only")
-    codec = block_codec(settings)
+    codecs = archive_codecs(settings)
     record = {"run_id": run_id, "source": source_url, "settings": asdict(settings),
-              "model_sha256": codec.model_sha256}  # what `repair` names in a new manifest
+              "model_sha256": codecs.named_model}  # what `repair` may name in a new manifest
     if model_store is not None:
         record["model_store"] = store_url(model_store)
     run_file = f"{run_dir(run_id)}/run.json"
@@ -230,21 +260,101 @@ def start_run(destination: Location, source_url: str, settings: ArchiveSettings,
                 "with the same one")
     else:
         destination.write_atomic(run_file, canonical_json(record))
+    if codecs.upfront_model:
+        copy_model(codecs.blocks, destination, run_id, model_store)
+    return run_id, codecs
+
+
+def copy_model(codec: BlockCodec, destination: Location, run_id: str,
+               model_store: Location | None) -> None:
+    """Put the codec's model file where the manifest will name it: the run's folder, or the
+    shared store (once per sha256)."""
     model = model_bytes_of(codec)
-    if model is not None:
-        where = model_store or destination
-        target = (store_model_path(codec.model_sha256 or "") if model_store is not None
-                  else model_path(run_id, codec.model_sha256 or ""))
-        if not where.exists(target) or (
-                sha256_hex(where.read_bytes(target)) != codec.model_sha256):
-            where.write_atomic(target, model)  # the same name is the same bytes, by its hash
-    return run_id, codec
+    if model is None:
+        return
+    where = model_store or destination
+    target = (store_model_path(codec.model_sha256 or "") if model_store is not None
+              else model_path(run_id, codec.model_sha256 or ""))
+    if not where.exists(target) or sha256_hex(where.read_bytes(target)) != codec.model_sha256:
+        where.write_atomic(target, model)  # the same name is the same bytes, by its hash
 
 
-def finished_part(destination: Location, run_id: str, plan: PartPlan) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ModelDecision:
+    """Whether `auto` keeps its model: only where what the model's objects saved against their
+    JPEG-XL streams outweighs the model's copy in the archive (nothing with a shared model
+    store). Else the parts that used it are rebuilt without it (JPEG-XL only; the model's
+    coding is lost time), so the default never makes an archive larger than JPEG-XL would,
+    model included."""
+
+    model_sha256: str
+    saved_bytes: int   # the model's objects: their JPEG-XL streams minus their coded share
+    copy_bytes: int    # the model's copy in this archive (0 with a shared store)
+    rebuild: tuple[int, ...]  # parts that used the model, to rebuild when it is not kept
+
+    @property
+    def kept(self) -> bool:
+        return self.saved_bytes > self.copy_bytes
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest's record of it."""
+        return {"model_sha256": self.model_sha256, "kept": self.kept,
+                "saved_bytes": self.saved_bytes, "copy_bytes": self.copy_bytes,
+                "parts_rebuilt": len(self.rebuild) if not self.kept else 0}
+
+
+def decide_model(codecs: ArchiveCodecs, records: Sequence[dict[str, Any]],
+                 model_store: Location | None) -> ModelDecision | None:
+    """`auto`'s decision on its model from its parts' records (None for other codecs)."""
+    if codecs.model is None or codecs.model.model_sha256 is None:
+        return None
+    saved = sum(r["stats"].get("auto_model_jpegxl_bytes", 0)
+                - r["stats"].get("auto_model_bytes", 0) for r in records)
+    copy = 0 if model_store is not None else len(model_bytes_of(codecs.model) or b"")
+    return ModelDecision(codecs.model.model_sha256, saved, copy,
+                         tuple(r["part"] for r in records if r["stats"].get("model_shards")))
+
+
+def rebuild_plans(source: Location, destination: Location, settings: ArchiveSettings,
+                  records: Sequence[dict[str, Any]],
+                  parts: Sequence[int]) -> Iterator[PartPlan]:
+    """The plans of `parts` again (the listing is streamed, not kept), each checked against
+    the fingerprint its part was built from."""
+    wanted = {r["part"]: r["fingerprint"] for r in records if r["part"] in set(parts)}
+    for plan in plan_parts(source_objects(source, destination), settings):
+        if plan.number in wanted:
+            if plan.fingerprint != wanted[plan.number]:
+                raise ArchiveError(f"{source.url}: part {plan.number}'s objects changed while "
+                                   "it was archived; rerun the command to archive them anew")
+            yield plan
+
+
+def discard_part(destination: Location, record: dict[str, Any]) -> None:
+    """Remove a superseded build of a part (its done record first, so that no resume trusts
+    files that are going)."""
+    for path in [record["done_path"]] + [f["path"] for f in record["files"]]:
+        if destination.exists(path):
+            destination.remove(path)
+
+
+def used_model(codecs: ArchiveCodecs, records: Sequence[dict[str, Any]]) -> str | None:
+    """The model the manifest names: the block codec's, or `auto`'s if a shard used it."""
+    if codecs.upfront_model:
+        return codecs.upfront_model
+    if codecs.model is not None and any(r["stats"].get("model_shards") for r in records):
+        return codecs.model.model_sha256
+    return None
+
+
+def finished_part(destination: Location, run_id: str, plan: PartPlan,
+                  codecs: ArchiveCodecs | None = None) -> dict[str, Any] | None:
     """The done record of an earlier build of this part whose fingerprint matches and whose
-    files all still hash to what it recorded (any writer's; None if there is none)."""
+    files all still hash to what it recorded (any writer's; None if there is none). A record
+    whose shards use a model counts only where `codecs` has one; one without model shards is
+    preferred (`auto` rebuilt the part without its model: see `ModelDecision`)."""
     folder = done_folder(run_id)
+    allow_model = codecs is None or codecs.named_model is not None
+    found = None
     for item in destination.list_files(folder):
         if part_of_done_file(item.key) != plan.number:
             continue
@@ -253,12 +363,18 @@ def finished_part(destination: Location, run_id: str, plan: PartPlan) -> dict[st
             record = json.loads(destination.read_bytes(path))
         except (ValueError, OSError):
             continue
-        if (isinstance(record, dict) and record.get("fingerprint") == plan.fingerprint
-                and record.get("part") == plan.number
-                and all(_file_holds(destination, f) for f in record.get("files", []))):
+        if not (isinstance(record, dict) and record.get("fingerprint") == plan.fingerprint
+                and record.get("part") == plan.number):
+            continue
+        uses_model = bool(record.get("stats", {}).get("model_shards"))
+        if (uses_model and not allow_model) or (found is not None and uses_model):
+            continue
+        if all(_file_holds(destination, f) for f in record.get("files", [])):
             record["done_path"] = path
-            return record
-    return None
+            found = record
+            if not uses_model:
+                break
+    return found
 
 
 def _file_holds(destination: Location, entry: dict[str, Any]) -> bool:
@@ -272,26 +388,27 @@ def _file_holds(destination: Location, entry: dict[str, Any]) -> bool:
 
 
 def build_part(source: Location, destination: Location, run_id: str, plan: PartPlan,
-               codec: BlockCodec, settings: ArchiveSettings, listener: Listener = ignore,
+               codecs: ArchiveCodecs, settings: ArchiveSettings, listener: Listener = ignore,
                observers: Sequence[ObserverFactory] = ()) -> PartEvent:
     """Build one part's files, or reuse them when an earlier build finished this part and its
     files still hash to what its record says. `listener` hears `Advanced` as shards are
     written (the caller reports the returned `PartEvent`); each of `observers` makes the
     part's observer, whose findings go into the part's done record."""
-    record = finished_part(destination, run_id, plan)
+    record = finished_part(destination, run_id, plan, codecs)
     if record is not None:
         listener(Advanced(objects=len(plan.objects),
                           bytes=sum(item.size for item in plan.objects)))
         return PartEvent(plan.number, True, len(plan.objects), record)
     writer = new_writer_id()
-    builder = PartBuilder(plan.number, codec, shard_blocks=settings.shard_blocks,
+    builder = PartBuilder(plan.number, codecs.blocks, shard_blocks=settings.shard_blocks,
                           blob_shard_bytes=settings.blob_shard_bytes,
                           zstd_level=settings.zstd_level, max_pixels=settings.max_pixels,
                           object_digest_bytes=settings.object_digest_bytes,
                           fidelity=settings.fidelity, verify_shards=settings.verify_shards,
                           listener=listener,
                           observers=[make(plan.number) for make in observers],
-                          whole_rasters=settings.codec in WHOLE_RASTER_CODECS)
+                          whole_rasters=settings.codec in WHOLE_RASTER_CODECS,
+                          model_codec=codecs.model)
     for item in plan.objects:
         if item.size > settings.max_object_bytes:
             builder.add_skipped(item.key, item.size,
@@ -336,7 +453,8 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
                    format_version: int = FORMAT_VERSION,
                    local_keys: dict[str, Any] | None = None,
                    on_commit: CommitHook | None = None,
-                   model_store: str | None = None) -> dict[str, Any]:
+                   model_store: str | None = None,
+                   model_decision: ModelDecision | None = None) -> dict[str, Any]:
     """The manifest of a run from its parts' done records: every file with its checksum, the
     parts and totals, the model (its copy, or its name in `model_store`), and the files
     `on_commit` writes now (the report's)."""
@@ -381,6 +499,8 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
     }
     if started is not None:
         manifest["archive_seconds"] = round(time.time() - started, 3)
+    if model_decision is not None:
+        manifest["auto_model"] = model_decision.describe()
     if local_keys is not None:
         # keys a local folder cannot hold as they are (object storage restores take them all)
         manifest["local_unsafe_keys"] = local_keys
@@ -390,19 +510,25 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
 
 
 def finalize(destination: Location, run_id: str, source_url: str, settings: ArchiveSettings,
-             codec: BlockCodec, records: list[dict[str, Any]],
+             codecs: ArchiveCodecs, records: list[dict[str, Any]],
              started: float | None = None,
              local_keys: dict[str, Any] | None = None,
              on_commit: CommitHook | None = None,
-             model_store: str | None = None) -> dict[str, Any]:
+             model_store: Location | None = None,
+             model_decision: ModelDecision | None = None) -> dict[str, Any]:
     """Run `on_commit` (its files join the manifest), write a copy of the manifest under this
     commit's writer id (what
     `repair` restores from), then the manifest itself, exclusively and last. If another writer
     committed first, nothing of its archive is touched and the error lists this writer's files
-    that its manifest does not name."""
+    that its manifest does not name. `auto`'s model is copied now, if a shard used it."""
+    model = used_model(codecs, records)
+    if model and not codecs.upfront_model and codecs.model is not None:
+        copy_model(codecs.model, destination, run_id, model_store)
     manifest = build_manifest(destination, run_id, source_url, settings, settings.codec,
-                              codec.model_sha256, records, started, local_keys=local_keys,
-                              on_commit=on_commit, model_store=model_store)
+                              model, records, started, local_keys=local_keys,
+                              on_commit=on_commit,
+                              model_store=store_url(model_store) if model_store else None,
+                              model_decision=model_decision)
     sealed = seal_manifest(manifest)
     copy = commit_path(run_id, new_writer_id())
     destination.write_atomic(copy, sealed)
@@ -453,15 +579,26 @@ def archive(source_url: str, destination_url: str, settings: ArchiveSettings | N
     if done is not None:
         return dict(done, already_complete=True)
     store = open_location(model_store, destination_options) if model_store else None
-    run_id, codec = start_run(destination, source_url, settings, run_id, store)
+    run_id, codecs = start_run(destination, source_url, settings, run_id, store)
     records = []
     audit = LocalKeyAudit()
     for plan in plan_parts(source_objects(source, destination, audit), settings):
-        event = build_part(source, destination, run_id, plan, codec, settings, listener,
+        event = build_part(source, destination, run_id, plan, codecs, settings, listener,
                            observers)
         records.append(event.record)
         listener(event)
     if not records:
         raise ArchiveError(f"{source_url}: no objects to archive")
-    return finalize(destination, run_id, source_url, settings, codec, records, started,
-                    audit.summary(), on_commit, store_url(store) if store else None)
+    decision = decide_model(codecs, records, store)
+    if decision is not None and not decision.kept and decision.rebuild:
+        plain = ArchiveCodecs(codecs.blocks)
+        rebuilt = {plan.number: build_part(source, destination, run_id, plan, plain, settings,
+                                           ignore, observers).record
+                   for plan in rebuild_plans(source, destination, settings, records,
+                                             decision.rebuild)}
+        for record in records:
+            if record["part"] in rebuilt:
+                discard_part(destination, record)
+        records = [rebuilt.get(record["part"], record) for record in records]
+    return finalize(destination, run_id, source_url, settings, codecs, records, started,
+                    audit.summary(), on_commit, store, decision)

@@ -46,7 +46,7 @@ from PIL import Image
 from recarchive.api import archive
 from recarchive.archives import ArchiveSettings, restore, verify
 from recarchive.archives.format import MANIFEST
-from recarchive.archives.writer import block_codec
+from recarchive.archives.writer import archive_codecs
 from recarchive.datasets import load_cifar10
 
 
@@ -149,7 +149,7 @@ def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
                           jpeg_images: int = 100) -> dict[str, Any]:
     """Archive, restore one, restore all and verify CIFAR-10 test; return the figures."""
     settings = ArchiveSettings(codec=codec, shard_blocks=shard_blocks)
-    block_codec(settings)  # import the codec's stack (torch) before any timing
+    archive_codecs(settings)  # import the codec's stack (torch) before any timing
     if object_digest_bytes is not None:
         settings = replace(settings, object_digest_bytes=object_digest_bytes)
     images = load_cifar10("test")

@@ -24,8 +24,14 @@ from typing import Any
 import ray
 from ray.util.queue import Queue
 
-from recarchive.archives.events import Advanced, ObserverFactory
-from recarchive.archives.writer import ArchiveSettings, PartPlan, block_codec, build_part
+from recarchive.archives.events import Advanced, ObserverFactory, ignore
+from recarchive.archives.writer import (
+    ArchiveCodecs,
+    ArchiveSettings,
+    PartPlan,
+    archive_codecs,
+    build_part,
+)
 from recarchive.distributed.progress import Forwarder
 from recarchive.storage import open_location
 
@@ -106,8 +112,7 @@ class PartWorker:
         self.device = choose_device(self.gpu_ids)
         install_codec_cache(self.device)
         self.settings = settings
-        self.codec = (block_codec(settings)
-                      if settings is not None else None)
+        self.codecs = archive_codecs(settings) if settings is not None else None
         self.faults = parse_faults(os.environ.get(FAULT_ENV, ""))
         self.forward = Forwarder(progress)  # the work done, to the driver's progress
         self.observers = tuple(observers)  # what parts' done records keep (the report's)
@@ -126,16 +131,18 @@ class PartWorker:
 
     def build(self, source_url: str, source_options: dict[str, Any] | None,
               destination_url: str, destination_options: dict[str, Any] | None, run_id: str,
-              plan: PartPlan) -> dict[str, Any]:
-        """Build (or reuse) one part; what the driver needs for the manifest and progress."""
-        assert self.settings is not None and self.codec is not None
+              plan: PartPlan, use_model: bool = True) -> dict[str, Any]:
+        """Build (or reuse) one part; what the driver needs for the manifest and progress.
+        `use_model=False`: without `auto`'s model (it did not earn its copy)."""
+        assert self.settings is not None and self.codecs is not None
         started = time.perf_counter()
         self._fault(plan.number)
         source = open_location(source_url, source_options)
         destination = open_location(destination_url, destination_options)
         try:
-            event = build_part(source, destination, run_id, plan, self.codec, self.settings,
-                               self.forward, self.observers)
+            codecs = self.codecs if use_model else ArchiveCodecs(self.codecs.blocks)
+            event = build_part(source, destination, run_id, plan, codecs, self.settings,
+                               self.forward if use_model else ignore, self.observers)
         finally:
             self.forward.flush()
         return {"part": event.part, "reused": event.reused, "objects": event.objects,

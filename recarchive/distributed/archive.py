@@ -26,11 +26,13 @@ from recarchive.archives.format import run_dir
 from recarchive.archives.writer import (
     ArchiveSettings,
     completed_run,
+    decide_model,
+    discard_part,
     finalize,
     plan_parts,
+    rebuild_plans,
     source_objects,
     start_run,
-    store_url,
 )
 from recarchive.distributed.actors import peak_rss_mb
 from recarchive.distributed.pool import ActorPool, PoolSettings, Task
@@ -91,7 +93,7 @@ def archive_on_ray(source_url: str, destination_url: str,
         log(f"{destination_url}: already complete (run {done['run_id']}); nothing to do")
         return RayArchiveResult(manifest=dict(done, already_complete=True))
     store = open_location(model_store, destination_options) if model_store else None
-    run_id, codec = start_run(destination, source_url, settings, run_id, store)
+    run_id, codecs = start_run(destination, source_url, settings, run_id, store)
     log(f"run {run_id}: {source_url} -> {destination_url} (codec {settings.codec}, "
         f"{settings.part_objects} objects per part)")
     result = RayArchiveResult(manifest={})
@@ -122,15 +124,27 @@ def archive_on_ray(source_url: str, destination_url: str,
             elapsed = time.perf_counter() - parts_started
             log(_progress_line(done, len(records), objects_done, elapsed))
             listener(PartEvent(done["part"], done["reused"], done["objects"], done["record"]))
+        decision = decide_model(codecs, list(records.values()), store)
+        if decision is not None and not decision.kept and decision.rebuild:
+            log(f"the model saved {decision.saved_bytes:,} bytes against JPEG-XL, less than "
+                f"its copy ({decision.copy_bytes:,}); rebuilding {len(decision.rebuild)} "
+                "part(s) without it")
+            again = (Task(plan.number, (source_url, source_options, destination_url,
+                                        destination_options, run_id, plan, False))
+                     for plan in rebuild_plans(source, destination, settings,
+                                               list(records.values()), decision.rebuild))
+            for _, done in actors.map("build", again, on_wait=lambda: drain(progress, ignore)):
+                discard_part(destination, records[done["part"]])
+                records[done["part"]] = done["record"]
         result.parts_seconds = time.perf_counter() - parts_started
         result.retries, result.actors_replaced = actors.retries, actors.replaced
         result.actors = [actors.infos[s] for s in sorted(actors.infos)]
     if not records:
         raise ArchiveError(f"{source_url}: no objects to archive")
     remove_orphan_temporaries(destination, run_id)
-    result.manifest = finalize(destination, run_id, source_url, settings, codec,
+    result.manifest = finalize(destination, run_id, source_url, settings, codecs,
                                list(records.values()), started, audit.summary(), on_commit,
-                               store_url(store) if store else None)
+                               store, decision)
     result.driver_peak_rss_mb = peak_rss_mb()
     log(f"run {run_id}: manifest written; {result.parts_built} parts built, "
         f"{result.parts_reused} reused, {result.retries} retried")

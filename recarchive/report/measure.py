@@ -5,14 +5,9 @@ and classical baselines on a few sampled rasters. `PartRecorder.finish` gives th
 observes the archive through its events (`recarchive.archives.events`); the archive does not
 know it.
 
-Per-image bits (`BITS_METHOD`): codecs code whole shards, so a shard's payload bits are shared
-among its blocks in proportion to what each block cost as the codec measured it while coding
-(Bit-Swap: the bits it pushed minus those it popped, under its integer tables; a chain's first
-block, coded raw, weighs its order-0 information scaled to the others'), or, where a codec
-does not measure, to each block's order-0 information under the shard's own per-channel pixel
-histogram (order0's own model; for other codecs a proxy that still tells busy images from flat
-ones). An image gets the
-bits of its blocks, padding included. Blob shards share their bits by object length, or by
+Per-image bits (`BITS_METHOD`): each block's share of its shard's payload, as the codec
+measured it (`recarchive.codecs.costs`); an image gets the bits of its blocks, padding
+included. Blob shards share their bits by object length, or by
 each object's own stream where the shard says (JPEG-XL shards of whole rasters: exact).
 """
 
@@ -25,6 +20,7 @@ import numpy as np
 
 from recarchive.archives.events import ObjectAdded, ShardWritten
 from recarchive.archives.format import SHARD_PIXELS
+from recarchive.codecs.costs import block_bits
 from recarchive.report import classical
 
 BITS_METHOD = "codec-measured"  # "order0-weighted" in records before 2026-12-02
@@ -42,40 +38,6 @@ SAMPLE_MAX_PIXELS = 256 * 256
 def dataset_of(key: str) -> str:
     """Top-level prefix of a key; '' for keys at the root (named after the source later)."""
     return key.split("/", 1)[0] if "/" in key else ""
-
-
-def block_information(blocks: np.ndarray) -> np.ndarray:
-    """(N, 32, 32, C) uint8 -> (N,) bits of each block under the blocks' own per-channel
-    order-0 histogram."""
-    count, channels = len(blocks), blocks.shape[3]
-    flat = blocks.reshape(count, -1, channels)
-    info = np.zeros(count)
-    for channel in range(channels):
-        values = flat[:, :, channel]
-        counts = np.bincount(values.ravel(), minlength=256)
-        table = np.zeros(256)
-        seen = counts > 0
-        table[seen] = -np.log2(counts[seen] / counts.sum())
-        info += table[values].sum(axis=1)
-    return info
-
-
-def block_bits(blocks: np.ndarray, payload_bytes: int,
-               measured: np.ndarray | None = None) -> np.ndarray:
-    """The shard's payload bits shared among its blocks (see the module docstring);
-    `measured`: each block's cost as the codec measured it (NaN: coded raw), if it did."""
-    weights = block_information(blocks)
-    if measured is not None and np.isfinite(measured).any():
-        known = np.isfinite(measured)
-        # a block coded raw (a chain's start) weighs its order-0 information, scaled to what
-        # the codec measured for the others
-        proxy = weights[known].sum()
-        scale = np.maximum(measured[known], 0.0).sum() / proxy if proxy > 0 else 1.0
-        weights = np.where(known, np.maximum(np.nan_to_num(measured), 0.0), weights * scale)
-    total = weights.sum()
-    if not total > 0:
-        weights, total = np.ones(len(blocks)), float(len(blocks))
-    return 8.0 * payload_bytes * weights / total
 
 
 def histogram_bin(bits_per_dim: float) -> int:

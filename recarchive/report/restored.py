@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from recarchive.archives.reader import ArchiveReader
+from recarchive.codecs.costs import block_bits
 from recarchive.report import classical
 from recarchive.report.build import merge_baselines, source_name, summarize_baselines
 from recarchive.report.classical import NAMES
-from recarchive.report.measure import block_bits, dataset_of
+from recarchive.report.measure import dataset_of
 
 
 def sample_rasters(reader: ArchiveReader, per_dataset: int,
