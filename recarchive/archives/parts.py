@@ -73,6 +73,7 @@ from recarchive.codecs.costs import block_bits
 # `--codec auto`'s candidates for the model: RGB rasters up to this side (a few blocks; the
 # shipped model learnt 32×32 images, and whole photos are smaller with JPEG-XL)
 AUTO_MAX_SIDE = 64
+AUTO_CHANNELS = 3
 
 # Index writer options, chosen for size (the index is most of the archive's overhead):
 # - sorted keys share prefixes, counters grow by small steps, the rest repeats;
@@ -569,10 +570,12 @@ class PartBuilder:
 
 
 def fits_model(pixels: np.ndarray, codec: BlockCodec) -> bool:
-    """Whether `--codec auto` measures a raster under the model: a layout the model codes
-    natively, at most AUTO_MAX_SIDE on each side."""
+    """Whether `--codec auto` measures a raster under the model: RGB (what the shipped models
+    learnt; other layouts reach them split, see `codecs.channels`), at most AUTO_MAX_SIDE on
+    each side."""
     height, width, channels = pixels.shape
-    return channels in codec.channel_layouts and max(height, width) <= AUTO_MAX_SIDE
+    return (channels == AUTO_CHANNELS and AUTO_CHANNELS in codec.channel_layouts
+            and max(height, width) <= AUTO_MAX_SIDE)
 
 
 def _rebuild_problem(pixels: np.ndarray, recipe: bytes, digest: bytes) -> str:
