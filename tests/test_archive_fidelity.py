@@ -72,7 +72,7 @@ def hostile(tmp_path_factory):
     objects["link-to-file.png"] = objects["png/pillow-default.png"]
     os.symlink(root / "src" / "nowhere", root / "src" / "dangling-link")
     manifest = archive(str(root / "src"), str(root / "archive"),
-                       ArchiveSettings(part_objects=16))
+                       ArchiveSettings(codec="jpegxl", part_objects=16))
     rows = {row["key"]: row for row in list_objects(str(root / "archive"))}
     return {"root": root, "objects": objects, "manifest": manifest, "rows": rows}
 
@@ -152,7 +152,7 @@ def test_fidelity_pixels_keeps_pixels_and_formats(tmp_path) -> None:
                         "png/ancillary-chunks.png", "edge/palette.png", "jpeg/baseline.jpg")}
     write_folder(tmp_path / "src", objects)
     manifest = archive(str(tmp_path / "src"), str(tmp_path / "archive"),
-                       ArchiveSettings(fidelity="pixels"))
+                       ArchiveSettings(codec="jpegxl", fidelity="pixels"))
     assert manifest["fidelity"] == "pixels"
     restore(str(tmp_path / "archive"), str(tmp_path / "restored"))
     restored = restored_files(tmp_path / "restored")
@@ -199,7 +199,7 @@ def test_hostile_bucket_on_s3_keeps_every_key_and_byte(tmp_path) -> None:
         for key, data in objects.items():
             source.write_object(key, data)
         manifest = archive(f"s3://{bucket}/data", f"s3://{bucket}-archive/a",
-                           ArchiveSettings(part_objects=20), source_options=options,
+                           ArchiveSettings(codec="jpegxl", part_objects=20), source_options=options,
                            destination_options=options)
         assert manifest["totals"]["objects"] == len(objects)
         # said when the archive is made: which keys a local folder could not hold

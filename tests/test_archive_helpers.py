@@ -21,6 +21,10 @@ from recarchive.archives.events import Event, Listener, PartEvent
 from recarchive.datasets import data_dir
 from recarchive.demo import FIXTURE_FILES, edge_cases
 
+# the test buckets' images: the demo's two photos and four CIFAR-10 test PNGs (fixtures)
+TEST_FIXTURES = {**FIXTURE_FILES, **{f"cifar10/cifar10_test_0{n}.png": f"cifar10_test_0{n}.png"
+                                     for n in range(4)}}
+
 FIXTURES = data_dir() / "fixtures"
 
 
@@ -70,9 +74,9 @@ def make_bucket_on(fs: Any, root: str, objects: dict[str, bytes]) -> None:
 
 
 def demo_objects(with_photos: bool = True) -> dict[str, bytes]:
-    """The demo bucket's objects: fixtures (photos optional, they are the slow part) plus the
+    """A test bucket: the fixtures (photos optional, they are the slow part) plus the demo's
     generated edge cases."""
-    objects = {key: (FIXTURES / name).read_bytes() for key, name in FIXTURE_FILES.items()
+    objects = {key: (FIXTURES / name).read_bytes() for key, name in TEST_FIXTURES.items()
                if with_photos or "cifar" in key}
     objects.update(edge_cases())
     return objects

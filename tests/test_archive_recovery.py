@@ -26,7 +26,7 @@ from recarchive.archives.writer import (
 from recarchive.storage import open_location
 from tests.test_archive_helpers import demo_objects, make_bucket_on, parts_into
 
-SETTINGS = ArchiveSettings(shard_blocks=8, part_objects=4)
+SETTINGS = ArchiveSettings(codec="jpegxl", shard_blocks=8, part_objects=4)
 
 
 class Crash(RuntimeError):

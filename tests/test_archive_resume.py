@@ -28,7 +28,7 @@ from recarchive.codecs import get_codec
 from recarchive.storage import open_location
 from tests.test_archive_helpers import demo_objects, make_bucket_on, parts_into
 
-SETTINGS = ArchiveSettings(shard_blocks=8, part_objects=4)
+SETTINGS = ArchiveSettings(codec="jpegxl", shard_blocks=8, part_objects=4)
 
 
 class Crash(RuntimeError):
@@ -164,7 +164,7 @@ def test_same_run_id_with_other_settings_is_refused(source, tmp_path):
     on_part, _ = crash_after(1)
     with pytest.raises(Crash):
         archive(str(src), str(tmp_path / "arch"), SETTINGS, run_id="r1", listener=on_part)
-    other = ArchiveSettings(shard_blocks=16, part_objects=4)
+    other = ArchiveSettings(codec="jpegxl", shard_blocks=16, part_objects=4)
     with pytest.raises(ArchiveError, match="run 'r1' was started with other settings"):
         archive(str(src), str(tmp_path / "arch"), other, run_id="r1")
     with pytest.raises(ArchiveError, match="letters, digits"):
@@ -176,11 +176,12 @@ def test_cli_rerun_resumes_with_run_id(source, tmp_path, capsys, monkeypatch):
     target = str(tmp_path / "arch")
     on_part, _ = crash_after(2)
     with pytest.raises(Crash):
-        archive(str(src), target, ArchiveSettings(shard_blocks=1024, part_objects=4),
+        archive(str(src), target,
+                ArchiveSettings(codec="jpegxl", shard_blocks=1024, part_objects=4),
                 run_id="nightly", listener=on_part)
     capsys.readouterr()
     assert cli.main(["archive", str(src), target, "--run-id", "nightly", "--part-objects",
-                     "4"]) == 0
+                     "4", "--codec", "jpegxl"]) == 0
     out = capsys.readouterr().out
     assert "part 0: 4 objects (reused)" in out and "part 2: 4 objects (built)" in out
     check_complete(Path(target), objects, tmp_path / "out")
@@ -193,7 +194,8 @@ def test_complete_archive_is_never_overwritten(source, tmp_path):
     before = (target / MANIFEST).read_bytes()
     assert archive(str(src), str(target), SETTINGS)["already_complete"]  # a no-op
     with pytest.raises(ArchiveError, match="already complete"):
-        archive(str(src), str(target), ArchiveSettings(shard_blocks=16, part_objects=4))
+        archive(str(src), str(target),
+                ArchiveSettings(codec="jpegxl", shard_blocks=16, part_objects=4))
     destination = open_location(str(target))
     records = [json.loads(destination.read_bytes(f["path"])) for f in manifest["files"]
                if "/done/" in f["path"]]

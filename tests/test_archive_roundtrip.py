@@ -153,7 +153,7 @@ def test_cli_archive_ls_restore_verify(tmp_path: Path, capsys) -> None:
     assert cli.main(["archive", str(tmp_path / "bucket"), archive_dir, "--shard-blocks", "8",
                      "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["objects"] == len(objects) and summary["codec"] == "jpegxl"  # the default
+    assert summary["objects"] == len(objects) and summary["codec"] == "auto"  # the default
 
     assert cli.main(["ls", archive_dir, "--json"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -229,7 +229,7 @@ def test_object_digest_bytes_outside_8_to_32_are_refused(tmp_path: Path, capsys,
     with pytest.raises(ArchiveError, match=rf"object_digest_bytes must be an integer from 8 to "
                        rf"32 .*got {digest_bytes}"):
         archive(str(tmp_path / "b"), str(tmp_path / "a"),
-                ArchiveSettings(object_digest_bytes=digest_bytes))
+                ArchiveSettings(codec="jpegxl", object_digest_bytes=digest_bytes))
     assert not (tmp_path / "a").exists()
     assert cli.main(["archive", str(tmp_path / "b"), str(tmp_path / "a"),
                      "--object-digest-bytes", str(digest_bytes)]) == 2

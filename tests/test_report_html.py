@@ -72,8 +72,8 @@ def assert_not_blank(pixels: np.ndarray) -> None:
 def archives(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("html")
     write_bucket(root / "bucket")
-    archive(str(root / "bucket"), str(root / "a"), ArchiveSettings(shard_blocks=16))
-    archive(str(root / "bucket"), str(root / "b"), ArchiveSettings(shard_blocks=64))
+    archive(str(root / "bucket"), str(root / "a"), ArchiveSettings(codec="jpegxl", shard_blocks=16))
+    archive(str(root / "bucket"), str(root / "b"), ArchiveSettings(codec="jpegxl", shard_blocks=64))
     return {"root": root, "a": root / "a", "b": root / "b"}
 
 
