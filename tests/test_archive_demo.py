@@ -28,7 +28,7 @@ def test_demo_restores_every_object_and_records_the_skip(tmp_path):
     assert summary["codec_payload_bytes"] < base["jpegxl"] < base["webp"] < base["png"]
     text = lines[0]
     assert "every object pixel/byte-identical: yes" in text and "edge/photo.jpg" in text
-    assert "vs JPEG-XL lossless" in text and "recompressed losslessly" in text
+    assert "below JPEG-XL lossless" in text and "recompressed losslessly" in text
     assert list(tmp_path.iterdir()) == []  # cleaned up
 
 

@@ -311,8 +311,12 @@ def _codec_rows(shards: list[dict[str, Any]], totals: dict[str, Any],
         row = rows.setdefault(key, {"kind": shard["kind"], "codec": shard["codec"],
                                     "model_sha256": shard["model_sha256"], "shards": 0,
                                     "blocks": 0, "raw_bytes": 0, "payload_bytes": 0,
-                                    "seconds": 0.0})
+                                    "seconds": 0.0, "objects": 0, "dims": 0})
         row["shards"] += 1
+        row["objects"] += shard["objects"]
+        # pixel dims and objects per codec (records before 2026-12-02: from the totals)
+        row["dims"] = (row["dims"] + shard["dims"] if "dims" in shard and row["dims"] is not None
+                       else None)
         row["blocks"] += shard["blocks"]
         row["raw_bytes"] += shard["raw_bytes"]
         row["payload_bytes"] += shard["payload_bytes"]
@@ -320,11 +324,14 @@ def _codec_rows(shards: list[dict[str, Any]], totals: dict[str, Any],
     result = []
     for row in rows.values():
         pixels = row["kind"] == "pixels"
-        dims = totals["raw_pixel_bytes"] if pixels else row["raw_bytes"]
         seconds = row["seconds"]
-        jpegs, whole = totals.get("jpegs", 0), totals.get("whole_rasters", 0)
-        objects = (totals["rasters"] - whole if pixels else jpegs if row["codec"] == JPEG_CODEC
-                   else whole if row["codec"] == JPEGXL_CODEC else totals["blobs"] - jpegs)
+        dims, objects = row.pop("dims", None), row.pop("objects", None)
+        if dims is None:
+            jpegs, whole = totals.get("jpegs", 0), totals.get("whole_rasters", 0)
+            dims = totals["raw_pixel_bytes"] if pixels else row["raw_bytes"]
+            objects = (totals["rasters"] - whole if pixels
+                       else jpegs if row["codec"] == JPEG_CODEC
+                       else whole if row["codec"] == JPEGXL_CODEC else totals["blobs"] - jpegs)
         result.append({**row, "objects": objects,
                        "dims": dims, "seconds": None if seconds is None else round(seconds, 3),
                        "bits_per_dim": _ratio(8 * row["payload_bytes"], dims),

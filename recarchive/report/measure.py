@@ -66,6 +66,9 @@ class PartRecorder:
     samples: list[dict[str, Any]] = field(default_factory=list)
     _bits: dict[int, float] = field(default_factory=dict)
     _seconds: dict[int, float] = field(default_factory=dict)
+    # pixel shards' objects and their blocks in each (a shard's pixel dims, at `finish`)
+    _shard_blocks: list[tuple[dict[str, Any], dict[int, int]]] = field(default_factory=list)
+    _blocks_of: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def for_part(cls, part: int) -> PartRecorder:
@@ -115,6 +118,11 @@ class PartRecorder:
                             "objects": objects, "raw_bytes": int(blocks.size),
                             "payload_bytes": event.payload_bytes,
                             "seconds": round(event.seconds, 6)})
+        ids, counts = np.unique(event.owners, return_counts=True)
+        held = dict(zip(ids.tolist(), counts.tolist(), strict=True))
+        self._shard_blocks.append((self.shards[-1], held))
+        for index, count in held.items():
+            self._blocks_of[index] = self._blocks_of.get(index, 0) + count
 
     def blob_shard(self, event: ShardWritten) -> None:
         """A fallback shard of whole objects, concatenated and compressed."""
@@ -127,7 +135,7 @@ class PartRecorder:
                     event.seconds * share)
         self.shards.append({"shard": event.number, "kind": "blob", "codec": event.codec,
                             "model_sha256": None, "channels": 0, "blocks": 0,
-                            "objects": len(event.owners), "raw_bytes": raw,
+                            "objects": len(event.owners), "raw_bytes": raw, "dims": raw,
                             "payload_bytes": event.payload_bytes,
                             "seconds": round(event.seconds, 6)})
 
@@ -145,6 +153,9 @@ class PartRecorder:
 
     def finish(self) -> dict[str, Any]:
         """The part's report record (JSON-ready)."""
+        for shard, held in self._shard_blocks:  # its objects' pixels, shared by their blocks
+            shard["dims"] = round(sum(self.objects[index].raw * count / self._blocks_of[index]
+                                      for index, count in held.items()))
         datasets: dict[str, dict[str, Any]] = {}
         for index, item in sorted(self.objects.items()):
             item.bits = self._bits.get(index, 0.0)
