@@ -92,6 +92,9 @@ def _archive_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jpeg-images", type=int, default=100, metavar="N",
                         help="also archive N photo-validation files saved as JPEG and report "
                         "the saving (default 100; 0 skips it)")
+    parser.add_argument("--model-store", action="store_true",
+                        help="keep the model in a shared store beside the archive, as many "
+                        "archives would (auto then keeps it wherever it saves bytes)")
 
 
 def _archive_bench_run(args: argparse.Namespace) -> Result:
@@ -100,7 +103,7 @@ def _archive_bench_run(args: argparse.Namespace) -> Result:
     return run_archive_benchmark(limit=args.limit, shard_blocks=args.shard_blocks,
                                  codec=args.codec,
                                  object_digest_bytes=args.object_digest_bytes,
-                                 jpeg_images=args.jpeg_images)
+                                 jpeg_images=args.jpeg_images, model_store=args.model_store)
 
 
 def _archive_bench_table(result: Result) -> str:

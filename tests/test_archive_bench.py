@@ -74,3 +74,20 @@ def test_bench_archive_takes_the_default_codec(capsys):
     assert result["verify_identical"] is True and result["model_copy_bytes"] == 0
     assert result["pixel_path_pct"] == 100.0 and 3.0 < result["payload_bits_per_dim"] < 5.5
     assert result["restore_one_shards_decoded"] == 1 and result["shards"] == 3
+
+
+def test_bench_archive_reports_what_auto_chose(capsys):
+    """auto with a shared store: the model keeps the thumbnails it codes below their JPEG-XL
+    streams, the figures say how many and what they saved, and no model copy is counted."""
+    assert cli.main(["bench", "archive", "--json", "--limit", "40", "--codec", "auto",
+                     "--model-store", "--jpeg-images", "0"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["codec"] == "auto" and result["model_store"] is True
+    assert result["roundtrip_byte_exact"] is True and result["verify_identical"] is True
+    assert result["auto_model_kept"] is True and result["model_copy_bytes"] == 0
+    assert result["auto_candidates"] == 40
+    assert result["auto_model_rasters"] + result["auto_jpegxl_rasters"] == 40
+    assert result["auto_model_bytes"] < result["auto_model_jpegxl_bytes"]
+    assert result["auto_model_saved_bytes"] == (result["auto_model_jpegxl_bytes"]
+                                                - result["auto_model_bytes"])
+    assert 0 < result["auto_model_saved_pct"] < 20

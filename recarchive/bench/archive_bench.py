@@ -146,8 +146,9 @@ def run_jpeg_benchmark(images: int, workdir: str | None = None) -> dict[str, Any
 def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
                           codec: str = "order0", workdir: str | None = None,
                           object_digest_bytes: int | None = None,
-                          jpeg_images: int = 100) -> dict[str, Any]:
-    """Archive, restore one, restore all and verify CIFAR-10 test; return the figures."""
+                          jpeg_images: int = 100, model_store: bool = False) -> dict[str, Any]:
+    """Archive, restore one, restore all and verify CIFAR-10 test; return the figures.
+    `model_store`: the model goes to a shared store beside the archive (not counted in it)."""
     settings = ArchiveSettings(codec=codec, shard_blocks=shard_blocks)
     archive_codecs(settings)  # import the codec's stack (torch) before any timing
     if object_digest_bytes is not None:
@@ -161,7 +162,8 @@ def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
         keys = _write_bucket(images, bucket)
         raw = int(images.size)
         started = time.perf_counter()
-        manifest = archive(str(bucket), str(target), settings)
+        manifest = archive(str(bucket), str(target), settings,
+                           model_store=str(root / "models") if model_store else None)
         archive_seconds = time.perf_counter() - started
         totals = manifest["totals"]
         sizes = _folder_bytes(target)
@@ -214,10 +216,33 @@ def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
         "roundtrip_byte_exact": byte_exact == len(keys),
         "pixel_path_pct": 100.0 * totals["rasters"] / totals["objects"],
         "bytes_path_pct": 100.0 * totals["blobs"] / totals["objects"],
+        "model_store": model_store,
+        **_auto_figures(manifest),
         "verify_problems": len(checked.problems),
         "verify_identical": not checked.problems,
         "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
         **(run_jpeg_benchmark(jpeg_images, workdir) if jpeg_images else {}),
+    }
+
+
+def _auto_figures(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What `--codec auto` chose (nothing for other codecs)."""
+    decision = manifest.get("auto_model")
+    if decision is None:
+        return {}
+    totals = manifest["totals"]
+    streams = totals["auto_model_jpegxl_bytes"]
+    return {
+        "auto_model_kept": decision["kept"], "auto_model_saved_bytes": decision["saved_bytes"],
+        "auto_parts_rebuilt": decision["parts_rebuilt"],
+        "auto_candidates": totals["auto_candidates"],
+        "auto_model_rasters": totals["auto_model_rasters"],
+        "auto_model_bytes": totals["auto_model_bytes"],
+        "auto_model_jpegxl_bytes": streams,
+        "auto_model_saved_pct": 100.0 * (streams - totals["auto_model_bytes"]) / streams
+        if streams else 0.0,
+        "auto_model_above_jpegxl": totals["auto_model_above_jpegxl"],
+        "auto_jpegxl_rasters": totals["whole_rasters"],
     }
 
 
