@@ -73,7 +73,7 @@ def test_restore_one_reads_one_index_part_and_one_shard(local_archive, bucket, t
     assert len(reader.parts) == 5
     key = "imgs/0250.png"
     row = next(r for r in reader.rows(key))
-    part = reader.parts[row["part"]]
+    part = reader.parts[row.part]
     file_sizes = sizes(local_archive)
     total = sum(file_sizes.values())
 
@@ -85,7 +85,7 @@ def test_restore_one_reads_one_index_part_and_one_shard(local_archive, bucket, t
     assert report.objects == 1 and report.shards_decoded == 1
     assert_same_raster(bucket[key], (tmp_path / "one" / key).read_bytes(), key)
     needed = (file_sizes["manifest.json"] + file_sizes[part["index"]] + part["data_footer_bytes"]
-              + row_group_bytes(local_archive, part["data"], {row["shard"]}))
+              + row_group_bytes(local_archive, part["data"], {row.shard}))
     assert report.archive_bytes_read == needed
     assert report.archive_bytes_read < total / 5
     if kernel is not None:  # what the process really read from files (plus a little noise)
@@ -96,11 +96,11 @@ def test_restore_one_reads_one_index_part_and_one_shard(local_archive, bucket, t
 def test_photo_spanning_shards_reads_only_its_shards(local_archive, bucket, tmp_path):
     reader = open_archive(str(local_archive))
     row = next(reader.rows(PHOTO))
-    chain = reader.shard_chain(row["part"], row["shard"], row["block_start"], row["num_blocks"])
+    chain = reader.shard_chain(row.part, row.shard, row.block_start, row.num_blocks)
     assert len(chain) >= 8  # 150 blocks over 20-block shards
     report = restore(str(local_archive), str(tmp_path / "p"), objects=PHOTO)
     assert report.shards_decoded == len(chain)
-    part = reader.parts[row["part"]]
+    part = reader.parts[row.part]
     file_sizes = sizes(local_archive)
     needed = (file_sizes["manifest.json"] + file_sizes[part["index"]] + part["data_footer_bytes"]
               + row_group_bytes(local_archive, part["data"], {n for n, _, _ in chain}))
@@ -148,7 +148,7 @@ def test_glob_selects_and_prefix_limits_index_parts(local_archive, tmp_path):
     file_sizes = sizes(local_archive)
     part = reader.parts[0]
     needed = (file_sizes["manifest.json"] + file_sizes[part["index"]] + part["data_footer_bytes"]
-              + row_group_bytes(local_archive, part["data"], {r["shard"] for r in rows}))
+              + row_group_bytes(local_archive, part["data"], {r.shard for r in rows}))
     assert report.archive_bytes_read == needed
     assert restore(str(local_archive), str(tmp_path / "none"), objects="nomatch/*").objects == 0
 

@@ -5,7 +5,6 @@ objects it holds."""
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 
 import imagecodecs
@@ -63,25 +62,25 @@ def test_whole_rasters_are_their_own_checked_streams(built):
     decodes alone to the raster's shape; the shard's params hold nothing per object."""
     archive_dir = built["root"] / "a"
     reader = open_archive(str(archive_dir))
-    whole = [row for row in reader.rows() if row["kind"] == "raster" and row["num_blocks"] == 0]
+    whole = [row for row in reader.rows() if row.is_whole_raster]
     assert len(whole) == built["manifest"]["totals"]["whole_rasters"]
     ends: dict[tuple[int, int], int] = {}
     for row in whole:  # in index order: each stream starts where the one before it ended
-        where = (row["part"], row["shard"])
+        where = (row.part, row.shard)
         shard = reader.read_shard(*where)
-        assert shard["codec"] == JPEGXL_CODEC and json.loads(shard["params"]) == {}
-        assert row["blob_offset"] == 0  # the index keeps lengths only
+        assert shard.codec == JPEGXL_CODEC and shard.codec_params == {}
+        assert row.blob_offset == 0  # the index keeps lengths only
         start = ends.get(where, 0)
-        stream = shard["payload"][start:start + row["blob_length"]]
-        ends[where] = start + row["blob_length"]
+        stream = shard.payload[start:start + row.blob_length]
+        ends[where] = start + row.blob_length
         pixels = np.asarray(imagecodecs.jpegxl_decode(stream))
-        assert pixels.size == row["height"] * row["width"] * row["channels"]
+        assert pixels.size == row.height * row.width * row.channels
     for (part, number), end in ends.items():
-        assert end == len(reader.read_shard(part, number)["payload"])
+        assert end == len(reader.read_shard(part, number).payload)
     report = load_report(str(archive_dir))
     codec_rows = {row["codec"]: row for row in report["codecs"]}
     assert codec_rows[JPEGXL_CODEC]["objects"] == len(whole)
-    assert codec_rows[JPEGXL_CODEC]["payload_bytes"] == sum(r["blob_length"] for r in whole)
+    assert codec_rows[JPEGXL_CODEC]["payload_bytes"] == sum(r.blob_length for r in whole)
 
 
 def test_one_object_reads_only_its_shard_and_damage_stays_local(built, tmp_path):

@@ -42,7 +42,8 @@ def test_readme_example_runs_as_written(tmp_path, capsys):
     code = (python_example()
             .replace("file:///data/cifar", (tmp_path / "cifar").as_uri())
             .replace("s3://archives/cifar", str(tmp_path / "archive"))
-            .replace("/tmp/cats", str(tmp_path / "restored")))
+            .replace("/tmp/cats", str(tmp_path / "restored"))
+            .replace("s3://models/", str(tmp_path / "models")))
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the documented example
 
@@ -50,7 +51,7 @@ def test_readme_example_runs_as_written(tmp_path, capsys):
     assert printed[0].split()[0] == "4"                     # objects archived
     assert printed[1] == "2 2 []"                           # restored, byte-exact, failed
     assert sorted(line.split()[0] for line in printed[2:]) == sorted(objects)
-    assert namespace["manifest"]["settings"]["codec"] == "bitswap"
+    assert namespace["manifest"]["settings"]["codec"] == "auto"  # the default
     for key in ("cats/0.png", "cats/1.png"):
         restored = (tmp_path / "restored" / key).read_bytes()
         assert hashlib.sha256(restored).digest() == hashlib.sha256(objects[key]).digest()

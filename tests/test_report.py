@@ -20,6 +20,7 @@ from PIL import Image
 from recarchive import cli
 from recarchive.api import archive
 from recarchive.archives import ArchiveError, ArchiveSettings, open_archive, verify
+from recarchive.archives.records import index_rows
 from recarchive.archives.writer import ArchiveCodecs, finalize
 from recarchive.codecs import costs, get_codec
 from recarchive.datasets import data_dir
@@ -134,8 +135,8 @@ def test_histograms_codecs_and_shards(built, report):
     reader = open_archive(str(built["a"]))
     for s in shards["listed"]:
         row = reader.read_shard(s["part"], s["row_group"])
-        assert (row["kind"], row["codec"]) == (s["kind"], s["codec"])
-        assert len(row["payload"]) == s["payload_bytes"] and row["raw_size"] == s["raw_bytes"]
+        assert (row.kind, row.codec) == (s["kind"], s["codec"])
+        assert len(row.payload) == s["payload_bytes"] and row.raw_size == s["raw_bytes"]
         assert s["seconds"] >= 0
     codecs = {c["codec"]: c for c in report["codecs"]}
     assert set(codecs) == {"order0", "zstd", "jpeg-lossless"}  # the JPEG recompressed
@@ -202,7 +203,7 @@ def test_parts_without_records_fall_back_to_index(built, report):
     for record in records:
         record.pop("report")
     old = build_report(reader.manifest, records, url=reader.url,
-                       read_index=lambda r: reader.index_table(reader.parts[r["part"]]).to_pylist())
+                       read_index=lambda r: index_rows(reader.index_table(reader.parts[r["part"]])))
     validate(old)
     assert old["archive"]["parts_without_measurements"] == len(records)
     assert old["archive"]["bits_method"] == "proportional-to-blocks"

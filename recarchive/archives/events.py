@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from recarchive.archives.records import IndexRow
 from recarchive.storage import Location
 
 
@@ -72,7 +73,7 @@ class ObjectAdded:
     decoded pixels (None otherwise); `seconds`: reading and packing it, shard coding excluded."""
 
     index: int
-    row: dict[str, Any]
+    row: IndexRow
     pixels: np.ndarray | None
     seconds: float
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
@@ -53,7 +52,6 @@ from recarchive.archives.format import (
     BLOB_CODEC,
     DEFAULT_OBJECT_DIGEST_BYTES,
     FIDELITY_EXACT,
-    INDEX_SCHEMA,
     JPEG_CODEC,
     JPEGXL_CODEC,
     KIND_BLOB,
@@ -66,6 +64,7 @@ from recarchive.archives.format import (
 )
 from recarchive.archives.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
 from recarchive.archives.jpeg import recompress
+from recarchive.archives.records import IndexRow, ShardRow, rows_to_table
 from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
 from recarchive.codecs.base import BLOCK_SIZE
 from recarchive.codecs.costs import block_bits
@@ -135,7 +134,7 @@ class PartStats:
 class _Pending:
     blocks: list[np.ndarray] = field(default_factory=list)
     count: int = 0
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[IndexRow] = field(default_factory=list)
     owners: list[Any] = field(default_factory=list)  # index row of each block / blob (report)
 
 
@@ -173,7 +172,7 @@ class PartBuilder:
         self._auto_bits: dict[int, float] = {}    # row -> its share of the model's payloads
         self._unreported_seconds = 0.0      # measuring, charged to the next shard written
         self._coding_seconds = 0.0  # shard coding so far: not charged to objects' ingest
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[IndexRow] = []
         self._pending: dict[tuple[str, int], _Pending] = {}  # (codec, channels) -> blocks
         self._codecs = {codec.name: codec for codec in (codec, model_codec) if codec}
         self._blobs = _Pending()
@@ -199,7 +198,7 @@ class PartBuilder:
         """An object that could not be read from the source: recorded, with the reason."""
         self.stats.objects += 1
         self.stats.skipped += 1
-        self._rows.append(_row(key, size, KIND_SKIPPED, self.part, reason=reason))
+        self._rows.append(IndexRow(key, size, KIND_SKIPPED, self.part, reason=reason))
         self._observe(ObjectAdded(len(self._rows) - 1, self._rows[-1], None, 0.0))
         self.listener(Advanced(objects=1, bytes=size))
 
@@ -233,7 +232,7 @@ class PartBuilder:
         else:
             self._add_blob(key, data, digest, kept)
         seconds = time.perf_counter() - began - (self._coding_seconds - coding)
-        pixels = kept.pixels if self._rows[-1]["kind"] == KIND_RASTER else None
+        pixels = kept.pixels if self._rows[-1].kind == KIND_RASTER else None
         self._observe(ObjectAdded(len(self._rows) - 1, self._rows[-1], pixels, max(0.0, seconds)))
         return kept
 
@@ -245,7 +244,7 @@ class PartBuilder:
         pixels = kept.pixels
         assert pixels is not None
         height, width, channels = pixels.shape
-        row = _row(key, size, KIND_RASTER, self.part, format=kept.format, mode=kept.mode,
+        row = IndexRow(key, size, KIND_RASTER, self.part, format=kept.format, mode=kept.mode,
                    height=height, width=width, channels=channels, sha256_prefix=digest,
                    icc=kept.icc, exif=kept.exif, palette=kept.palette,
                    meta=json.dumps(kept.meta, sort_keys=True) if kept.meta else None,
@@ -265,13 +264,13 @@ class PartBuilder:
                 return
         self._add_blocks(index, row, cut_blocks(pixels), self.codec)
 
-    def _add_blocks(self, index: int, row: dict[str, Any], blocks: np.ndarray,
+    def _add_blocks(self, index: int, row: IndexRow, blocks: np.ndarray,
                     codec: BlockCodec) -> None:
         """A raster's blocks, to the pending shard of its codec and channel layout."""
-        row["num_blocks"] = len(blocks)
+        row.num_blocks = len(blocks)
         key = (codec.name, blocks.shape[3])
         pending = self._pending.setdefault(key, _Pending())
-        row["block_start"] = pending.count
+        row.block_start = pending.count
         pending.rows.append(row)
         pending.blocks.append(blocks)
         pending.owners.append(np.full(len(blocks), index))
@@ -280,7 +279,7 @@ class PartBuilder:
         if pending.count >= self.shard_blocks:
             self._flush_pixels(key, final=False)
 
-    def _add_candidate(self, index: int, row: dict[str, Any], pixels: np.ndarray,
+    def _add_candidate(self, index: int, row: IndexRow, pixels: np.ndarray,
                        stream: bytes) -> None:
         """A raster the model may code better than its JPEG-XL stream: decided with others."""
         self.stats.auto_candidates += 1
@@ -321,12 +320,12 @@ class PartBuilder:
             else:
                 self._add_whole(index, row, pixels, stream)
 
-    def _add_whole(self, index: int, row: dict[str, Any], pixels: np.ndarray,
+    def _add_whole(self, index: int, row: IndexRow, pixels: np.ndarray,
                    stream: bytes) -> None:
         """A raster kept as one checked JPEG-XL stream (no blocks)."""
         # the stream's length only: its offset is the sum of the lengths before it in its
         # shard (`ArchiveReader.whole_raster`), which saves the index ~1.5 bytes a raster
-        row.update(num_blocks=0, blob_offset=0, blob_length=len(stream))
+        row.num_blocks, row.blob_offset, row.blob_length = 0, 0, len(stream)
         self.stats.whole_rasters += 1
         self._whole.rows.append(row)
         self._whole.blocks.append(pixels.reshape(-1))
@@ -338,7 +337,7 @@ class PartBuilder:
             self._flush_whole()
 
     def _add_blob(self, key: str, data: bytes, digest: bytes, kept: Ingested) -> None:
-        row = _row(key, len(data), KIND_BLOB, self.part, format=kept.format,
+        row = IndexRow(key, len(data), KIND_BLOB, self.part, format=kept.format,
                    blob_offset=self._blob_size, blob_length=len(data), sha256_prefix=digest,
                    reason=kept.reason)
         self._rows.append(row)
@@ -353,7 +352,7 @@ class PartBuilder:
 
     def _add_jpeg(self, key: str, data: bytes, digest: bytes, kept: Ingested, method: str,
                   packed: bytes) -> None:
-        row = _row(key, len(data), KIND_BLOB, self.part, format=kept.format,
+        row = IndexRow(key, len(data), KIND_BLOB, self.part, format=kept.format,
                    blob_offset=self._jpeg_size, blob_length=len(data), sha256_prefix=digest,
                    reason=f"JPEG recompressed losslessly ({method})")
         self._rows.append(row)
@@ -383,7 +382,7 @@ class PartBuilder:
             number = self._write_pixel_shard(self._codecs[key[0]], shard,
                                              owners[start:start + len(shard)])
             for row in pending.rows:
-                row["shard"] = number
+                row.shard = number
             pending.rows = []
             start += len(shard)
         rest = blocks[start:]
@@ -434,7 +433,7 @@ class PartBuilder:
             self._blocks_left[row] -= count
             if self._blocks_left[row] == 0:
                 del self._blocks_left[row]
-                done += Advanced(objects=1, bytes=self._rows[row]["size"])
+                done += Advanced(objects=1, bytes=self._rows[row].size)
         self.listener(done)
 
     def _flush_blobs(self) -> None:
@@ -450,12 +449,12 @@ class PartBuilder:
                                    0, 0, raw, payload)
         self._observe(ShardWritten(number, SHARD_BLOB, BLOB_CODEC, None,
                                    np.asarray(self._blobs.owners), len(payload), seconds,
-                                   lengths=[row["blob_length"] for row in self._blobs.rows]))
+                                   lengths=[row.blob_length for row in self._blobs.rows]))
         self._coding_seconds += time.perf_counter() - started
         for row in self._blobs.rows:
-            row["shard"] = number
+            row.shard = number
         self.listener(Advanced(objects=len(self._blobs.rows),
-                               bytes=sum(row["size"] for row in self._blobs.rows)))
+                               bytes=sum(row.size for row in self._blobs.rows)))
         self._blobs = _Pending()
         self._blob_size = 0
 
@@ -475,11 +474,11 @@ class PartBuilder:
         self._observe(ShardWritten(number, SHARD_BLOB, JPEG_CODEC, None,
                                    np.asarray([index for index, _ in self._jpegs.owners]),
                                    len(payload), 0.0,
-                                   lengths=[row["blob_length"] for row in self._jpegs.rows]))
+                                   lengths=[row.blob_length for row in self._jpegs.rows]))
         for row in self._jpegs.rows:
-            row["shard"] = number
+            row.shard = number
         self.listener(Advanced(objects=len(self._jpegs.rows),
-                               bytes=sum(row["size"] for row in self._jpegs.rows)))
+                               bytes=sum(row.size for row in self._jpegs.rows)))
         self._jpegs = _Pending()
         self._jpeg_methods = []
         self._jpeg_size = 0
@@ -503,14 +502,14 @@ class PartBuilder:
         self.stats.whole_payload_bytes += len(payload)
         number = self._write_shard(SHARD_BLOB, JPEGXL_CODEC, None, {}, 0, 0, raw, payload)
         for row in self._whole.rows:
-            row["shard"] = number
+            row.shard = number
         owners = np.asarray([index for index, _ in self._whole.owners])
         self._observe(ShardWritten(number, SHARD_BLOB, JPEGXL_CODEC, None, owners,
                                    len(payload), self._take_seconds(),
                                    lengths=[pixels.size for pixels in self._whole.blocks],
                                    block_bits=8.0 * np.asarray([len(s) for s in streams], float)))
         self.listener(Advanced(objects=len(self._whole.rows),
-                               bytes=sum(row["size"] for row in self._whole.rows)))
+                               bytes=sum(row.size for row in self._whole.rows)))
         self._whole = _Pending()
 
     def _take_seconds(self) -> float:
@@ -520,14 +519,10 @@ class PartBuilder:
 
     def _write_shard(self, kind: str, codec: str, model: str | None, params: dict[str, Any],
                      channels: int, num_blocks: int, raw: bytes, payload: bytes) -> int:
-        record = {
-            "kind": [kind], "codec": [codec], "model_sha256": [model],
-            "params": [json.dumps(params, sort_keys=True)], "channels": [channels],
-            "num_blocks": [num_blocks], "raw_size": [len(raw)],
-            "raw_sha256": [hashlib.sha256(raw).digest()],
-            "payload_sha256": [hashlib.sha256(payload).digest()], "payload": [payload],
-        }
-        self._writer.write_table(pa.Table.from_pydict(record, schema=SHARD_SCHEMA))
+        shard = ShardRow(kind, codec, model, json.dumps(params, sort_keys=True), channels,
+                         num_blocks, len(raw), hashlib.sha256(raw).digest(),
+                         hashlib.sha256(payload).digest(), payload)
+        self._writer.write_table(shard.as_table())
         number = self._shards
         self._shards += 1
         return number
@@ -549,7 +544,7 @@ class PartBuilder:
         self._count_auto()
         self._writer.close()
         index = io.BytesIO()
-        table = pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA)
+        table = rows_to_table(self._rows)
         pq.write_table(table, index, row_group_size=max(1, table.num_rows),
                        compression="zstd", compression_level=INDEX_ZSTD_LEVEL,
                        use_dictionary=INDEX_DICTIONARY_COLUMNS,
@@ -599,14 +594,3 @@ def _decodes_to(codec: BlockCodec, encoded: EncodedShard, blocks: np.ndarray) ->
         return False
     return decoded.shape == blocks.shape and bool(np.array_equal(decoded, blocks))
 
-
-def _row(key: str, size: int, kind: str, part: int, **values: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "key": key, "size": size, "kind": kind, "format": "", "mode": "", "height": 0,
-        "width": 0, "channels": 0, "part": part, "shard": -1, "block_start": 0,
-        "num_blocks": 0, "blob_offset": 0, "blob_length": 0, "sha256_prefix": None,
-        "reason": None, "icc": None, "exif": None, "palette": None, "meta": None,
-        "recipe": None,
-    }
-    row.update(values)
-    return row

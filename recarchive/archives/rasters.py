@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from recarchive.archives.containers import rebuild_container
+from recarchive.archives.records import IndexRow
 
 # format -> modes Pillow writes losslessly in it (the rest are written as PNG)
 WRITABLE: dict[str, tuple[str, ...]] = {
@@ -70,16 +71,16 @@ def encode_png(pixels: np.ndarray, mode: str, *, palette: bytes | None, icc: byt
     return out.getvalue()
 
 
-def object_bytes(row: dict[str, Any], pixels: np.ndarray, fidelity: str) -> bytes:
+def object_bytes(row: IndexRow, pixels: np.ndarray, fidelity: str) -> bytes:
     """The bytes a raster restores to (see the module docstring); `fidelity` is the
     archive's ("png" for format 1 archives)."""
-    if row.get("recipe") is not None:
-        return rebuild_container(pixels, row["recipe"])
-    side = {"palette": row["palette"], "icc": row["icc"], "exif": row["exif"],
-            "meta_json": row["meta"]}
-    if fidelity != "png" and row["mode"] in WRITABLE.get(row["format"], ()):
-        return encode_other(pixels, row["mode"], row["format"], **side)
-    return encode_png(pixels, row["mode"], **side)
+    if row.recipe is not None:
+        return rebuild_container(pixels, row.recipe)
+    side = {"palette": row.palette, "icc": row.icc, "exif": row.exif,
+            "meta_json": row.meta}
+    if fidelity != "png" and row.mode in WRITABLE.get(row.format, ()):
+        return encode_other(pixels, row.mode, row.format, **side)
+    return encode_png(pixels, row.mode, **side)
 
 
 def encode_other(pixels: np.ndarray, mode: str, fmt: str, *, palette: bytes | None,

@@ -44,6 +44,7 @@ from recarchive.archives.format import (
 )
 from recarchive.archives.jpeg import JpegError, expand
 from recarchive.archives.models import CodecCache
+from recarchive.archives.records import IndexRow, ShardRow, index_rows
 from recarchive.codecs import CodecError, EncodedShard
 from recarchive.codecs.base import BLOCK_SIZE
 from recarchive.models.shipped import shipped_bytes
@@ -218,8 +219,8 @@ class ArchiveReader:
         return table
 
     def rows(self, pattern: str | None = None, shards: set[int] | None = None,
-             parts: list[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
-        """Index rows (dicts) of objects whose key equals `pattern` or matches it (fnmatch;
+             parts: list[dict[str, Any]] | None = None) -> Iterator[IndexRow]:
+        """Index rows of objects whose key equals `pattern` or matches it (fnmatch;
         `*` also matches `/`) and whose first shard (global number) is in `shards`; only in
         `parts` (manifest entries) when given."""
         for part in self.index_parts(pattern) if parts is None else parts:
@@ -227,12 +228,12 @@ class ArchiveReader:
             if shards is not None and not any(first <= s < first + part["shards"]
                                                for s in shards):
                 continue  # none of the asked shards lies in this part: skip its index
-            for row in self.index_table(part).to_pylist():
-                if pattern and row["key"] != pattern and not fnmatch.fnmatchcase(
-                        row["key"], pattern):
+            for row in index_rows(self.index_table(part)):
+                if pattern and row.key != pattern and not fnmatch.fnmatchcase(
+                        row.key, pattern):
                     continue
                 if shards is not None and (
-                        row["shard"] < 0 or self.global_shard(row["part"], row["shard"])
+                        row.shard < 0 or self.global_shard(row.part, row.shard)
                         not in shards):
                     continue
                 yield row
@@ -301,15 +302,15 @@ class ArchiveReader:
             entry[0].close()
             self._handles.pop(part).close()
 
-    def read_shard(self, part: int, number: int) -> dict[str, Any]:
+    def read_shard(self, part: int, number: int) -> ShardRow:
         parquet, infos = self.shard_table(part)
         where = f"{self.url}: shard {self.global_shard(part, number)} (part {part} row group " \
                 f"{number})"
         try:
-            row = parquet.read_row_group(number).to_pylist()[0]
-        except (pa.ArrowException, OSError, IndexError) as error:
+            row = ShardRow(**parquet.read_row_group(number).to_pylist()[0])
+        except (pa.ArrowException, OSError, IndexError, TypeError) as error:
             raise IntegrityError(f"{where}: unreadable: {error}") from error
-        if hashlib.sha256(row["payload"]).digest() != row["payload_sha256"]:
+        if hashlib.sha256(row.payload).digest() != row.payload_sha256:
             raise IntegrityError(f"{where}: payload checksum mismatch (damaged or tampered)")
         return row
 
@@ -317,56 +318,56 @@ class ArchiveReader:
         """The shard's (N, 32, 32, C) blocks, checked against the shard's raw sha256."""
         row = self.read_shard(part, number)
         where = f"{self.url}: shard {self.global_shard(part, number)}"
-        if row["kind"] != SHARD_PIXELS:
-            raise IntegrityError(f"{where}: expected a pixel shard, found {row['kind']!r}")
-        codec = self.codecs.get(row["codec"], row["model_sha256"], where)
+        if row.kind != SHARD_PIXELS:
+            raise IntegrityError(f"{where}: expected a pixel shard, found {row.kind!r}")
+        codec = self.codecs.get(row.codec, row.model_sha256, where)
         try:
-            blocks = codec.decode(EncodedShard(row["payload"], row["num_blocks"],
-                                               row["channels"], json.loads(row["params"])))
+            blocks = codec.decode(EncodedShard(row.payload, row.num_blocks,
+                                               row.channels, row.codec_params))
         except (CodecError, ValueError) as error:
-            raise IntegrityError(f"{where}: codec {row['codec']!r} cannot decode it: "
+            raise IntegrityError(f"{where}: codec {row.codec!r} cannot decode it: "
                                  f"{error}") from error
-        expected = (row["num_blocks"], BLOCK_SIZE, BLOCK_SIZE, row["channels"])
+        expected = (row.num_blocks, BLOCK_SIZE, BLOCK_SIZE, row.channels)
         if blocks.shape != expected or hashlib.sha256(
-                np.ascontiguousarray(blocks).tobytes()).digest() != row["raw_sha256"]:
+                np.ascontiguousarray(blocks).tobytes()).digest() != row.raw_sha256:
             raise IntegrityError(f"{where}: decoded blocks do not match the shard's checksum")
         return blocks
 
     def decode_blob(self, part: int, number: int) -> bytes:
         row = self.read_shard(part, number)
         where = f"{self.url}: shard {self.global_shard(part, number)}"
-        if row["kind"] != SHARD_BLOB:
-            raise IntegrityError(f"{where}: expected a blob shard, found {row['kind']!r}")
+        if row.kind != SHARD_BLOB:
+            raise IntegrityError(f"{where}: expected a blob shard, found {row.kind!r}")
         raw = self._unpack_blobs(row, where)
-        if len(raw) != row["raw_size"] or hashlib.sha256(raw).digest() != row["raw_sha256"]:
+        if len(raw) != row.raw_size or hashlib.sha256(raw).digest() != row.raw_sha256:
             raise IntegrityError(f"{where}: decoded bytes do not match the shard's checksum")
         return raw
 
     @staticmethod
-    def _unpack_blobs(row: dict[str, Any], where: str) -> bytes:
+    def _unpack_blobs(row: ShardRow, where: str) -> bytes:
         """A blob shard's raw bytes (its objects back to back) from its payload."""
-        if row["codec"] == JPEG_CODEC:
-            params = json.loads(row["params"])
+        if row.codec == JPEG_CODEC:
+            params = row.codec_params
             methods, lengths = params.get("methods", []), params.get("lengths", [])
-            if len(methods) != len(lengths) or sum(lengths) != len(row["payload"]):
+            if len(methods) != len(lengths) or sum(lengths) != len(row.payload):
                 raise IntegrityError(f"{where}: JPEG stream lengths do not fit the payload")
             pieces, start = [], 0
             try:
                 for method, length in zip(methods, lengths, strict=True):
-                    pieces.append(expand(method, row["payload"][start:start + length]))
+                    pieces.append(expand(method, row.payload[start:start + length]))
                     start += length
             except JpegError as error:
                 raise IntegrityError(f"{where}: {error}") from error
             return b"".join(pieces)
-        if row["codec"] == JPEGXL_CODEC:
+        if row.codec == JPEGXL_CODEC:
             raise IntegrityError(f"{where}: a JPEG-XL shard holds rasters decoded one by one "
                                  "(`ArchiveReader.whole_raster`), not bytes")
-        if row["codec"] != BLOB_CODEC:
-            raise IntegrityError(f"{where}: blob codec {row['codec']!r} is not one this "
+        if row.codec != BLOB_CODEC:
+            raise IntegrityError(f"{where}: blob codec {row.codec!r} is not one this "
                                  "recarchive knows; use the release that wrote the archive")
         try:
             return zstandard.ZstdDecompressor().decompress(
-                row["payload"], max_output_size=row["raw_size"])
+                row.payload, max_output_size=row.raw_size)
         except zstandard.ZstdError as error:
             raise IntegrityError(f"{where}: zstd cannot decode it: {error}") from error
 
@@ -397,19 +398,19 @@ class ArchiveReader:
         return chain
 
 
-    def whole_raster(self, row: dict[str, Any], payload: bytes) -> np.ndarray:
+    def whole_raster(self, row: IndexRow, payload: bytes) -> np.ndarray:
         """A raster coded whole: its stream (of its shard's payload, which was checked against
         its sha256 when read) decoded to its shape. The stream starts where the streams of the
         rows before it in the same shard end (the index keeps lengths only)."""
-        start, length = self._stream_starts(row["part"])[row["key"]], row["blob_length"]
+        start, length = self._stream_starts(row.part)[row.key], row.blob_length
         stream = payload[start:start + length]
         if len(stream) != length:
-            raise IntegrityError(f"{self.url}: object {row['key']!r}: its stream runs past "
+            raise IntegrityError(f"{self.url}: object {row.key!r}: its stream runs past "
                                  "its shard")
         try:
-            return jpegxl.expand(stream, (row["height"], row["width"], row["channels"]))
+            return jpegxl.expand(stream, (row.height, row.width, row.channels))
         except jpegxl.JpegXLError as error:
-            raise IntegrityError(f"{self.url}: object {row['key']!r}: {error}") from error
+            raise IntegrityError(f"{self.url}: object {row.key!r}: {error}") from error
 
     def _stream_starts(self, part: int) -> dict[str, int]:
         """key -> where its stream starts in its shard's payload, for the part's whole
@@ -419,23 +420,23 @@ class ArchiveReader:
                 ["key", "kind", "num_blocks", "shard", "blob_length"]).to_pylist()
             ends: dict[int, int] = {}
             starts = {}
-            for row in table:
-                if row["kind"] == KIND_RASTER and row["num_blocks"] == 0:
-                    starts[row["key"]] = ends.get(row["shard"], 0)
-                    ends[row["shard"]] = starts[row["key"]] + row["blob_length"]
+            for entry in table:
+                if entry["kind"] == KIND_RASTER and entry["num_blocks"] == 0:
+                    starts[entry["key"]] = ends.get(entry["shard"], 0)
+                    ends[entry["shard"]] = starts[entry["key"]] + entry["blob_length"]
             self._starts[part] = starts
         return self._starts[part]
 
-    def object_pixels(self, row: dict[str, Any], blocks: np.ndarray) -> np.ndarray:
+    def object_pixels(self, row: IndexRow, blocks: np.ndarray) -> np.ndarray:
         """An object's pixels from its blocks (cut from shards already checked against their
         raw sha256), with its channels and shape checked against the index."""
-        if blocks.shape[3] != row["channels"]:
-            raise IntegrityError(f"{self.url}: object {row['key']!r}: shard has "
-                                 f"{blocks.shape[3]} channels, index says {row['channels']}")
+        if blocks.shape[3] != row.channels:
+            raise IntegrityError(f"{self.url}: object {row.key!r}: shard has "
+                                 f"{blocks.shape[3]} channels, index says {row.channels}")
         try:
-            return join_blocks(blocks, row["height"], row["width"])
+            return join_blocks(blocks, row.height, row.width)
         except ValueError as error:
-            raise IntegrityError(f"{self.url}: object {row['key']!r}: {error}") from error
+            raise IntegrityError(f"{self.url}: object {row.key!r}: {error}") from error
 
 
 def open_archive(url: str, storage_options: dict[str, Any] | None = None) -> ArchiveReader:

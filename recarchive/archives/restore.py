@@ -33,6 +33,7 @@ from recarchive.archives.events import Advanced, Listener, PartEvent, Planned, i
 from recarchive.archives.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED, object_digest
 from recarchive.archives.rasters import object_bytes
 from recarchive.archives.reader import ArchiveReader
+from recarchive.archives.records import IndexRow, index_rows
 from recarchive.archives.safety import check_inside, restore_targets
 from recarchive.codecs import CodecError
 from recarchive.storage import Location, open_location
@@ -78,7 +79,7 @@ class _PartDecoder:
     """Decoded shards of one part, each kept only while a pending object still needs it; a
     shard that failed to decode fails every object that needs it, without decoding again."""
 
-    def __init__(self, reader: ArchiveReader, part: int, rows: list[dict[str, Any]],
+    def __init__(self, reader: ArchiveReader, part: int, rows: list[IndexRow],
                  report: RestoreReport, listener: Listener = ignore) -> None:
         self.reader, self.part, self.report = reader, part, report
         self.listener = listener
@@ -87,19 +88,19 @@ class _PartDecoder:
         self.broken: dict[int, Exception] = {}
         self.chains: dict[str, list[tuple[int, int, int]] | Exception] = {}
         for row in rows:
-            if row["kind"] == KIND_RASTER and row["num_blocks"] == 0:  # coded whole
-                self.uses[row["shard"]] += 1
-            elif row["kind"] == KIND_RASTER:
+            if row.kind == KIND_RASTER and row.num_blocks == 0:  # coded whole
+                self.uses[row.shard] += 1
+            elif row.kind == KIND_RASTER:
                 try:
-                    chain = reader.shard_chain(part, row["shard"], row["block_start"],
-                                               row["num_blocks"])
+                    chain = reader.shard_chain(part, row.shard, row.block_start,
+                                               row.num_blocks)
                 except DECODE_ERRORS as error:
-                    self.chains[row["key"]] = error
+                    self.chains[row.key] = error
                     continue
-                self.chains[row["key"]] = chain
+                self.chains[row.key] = chain
                 self.uses.update(number for number, _, _ in chain)
-            elif row["kind"] == KIND_BLOB:
-                self.uses[row["shard"]] += 1
+            elif row.kind == KIND_BLOB:
+                self.uses[row.shard] += 1
 
     def _get(self, number: int, what: str) -> Any:
         """Shard `number` as "pixels" (its blocks), "bytes" (a blob shard's objects) or
@@ -111,7 +112,7 @@ class _PartDecoder:
                 self.cache[number] = (
                     self.reader.decode_pixels(self.part, number) if what == "pixels"
                     else self.reader.decode_blob(self.part, number) if what == "bytes"
-                    else self.reader.read_shard(self.part, number)["payload"])
+                    else self.reader.read_shard(self.part, number).payload)
             except DECODE_ERRORS as error:
                 self.broken[number] = error
                 raise
@@ -124,42 +125,42 @@ class _PartDecoder:
             del self.cache[number]
         return value
 
-    def pixels(self, row: dict[str, Any]) -> np.ndarray:
+    def pixels(self, row: IndexRow) -> np.ndarray:
         """The raster's pixels, cut from shards each checked against its raw sha256 when
         decoded; the object's channels and shape are checked here."""
-        if row["num_blocks"] == 0:  # a raster coded whole: its own stream alone
-            return self.reader.whole_raster(row, self._get(row["shard"], "payload"))
-        chain = self.chains[row["key"]]
+        if row.num_blocks == 0:  # a raster coded whole: its own stream alone
+            return self.reader.whole_raster(row, self._get(row.shard, "payload"))
+        chain = self.chains[row.key]
         if isinstance(chain, Exception):
             raise chain
         pieces = [self._get(number, "pixels")[start:stop] for number, start, stop in chain]
         blocks = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
         return self.reader.object_pixels(row, blocks)
 
-    def blob(self, row: dict[str, Any]) -> bytes:
-        raw = self._get(row["shard"], "bytes")
-        start, length = row["blob_offset"], row["blob_length"]
+    def blob(self, row: IndexRow) -> bytes:
+        raw = self._get(row.shard, "bytes")
+        start, length = row.blob_offset, row.blob_length
         data = raw[start:start + length]
         if len(data) != length:
-            raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: its byte range "
+            raise IntegrityError(f"{self.reader.url}: object {row.key!r}: its byte range "
                                  "runs past its shard")
         return data
 
-    def object(self, row: dict[str, Any]) -> tuple[bytes, bool]:
+    def object(self, row: IndexRow) -> tuple[bytes, bool]:
         """The object's restored bytes, and whether they are its original bytes (checked
         against its index digest, which must then match)."""
-        if row["kind"] == KIND_RASTER:
+        if row.kind == KIND_RASTER:
             pixels = self.pixels(row)
             self.report.raw_pixel_bytes += pixels.size
             data = object_bytes(row, pixels, self.reader.fidelity)
-            exact = row.get("recipe") is not None
+            exact = row.recipe is not None
         else:
             data, exact = self.blob(row), True
         if exact and object_digest(data, self.reader.object_digest_bytes) != (
-                row["sha256_prefix"]):
-            raise IntegrityError(f"{self.reader.url}: object {row['key']!r}: restored bytes do "
+                row.sha256_prefix):
+            raise IntegrityError(f"{self.reader.url}: object {row.key!r}: restored bytes do "
                                  "not match its sha256 prefix in the index"
-                                 + (_rebuild_hint(row["recipe"]) if row["kind"] == KIND_RASTER
+                                 + (_rebuild_hint(row.recipe) if row.kind == KIND_RASTER
                                     else ""))
         return data, exact
 
@@ -177,14 +178,14 @@ def _rebuild_hint(recipe: bytes) -> str:
     return " (the pixels decoded exactly; the recipe or the index is damaged)"
 
 
-def _by_part(rows: Iterator[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+def _by_part(rows: Iterator[IndexRow]) -> Iterator[tuple[int, list[IndexRow]]]:
     """Group index rows (which arrive part by part) into per-part lists."""
     current, batch = -1, []
     for row in rows:
-        if row["part"] != current and batch:
+        if row.part != current and batch:
             yield current, batch
             batch = []
-        current = row["part"]
+        current = row.part
         batch.append(row)
     if batch:
         yield current, batch
@@ -209,15 +210,15 @@ def _selected_keys(reader: ArchiveReader, objects: str | None,
     for part in reader.index_parts(objects):
         try:
             for row in reader.rows(objects, shards, parts=[part]):
-                keys.append(row["key"])
-                size += row["size"]
+                keys.append(row.key)
+                size += row.size
         except IntegrityError:
             continue
     return keys, size
 
 
 def selected_rows(reader: ArchiveReader, report: RestoreReport, objects: str | None,
-                  shards: set[int] | None) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+                  shards: set[int] | None) -> Iterator[tuple[int, list[IndexRow]]]:
     """The selected index rows part by part; a part whose index cannot be read is reported
     as failed (its key range and object count) and skipped."""
     for part in reader.index_parts(objects):
@@ -258,7 +259,7 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
     for part, rows in selected_rows(reader, report, objects, shards):
         paths: dict[str, str | Exception] = {}
         for row in rows:
-            key = row["key"]
+            key = row.key
             if key in targets.refused:
                 paths[key] = UnsafeKeyError(targets.refused[key])
                 continue
@@ -268,9 +269,9 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
             except ArchiveError as error:
                 paths[key] = error
         decoder = _PartDecoder(reader, part, rows, report, listener)
-        for row in sorted(rows, key=lambda r: (r["shard"], r["block_start"], r["blob_offset"])):
-            _restore_one(row, paths[row["key"]], decoder, destination, report)
-            listener(Advanced(objects=1, bytes=row["size"]))  # given back, skipped or failed
+        for row in sorted(rows, key=lambda r: (r.shard, r.block_start, r.blob_offset)):
+            _restore_one(row, paths[row.key], decoder, destination, report)
+            listener(Advanced(objects=1, bytes=row.size))  # given back, skipped or failed
         reader.release(part)
         listener(PartEvent(part, False, len(rows)))
     report.notes.extend(reader.models_replaced)
@@ -279,21 +280,21 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
     return report
 
 
-def _restore_one(row: dict[str, Any], target: str | Exception, decoder: _PartDecoder,
+def _restore_one(row: IndexRow, target: str | Exception, decoder: _PartDecoder,
                  destination: Location, report: RestoreReport) -> None:
     """Give back one object (or record why not)."""
     report.objects += 1
-    report.kinds[row["kind"]] += 1
-    if row["kind"] == KIND_SKIPPED:
-        report.skipped.append({"key": row["key"], "reason": row["reason"] or ""})
+    report.kinds[row.kind] += 1
+    if row.kind == KIND_SKIPPED:
+        report.skipped.append({"key": row.key, "reason": row.reason or ""})
         return
     if isinstance(target, Exception):
-        report.fail(row["key"], target)
+        report.fail(row.key, target)
         return
     try:
         data, exact = decoder.object(row)
     except DECODE_ERRORS as error:
-        report.fail(row["key"], error)
+        report.fail(row.key, error)
         return
     destination.write_object(target, data, durable=False)
     report.written_bytes += len(data)
@@ -321,16 +322,16 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None,
     counted: Counter = Counter()
     for part in reader.parts:
         try:
-            rows = reader.index_table(part).to_pylist()
+            rows = index_rows(reader.index_table(part))
         except IntegrityError as error:
             report.fail(f"{part['min_key']} … {part['max_key']} ({part['objects']} objects "
                         f"of part {part['part']})", error)
             continue
         decoder = _PartDecoder(reader, part["part"], rows, report, listener)
         for row in rows:
-            counted[row["kind"]] += 1
+            counted[row.kind] += 1
             _check_one(row, decoder, report)
-            listener(Advanced(objects=1, bytes=row["size"]))
+            listener(Advanced(objects=1, bytes=row.size))
         reader.release(part["part"])
         listener(PartEvent(part["part"], False, len(rows)))
     expected = {KIND_RASTER: totals["rasters"], KIND_BLOB: totals["blobs"],
@@ -345,18 +346,18 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None,
     return report
 
 
-def _check_one(row: dict[str, Any], decoder: _PartDecoder, report: RestoreReport) -> None:
+def _check_one(row: IndexRow, decoder: _PartDecoder, report: RestoreReport) -> None:
     """Rebuild one object and check it against its digest (or record why it failed)."""
     report.objects += 1
-    report.kinds[row["kind"]] += 1
-    if row["kind"] == KIND_SKIPPED:
-        report.skipped.append({"key": row["key"], "reason": row["reason"] or ""})
+    report.kinds[row.kind] += 1
+    if row.kind == KIND_SKIPPED:
+        report.skipped.append({"key": row.key, "reason": row.reason or ""})
         return
     try:
         _, exact = decoder.object(row)
         report.byte_exact += exact
     except DECODE_ERRORS as error:
-        report.fail(row["key"], error)
+        report.fail(row.key, error)
 
 
 def _check_file(reader: ArchiveReader, entry: dict[str, Any]) -> str:
@@ -380,12 +381,12 @@ def list_objects(archive_url: str, pattern: str | None = None,
     reader = ArchiveReader(archive_url, archive_options)
     for row in reader.rows(pattern):
         yield {
-            "key": row["key"], "kind": row["kind"], "size": row["size"],
-            "format": row["format"], "mode": row["mode"],
-            "shape": [row["height"], row["width"], row["channels"]]
-            if row["kind"] == KIND_RASTER else None,
-            "shard": reader.global_shard(row["part"], row["shard"]) if row["shard"] >= 0
+            "key": row.key, "kind": row.kind, "size": row.size,
+            "format": row.format, "mode": row.mode,
+            "shape": [row.height, row.width, row.channels]
+            if row.kind == KIND_RASTER else None,
+            "shard": reader.global_shard(row.part, row.shard) if row.shard >= 0
             else None,
-            "blocks": row["num_blocks"] if row["kind"] == KIND_RASTER else None,
-            "reason": row["reason"],
+            "blocks": row.num_blocks if row.kind == KIND_RASTER else None,
+            "reason": row.reason,
         }

@@ -13,6 +13,7 @@ number PART (on every attempt, so the job fails). Unset, it does nothing.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import resource
@@ -25,6 +26,10 @@ import ray
 from ray.util.queue import Queue
 
 from recarchive.archives.events import Advanced, ObserverFactory, ignore
+from recarchive.archives.format import KIND_SKIPPED
+from recarchive.archives.reader import ArchiveReader
+from recarchive.archives.records import index_rows
+from recarchive.archives.restore import RestoreReport, restore
 from recarchive.archives.writer import (
     ArchiveCodecs,
     ArchiveSettings,
@@ -156,12 +161,6 @@ class PartWorker:
         """Restore the selected objects of one part (`shards`: its global shard numbers that
         are selected); `with_skipped` also lists the part's skipped objects, as the
         in-process restore does when no shards are given."""
-        import fnmatch
-
-        from recarchive.archives.format import KIND_SKIPPED
-        from recarchive.archives.reader import ArchiveReader
-        from recarchive.archives.restore import RestoreReport, restore
-
         started = time.perf_counter()
         self._fault(part)
         report = RestoreReport()
@@ -176,15 +175,15 @@ class PartWorker:
         result = report.as_dict()
         if with_skipped:
             reader = ArchiveReader(archive_url, archive_options)
-            skipped = [row for row in reader.index_table(reader.parts[part]).to_pylist()
-                       if row["kind"] == KIND_SKIPPED
-                       and (not objects or fnmatch.fnmatchcase(row["key"], objects))]
+            skipped = [row for row in index_rows(reader.index_table(reader.parts[part]))
+                       if row.kind == KIND_SKIPPED
+                       and (not objects or fnmatch.fnmatchcase(row.key, objects))]
             result["objects"] += len(skipped)
-            self.forward(Advanced(objects=len(skipped), bytes=sum(r["size"] for r in skipped)))
+            self.forward(Advanced(objects=len(skipped), bytes=sum(r.size for r in skipped)))
             self.forward.flush()
             if skipped:
                 result["kinds"][KIND_SKIPPED] = len(skipped)
-            result["skipped"] += [{"key": r["key"], "reason": r["reason"] or ""}
+            result["skipped"] += [{"key": r.key, "reason": r.reason or ""}
                                   for r in skipped]
             result["archive_bytes_read"] += reader.location.read.bytes
         result.update(part=part, seconds=time.perf_counter() - started, **self.info())

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recarchive.archives.format import JPEG_CODEC, JPEGXL_CODEC
+from recarchive.archives.records import IndexRow
 from recarchive.report.classical import NAMES
 from recarchive.report.measure import BIN_WIDTH, BINS, BITS_METHOD, PartRecorder, _Object
 
@@ -38,21 +39,19 @@ def source_name(source: str) -> str:
     return tail.split("://")[-1] or "(root)"
 
 
-def part_record_from_index(record: Record, rows: list[dict[str, Any]]) -> Record:
+def part_record_from_index(record: Record, rows: list[IndexRow]) -> Record:
     """A report record for a part built before reports were recorded: payload bits shared by
     block count (rasters) and length (blobs), no times, shards or samples."""
     stats = record["stats"]
     recorder = PartRecorder()
-    blocks = sum(r["num_blocks"] for r in rows if r["kind"] == "raster") or 1
-    lengths = sum(r["blob_length"] for r in rows if r["kind"] == "blob") or 1
+    blocks = sum(r.num_blocks for r in rows if r.is_raster) or 1
+    lengths = sum(r.blob_length for r in rows if r.is_blob) or 1
     for index, row in enumerate(rows):
-        raw = (row["height"] * row["width"] * row["channels"] if row["kind"] == "raster"
-               else row["size"] if row["kind"] == "blob" else 0)
-        recorder.objects[index] = _Object(_prefix(row["key"]), row["kind"], row["size"], raw)
-        if row["kind"] == "raster":
-            recorder._bits[index] = 8.0 * stats["pixel_payload_bytes"] * row["num_blocks"] / blocks
-        elif row["kind"] == "blob":
-            recorder._bits[index] = 8.0 * stats["blob_payload_bytes"] * row["blob_length"] / lengths
+        recorder.objects[index] = _Object(_prefix(row.key), row.kind, row.size, row.dims)
+        if row.is_raster:
+            recorder._bits[index] = 8.0 * stats["pixel_payload_bytes"] * row.num_blocks / blocks
+        elif row.is_blob:
+            recorder._bits[index] = 8.0 * stats["blob_payload_bytes"] * row.blob_length / lengths
     result = recorder.finish()
     result.update(bits_method="proportional-to-blocks", timed=False)
     return result
@@ -63,7 +62,7 @@ def _prefix(key: str) -> str:
 
 
 def build_report(manifest: dict[str, Any], records: list[Record], *, url: str,
-                 read_index: Callable[[Record], list[dict[str, Any]]] | None = None,
+                 read_index: Callable[[Record], list[IndexRow]] | None = None,
                  generated_by: str = "archive") -> dict[str, Any]:
     """The report of an archive. `read_index(record)` gives a part's index rows; it is only
     called for parts whose done record has no `"report"` (built before reports existed)."""

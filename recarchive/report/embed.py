@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from recarchive.archives.format import MANIFEST, run_dir, sha256_hex
+from recarchive.archives.records import IndexRow, index_rows
 from recarchive.report.build import (
     build_report,
     to_json,
@@ -38,9 +39,9 @@ def embed_report(destination: Location, manifest: dict[str, Any],
     if destination.exists(MANIFEST):
         return []
 
-    def read_index(record: dict[str, Any]) -> list[dict[str, Any]]:
+    def read_index(record: dict[str, Any]) -> list[IndexRow]:
         path = next(f["path"] for f in record["files"] if f["role"] == "index")
-        return pq.read_table(io.BytesIO(destination.read_bytes(path))).to_pylist()
+        return index_rows(pq.read_table(io.BytesIO(destination.read_bytes(path))))
 
     try:
         report = build_report(manifest, records, url=destination.url or destination.root,

@@ -85,13 +85,10 @@ class PartRecorder:
     def object_added(self, event: ObjectAdded) -> None:
         """The object's index row is final (kind, shape), with its ingest time."""
         row = event.row
-        raw = (row["height"] * row["width"] * row["channels"] if row["kind"] == "raster"
-               else row["size"] if row["kind"] == "blob" else 0)
-        self.objects[event.index] = _Object(dataset_of(row["key"]), row["kind"], row["size"],
-                                            raw)
+        self.objects[event.index] = _Object(dataset_of(row.key), row.kind, row.size, row.dims)
         self._seconds[event.index] = self._seconds.get(event.index, 0.0) + event.seconds
         if event.pixels is not None:
-            self.sample(event.index, row["key"], event.pixels)
+            self.sample(event.index, row.key, event.pixels)
 
     def sample(self, index: int, key: str, pixels: np.ndarray) -> None:
         """Measure classical codecs on this raster if its dataset still needs samples."""

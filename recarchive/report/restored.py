@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from recarchive.archives.reader import ArchiveReader
+from recarchive.archives.records import IndexRow
 from recarchive.codecs.costs import block_bits
 from recarchive.report import classical
 from recarchive.report.build import merge_baselines, source_name, summarize_baselines
@@ -26,16 +27,16 @@ from recarchive.report.measure import dataset_of
 
 
 def sample_rasters(reader: ArchiveReader, per_dataset: int,
-                   seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+                   seed: int = 0) -> dict[str, list[IndexRow]]:
     """Up to `per_dataset` raster index rows per dataset, uniformly at random."""
     rng = random.Random(seed)
-    chosen: dict[str, list[dict[str, Any]]] = {}
+    chosen: dict[str, list[IndexRow]] = {}
     seen: dict[str, int] = {}
     root = source_name(reader.manifest["source"])
     for row in reader.rows():
-        if row["kind"] != "raster":
+        if not row.is_raster:
             continue
-        name = dataset_of(row["key"]) or root
+        name = dataset_of(row.key) or root
         seen[name] = seen.get(name, 0) + 1
         bucket = chosen.setdefault(name, [])
         if len(bucket) < per_dataset:
@@ -60,7 +61,7 @@ class _Shards:
         if number not in self.cache:
             payload = self.payloads.get((self.part, number))
             if payload is None:  # not in the report's shard list: read the shard for it
-                payload = len(self.reader.read_shard(self.part, number)["payload"])
+                payload = len(self.reader.read_shard(self.part, number).payload)
             blocks = self.reader.decode_pixels(self.part, number)
             self.cache[number] = (blocks, block_bits(blocks, payload))
         return self.cache[number]
@@ -69,19 +70,19 @@ class _Shards:
     def payload(self, number: int) -> bytes:
         """A JPEG-XL shard's payload (checked), whose streams decode one object at a time."""
         if number not in self.wholes:
-            self.wholes[number] = self.reader.read_shard(self.part, number)["payload"]
+            self.wholes[number] = self.reader.read_shard(self.part, number).payload
         return self.wholes[number]
 
 
 def _restore(reader: ArchiveReader, shards: _Shards,
-             row: dict[str, Any]) -> tuple[np.ndarray, float]:
+             row: IndexRow) -> tuple[np.ndarray, float]:
     """An image's pixels (checked) and its coded bits."""
-    if row["num_blocks"] == 0:  # coded whole: its own stream, and that stream's bits
-        pixels = reader.whole_raster(row, shards.payload(row["shard"]))
-        return pixels, 8.0 * row["blob_length"]
+    if row.num_blocks == 0:  # coded whole: its own stream, and that stream's bits
+        pixels = reader.whole_raster(row, shards.payload(row.shard))
+        return pixels, 8.0 * row.blob_length
     pieces, bits = [], 0.0
-    for number, start, stop in reader.shard_chain(row["part"], row["shard"], row["block_start"],
-                                                  row["num_blocks"]):
+    for number, start, stop in reader.shard_chain(row.part, row.shard, row.block_start,
+                                                  row.num_blocks):
         blocks, block_bit = shards.get(number)
         pieces.append(blocks[start:stop])
         bits += float(block_bit[start:stop].sum())
@@ -94,14 +95,14 @@ def measure_restored(reader: ArchiveReader, per_dataset: int, seed: int = 0,
     """{dataset: baseline summary} over the restored sample; `payloads` maps (part, row group)
     to payload bytes where the report lists them (saves reading those shards twice)."""
     chosen = sample_rasters(reader, per_dataset, seed)
-    by_part: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    by_part: dict[int, list[tuple[str, IndexRow]]] = {}
     for name, rows in chosen.items():
         for row in rows:
-            by_part.setdefault(row["part"], []).append((name, row))
-    found: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
+            by_part.setdefault(row.part, []).append((name, row))
+    found: dict[str, list[IndexRow]] = {name: [] for name in chosen}
     for part in sorted(by_part):
         shards = _Shards(reader, part, payloads or {})
-        for name, row in sorted(by_part[part], key=lambda item: item[1]["shard"]):
+        for name, row in sorted(by_part[part], key=lambda item: item[1].shard):
             pixels, bits = _restore(reader, shards, row)
             try:
                 sizes: dict[str, Any] = classical.coded_bytes(pixels)
