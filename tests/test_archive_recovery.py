@@ -75,12 +75,12 @@ def test_resume_rebuilds_a_finished_part_whose_file_no_longer_hashes(source, tmp
 
     with pytest.raises(Crash):
         archive(str(src), str(target), SETTINGS, listener=crash_after_two)
-    first = target / events[0].record["files"][0]["path"]
+    first = target / events[0].record.files[0]["path"]
     flip_byte(first, first.stat().st_size // 2)  # same size, other bytes
     again: list[PartEvent] = []
     archive(str(src), str(target), SETTINGS, listener=parts_into(again))
     assert [e.reused for e in again[:2]] == [False, True]
-    assert again[0].record["files"][0]["path"] != events[0].record["files"][0]["path"]
+    assert again[0].record.files[0]["path"] != events[0].record.files[0]["path"]
     assert not verify(str(target)).problems
     restored_ok(target, objects, tmp_path / "out")
 
@@ -115,7 +115,7 @@ def test_two_writers_of_one_run_cannot_damage_each_other(source, tmp_path, monke
     winner = (target / MANIFEST).read_bytes()
     with pytest.raises(ArchiveError, match="another writer completed") as lost:
         finalize(destination, run_id, str(src), SETTINGS, codec, b_records)
-    b_files = [f["path"] for r in b_records for f in r["files"]]
+    b_files = [f["path"] for r in b_records for f in r.files]
     assert all(path in str(lost.value) for path in b_files)
     assert (target / MANIFEST).read_bytes() == winner
     named = {f["path"] for f in a_manifest["files"]}

@@ -23,6 +23,7 @@ from recarchive.archives import (
 from recarchive.archives import writer as writer_module
 from recarchive.archives.events import Event, PartEvent
 from recarchive.archives.format import MANIFEST
+from recarchive.archives.records import PartRecord
 from recarchive.archives.writer import ArchiveCodecs, finalize
 from recarchive.codecs import get_codec
 from recarchive.storage import open_location
@@ -197,8 +198,8 @@ def test_complete_archive_is_never_overwritten(source, tmp_path):
         archive(str(src), str(target),
                 ArchiveSettings(codec="jpegxl", shard_blocks=16, part_objects=4))
     destination = open_location(str(target))
-    records = [json.loads(destination.read_bytes(f["path"])) for f in manifest["files"]
-               if "/done/" in f["path"]]
+    records = [PartRecord.from_json(json.loads(destination.read_bytes(f["path"])))
+               for f in manifest["files"] if "/done/" in f["path"]]
     with pytest.raises(ArchiveError, match="another writer completed"):
         finalize(destination, manifest["run_id"], str(src), SETTINGS,
                  ArchiveCodecs(get_codec("order0")),

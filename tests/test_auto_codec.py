@@ -173,14 +173,14 @@ def test_a_resumed_run_prefers_the_build_without_the_model(bucket, tmp_path) -> 
     plan = PartPlan(0, tuple(items))
     source = open_location(str(bucket[0]))
     with_model = build_part(source, destination, run_id, plan, codecs, SETTINGS).record
-    assert with_model["stats"]["model_shards"] > 0
+    assert with_model.uses_model
     plain = ArchiveCodecs(codecs.blocks)
     # a build without the model does not take the one that used it
     without = build_part(source, destination, run_id, plan, plain, SETTINGS)
-    assert not without.reused and without.record["stats"]["model_shards"] == 0
+    assert not without.reused and without.record.stats.model_shards == 0
     for wanted in (codecs, plain):
-        assert finished_part(destination, run_id, plan, wanted)["writer"] == \
-            without.record["writer"]
+        assert finished_part(destination, run_id, plan, wanted).writer == \
+            without.record.writer
     # a plain codec's run never takes a record whose shards need a model
     assert finished_part(destination, run_id, plan,
                          ArchiveCodecs(get_codec("order0"))) is not None

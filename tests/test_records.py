@@ -1,13 +1,22 @@
-"""The typed records agree with the Parquet schemas they are stored under."""
+"""The typed records agree with the forms they are stored in: Parquet schemas, JSON."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pyarrow as pa
 
-from recarchive.archives.format import INDEX_SCHEMA, INDEX_SCHEMA_V1, SHARD_SCHEMA
-from recarchive.archives.records import IndexRow, ShardRow, index_rows, rows_to_table
+from recarchive.archives.format import INDEX_SCHEMA, INDEX_SCHEMA_V1, SHARD_SCHEMA, canonical_json
+from recarchive.archives.records import (
+    IndexRow,
+    PartRecord,
+    PartStats,
+    ShardRow,
+    index_rows,
+    rows_to_table,
+)
 
 
 def test_fields_are_the_schemas_columns() -> None:
@@ -34,3 +43,21 @@ def test_a_format_1_index_reads_without_recipes() -> None:
                                  schema=INDEX_SCHEMA_V1)
     (row,) = index_rows(table)
     assert row.recipe is None and row.key == "x" and row.kind == "blob"
+
+
+def test_a_done_record_keeps_its_stored_form() -> None:
+    """Read and written back, a done record is the same JSON (observers' findings included);
+    the pinned format-1 record reads too."""
+    stored = json.loads((Path(__file__).parent / "data" / "archive_v1" / "archive" / "runs"
+                         / "pinned-v1" / "done" / "part-000000.json").read_text())
+    record = PartRecord.from_json(stored)
+    assert record.writer == "" and "report" in record.observed
+    assert record.file("index")["role"] == "index" and not record.uses_model
+    fresh = dict(stored, writer="0badc0de",
+                 stats=dataclasses.asdict(PartStats.from_json(stored["stats"])))
+    assert json.loads(PartRecord.from_json(fresh).to_json()) == fresh
+    assert PartRecord.from_json(fresh).to_json() == canonical_json(fresh)
+    # counts a newer release added are left out; ones an older release lacked are 0
+    newer = dict(fresh, stats=dict(fresh["stats"], counted_later=3))
+    assert PartRecord.from_json(newer).stats == PartStats.from_json(fresh["stats"])
+    assert PartRecord.from_json(fresh).stats.model_shards == 0

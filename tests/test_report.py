@@ -20,7 +20,7 @@ from PIL import Image
 from recarchive import cli
 from recarchive.api import archive
 from recarchive.archives import ArchiveError, ArchiveSettings, open_archive, verify
-from recarchive.archives.records import index_rows
+from recarchive.archives.records import PartRecord, index_rows
 from recarchive.archives.writer import ArchiveCodecs, finalize
 from recarchive.codecs import costs, get_codec
 from recarchive.datasets import data_dir
@@ -198,12 +198,12 @@ def test_report_computed_from_records_matches_the_embedded_one(built, report):
 def test_parts_without_records_fall_back_to_index(built, report):
     reader = open_archive(str(built["a"]))
     computed = compute_report(reader)
-    records = [json.loads((built["a"] / f["path"]).read_text())
+    records = [PartRecord.from_json(json.loads((built["a"] / f["path"]).read_text()))
                for f in built["manifest"]["files"] if "/done/" in f["path"]]
     for record in records:
-        record.pop("report")
+        record.observed.pop("report")
     old = build_report(reader.manifest, records, url=reader.url,
-                       read_index=lambda r: index_rows(reader.index_table(reader.parts[r["part"]])))
+                       read_index=lambda r: index_rows(reader.index_table(reader.parts[r.part])))
     validate(old)
     assert old["archive"]["parts_without_measurements"] == len(records)
     assert old["archive"]["bits_method"] == "proportional-to-blocks"
@@ -270,7 +270,7 @@ def test_finalize_again_leaves_the_complete_archive_and_its_report_alone(built, 
     target = tmp_path / "once"
     manifest = archive(str(source), str(target), SMALL)
     before = {p: p.read_bytes() for p in target.rglob("report-*")}
-    records = [json.loads((target / f["path"]).read_text())
+    records = [PartRecord.from_json(json.loads((target / f["path"]).read_text()))
                for f in manifest["files"] if "/done/" in f["path"]]
     with pytest.raises(ArchiveError, match="another writer completed"):
         finalize(open_location(str(target)), manifest["run_id"], str(source), SMALL,

@@ -26,12 +26,12 @@ before the manifest, which names them (the report's file).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from recarchive.archives.records import IndexRow
+from recarchive.archives.records import IndexRow, PartRecord
 from recarchive.storage import Location
 
 
@@ -60,7 +60,7 @@ class PartEvent:
     part: int
     reused: bool
     objects: int
-    record: dict[str, Any] = field(default_factory=dict)
+    record: PartRecord | None = None
 
 
 Event = Planned | Advanced | PartEvent
@@ -108,7 +108,7 @@ class PartObserver(Protocol):
 ObserverFactory = Callable[[int], PartObserver]  # a part's number -> its observer
 # (destination, manifest to be committed, the parts' done records) -> entries of the files it
 # wrote, which the manifest then names
-CommitHook = Callable[[Location, dict[str, Any], list[dict[str, Any]]], list[dict[str, Any]]]
+CommitHook = Callable[[Location, dict[str, Any], list[PartRecord]], list[dict[str, Any]]]
 
 
 def ignore(event: Event) -> None:

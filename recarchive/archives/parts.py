@@ -64,7 +64,7 @@ from recarchive.archives.format import (
 )
 from recarchive.archives.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
 from recarchive.archives.jpeg import recompress
-from recarchive.archives.records import IndexRow, ShardRow, rows_to_table
+from recarchive.archives.records import IndexRow, PartStats, ShardRow, rows_to_table
 from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
 from recarchive.codecs.base import BLOCK_SIZE
 from recarchive.codecs.costs import block_bits
@@ -91,43 +91,6 @@ INDEX_ENCODINGS = {"key": "DELTA_BYTE_ARRAY", "size": "DELTA_BINARY_PACKED",
                    "blob_length": "DELTA_BINARY_PACKED",
                    "sha256_prefix": "DELTA_LENGTH_BYTE_ARRAY"}
 INDEX_ZSTD_LEVEL = 19
-
-
-@dataclass
-class PartStats:
-    """Counts and byte totals of one part (summed over parts into the manifest)."""
-
-    objects: int = 0
-    rasters: int = 0
-    blobs: int = 0
-    skipped: int = 0
-    source_bytes: int = 0
-    raw_pixel_bytes: int = 0          # decoded pixels of rasters (H*W*C), before padding
-    block_bytes: int = 0              # coded blocks, padding included
-    pixel_payload_bytes: int = 0      # codec payloads of pixel shards
-    blob_raw_bytes: int = 0
-    blob_payload_bytes: int = 0       # zstd payloads of blob shards
-    pixel_shards: int = 0
-    blob_shards: int = 0              # zstd and JPEG shards
-    byte_exact_rasters: int = 0       # rasters kept as pixels + recipe (restore the file)
-    jpegs: int = 0                    # JPEGs recompressed losslessly (counted in blobs)
-    jpeg_raw_bytes: int = 0           # their original bytes (counted in blob_raw_bytes)
-    jpeg_payload_bytes: int = 0       # their recompressed bytes (counted in blob_payload_bytes)
-    shards_recoded: int = 0           # pixel shards that failed their decode check
-    whole_rasters: int = 0            # rasters coded whole by JPEG-XL (format 3; counted in
-    whole_payload_bytes: int = 0      # rasters, their streams in pixel_payload_bytes)
-    model_shards: int = 0             # pixel shards coded with a model (its copy is needed)
-    # `--codec auto`: rasters the model fits, those it coded, their share of its payloads, what
-    # their JPEG-XL streams would have taken, and how many ended above their stream
-    auto_candidates: int = 0
-    auto_model_rasters: int = 0
-    auto_model_bytes: int = 0
-    auto_model_jpegxl_bytes: int = 0
-    auto_model_above_jpegxl: int = 0
-
-    def add(self, other: PartStats) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass

@@ -44,7 +44,7 @@ from recarchive.archives.format import (
 )
 from recarchive.archives.jpeg import JpegError, expand
 from recarchive.archives.models import CodecCache
-from recarchive.archives.records import IndexRow, ShardRow, index_rows
+from recarchive.archives.records import IndexRow, PartRecord, ShardRow, index_rows
 from recarchive.codecs import CodecError, EncodedShard
 from recarchive.codecs.base import BLOCK_SIZE
 from recarchive.models.shipped import shipped_bytes
@@ -110,13 +110,14 @@ class ArchiveReader:
                                  "damaged, truncated or was replaced")
         return data
 
-    def done_records(self) -> list[dict[str, Any]]:
+    def done_records(self) -> list[PartRecord]:
         """The parts' done records the manifest names (bookkeeping), checked, in part order."""
         records = {}
         for entry in self.manifest["files"]:
             part = part_of_done_file(entry["path"]) if "/done/" in entry["path"] else None
             if entry["role"] == "bookkeeping" and part is not None:
-                records[part] = json.loads(self.read_checked(entry["path"]))
+                records[part] = PartRecord.from_json(
+                    json.loads(self.read_checked(entry["path"])), entry["path"])
         return [records[part] for part in sorted(records)]
 
     def _model(self, sha256: str) -> bytes:

@@ -1,7 +1,8 @@
-"""Typed records of what the format stores: an index row (one object) and a shard (one row
-group of a part's data file). The Parquet schemas in `format` are their columns; these classes
-are how the code holds them, so a misspelt field fails where it is written, not as a missing
-key three modules away. Done records and manifests stay JSON documents (`writer`).
+"""Typed records of what the format stores: an index row (one object), a shard (one row
+group of a part's data file), a part's done record and its counts. The Parquet schemas in
+`format` are the rows' columns, and JSON the done records' form; these classes are how the code
+holds them, so a misspelt field fails where it is written, not as a missing key three modules
+away.
 """
 
 from __future__ import annotations
@@ -9,12 +10,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from recarchive.archives.format import INDEX_SCHEMA, KIND_BLOB, KIND_RASTER, SHARD_SCHEMA
+from recarchive.archives.format import (
+    INDEX_SCHEMA,
+    KIND_BLOB,
+    KIND_RASTER,
+    SHARD_SCHEMA,
+    canonical_json,
+)
 
 
 @dataclass(slots=True)
@@ -99,3 +106,97 @@ class ShardRow:
     def as_table(self) -> pa.Table:
         return pa.Table.from_pylist([dataclasses.asdict(self)], schema=SHARD_SCHEMA)
 
+
+
+@dataclass
+class PartStats:
+    """Counts and byte totals of one part (summed over parts into the manifest)."""
+
+    objects: int = 0
+    rasters: int = 0
+    blobs: int = 0
+    skipped: int = 0
+    source_bytes: int = 0
+    raw_pixel_bytes: int = 0          # decoded pixels of rasters (H*W*C), before padding
+    block_bytes: int = 0              # coded blocks, padding included
+    pixel_payload_bytes: int = 0      # codec payloads of pixel shards
+    blob_raw_bytes: int = 0
+    blob_payload_bytes: int = 0       # zstd payloads of blob shards
+    pixel_shards: int = 0
+    blob_shards: int = 0              # zstd and JPEG shards
+    byte_exact_rasters: int = 0       # rasters kept as pixels + recipe (restore the file)
+    jpegs: int = 0                    # JPEGs recompressed losslessly (counted in blobs)
+    jpeg_raw_bytes: int = 0           # their original bytes (counted in blob_raw_bytes)
+    jpeg_payload_bytes: int = 0       # their recompressed bytes (counted in blob_payload_bytes)
+    shards_recoded: int = 0           # pixel shards that failed their decode check
+    whole_rasters: int = 0            # rasters coded whole by JPEG-XL (format 3; counted in
+    whole_payload_bytes: int = 0      # rasters, their streams in pixel_payload_bytes)
+    model_shards: int = 0             # pixel shards coded with a model (its copy is needed)
+    # `--codec auto`: rasters the model fits, those it coded, their share of its payloads, what
+    # their JPEG-XL streams would have taken, and how many ended above their stream
+    auto_candidates: int = 0
+    auto_model_rasters: int = 0
+    auto_model_bytes: int = 0
+    auto_model_jpegxl_bytes: int = 0
+    auto_model_above_jpegxl: int = 0
+
+    def add(self, other: PartStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> PartStats:
+        """Counts as stored (a count a newer release added and this one lacks is left out;
+        one an older release lacked is 0)."""
+        return cls(**{name: values[name] for name in cls.__dataclass_fields__ if name in values})
+
+
+# a done record's own keys; every other key is an observer's findings, under its name
+_PART_KEYS = ("part", "writer", "fingerprint", "objects", "min_key", "max_key", "shards",
+              "data_footer_bytes", "files", "stats")
+
+
+@dataclass
+class PartRecord:
+    """A part's done record (`runs/RUN/done/part-N-W.json`, written last: the part is built):
+    which objects it holds (their fingerprint and key range), its files with their sizes and
+    sha256, its counts, and what the part's observers found (`observed`, by observer name:
+    the compression report's `"report"`)."""
+
+    part: int
+    fingerprint: str
+    objects: int
+    min_key: str
+    max_key: str
+    shards: int
+    files: list[dict[str, Any]]        # {"role": data|index, "path", "size", "sha256"}
+    stats: PartStats
+    writer: str = ""                   # the build's writer id ("" in format-1 records)
+    data_footer_bytes: int | None = None   # the data file's Parquet footer + 8 (format 2+)
+    observed: dict[str, Any] = field(default_factory=dict)
+    done_path: str | None = None       # where the record lies (not stored in it)
+
+    def file(self, role: str) -> dict[str, Any]:
+        """The entry of its data or index file."""
+        return next(entry for entry in self.files if entry["role"] == role)
+
+    @property
+    def uses_model(self) -> bool:
+        return self.stats.model_shards > 0
+
+    def to_json(self) -> bytes:
+        body = {name: getattr(self, name) for name in _PART_KEYS}
+        body["stats"] = dataclasses.asdict(self.stats)
+        return canonical_json({**body, **self.observed})
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any], done_path: str | None = None) -> PartRecord:
+        """A stored record (any release's); a KeyError or TypeError where it is not one."""
+        return cls(part=int(values["part"]), fingerprint=values["fingerprint"],
+                   objects=values["objects"], min_key=values["min_key"],
+                   max_key=values["max_key"], shards=values["shards"],
+                   files=list(values["files"]), stats=PartStats.from_json(values["stats"]),
+                   writer=values.get("writer", ""),
+                   data_footer_bytes=values.get("data_footer_bytes"),
+                   observed={k: v for k, v in values.items() if k not in _PART_KEYS},
+                   done_path=done_path)

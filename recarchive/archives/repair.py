@@ -34,6 +34,7 @@ from recarchive.archives.format import (
     seal_manifest,
     sha256_hex,
 )
+from recarchive.archives.records import PartRecord
 from recarchive.archives.writer import ArchiveSettings, build_manifest
 from recarchive.storage import Location, open_location
 
@@ -125,7 +126,7 @@ def _rebuild(location: Location, run: str, report: RepairReport) -> dict[str, An
     """A manifest built again from `run.json` and the done records whose files hold."""
     record = json.loads(location.read_bytes(f"{run_dir(run)}/run.json"))
     settings = ArchiveSettings(**record["settings"])
-    records: dict[int, dict[str, Any]] = {}
+    records: dict[int, PartRecord] = {}
     folder = done_folder(run)
     for item in location.list_files(folder):
         part = part_of_done_file(item.key)
@@ -133,12 +134,11 @@ def _rebuild(location: Location, run: str, report: RepairReport) -> dict[str, An
             continue
         path = f"{folder}/{item.key}"
         try:
-            done = json.loads(location.read_bytes(path))
-        except (ValueError, OSError):
+            done = PartRecord.from_json(json.loads(location.read_bytes(path)), path)
+        except (ValueError, OSError, KeyError, TypeError, AttributeError):
             report.unvouched.append(f"{path}: unreadable done record; not used")
             continue
-        if all(_holds(location, entry) for entry in done.get("files", [])):
-            done["done_path"] = path
+        if all(_holds(location, entry) for entry in done.files):
             records[part] = done
         else:
             report.unvouched.append(f"{path}: its files do not match their checksums; not used")
@@ -149,17 +149,16 @@ def _rebuild(location: Location, run: str, report: RepairReport) -> dict[str, An
                            "command to rebuild them")
     if "model_sha256" in record:  # run.json names the model (since 2026-12)
         models = [record["model_sha256"]] if record["model_sha256"] else []
-        if settings.codec == AUTO_CODEC and not any(
-                r["stats"].get("model_shards") for r in records.values()):
+        if settings.codec == AUTO_CODEC and not any(r.uses_model for r in records.values()):
             models = []  # `auto` keeps its model only where a shard used it
     else:  # earlier runs: the model the parts' report records saw
         models = sorted({shard["model_sha256"] for done in records.values()
-                         for shard in done.get("report", {}).get("shards", [])
+                         for shard in done.observed.get("report", {}).get("shards", [])
                          if shard.get("model_sha256")})
     if len(models) > 1:
         raise ArchiveError(f"{location.url}: run {run} holds several models ({models}); "
                            "cannot tell which its shards need")
-    version = 2 if all("writer" in r for r in records.values()) else 1
+    version = 2 if all(r.writer for r in records.values()) else 1
     manifest = build_manifest(location, run, record["source"], settings, settings.codec,
                               models[0] if models else None, list(records.values()),
                               format_version=version, model_store=record.get("model_store"))

@@ -70,7 +70,8 @@ from recarchive.archives.format import (
 )
 from recarchive.archives.ingest import DEFAULT_MAX_PIXELS
 from recarchive.archives.models import model_bytes_of
-from recarchive.archives.parts import PartBuilder, PartStats
+from recarchive.archives.parts import PartBuilder
+from recarchive.archives.records import PartRecord, PartStats
 from recarchive.codecs import BlockCodec, get_codec
 from recarchive.storage import LocalKeyAudit, Location, StoredObject, open_location
 
@@ -303,24 +304,23 @@ class ModelDecision:
                 "parts_rebuilt": len(self.rebuild) if not self.kept else 0}
 
 
-def decide_model(codecs: ArchiveCodecs, records: Sequence[dict[str, Any]],
+def decide_model(codecs: ArchiveCodecs, records: Sequence[PartRecord],
                  model_store: Location | None) -> ModelDecision | None:
     """`auto`'s decision on its model from its parts' records (None for other codecs)."""
     if codecs.model is None or codecs.model.model_sha256 is None:
         return None
-    saved = sum(r["stats"].get("auto_model_jpegxl_bytes", 0)
-                - r["stats"].get("auto_model_bytes", 0) for r in records)
+    saved = sum(r.stats.auto_model_jpegxl_bytes - r.stats.auto_model_bytes for r in records)
     copy = 0 if model_store is not None else len(model_bytes_of(codecs.model) or b"")
     return ModelDecision(codecs.model.model_sha256, saved, copy,
-                         tuple(r["part"] for r in records if r["stats"].get("model_shards")))
+                         tuple(r.part for r in records if r.uses_model))
 
 
 def rebuild_plans(source: Location, destination: Location, settings: ArchiveSettings,
-                  records: Sequence[dict[str, Any]],
+                  records: Sequence[PartRecord],
                   parts: Sequence[int]) -> Iterator[PartPlan]:
     """The plans of `parts` again (the listing is streamed, not kept), each checked against
     the fingerprint its part was built from."""
-    wanted = {r["part"]: r["fingerprint"] for r in records if r["part"] in set(parts)}
+    wanted = {r.part: r.fingerprint for r in records if r.part in set(parts)}
     for plan in plan_parts(source_objects(source, destination), settings):
         if plan.number in wanted:
             if plan.fingerprint != wanted[plan.number]:
@@ -329,25 +329,25 @@ def rebuild_plans(source: Location, destination: Location, settings: ArchiveSett
             yield plan
 
 
-def discard_part(destination: Location, record: dict[str, Any]) -> None:
+def discard_part(destination: Location, record: PartRecord) -> None:
     """Remove a superseded build of a part (its done record first, so that no resume trusts
     files that are going)."""
-    for path in [record["done_path"]] + [f["path"] for f in record["files"]]:
+    for path in [record.done_path or ""] + [f["path"] for f in record.files]:
         if destination.exists(path):
             destination.remove(path)
 
 
-def used_model(codecs: ArchiveCodecs, records: Sequence[dict[str, Any]]) -> str | None:
+def used_model(codecs: ArchiveCodecs, records: Sequence[PartRecord]) -> str | None:
     """The model the manifest names: the block codec's, or `auto`'s if a shard used it."""
     if codecs.upfront_model:
         return codecs.upfront_model
-    if codecs.model is not None and any(r["stats"].get("model_shards") for r in records):
+    if codecs.model is not None and any(r.uses_model for r in records):
         return codecs.model.model_sha256
     return None
 
 
 def finished_part(destination: Location, run_id: str, plan: PartPlan,
-                  codecs: ArchiveCodecs | None = None) -> dict[str, Any] | None:
+                  codecs: ArchiveCodecs | None = None) -> PartRecord | None:
     """The done record of an earlier build of this part whose fingerprint matches and whose
     files all still hash to what it recorded (any writer's; None if there is none). A record
     whose shards use a model counts only where `codecs` has one; one without model shards is
@@ -360,19 +360,16 @@ def finished_part(destination: Location, run_id: str, plan: PartPlan,
             continue
         path = f"{folder}/{item.key}"
         try:
-            record = json.loads(destination.read_bytes(path))
-        except (ValueError, OSError):
+            record = PartRecord.from_json(json.loads(destination.read_bytes(path)), path)
+        except (ValueError, OSError, KeyError, TypeError, AttributeError):
             continue
-        if not (isinstance(record, dict) and record.get("fingerprint") == plan.fingerprint
-                and record.get("part") == plan.number):
+        if record.fingerprint != plan.fingerprint or record.part != plan.number:
             continue
-        uses_model = bool(record.get("stats", {}).get("model_shards"))
-        if (uses_model and not allow_model) or (found is not None and uses_model):
+        if (record.uses_model and not allow_model) or (found is not None and record.uses_model):
             continue
-        if all(_file_holds(destination, f) for f in record.get("files", [])):
-            record["done_path"] = path
+        if all(_file_holds(destination, f) for f in record.files):
             found = record
-            if not uses_model:
+            if not record.uses_model:
                 break
     return found
 
@@ -432,24 +429,22 @@ def build_part(source: Location, destination: Location, run_id: str, plan: PartP
                       "sha256": sha256_hex(content)})
     keys = [item.key for item in plan.objects]
     done = done_path(run_id, plan.number, writer)
-    record = {
-        "part": plan.number, "writer": writer, "fingerprint": plan.fingerprint,
-        "objects": len(plan.objects),
-        "min_key": min(keys), "max_key": max(keys), "shards": builder.shards,
+    record = PartRecord(
+        part=plan.number, writer=writer, fingerprint=plan.fingerprint,
+        objects=len(plan.objects), min_key=min(keys), max_key=max(keys),
+        shards=builder.shards, files=files, stats=builder.stats,
         # the Parquet footer's length (+8 for its length field and magic): readers fetch it in
         # one exact range read instead of pyarrow's 64 KiB guess from the end
-        "data_footer_bytes": int.from_bytes(data[-8:-4], "little") + 8,
-        "files": files, "stats": asdict(builder.stats),
-        **{observer.name: observer.finish() for observer in builder.observers},
-    }
-    destination.write_atomic(done, canonical_json(record))  # last: marks the part finished
-    record["done_path"] = done
+        data_footer_bytes=int.from_bytes(data[-8:-4], "little") + 8,
+        observed={observer.name: observer.finish() for observer in builder.observers},
+        done_path=done)
+    destination.write_atomic(done, record.to_json())  # last: marks the part finished
     return PartEvent(plan.number, False, len(plan.objects), record)
 
 
 def build_manifest(destination: Location, run_id: str, source_url: str,
                    settings: ArchiveSettings, codec_name: str, model_sha256: str | None,
-                   records: list[dict[str, Any]], started: float | None = None,
+                   records: list[PartRecord], started: float | None = None,
                    format_version: int = FORMAT_VERSION,
                    local_keys: dict[str, Any] | None = None,
                    on_commit: CommitHook | None = None,
@@ -458,16 +453,16 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
     """The manifest of a run from its parts' done records: every file with its checksum, the
     parts and totals, the model (its copy, or its name in `model_store`), and the files
     `on_commit` writes now (the report's)."""
-    records = sorted(records, key=lambda r: r["part"])
-    if [r["part"] for r in records] != list(range(len(records))):
-        raise ArchiveError(f"{destination.url}: parts {[r['part'] for r in records]} are not "
+    records = sorted(records, key=lambda r: r.part)
+    if [r.part for r in records] != list(range(len(records))):
+        raise ArchiveError(f"{destination.url}: parts {[r.part for r in records]} are not "
                            "0..N-1; some part was not built")
     totals = PartStats()
     for record in records:
-        totals.add(PartStats(**record["stats"]))
+        totals.add(record.stats)
     if totals.whole_rasters:
         format_version = max(format_version, WHOLE_RASTER_VERSION)
-    files = [f for record in records for f in record["files"]]
+    files = [f for record in records for f in record.files]
     models = []
     if model_sha256 and model_store is not None:
         models.append({"codec": codec_name, "sha256": model_sha256, "store": model_store,
@@ -479,7 +474,7 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
         files.append({"role": "model", "path": path, "size": size, "sha256": model_sha256})
         models.append({"codec": codec_name, "sha256": model_sha256, "path": path})
     # run bookkeeping: not needed to restore, named so that `verify` covers every file
-    done_files = [r.get("done_path") or done_path(run_id, r["part"], r.get("writer", ""))
+    done_files = [r.done_path or done_path(run_id, r.part, r.writer)
                   for r in records]
     for path in [f"{run_dir(run_id)}/run.json"] + done_files:
         data = destination.read_bytes(path)
@@ -490,10 +485,10 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
         "created_unix": time.time(), "source": source_url, "settings": asdict(settings),
         "codec": codec_name, "models": models, "fidelity": settings.fidelity,
         "object_digest_bytes": settings.object_digest_bytes,  # length of index sha256_prefix
-        "parts": [{"part": r["part"], "shards": r["shards"], "objects": r["objects"],
-                   "min_key": r["min_key"], "max_key": r["max_key"],
-                   "data": r["files"][0]["path"], "index": r["files"][1]["path"],
-                   "data_footer_bytes": r["data_footer_bytes"]}
+        "parts": [{"part": r.part, "shards": r.shards, "objects": r.objects,
+                   "min_key": r.min_key, "max_key": r.max_key,
+                   "data": r.file("data")["path"], "index": r.file("index")["path"],
+                   "data_footer_bytes": r.data_footer_bytes}
                   for r in records],
         "totals": asdict(totals), "files": files,
     }
@@ -510,7 +505,7 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
 
 
 def finalize(destination: Location, run_id: str, source_url: str, settings: ArchiveSettings,
-             codecs: ArchiveCodecs, records: list[dict[str, Any]],
+             codecs: ArchiveCodecs, records: list[PartRecord],
              started: float | None = None,
              local_keys: dict[str, Any] | None = None,
              on_commit: CommitHook | None = None,
@@ -597,8 +592,8 @@ def archive(source_url: str, destination_url: str, settings: ArchiveSettings | N
                    for plan in rebuild_plans(source, destination, settings, records,
                                              decision.rebuild)}
         for record in records:
-            if record["part"] in rebuilt:
+            if record.part in rebuilt:
                 discard_part(destination, record)
-        records = [rebuilt.get(record["part"], record) for record in records]
+        records = [rebuilt.get(record.part, record) for record in records]
     return finalize(destination, run_id, source_url, settings, codecs, records, started,
                     audit.summary(), on_commit, store, decision)

@@ -23,6 +23,7 @@ from recarchive.archives.events import (
     ignore,
 )
 from recarchive.archives.format import run_dir
+from recarchive.archives.records import PartRecord
 from recarchive.archives.writer import (
     ArchiveSettings,
     completed_run,
@@ -98,7 +99,7 @@ def archive_on_ray(source_url: str, destination_url: str,
         f"{settings.part_objects} objects per part)")
     result = RayArchiveResult(manifest={})
     audit = LocalKeyAudit()
-    records: dict[int, dict[str, Any]] = {}
+    records: dict[int, PartRecord] = {}
     progress = event_queue()
     with ActorPool(pool or PoolSettings(), (settings, progress, tuple(observers)),
                    log) as actors:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recarchive.archives.format import JPEG_CODEC, JPEGXL_CODEC
-from recarchive.archives.records import IndexRow
+from recarchive.archives.records import IndexRow, PartRecord
 from recarchive.report.classical import NAMES
 from recarchive.report.measure import BIN_WIDTH, BINS, BITS_METHOD, PartRecorder, _Object
 
@@ -30,7 +30,6 @@ SCHEMA_VERSION = 1
 SHARD_ROWS = 1000  # the JSON lists this many shards; codec rows cover them all
 ALL = "all"
 
-Record = dict[str, Any]
 
 
 def source_name(source: str) -> str:
@@ -39,19 +38,19 @@ def source_name(source: str) -> str:
     return tail.split("://")[-1] or "(root)"
 
 
-def part_record_from_index(record: Record, rows: list[IndexRow]) -> Record:
+def part_record_from_index(record: PartRecord, rows: list[IndexRow]) -> dict[str, Any]:
     """A report record for a part built before reports were recorded: payload bits shared by
     block count (rasters) and length (blobs), no times, shards or samples."""
-    stats = record["stats"]
+    stats = record.stats
     recorder = PartRecorder()
     blocks = sum(r.num_blocks for r in rows if r.is_raster) or 1
     lengths = sum(r.blob_length for r in rows if r.is_blob) or 1
     for index, row in enumerate(rows):
         recorder.objects[index] = _Object(_prefix(row.key), row.kind, row.size, row.dims)
         if row.is_raster:
-            recorder._bits[index] = 8.0 * stats["pixel_payload_bytes"] * row.num_blocks / blocks
+            recorder._bits[index] = 8.0 * stats.pixel_payload_bytes * row.num_blocks / blocks
         elif row.is_blob:
-            recorder._bits[index] = 8.0 * stats["blob_payload_bytes"] * row.blob_length / lengths
+            recorder._bits[index] = 8.0 * stats.blob_payload_bytes * row.blob_length / lengths
     result = recorder.finish()
     result.update(bits_method="proportional-to-blocks", timed=False)
     return result
@@ -61,22 +60,22 @@ def _prefix(key: str) -> str:
     return key.split("/", 1)[0] if "/" in key else ""
 
 
-def build_report(manifest: dict[str, Any], records: list[Record], *, url: str,
-                 read_index: Callable[[Record], list[IndexRow]] | None = None,
+def build_report(manifest: dict[str, Any], records: list[PartRecord], *, url: str,
+                 read_index: Callable[[PartRecord], list[IndexRow]] | None = None,
                  generated_by: str = "archive") -> dict[str, Any]:
     """The report of an archive. `read_index(record)` gives a part's index rows; it is only
     called for parts whose done record has no `"report"` (built before reports existed)."""
-    records = sorted(records, key=lambda r: r["part"])
+    records = sorted(records, key=lambda r: r.part)
     root = source_name(manifest["source"])
     merged: dict[str, dict[str, Any]] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
     shards: list[dict[str, Any]] = []
     methods, untimed, offset = set(), 0, 0
     for record in records:
-        part = record.get("report")
+        part = record.observed.get("report")
         if part is None:
             if read_index is None:
-                raise ValueError(f"part {record['part']} has no report record")
+                raise ValueError(f"part {record.part} has no report record")
             part = part_record_from_index(record, read_index(record))
         methods.add(part["bits_method"])
         untimed += 0 if part.get("timed", True) else 1
@@ -85,9 +84,9 @@ def build_report(manifest: dict[str, Any], records: list[Record], *, url: str,
         for sample in part["samples"]:
             samples.setdefault(sample["dataset"] or root, []).append(sample)
         for shard in part["shards"]:
-            shards.append(dict(shard, shard=offset + shard["shard"], part=record["part"],
+            shards.append(dict(shard, shard=offset + shard["shard"], part=record.part,
                                row_group=shard["shard"]))
-        offset += record["shards"]
+        offset += record.shards
     totals = manifest["totals"]
     files = [f for f in manifest["files"] if f.get("role") != "report"]
     archive = _archive_section(manifest, url, files, shards, records, methods, untimed)
@@ -239,7 +238,7 @@ def merge_baselines(summaries: list[dict[str, Any]], source: str) -> dict[str, A
 
 
 def _archive_section(manifest: dict[str, Any], url: str, files: list[dict[str, Any]],
-                     shards: list[dict[str, Any]], records: list[Record], methods: set[str],
+                     shards: list[dict[str, Any]], records: list[PartRecord], methods: set[str],
                      untimed: int) -> dict[str, Any]:
     totals = manifest["totals"]
     sizes: dict[str, int] = {}
@@ -254,7 +253,7 @@ def _archive_section(manifest: dict[str, Any], url: str, files: list[dict[str, A
         "codec": manifest["codec"], "models": [m["sha256"] for m in models],
         "label": manifest["codec"] + "".join(f"@{m['sha256'][:12]}" for m in models),
         "settings": manifest["settings"], "archive_seconds": manifest.get("archive_seconds"),
-        "parts": len(records), "shards": sum(r["shards"] for r in records),
+        "parts": len(records), "shards": sum(r.shards for r in records),
         "objects": totals["objects"], "source_bytes": totals["source_bytes"],
         "archive_bytes": archive_bytes, "payload_bytes": payload,
         "overhead_bytes": archive_bytes - payload,

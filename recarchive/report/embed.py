@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from recarchive.archives.format import MANIFEST, run_dir, sha256_hex
-from recarchive.archives.records import IndexRow, index_rows
+from recarchive.archives.records import IndexRow, PartRecord, index_rows
 from recarchive.report.build import (
     build_report,
     to_json,
@@ -33,14 +33,14 @@ ROLE = "report"
 
 
 def embed_report(destination: Location, manifest: dict[str, Any],
-                 records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                 records: list[PartRecord]) -> list[dict[str, Any]]:
     """Write the report file; return its manifest entries (none if it could not be built, or
     if the archive is already complete: its files are left alone)."""
     if destination.exists(MANIFEST):
         return []
 
-    def read_index(record: dict[str, Any]) -> list[IndexRow]:
-        path = next(f["path"] for f in record["files"] if f["role"] == "index")
+    def read_index(record: PartRecord) -> list[IndexRow]:
+        path = record.file("index")["path"]
         return index_rows(pq.read_table(io.BytesIO(destination.read_bytes(path))))
 
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from recarchive.archives.reader import ArchiveReader
-from recarchive.archives.records import IndexRow, index_rows
+from recarchive.archives.records import IndexRow, PartRecord, index_rows
 from recarchive.report.build import build_report
 from recarchive.report.embed import embedded_report
 from recarchive.report.restored import add_restored_baselines
@@ -19,8 +19,8 @@ def compute_report(reader: ArchiveReader) -> dict[str, Any]:
     """The report from the archive's own records (what `finalize` embeds)."""
     records = reader.done_records()
 
-    def read_index(record: dict[str, Any]) -> list[IndexRow]:
-        return index_rows(reader.index_table(reader.parts[record["part"]]))
+    def read_index(record: PartRecord) -> list[IndexRow]:
+        return index_rows(reader.index_table(reader.parts[record.part]))
 
     return build_report(reader.manifest, records, url=reader.url, read_index=read_index,
                         generated_by="report")
