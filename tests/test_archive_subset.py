@@ -84,8 +84,8 @@ def test_restore_one_reads_one_index_part_and_one_shard(local_archive, bucket, t
 
     assert report.objects == 1 and report.shards_decoded == 1
     assert_same_raster(bucket[key], (tmp_path / "one" / key).read_bytes(), key)
-    needed = (file_sizes["manifest.json"] + file_sizes[part["index"]] + part["data_footer_bytes"]
-              + row_group_bytes(local_archive, part["data"], {row.shard}))
+    needed = (file_sizes["manifest.json"] + file_sizes[part.index] + part.data_footer_bytes
+              + row_group_bytes(local_archive, part.data, {row.shard}))
     assert report.archive_bytes_read == needed
     assert report.archive_bytes_read < total / 5
     if kernel is not None:  # what the process really read from files (plus a little noise)
@@ -102,8 +102,8 @@ def test_photo_spanning_shards_reads_only_its_shards(local_archive, bucket, tmp_
     assert report.shards_decoded == len(chain)
     part = reader.parts[row.part]
     file_sizes = sizes(local_archive)
-    needed = (file_sizes["manifest.json"] + file_sizes[part["index"]] + part["data_footer_bytes"]
-              + row_group_bytes(local_archive, part["data"], {n for n, _, _ in chain}))
+    needed = (file_sizes["manifest.json"] + file_sizes[part.index] + part.data_footer_bytes
+              + row_group_bytes(local_archive, part.data, {n for n, _, _ in chain}))
     assert report.archive_bytes_read == needed
     assert_same_raster(bucket[PHOTO], (tmp_path / "p" / PHOTO).read_bytes(), PHOTO)
 
@@ -121,12 +121,12 @@ def test_shards_option_restores_the_objects_that_begin_there(local_archive, buck
         assert_same_raster(bucket[key], (tmp_path / "s" / key).read_bytes(), key)
     reader = open_archive(str(local_archive))
     part = reader.parts[0]
-    assert max(chosen) < part["shards"]  # both shards lie in part 0: only its index is read
+    assert max(chosen) < part.shards  # both shards lie in part 0: only its index is read
     rows_needed = [r for r in rows if r["shard"] in chosen]
     assert report.archive_bytes_read == (
-        sizes(local_archive)["manifest.json"] + sizes(local_archive)[part["index"]]
-        + part["data_footer_bytes"]
-        + row_group_bytes(local_archive, part["data"], {r["shard"] for r in rows_needed}))
+        sizes(local_archive)["manifest.json"] + sizes(local_archive)[part.index]
+        + part.data_footer_bytes
+        + row_group_bytes(local_archive, part.data, {r["shard"] for r in rows_needed}))
     # disjoint shard sets partition the objects
     all_shards = {r["shard"] for r in rows}
     halves = [{s for s in all_shards if s % 2 == k} for k in (0, 1)]
@@ -138,7 +138,7 @@ def test_shards_option_restores_the_objects_that_begin_there(local_archive, buck
 def test_glob_selects_and_prefix_limits_index_parts(local_archive, tmp_path):
     pattern = "imgs/00[0-4]?.png"
     reader = open_archive(str(local_archive))
-    assert [p["part"] for p in reader.index_parts(pattern)] == [0]
+    assert [p.part for p in reader.index_parts(pattern)] == [0]
     assert len(reader.index_parts("imgs/*")) == 4  # the photo's part holds no imgs/ key
     assert len(reader.index_parts(None)) == 5
     rows = list(reader.rows(pattern))
@@ -147,8 +147,8 @@ def test_glob_selects_and_prefix_limits_index_parts(local_archive, tmp_path):
     assert report.objects == 50
     file_sizes = sizes(local_archive)
     part = reader.parts[0]
-    needed = (file_sizes["manifest.json"] + file_sizes[part["index"]] + part["data_footer_bytes"]
-              + row_group_bytes(local_archive, part["data"], {r.shard for r in rows}))
+    needed = (file_sizes["manifest.json"] + file_sizes[part.index] + part.data_footer_bytes
+              + row_group_bytes(local_archive, part.data, {r.shard for r in rows}))
     assert report.archive_bytes_read == needed
     assert restore(str(local_archive), str(tmp_path / "none"), objects="nomatch/*").objects == 0
 

@@ -120,13 +120,13 @@ def test_restore_plan_selects_parts_by_shards_and_key_range(small_archive: str) 
     reader = ArchiveReader(small_archive)
     parts = reader.parts
     every = plan_restore(reader, None, None)
-    assert [p for p, _ in every] == [p["part"] for p in parts]
-    assert sum(len(shards) for _, shards in every) == sum(p["shards"] for p in parts)
+    assert [p for p, _ in every] == [p.part for p in parts]
+    assert sum(len(shards) for _, shards in every) == sum(p.shards for p in parts)
     last = int(reader.shard_offsets[-1]) - 1
     assert plan_restore(reader, {0, last}, None) == [(0, [0]), (len(parts) - 1, [last])]
     assert plan_restore(reader, {10_000}, None) == []
     edge = plan_restore(reader, None, "edge/*")
-    assert edge and all(parts[p]["max_key"] >= "edge/" for p, _ in edge)
+    assert edge and all(parts[p].max_key >= "edge/" for p, _ in edge)
     assert len(edge) < len(parts)  # cifar10/ parts are not read
 
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 from recarchive.archives.format import INDEX_SCHEMA, INDEX_SCHEMA_V1, SHARD_SCHEMA, canonical_json
 from recarchive.archives.records import (
     IndexRow,
+    Manifest,
     PartRecord,
     PartStats,
     ShardRow,
@@ -61,3 +62,16 @@ def test_a_done_record_keeps_its_stored_form() -> None:
     newer = dict(fresh, stats=dict(fresh["stats"], counted_later=3))
     assert PartRecord.from_json(newer).stats == PartStats.from_json(fresh["stats"])
     assert PartRecord.from_json(fresh).stats.model_shards == 0
+
+
+def test_a_manifest_keeps_its_stored_form() -> None:
+    """The pinned format-1 manifest reads (no fidelity, no auto decision) and is the same JSON
+    written back, its checksum included; keys a later release adds are kept."""
+    stored = json.loads((Path(__file__).parent / "data" / "archive_v1" / "archive"
+                         / "manifest.json").read_text())
+    manifest = Manifest.from_json(stored)
+    assert manifest.fidelity is None and manifest.auto_model is None
+    assert manifest.parts[0].data.endswith(".parquet") and manifest.stats.objects > 0
+    assert manifest.as_dict() == stored
+    later = dict(stored, added_later={"x": 1})
+    assert Manifest.from_json(later).as_dict() == later

@@ -76,7 +76,7 @@ def report(built) -> dict[str, Any]:
 
 def test_report_is_written_into_the_archive_and_named_in_the_manifest(built, report, tmp_path):
     manifest = built["manifest"]
-    files = report_files(manifest)
+    files = report_files(manifest["files"])
     assert set(files) == {"json"}  # the page is drawn from it on demand, not stored
     for path in files.values():
         entry = next(f for f in manifest["files"] if f["path"] == path)
@@ -286,7 +286,7 @@ def test_a_report_that_cannot_be_built_only_warns(built, tmp_path, monkeypatch):
     monkeypatch.setattr("recarchive.report.embed.build_report", broken)
     with pytest.warns(UserWarning, match="compression report not written: RuntimeError: boom"):
         manifest = archive(str(built["root"] / "bucket" / "cifar10"), str(tmp_path / "w"))
-    assert report_files(manifest) == {}
+    assert report_files(manifest["files"]) == {}
     assert not verify(str(tmp_path / "w")).problems
     computed = load_report(str(tmp_path / "w"))  # still reportable from its records
     assert computed["datasets"][0]["name"] == "cifar10"

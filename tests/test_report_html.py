@@ -79,7 +79,7 @@ def archives(tmp_path_factory) -> dict[str, Path]:
 
 def test_archived_report_page_renders_with_its_figures(chromium, archives, tmp_path, capsys):
     manifest = json.loads((archives["a"] / "manifest.json").read_text())
-    report = json.loads((archives["a"] / report_files(manifest)["json"]).read_text())
+    report = json.loads((archives["a"] / report_files(manifest["files"])["json"]).read_text())
     page = tmp_path / "report.html"
     assert cli.main(["report", str(archives["a"]), "--html", str(page)]) == 0
     capsys.readouterr()

@@ -44,7 +44,14 @@ from recarchive.archives.format import (
 )
 from recarchive.archives.jpeg import JpegError, expand
 from recarchive.archives.models import CodecCache
-from recarchive.archives.records import IndexRow, PartRecord, ShardRow, index_rows
+from recarchive.archives.records import (
+    IndexRow,
+    Manifest,
+    PartEntry,
+    PartRecord,
+    ShardRow,
+    index_rows,
+)
 from recarchive.codecs import CodecError, EncodedShard
 from recarchive.codecs.base import BLOCK_SIZE
 from recarchive.models.shipped import shipped_bytes
@@ -74,16 +81,22 @@ class ArchiveReader:
             raise ArchiveIncomplete(
                 f"{url}: no {MANIFEST}: not an archive, or an archive run that has not "
                 "finished (rerun the same `recarchive archive` command to resume it)")
-        self.manifest = parse_manifest(self.location.read_bytes(MANIFEST), f"{url}/{MANIFEST}")
-        self.version = int(self.manifest["format_version"])
+        where = f"{url}/{MANIFEST}"
+        stored = parse_manifest(self.location.read_bytes(MANIFEST), where)
+        self.object_digest_bytes = _digest_bytes(stored, where)
+        try:
+            self.manifest = Manifest.from_json(stored)
+        except (KeyError, TypeError) as error:
+            raise IntegrityError(f"{where}: not a complete manifest ({type(error).__name__}: "
+                                 f"{error}); `recarchive repair` rebuilds it") from None
+        self.version = self.manifest.format_version
         # format 1 restored every raster as a new PNG; format 2 records how it was kept
-        self.fidelity = str(self.manifest.get("fidelity", FIDELITY_EXACT)) \
-            if self.version >= 2 else "png"
+        self.fidelity = (self.manifest.fidelity or FIDELITY_EXACT) if self.version >= 2 \
+            else "png"
         self.models_replaced: list[str] = []  # damaged copies replaced by shipped models
-        self.object_digest_bytes = _digest_bytes(self.manifest, f"{url}/{MANIFEST}")
-        self.files = {f["path"]: f for f in self.manifest["files"]}
-        self.parts = self.manifest["parts"]
-        self.shard_offsets = np.cumsum([0] + [p["shards"] for p in self.parts]).tolist()
+        self.files = {f["path"]: f for f in self.manifest.files}
+        self.parts = self.manifest.parts
+        self.shard_offsets = np.cumsum([0] + [p.shards for p in self.parts]).tolist()
         self.codecs = CodecCache(self._model)
         self._footers: dict[int, tuple[pq.ParquetFile, list[ShardInfo]]] = {}
         # index tables read and checked so far, kept while they fit: a restore plans every
@@ -113,7 +126,7 @@ class ArchiveReader:
     def done_records(self) -> list[PartRecord]:
         """The parts' done records the manifest names (bookkeeping), checked, in part order."""
         records = {}
-        for entry in self.manifest["files"]:
+        for entry in self.manifest.files:
             part = part_of_done_file(entry["path"]) if "/done/" in entry["path"] else None
             if entry["role"] == "bookkeeping" and part is not None:
                 records[part] = PartRecord.from_json(
@@ -124,7 +137,7 @@ class ArchiveReader:
         """The archive's copy of a model (or the shared store's); where that copy is missing
         or damaged, the shipped model file with the same sha256 (the same bytes, by their
         hash)."""
-        for model in self.manifest.get("models", []):
+        for model in self.manifest.models:
             if model["sha256"] == sha256:
                 where = (f"{model['store']}/{model['path']}" if "store" in model
                          else model["path"])
@@ -160,7 +173,7 @@ class ArchiveReader:
         """Problems with the models the manifest names in a shared store (an archive's own
         copies are files of the manifest, checked with them)."""
         problems = []
-        for model in self.manifest.get("models", []):
+        for model in self.manifest.models:
             if "store" in model:
                 try:
                     self._stored_model(model)
@@ -173,37 +186,37 @@ class ArchiveReader:
     def global_shard(self, part: int, row_group: int) -> int:
         return int(self.shard_offsets[part]) + row_group
 
-    def index_parts(self, pattern: str | None = None) -> list[dict[str, Any]]:
+    def index_parts(self, pattern: str | None = None) -> list[PartEntry]:
         """Parts whose key range can hold keys matching `pattern` (all parts if None)."""
         if not pattern:
             return list(self.parts)
         prefix = _literal_prefix(pattern)
         return [p for p in self.parts
-                if p["max_key"] >= prefix and (not prefix or p["min_key"] < prefix + "\U0010ffff")]
+                if p.max_key >= prefix and (not prefix or p.min_key < prefix + "\U0010ffff")]
 
-    def index_table(self, part: dict[str, Any]) -> pa.Table:
+    def index_table(self, part: PartEntry) -> pa.Table:
         """The part's index, checked (cached while the cached ones total under 64 MB)."""
-        cached = self._indexes.get(part["index"])
+        cached = self._indexes.get(part.index)
         if cached is not None:
             return cached
         table = self._read_index(part)
         if self._index_bytes + table.nbytes <= INDEX_CACHE_BYTES:
-            self._indexes[part["index"]] = table
+            self._indexes[part.index] = table
             self._index_bytes += table.nbytes
         return table
 
-    def _read_index(self, part: dict[str, Any]) -> pa.Table:
-        data = self.read_checked(part["index"])
+    def _read_index(self, part: PartEntry) -> pa.Table:
+        data = self.read_checked(part.index)
         try:
             table = pq.read_table(io.BytesIO(data))
         except (pa.ArrowException, OSError) as error:
-            raise IntegrityError(f"{self.url}: {part['index']} is not a readable index: "
+            raise IntegrityError(f"{self.url}: {part.index} is not a readable index: "
                                  f"{error}") from error
-        where = f"{self.url}: {part['index']}"
+        where = f"{self.url}: {part.index}"
         check_index_schema(table.schema, where, self.version)
-        if table.num_rows != part["objects"]:
+        if table.num_rows != part.objects:
             raise IntegrityError(f"{where} has {table.num_rows} rows, the manifest says "
-                                 f"{part['objects']}")
+                                 f"{part.objects}")
         prefix = table.column(OBJECT_DIGEST_COLUMN)
         try:
             wrong_length = pc.any(pc.not_equal(pc.binary_length(prefix),
@@ -220,13 +233,13 @@ class ArchiveReader:
         return table
 
     def rows(self, pattern: str | None = None, shards: set[int] | None = None,
-             parts: list[dict[str, Any]] | None = None) -> Iterator[IndexRow]:
+             parts: list[PartEntry] | None = None) -> Iterator[IndexRow]:
         """Index rows of objects whose key equals `pattern` or matches it (fnmatch;
         `*` also matches `/`) and whose first shard (global number) is in `shards`; only in
         `parts` (manifest entries) when given."""
         for part in self.index_parts(pattern) if parts is None else parts:
-            first = int(self.shard_offsets[part["part"]])
-            if shards is not None and not any(first <= s < first + part["shards"]
+            first = int(self.shard_offsets[part.part])
+            if shards is not None and not any(first <= s < first + part.shards
                                                for s in shards):
                 continue  # none of the asked shards lies in this part: skip its index
             for row in index_rows(self.index_table(part)):
@@ -244,7 +257,7 @@ class ArchiveReader:
     def shard_table(self, part: int) -> tuple[pq.ParquetFile, list[ShardInfo]]:
         """The part's data file (footer read, nothing else) and its shard list."""
         if part not in self._footers:
-            path = self.parts[part]["data"]
+            path = self.parts[part].data
             entry = self.files[path]
             try:
                 handle = self.location.open_read(path)
@@ -263,9 +276,9 @@ class ArchiveReader:
                 raise IntegrityError(f"{self.url}: data file {path} is {handle.size()} bytes, "
                                      f"the manifest says {entry['size']}")
             meta = parquet.metadata
-            if meta.num_row_groups != self.parts[part]["shards"]:
+            if meta.num_row_groups != self.parts[part].shards:
                 raise IntegrityError(f"{self.url}: {path} has {meta.num_row_groups} shards, "
-                                     f"the manifest says {self.parts[part]['shards']}")
+                                     f"the manifest says {self.parts[part].shards}")
             names = parquet.schema_arrow.names
             infos = []
             for number in range(meta.num_row_groups):
@@ -285,13 +298,13 @@ class ArchiveReader:
     def _footer(self, part: int, size: int) -> pq.FileMetaData:
         """The data file's Parquet footer, fetched with one exact range read (its length is in
         the manifest) and parsed on its own."""
-        length = int(self.parts[part]["data_footer_bytes"])
+        length = int(self.parts[part].data_footer_bytes)
         if not 8 < length <= size - 4:
             raise IntegrityError(f"{self.url}: part {part}: footer length {length} is "
                                  "impossible for its data file")
-        tail = self.location.read_range(self.parts[part]["data"], size - length, size)
+        tail = self.location.read_range(self.parts[part].data, size - length, size)
         if len(tail) != length or tail[-4:] != b"PAR1":
-            raise IntegrityError(f"{self.url}: {self.parts[part]['data']}: no Parquet footer "
+            raise IntegrityError(f"{self.url}: {self.parts[part].data}: no Parquet footer "
                                  "where the manifest says (truncated or replaced)")
         return pq.read_metadata(io.BytesIO(b"PAR1" + tail))
 

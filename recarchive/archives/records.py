@@ -1,8 +1,8 @@
 """Typed records of what the format stores: an index row (one object), a shard (one row
-group of a part's data file), a part's done record and its counts. The Parquet schemas in
-`format` are the rows' columns, and JSON the done records' form; these classes are how the code
-holds them, so a misspelt field fails where it is written, not as a missing key three modules
-away.
+group of a part's data file), a part's done record and its counts, and the manifest. The
+Parquet schemas in `format` are the rows' columns, and JSON the records' form; these classes
+are how the code holds them, so a misspelt field fails where it is written, not as a missing
+key three modules away.
 """
 
 from __future__ import annotations
@@ -200,3 +200,78 @@ class PartRecord:
                    data_footer_bytes=values.get("data_footer_bytes"),
                    observed={k: v for k, v in values.items() if k not in _PART_KEYS},
                    done_path=done_path)
+
+
+@dataclass(frozen=True)
+class PartEntry:
+    """A part as the manifest names it: its key range and files (where readers start)."""
+
+    part: int
+    shards: int
+    objects: int
+    min_key: str
+    max_key: str
+    data: str                          # its data file's path
+    index: str                         # its index file's path
+    data_footer_bytes: int | None = None   # the data file's Parquet footer + 8 (format 2+)
+
+    @classmethod
+    def of(cls, record: PartRecord) -> PartEntry:
+        return cls(record.part, record.shards, record.objects, record.min_key, record.max_key,
+                   record.file("data")["path"], record.file("index")["path"],
+                   record.data_footer_bytes)
+
+
+# keys a manifest may lack: left out of its JSON when None
+_OPTIONAL_MANIFEST_KEYS = ("fidelity", "archive_seconds", "local_unsafe_keys", "auto_model",
+                           "manifest_sha256")
+
+
+@dataclass
+class Manifest:
+    """An archive's manifest (`manifest.json`, committed last): what the archive holds and
+    every file with its checksum. `as_dict` is its JSON form (what `recarchive.archive`
+    returns); keys a later release adds are kept in `extra`, so nothing read is dropped."""
+
+    format: str
+    format_version: int
+    run_id: str
+    created_unix: float
+    source: str
+    settings: dict[str, Any]           # the ArchiveSettings the run was made with
+    codec: str
+    models: list[dict[str, Any]]       # {"codec", "sha256", "path"[, "store"]}
+    fidelity: str | None               # None in format 1 (rasters came back as new PNGs)
+    object_digest_bytes: int
+    parts: list[PartEntry]
+    totals: dict[str, Any]             # PartStats summed over the parts, as stored
+    files: list[dict[str, Any]]        # {"role", "path", "size", "sha256"}
+    archive_seconds: float | None = None
+    local_unsafe_keys: dict[str, Any] | None = None   # keys a local folder cannot hold
+    auto_model: dict[str, Any] | None = None          # `auto`'s decision on its model
+    manifest_sha256: str | None = None                # its own checksum, once sealed
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stats(self) -> PartStats:
+        return PartStats.from_json(self.totals)
+
+    def as_dict(self) -> dict[str, Any]:
+        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "extra"}
+        body["parts"] = [dataclasses.asdict(part) for part in self.parts]
+        for name in _OPTIONAL_MANIFEST_KEYS:
+            if body[name] is None:
+                del body[name]
+        return {**body, **self.extra}
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> Manifest:
+        """A parsed manifest (`format.parse_manifest` checked it); a KeyError or TypeError
+        where a required key is missing."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in values.items() if k in names}
+        known["parts"] = [PartEntry(**part) for part in values["parts"]]
+        known.setdefault("fidelity", None)
+        known.setdefault("models", [])
+        return cls(**known, extra={k: v for k, v in values.items() if k not in names})

@@ -161,7 +161,8 @@ def _rebuild(location: Location, run: str, report: RepairReport) -> dict[str, An
     version = 2 if all(r.writer for r in records.values()) else 1
     manifest = build_manifest(location, run, record["source"], settings, settings.codec,
                               models[0] if models else None, list(records.values()),
-                              format_version=version, model_store=record.get("model_store"))
+                              format_version=version,
+                              model_store=record.get("model_store")).as_dict()
     report.action, report.source = "rebuilt-from-records", folder
     for entry in manifest["files"]:
         if entry["role"] == "model" and not _holds(location, entry):

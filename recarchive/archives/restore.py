@@ -225,8 +225,8 @@ def selected_rows(reader: ArchiveReader, report: RestoreReport, objects: str | N
         try:
             rows = list(reader.rows(objects, shards, parts=[part]))
         except IntegrityError as error:
-            report.fail(f"{part['min_key']} … {part['max_key']} ({part['objects']} objects "
-                        f"of part {part['part']})", error)
+            report.fail(f"{part.min_key} … {part.max_key} ({part.objects} objects "
+                        f"of part {part.part})", error)
             continue
         yield from _by_part(iter(rows))
 
@@ -312,9 +312,9 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None,
     started = time.time()
     reader = ArchiveReader(archive_url, archive_options)
     report = RestoreReport()
-    totals = reader.manifest["totals"]
+    totals = reader.manifest.totals
     listener(Planned(objects=totals["objects"], bytes=totals["source_bytes"]))
-    for entry in reader.manifest["files"]:
+    for entry in reader.manifest.files:
         problem = _check_file(reader, entry)
         if problem:
             report.problems.append(problem)
@@ -324,16 +324,16 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None,
         try:
             rows = index_rows(reader.index_table(part))
         except IntegrityError as error:
-            report.fail(f"{part['min_key']} … {part['max_key']} ({part['objects']} objects "
-                        f"of part {part['part']})", error)
+            report.fail(f"{part.min_key} … {part.max_key} ({part.objects} objects "
+                        f"of part {part.part})", error)
             continue
-        decoder = _PartDecoder(reader, part["part"], rows, report, listener)
+        decoder = _PartDecoder(reader, part.part, rows, report, listener)
         for row in rows:
             counted[row.kind] += 1
             _check_one(row, decoder, report)
             listener(Advanced(objects=1, bytes=row.size))
-        reader.release(part["part"])
-        listener(PartEvent(part["part"], False, len(rows)))
+        reader.release(part.part)
+        listener(PartEvent(part.part, False, len(rows)))
     expected = {KIND_RASTER: totals["rasters"], KIND_BLOB: totals["blobs"],
                 KIND_SKIPPED: totals["skipped"]}
     for kind, number in expected.items():

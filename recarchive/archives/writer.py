@@ -71,7 +71,7 @@ from recarchive.archives.format import (
 from recarchive.archives.ingest import DEFAULT_MAX_PIXELS
 from recarchive.archives.models import model_bytes_of
 from recarchive.archives.parts import PartBuilder
-from recarchive.archives.records import PartRecord, PartStats
+from recarchive.archives.records import Manifest, PartEntry, PartRecord, PartStats
 from recarchive.codecs import BlockCodec, get_codec
 from recarchive.storage import LocalKeyAudit, Location, StoredObject, open_location
 
@@ -449,7 +449,7 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
                    local_keys: dict[str, Any] | None = None,
                    on_commit: CommitHook | None = None,
                    model_store: str | None = None,
-                   model_decision: ModelDecision | None = None) -> dict[str, Any]:
+                   model_decision: ModelDecision | None = None) -> Manifest:
     """The manifest of a run from its parts' done records: every file with its checksum, the
     parts and totals, the model (its copy, or its name in `model_store`), and the files
     `on_commit` writes now (the report's)."""
@@ -480,25 +480,16 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
         data = destination.read_bytes(path)
         files.append({"role": "bookkeeping", "path": path, "size": len(data),
                       "sha256": sha256_hex(data)})
-    manifest = {
-        "format": FORMAT_NAME, "format_version": format_version, "run_id": run_id,
-        "created_unix": time.time(), "source": source_url, "settings": asdict(settings),
-        "codec": codec_name, "models": models, "fidelity": settings.fidelity,
-        "object_digest_bytes": settings.object_digest_bytes,  # length of index sha256_prefix
-        "parts": [{"part": r.part, "shards": r.shards, "objects": r.objects,
-                   "min_key": r.min_key, "max_key": r.max_key,
-                   "data": r.file("data")["path"], "index": r.file("index")["path"],
-                   "data_footer_bytes": r.data_footer_bytes}
-                  for r in records],
-        "totals": asdict(totals), "files": files,
-    }
-    if started is not None:
-        manifest["archive_seconds"] = round(time.time() - started, 3)
-    if model_decision is not None:
-        manifest["auto_model"] = model_decision.describe()
-    if local_keys is not None:
+    manifest = Manifest(
+        format=FORMAT_NAME, format_version=format_version, run_id=run_id,
+        created_unix=time.time(), source=source_url, settings=asdict(settings),
+        codec=codec_name, models=models, fidelity=settings.fidelity,
+        object_digest_bytes=settings.object_digest_bytes,  # length of index sha256_prefix
+        parts=[PartEntry.of(r) for r in records], totals=asdict(totals), files=files,
+        archive_seconds=None if started is None else round(time.time() - started, 3),
+        auto_model=None if model_decision is None else model_decision.describe(),
         # keys a local folder cannot hold as they are (object storage restores take them all)
-        manifest["local_unsafe_keys"] = local_keys
+        local_unsafe_keys=local_keys)
     if on_commit is not None:
         files.extend(on_commit(destination, manifest, records))  # e.g. the report's file
     return manifest
@@ -512,10 +503,10 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
              model_store: Location | None = None,
              model_decision: ModelDecision | None = None) -> dict[str, Any]:
     """Run `on_commit` (its files join the manifest), write a copy of the manifest under this
-    commit's writer id (what
-    `repair` restores from), then the manifest itself, exclusively and last. If another writer
-    committed first, nothing of its archive is touched and the error lists this writer's files
-    that its manifest does not name. `auto`'s model is copied now, if a shard used it."""
+    commit's writer id (what `repair` restores from), then the manifest itself, exclusively and
+    last; return its JSON form. If another writer committed first, nothing of its archive is
+    touched and the error lists this writer's files that its manifest does not name. `auto`'s
+    model is copied now, if a shard used it."""
     model = used_model(codecs, records)
     if model and not codecs.upfront_model and codecs.model is not None:
         copy_model(codecs.model, destination, run_id, model_store)
@@ -524,7 +515,7 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
                               on_commit=on_commit,
                               model_store=store_url(model_store) if model_store else None,
                               model_decision=model_decision)
-    sealed = seal_manifest(manifest)
+    sealed = seal_manifest(manifest.as_dict())
     copy = commit_path(run_id, new_writer_id())
     destination.write_atomic(copy, sealed)
     try:
@@ -532,17 +523,17 @@ def finalize(destination: Location, run_id: str, source_url: str, settings: Arch
     except FileExistsError:
         destination.remove(copy)
         raise ArchiveError(_lost_commit(destination, manifest)) from None
-    return manifest
+    return manifest.as_dict()
 
 
-def _lost_commit(destination: Location, ours: dict[str, Any]) -> str:
+def _lost_commit(destination: Location, ours: Manifest) -> str:
     """What a writer that lost the race to commit says: which of its files no manifest names."""
     try:
         theirs = parse_manifest(destination.read_bytes(MANIFEST), MANIFEST)
         named = {f["path"] for f in theirs["files"]}
     except (IntegrityError, OSError, KeyError, TypeError):
         named = set()
-    left = sorted(f["path"] for f in ours["files"]
+    left = sorted(f["path"] for f in ours.files
                   if f["path"] not in named and f["role"] != "model")
     note = (f"; this writer's files that it does not name, safe to delete: {', '.join(left)}"
             if left else "; every file this writer made is part of it")

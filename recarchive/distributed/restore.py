@@ -29,11 +29,11 @@ def plan_restore(reader: ArchiveReader, shards: set[int] | None,
     with no shard selection every part is listed (its skipped objects are reported too)."""
     plan = []
     for part in reader.index_parts(objects):
-        first = int(reader.shard_offsets[part["part"]])
-        own = range(first, first + int(part["shards"]))
+        first = int(reader.shard_offsets[part.part])
+        own = range(first, first + int(part.shards))
         chosen = [s for s in own if shards is None or s in shards]
         if chosen or shards is None:
-            plan.append((int(part["part"]), chosen))
+            plan.append((int(part.part), chosen))
     return plan
 
 
@@ -62,7 +62,7 @@ def restore_on_ray(archive_url: str, destination_url: str, *, shards: set[int] |
                          part, chosen, objects, shards is None, rename_unsafe))
              for part, chosen in plan)
     if shards is None and objects is None:
-        totals = reader.manifest["totals"]
+        totals = reader.manifest.totals
         listener(Planned(objects=totals["objects"], bytes=totals["source_bytes"]))
     progress = event_queue()
     with ActorPool(pool or PoolSettings(), (None, progress), log) as actors:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recarchive.archives.format import JPEG_CODEC, JPEGXL_CODEC
-from recarchive.archives.records import IndexRow, PartRecord
+from recarchive.archives.records import IndexRow, Manifest, PartRecord
 from recarchive.report.classical import NAMES
 from recarchive.report.measure import BIN_WIDTH, BINS, BITS_METHOD, PartRecorder, _Object
 
@@ -60,13 +60,13 @@ def _prefix(key: str) -> str:
     return key.split("/", 1)[0] if "/" in key else ""
 
 
-def build_report(manifest: dict[str, Any], records: list[PartRecord], *, url: str,
+def build_report(manifest: Manifest, records: list[PartRecord], *, url: str,
                  read_index: Callable[[PartRecord], list[IndexRow]] | None = None,
                  generated_by: str = "archive") -> dict[str, Any]:
     """The report of an archive. `read_index(record)` gives a part's index rows; it is only
     called for parts whose done record has no `"report"` (built before reports existed)."""
     records = sorted(records, key=lambda r: r.part)
-    root = source_name(manifest["source"])
+    root = source_name(manifest.source)
     merged: dict[str, dict[str, Any]] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
     shards: list[dict[str, Any]] = []
@@ -87,8 +87,8 @@ def build_report(manifest: dict[str, Any], records: list[PartRecord], *, url: st
             shards.append(dict(shard, shard=offset + shard["shard"], part=record.part,
                                row_group=shard["shard"]))
         offset += record.shards
-    totals = manifest["totals"]
-    files = [f for f in manifest["files"] if f.get("role") != "report"]
+    totals = manifest.totals
+    files = [f for f in manifest.files if f.get("role") != "report"]
     archive = _archive_section(manifest, url, files, shards, records, methods, untimed)
     overhead = archive["overhead_bytes"]
     objects = max(1, totals["objects"])
@@ -105,7 +105,7 @@ def build_report(manifest: dict[str, Any], records: list[PartRecord], *, url: st
         "archive": archive,
         "totals": _dataset_row(ALL, everything, overhead, baseline_summary(all_samples, "archive")),
         "datasets": datasets,
-        "codecs": _codec_rows(shards, totals, manifest["codec"]),
+        "codecs": _codec_rows(shards, totals, manifest.codec),
         "shards": {"total": archive["shards"], "listed": [_shard_row(s) for s in
                                                             shards[:SHARD_ROWS]]},
         "methods": {"per_image_bits": "; ".join(sorted(methods)), **METHOD_NOTES},
@@ -237,22 +237,22 @@ def merge_baselines(summaries: list[dict[str, Any]], source: str) -> dict[str, A
                                sum(s["ours_bits"] for s in summaries), sizes)
 
 
-def _archive_section(manifest: dict[str, Any], url: str, files: list[dict[str, Any]],
+def _archive_section(manifest: Manifest, url: str, files: list[dict[str, Any]],
                      shards: list[dict[str, Any]], records: list[PartRecord], methods: set[str],
                      untimed: int) -> dict[str, Any]:
-    totals = manifest["totals"]
+    totals = manifest.totals
     sizes: dict[str, int] = {}
     for entry in files:
         sizes[entry["role"]] = sizes.get(entry["role"], 0) + entry["size"]
     payload = totals["pixel_payload_bytes"] + totals["blob_payload_bytes"]
     archive_bytes = sum(sizes.values())
-    models = manifest.get("models", [])
+    models = manifest.models
     return {
-        "url": url, "run_id": manifest["run_id"], "source": manifest["source"],
-        "format_version": manifest["format_version"], "created_unix": manifest["created_unix"],
-        "codec": manifest["codec"], "models": [m["sha256"] for m in models],
-        "label": manifest["codec"] + "".join(f"@{m['sha256'][:12]}" for m in models),
-        "settings": manifest["settings"], "archive_seconds": manifest.get("archive_seconds"),
+        "url": url, "run_id": manifest.run_id, "source": manifest.source,
+        "format_version": manifest.format_version, "created_unix": manifest.created_unix,
+        "codec": manifest.codec, "models": [m["sha256"] for m in models],
+        "label": manifest.codec + "".join(f"@{m['sha256'][:12]}" for m in models),
+        "settings": manifest.settings, "archive_seconds": manifest.archive_seconds,
         "parts": len(records), "shards": sum(r.shards for r in records),
         "objects": totals["objects"], "source_bytes": totals["source_bytes"],
         "archive_bytes": archive_bytes, "payload_bytes": payload,
@@ -267,13 +267,13 @@ def _archive_section(manifest: dict[str, Any], url: str, files: list[dict[str, A
     }
 
 
-def _fidelity(manifest: dict[str, Any]) -> dict[str, Any]:
+def _fidelity(manifest: Manifest) -> dict[str, Any]:
     """How objects come back: rasters rebuilt byte for byte from their pixels, objects kept
     as bytes, JPEGs recompressed losslessly (format 1 archives restored rasters as PNG)."""
-    totals = manifest["totals"]
+    totals = manifest.totals
     jpegs = totals.get("jpegs", 0)
     return {
-        "mode": manifest.get("fidelity", "png") if manifest["format_version"] >= 2 else "png",
+        "mode": (manifest.fidelity or "png") if manifest.format_version >= 2 else "png",
         "rasters": totals["rasters"],
         "byte_exact_rasters": totals.get("byte_exact_rasters", 0),
         "bytes_path_objects": totals["blobs"] - jpegs,

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from recarchive.archives.format import MANIFEST, run_dir, sha256_hex
-from recarchive.archives.records import IndexRow, PartRecord, index_rows
+from recarchive.archives.records import IndexRow, Manifest, PartRecord, index_rows
 from recarchive.report.build import (
     build_report,
     to_json,
@@ -32,7 +32,7 @@ from recarchive.storage import Location
 ROLE = "report"
 
 
-def embed_report(destination: Location, manifest: dict[str, Any],
+def embed_report(destination: Location, manifest: Manifest,
                  records: list[PartRecord]) -> list[dict[str, Any]]:
     """Write the report file; return its manifest entries (none if it could not be built, or
     if the archive is already complete: its files are left alone)."""
@@ -54,22 +54,22 @@ def embed_report(destination: Location, manifest: dict[str, Any],
     entries = []
     for suffix, content in contents.items():
         digest = sha256_hex(content)
-        path = f"{run_dir(manifest['run_id'])}/report-{digest[:16]}.{suffix}"
+        path = f"{run_dir(manifest.run_id)}/report-{digest[:16]}.{suffix}"
         destination.write_atomic(path, content)
         entries.append({"role": ROLE, "path": path, "size": len(content), "sha256": digest})
     return entries
 
 
-def report_files(manifest: dict[str, Any]) -> dict[str, str]:
-    """{"json": path} of the report the manifest names (empty if none; archives of earlier
-    releases also name an "html" copy)."""
-    return {f["path"].rsplit(".", 1)[-1]: f["path"] for f in manifest["files"]
+def report_files(files: list[dict[str, Any]]) -> dict[str, str]:
+    """{"json": path} of the report a manifest's `files` name (empty if none; archives of
+    earlier releases also name an "html" copy)."""
+    return {f["path"].rsplit(".", 1)[-1]: f["path"] for f in files
             if f.get("role") == ROLE}
 
 
 def embedded_report(reader: Any) -> dict[str, Any] | None:
     """The report written into the archive at commit time, checked against the manifest."""
-    path = report_files(reader.manifest).get("json")
+    path = report_files(reader.manifest.files).get("json")
     if path is None:
         return None
     report = with_method_notes(json.loads(reader.read_checked(path)))

@@ -32,7 +32,7 @@ def sample_rasters(reader: ArchiveReader, per_dataset: int,
     rng = random.Random(seed)
     chosen: dict[str, list[IndexRow]] = {}
     seen: dict[str, int] = {}
-    root = source_name(reader.manifest["source"])
+    root = source_name(reader.manifest.source)
     for row in reader.rows():
         if not row.is_raster:
             continue
