@@ -29,6 +29,7 @@ from recarchive.archives.writer import (
     start_run,
 )
 from recarchive.codecs import get_codec
+from recarchive.commands.report import report_command
 from recarchive.datasets import data_dir, load_cifar10
 from recarchive.report.load import load_report
 from recarchive.storage import open_location
@@ -191,3 +192,19 @@ def test_the_model_store_copy_is_the_shipped_model(shared) -> None:
     assert len(models) == 1 and "store" in models[0]
     data = (shared["store"] / models[0]["path"]).read_bytes()
     assert sha256_hex(data) == models[0]["sha256"] == shared["auto"]["auto_model"]["model_sha256"]
+
+
+def test_the_report_says_what_auto_chose_in_json_terminal_and_html(shared, tmp_path) -> None:
+    report = load_report(str(shared["root"] / "auto"))
+    auto, totals = report["archive"]["auto"], shared["auto"]["totals"]
+    assert auto["kept"] and auto["model_rasters"] == totals["auto_model_rasters"]
+    assert auto["model_bytes"] == totals["auto_model_bytes"]
+    assert 0 < auto["saved_pct"] < 20 and auto["jpegxl_rasters"] == totals["whole_rasters"]
+    html = tmp_path / "r.html"
+    assert cli.main(["report", str(shared["root"] / "auto"), "--html", str(html)]) == 0
+    line = f"auto: {auto['model_rasters']:,} of {auto['candidates']:,} candidate rasters"
+    assert line in html.read_text()
+    out = io.StringIO()
+    report_command(str(shared["root"] / "auto"), out=out)
+    assert line in out.getvalue()
+    assert "auto" not in load_report(str(shared["root"] / "jxl"))["archive"]

@@ -14,6 +14,8 @@ from recarchive.archives.restore import RestoreReport, list_objects, restore, ve
 from recarchive.archives.writer import ArchiveSettings
 from recarchive.commands.options import parse_shards, parse_storage_options
 from recarchive.commands.progress import ProgressDisplay, count_in_background
+from recarchive.report.build import auto_section
+from recarchive.report.fmt import auto_line
 from recarchive.storage import open_location
 
 
@@ -56,39 +58,13 @@ def print_archive_summary(manifest: dict[str, Any], destination: str, as_json: b
           f"them rebuilt byte for byte from pixels; {totals['blobs']} kept as bytes, {jpegs} "
           f"of them JPEGs recompressed losslessly; {totals['skipped']} skipped) into "
           f"{destination}: {summary['archive_bytes']} bytes", file=out)
-    choice = auto_choice_line(manifest)
-    if choice:
-        print(choice, file=out)
+    if manifest.get("auto_model"):
+        print(auto_line(auto_section(totals, manifest["auto_model"])), file=out)
     unsafe = manifest.get("local_unsafe_keys") or {}
     if unsafe.get("count"):
         shown = "; ".join(f"{item['key']!r} ({item['reason']})" for item in unsafe["examples"][:5])
         print(f"note: {unsafe['count']} keys cannot be restored into a local folder as they are "
               f"(object storage takes them; or restore with --rename-unsafe): {shown}", file=out)
-
-
-def auto_choice_line(manifest: dict[str, Any]) -> str:
-    """What `--codec auto` chose: how many rasters went to the model and what they saved
-    against JPEG-XL, or why the model was not kept ("" for other codecs)."""
-    decision = manifest.get("auto_model")
-    if decision is None:
-        return ""
-    totals = manifest["totals"]
-    whole = totals.get("whole_rasters", 0)
-    if not decision["kept"]:
-        why = (f"what it saved against JPEG-XL ({decision['saved_bytes']:,} bytes) did not "
-               f"outweigh its copy ({decision['copy_bytes']:,} bytes)"
-               if decision["saved_bytes"] > 0 else "it coded no raster smaller than JPEG-XL")
-        rebuilt = (f"; {decision['parts_rebuilt']} part(s) rebuilt without it"
-                   if decision["parts_rebuilt"] else "")
-        return (f"auto: {whole} rasters as JPEG-XL lossless; the model was not kept: {why}"
-                f"{rebuilt} (a shared --model-store keeps it for many archives)")
-    model, streams = totals["auto_model_bytes"], totals["auto_model_jpegxl_bytes"]
-    saved = 100.0 * (streams - model) / streams if streams else 0.0
-    above = totals.get("auto_model_above_jpegxl", 0)
-    return (f"auto: {totals['auto_model_rasters']} of {totals['auto_candidates']} candidate "
-            f"rasters coded by the model ({model:,} bytes, {saved:.1f} % below their JPEG-XL "
-            f"streams' {streams:,}; {above} ended above their stream), {whole} as JPEG-XL "
-            "lossless")
 
 
 def print_restore_report(report: RestoreReport, verb: str, as_json: bool, out: TextIO,

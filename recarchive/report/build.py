@@ -264,6 +264,24 @@ def _archive_section(manifest: Manifest, url: str, files: list[dict[str, Any]],
         "parts_without_measurements": untimed,
         "bits_method": BITS_METHOD if methods <= {BITS_METHOD} else "; ".join(sorted(methods)),
         "fidelity": _fidelity(manifest),
+        **({"auto": auto_section(totals, manifest.auto_model)} if manifest.auto_model else {}),
+    }
+
+
+def auto_section(totals: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+    """What `--codec auto` chose: the rasters the model coded and what they saved against
+    their own JPEG-XL streams, the rest as JPEG-XL, and whether the model was kept."""
+    model, streams = totals.get("auto_model_bytes", 0), totals.get("auto_model_jpegxl_bytes", 0)
+    return {
+        "model_sha256": decision["model_sha256"], "kept": decision["kept"],
+        "candidates": totals.get("auto_candidates", 0),
+        "model_rasters": totals.get("auto_model_rasters", 0), "model_bytes": model,
+        "model_jpegxl_bytes": streams,
+        "saved_pct": round(100.0 * (streams - model) / streams, 3) if streams else None,
+        "above_jpegxl": totals.get("auto_model_above_jpegxl", 0),
+        "jpegxl_rasters": totals.get("whole_rasters", 0),
+        "saved_bytes": decision["saved_bytes"], "copy_bytes": decision["copy_bytes"],
+        "parts_rebuilt": decision["parts_rebuilt"],
     }
 
 

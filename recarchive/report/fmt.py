@@ -50,3 +50,22 @@ def split(dataset: dict[str, Any]) -> str:
     """'codec / fallback / skipped' object counts."""
     return (f"{dataset['codec']['objects']:,} / {dataset['fallback']['objects']:,} / "
             f"{dataset['skipped']:,}")
+
+
+def auto_line(auto: dict[str, Any] | None) -> str:
+    """What `--codec auto` chose, in one line ("" for other codecs)."""
+    if auto is None:
+        return ""
+    whole = auto["jpegxl_rasters"]
+    if not auto["kept"]:
+        why = (f"what it saved against JPEG-XL ({auto['saved_bytes']:,} bytes) did not "
+               f"outweigh its copy ({auto['copy_bytes']:,} bytes)"
+               if auto["saved_bytes"] > 0 else "it coded no raster smaller than JPEG-XL")
+        rebuilt = (f"; {auto['parts_rebuilt']} part(s) rebuilt without it"
+                   if auto["parts_rebuilt"] else "")
+        return (f"auto: {whole:,} rasters as JPEG-XL lossless; the model was not kept: {why}"
+                f"{rebuilt} (a shared --model-store keeps it for many archives)")
+    return (f"auto: {auto['model_rasters']:,} of {auto['candidates']:,} candidate rasters coded "
+            f"by the model ({size(auto['model_bytes'])}, {num(auto['saved_pct'], 1)} % below "
+            f"their JPEG-XL streams' {size(auto['model_jpegxl_bytes'])}; "
+            f"{auto['above_jpegxl']:,} ended above their stream), {whole:,} as JPEG-XL lossless")

@@ -10,7 +10,16 @@ from typing import Any
 
 from recarchive.report import svg
 from recarchive.report.classical import NAMES
-from recarchive.report.fmt import BASELINE_LABELS, baseline_of, num, pct, size, split, when
+from recarchive.report.fmt import (
+    BASELINE_LABELS,
+    auto_line,
+    baseline_of,
+    num,
+    pct,
+    size,
+    split,
+    when,
+)
 
 SHARD_TABLE_ROWS = 100
 SHARD_PLOT = 300
@@ -170,6 +179,7 @@ def _header(report: dict[str, Any]) -> list[str]:
         f"<p class=\"sub\">{escape(a['url'])} · codec <b>{escape(a['label'])}</b> · run "
         f"{escape(a['run_id'])} · created {when(a['created_unix'])} · source "
         f"{escape(a['source'])}</p>",
+        *([f"<p class=\"sub\">{escape(auto_line(a['auto']))}</p>"] if a.get("auto") else []),
         _cards([("objects", num(t["objects"])), ("raw", size(t["raw_bytes"])),
                 ("archived", size(t["archived_bytes"])), ("ratio raw/archived", num(t["ratio"])),
                 ("codec bits/dim", num(t["codec"]["bits_per_dim"])),

@@ -10,7 +10,16 @@ from rich.console import Console
 from rich.table import Table
 
 from recarchive.report.classical import NAMES
-from recarchive.report.fmt import BASELINE_LABELS, baseline_of, num, pct, size, split, when
+from recarchive.report.fmt import (
+    BASELINE_LABELS,
+    auto_line,
+    baseline_of,
+    num,
+    pct,
+    size,
+    split,
+    when,
+)
 
 SHARD_ROWS = 12
 SPARK = " ▁▂▃▄▅▆▇█"
@@ -121,6 +130,8 @@ def print_report(report: dict[str, Any], out: TextIO, width: int | None = None,
     fidelity = _fidelity_line(a.get("fidelity"))
     if fidelity:
         console.print(fidelity)
+    if a.get("auto"):
+        console.print(auto_line(a["auto"]))
     console.print(_datasets(report, "per dataset"))
     baselines = _baselines(report)
     if baselines is not None:
