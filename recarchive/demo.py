@@ -31,7 +31,7 @@ FIXTURE_FILES = {
     "photos/skimage_chelsea_CC0.png": "skimage_chelsea_CC0.png",
     "photos/skimage_coffee_CC0.png": "skimage_coffee_CC0.png",
 }
-DEMO_CIFAR = 300  # CIFAR-10 test images: enough for the model's chains to pay off
+DEMO_CIFAR = 200  # CIFAR-10 test images: enough for the model's chains to pay off
 
 
 def _encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
