@@ -11,10 +11,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# torch==2.13.0 first: the CPU wheel on the machine's disk, so no CUDA build is pulled in.
+# torch==2.13.0 first: the CPU wheel on the machine's disk, so no CUDA build is pulled in; and
+# pinned again beside the package, or pip's resolver may trade it for a newer (CUDA) torch
+# within the package's range (it did on 2026-12-02: torch 2.14.1 and 3 GB of nvidia wheels).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' torch==2.13.0
 	touch $(STAMP)
 
 test: $(STAMP)
