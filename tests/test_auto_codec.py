@@ -208,3 +208,15 @@ def test_the_report_says_what_auto_chose_in_json_terminal_and_html(shared, tmp_p
     report_command(str(shared["root"] / "auto"), out=out)
     assert line in out.getvalue()
     assert "auto" not in load_report(str(shared["root"] / "jxl"))["archive"]
+
+
+def test_a_bucket_without_candidates_says_so(tmp_path, capsys) -> None:
+    (tmp_path / "src").mkdir()
+    photo = data_dir() / "fixtures" / "skimage_chelsea_CC0.png"
+    (tmp_path / "src" / "photo.png").write_bytes(photo.read_bytes())
+    assert cli.main(["archive", str(tmp_path / "src"), str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert ("auto: 1 raster as JPEG-XL lossless; the model was not kept: no raster was one it "
+            "takes (RGB, at most 64×64)") in out
+    manifest = json.loads((tmp_path / "a" / MANIFEST).read_bytes())
+    assert manifest["models"] == [] and manifest["auto_model"]["parts_rebuilt"] == 0

@@ -58,13 +58,18 @@ def auto_line(auto: dict[str, Any] | None) -> str:
         return ""
     whole = auto["jpegxl_rasters"]
     if not auto["kept"]:
-        why = (f"what it saved against JPEG-XL ({auto['saved_bytes']:,} bytes) did not "
-               f"outweigh its copy ({auto['copy_bytes']:,} bytes)"
-               if auto["saved_bytes"] > 0 else "it coded no raster smaller than JPEG-XL")
         rebuilt = (f"; {auto['parts_rebuilt']} part(s) rebuilt without it"
                    if auto["parts_rebuilt"] else "")
-        return (f"auto: {whole:,} rasters as JPEG-XL lossless; the model was not kept: {why}"
-                f"{rebuilt} (a shared --model-store keeps it for many archives)")
+        if auto["saved_bytes"] > 0:
+            why = (f"what it saved against JPEG-XL ({auto['saved_bytes']:,} bytes) did not "
+                   f"outweigh its copy ({auto['copy_bytes']:,} bytes){rebuilt} (a shared "
+                   "--model-store keeps it for many archives)")
+        elif auto["candidates"] or auto["parts_rebuilt"]:
+            why = f"it coded no raster smaller than JPEG-XL{rebuilt}"
+        else:
+            why = "no raster was one it takes (RGB, at most 64×64)"
+        return (f"auto: {whole:,} raster{'' if whole == 1 else 's'} as JPEG-XL lossless; the "
+                f"model was not kept: {why}")
     return (f"auto: {auto['model_rasters']:,} of {auto['candidates']:,} candidate rasters coded "
             f"by the model ({size(auto['model_bytes'])}, {num(auto['saved_pct'], 1)} % below "
             f"their JPEG-XL streams' {size(auto['model_jpegxl_bytes'])}; "
