@@ -189,7 +189,7 @@ def test_a_resumed_run_prefers_the_build_without_the_model(bucket, tmp_path) -> 
 
 def test_the_model_store_copy_is_the_shipped_model(shared) -> None:
     models = shared["auto"]["models"]
-    assert len(models) == 1 and "store" in models[0]
+    assert len(models) == 1 and "store" in models[0] and models[0]["codec"] == "bitswap"
     data = (shared["store"] / models[0]["path"]).read_bytes()
     assert sha256_hex(data) == models[0]["sha256"] == shared["auto"]["auto_model"]["model_sha256"]
 

@@ -464,15 +464,16 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
         format_version = max(format_version, WHOLE_RASTER_VERSION)
     files = [f for record in records for f in record.files]
     models = []
+    model_codec = AUTO_MODEL_CODEC if codec_name == AUTO_CODEC else codec_name  # its user
     if model_sha256 and model_store is not None:
-        models.append({"codec": codec_name, "sha256": model_sha256, "store": model_store,
+        models.append({"codec": model_codec, "sha256": model_sha256, "store": model_store,
                        "path": store_model_path(model_sha256)})
         format_version = max(format_version, MODEL_STORE_VERSION)
     elif model_sha256:
         path = model_path(run_id, model_sha256)
         size = destination.size(path) if destination.exists(path) else 0
         files.append({"role": "model", "path": path, "size": size, "sha256": model_sha256})
-        models.append({"codec": codec_name, "sha256": model_sha256, "path": path})
+        models.append({"codec": model_codec, "sha256": model_sha256, "path": path})
     # run bookkeeping: not needed to restore, named so that `verify` covers every file
     done_files = [r.done_path or done_path(run_id, r.part, r.writer)
                   for r in records]
