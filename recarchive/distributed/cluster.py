@@ -46,6 +46,9 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None,
     return {k: float(v) for k, v in ray.cluster_resources().items()}
 
 
+WORKER_PORTS_FROM, WORKER_PORTS_SPREAD = 10000, 22000  # worker ports within 10000..32200
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -98,8 +101,10 @@ class LocalCluster:
             "--dashboard-agent-grpc-port", str(free_port()),
             "--runtime-env-agent-port", str(free_port()),
             "--metrics-export-port", str(free_port()),
-            "--min-worker-port", str(20000 + low % 20000),
-            "--max-worker-port", str(20000 + low % 20000 + 200),
+            # below the kernel's ephemeral range (32768 and up on Linux), where Ray picks the
+            # ports it is not given (its GCS server's once landed in a range 20000-40200)
+            "--min-worker-port", str(WORKER_PORTS_FROM + low % WORKER_PORTS_SPREAD),
+            "--max-worker-port", str(WORKER_PORTS_FROM + low % WORKER_PORTS_SPREAD + 200),
             "--object-store-memory", str(512 * 1024**2),
         ]
         process = subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE,
