@@ -215,7 +215,7 @@ def raster_baselines(objects: dict[str, bytes], rows: dict[str, dict[str, Any]])
     default)."""
     from recarchive.archives import jpegxl
     from recarchive.archives.ingest import ingest
-    from recarchive.report.classical import png_bytes, webp_bytes
+    from recarchive.report.classical import coded_bytes
 
     sizes = {"png": 0, "webp": 0, "jpegxl": 0}
     for key, data in objects.items():
@@ -223,14 +223,10 @@ def raster_baselines(objects: dict[str, bytes], rows: dict[str, dict[str, Any]])
             continue
         pixels = ingest(data).pixels
         assert pixels is not None
-        plain = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
-        sizes["png"] += png_bytes(np.ascontiguousarray(plain))
-        rgb_like = pixels if pixels.shape[2] in (3, 4) else np.repeat(pixels[:, :, :1], 3, 2)
-        if pixels.shape[2] == 2:
-            rgb_like = np.dstack([rgb_like, pixels[:, :, 1]])
-        sizes["webp"] += webp_bytes(np.ascontiguousarray(rgb_like))
+        for name, count in coded_bytes(pixels, ("png", "webp")).items():
+            sizes[name] += count
         stream = jpegxl.compress(pixels)
-        sizes["jpegxl"] += len(stream) if isinstance(stream, bytes) else plain.size
+        sizes["jpegxl"] += len(stream) if isinstance(stream, bytes) else pixels.size
     return sizes
 
 

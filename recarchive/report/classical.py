@@ -63,11 +63,11 @@ _ENCODE = {
 }
 
 
-def coded_bytes(image: np.ndarray) -> dict[str, int]:
-    """Bytes of `image` (H, W, C) uint8 as its own file per classical codec."""
+def coded_bytes(image: np.ndarray, which: tuple[str, ...] = NAMES) -> dict[str, int]:
+    """Bytes of `image` (H, W, C) uint8 as its own file per classical codec (of `which`)."""
     image = np.ascontiguousarray(image)
     sizes: dict[str, int] = {}
-    for name in NAMES:
+    for name in which:
         try:
             sizes[name] = int(_ENCODE[name](image))
         except Exception as error:  # noqa: BLE001 - any codec failure leaves the image out
