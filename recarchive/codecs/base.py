@@ -28,12 +28,96 @@ class EncodedShard:
     block_bits: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True, eq=False)
+class BlockGeometry:
+    """Where a shard's blocks sit in their objects: for block b, its object (`objects[b]`, any
+    label, equal for blocks of one object), its cell (`cells[b]`, its index in the object's
+    row-major block grid) and the grid's size (`rows[b]` × `cols[b]`).
+
+    Shards keep an object's blocks together in raster order, so a codec that reads decoded
+    neighbours finds them a fixed distance back. Codecs that use it store it in their
+    parameters (`to_params`: runs of [blocks, rows, cols, first cell], consecutive objects of
+    one grid in one run: a shard of one-block images is one run), so a shard decodes alone.
+    """
+
+    objects: np.ndarray
+    cells: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+
+    @classmethod
+    def lone(cls, count: int) -> BlockGeometry:
+        """Every block an object of its own (what a shard without geometry is taken as)."""
+        ones = np.ones(count, np.int64)
+        return cls(np.arange(count), np.zeros(count, np.int64), ones, ones)
+
+    @classmethod
+    def from_params(cls, runs: list, num_blocks: int) -> BlockGeometry:
+        """The inverse of `to_params`, checked against the shard's block count."""
+        objects, cells, rows, cols, base = [], [], [], [], 0
+        for run in runs:
+            count, grid_rows, grid_cols, first = (int(v) for v in run)
+            size = grid_rows * grid_cols
+            if count < 1 or grid_rows < 1 or grid_cols < 1 or not 0 <= first < size:
+                raise CodecError(f"shard geometry run {run} is impossible (damaged parameters)")
+            index = first + np.arange(count)
+            objects.append(base + index // size)
+            cells.append(index % size)
+            rows.append(np.full(count, grid_rows))
+            cols.append(np.full(count, grid_cols))
+            base += int(index[-1] // size) + 1
+        if sum(len(c) for c in cells) != num_blocks:
+            raise CodecError(f"shard geometry covers {sum(len(c) for c in cells)} blocks, the "
+                             f"shard holds {num_blocks} (damaged parameters)")
+        if not runs:
+            return cls.lone(0)
+        return cls(*(np.concatenate(a).astype(np.int64) for a in (objects, cells, rows, cols)))
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def to_params(self) -> list[list[int]]:
+        """Runs of [blocks, rows, cols, first cell]: JSON-safe and a few numbers a shard."""
+        runs: list[list[int]] = []
+        for b in range(len(self)):
+            cell, grid = int(self.cells[b]), (int(self.rows[b]), int(self.cols[b]))
+            if runs and b and (int(self.rows[b - 1]), int(self.cols[b - 1])) == grid:
+                previous = int(self.cells[b - 1])
+                same = self.objects[b] == self.objects[b - 1]
+                if (same and cell == previous + 1) or (
+                        not same and cell == 0 and previous == grid[0] * grid[1] - 1):
+                    runs[-1][0] += 1
+                    continue
+            runs.append([1, grid[0], grid[1], cell])
+        return runs
+
+    def neighbours(self) -> np.ndarray:
+        """(N, 4) shard positions of each block's above-left, above, above-right and left
+        neighbours (of the same object, in this shard), -1 where there is none."""
+        count = len(self)
+        row, col = self.cells // self.cols, self.cells % self.cols
+        found = np.full((count, 4), -1, np.int64)
+        b = np.arange(count)
+        for k, (d_row, d_col) in enumerate(((-1, -1), (-1, 0), (-1, 1), (0, -1))):
+            back = -d_row * self.cols - d_col
+            other = b - back
+            inside = ((row + d_row >= 0) & (col + d_col >= 0) & (col + d_col < self.cols)
+                      & (other >= 0))
+            safe = np.where(inside, other, 0)
+            inside &= (self.objects[safe] == self.objects) & (self.cells[safe] ==
+                                                               self.cells - back)
+            found[:, k] = np.where(inside, other, -1)
+        return found
+
+
 @runtime_checkable
 class BlockCodec(Protocol):
     """Codes uint8 blocks of shape (N, 32, 32, C), C in `channel_layouts`, exactly.
 
     `decode(encode(blocks))` must equal `blocks` bit for bit on any machine, batch size and
-    thread count: that is the contract every codec is tested against.
+    thread count: that is the contract every codec is tested against. `geometry` says where
+    the blocks sit in their objects (None: each alone); a codec that reads neighbouring blocks
+    keeps it in the shard's parameters, the others ignore it.
     """
 
     name: str
@@ -48,7 +132,8 @@ class BlockCodec(Protocol):
         """Channel counts it accepts (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)."""
         ...
 
-    def encode(self, blocks: np.ndarray) -> EncodedShard: ...
+    def encode(self, blocks: np.ndarray,
+               geometry: BlockGeometry | None = None) -> EncodedShard: ...
 
     def decode(self, shard: EncodedShard) -> np.ndarray: ...
 

@@ -11,6 +11,16 @@ from clean bits). The nets run batched over the chains. Per block, in Bit-Swap's
 
 and decoding runs it backwards. A model with a pixel context pushes x in its stages, the last
 first, so that decoding pops the first stage first and conditions the next on it.
+
+A model with a block context reads, for each block, the border pixels of its neighbours
+(above-left, above, above-right, left: `BlockGeometry`) that were decoded before it. ANS is a
+stack, so decoding visits a chain's blocks in the reverse of the order they were pushed: such a
+shard gives each chain a run of consecutive blocks (raster order within each object) and
+pushes it last block first, so decoding visits it in raster order; a neighbour counts as
+decoded when it sits in an earlier decoding step (of any chain), which encoder and decoder
+work out alike from the geometry the shard's parameters carry. The chains and the number of
+sequential network steps stay as they were; a chain's raw first block (its run's last) reads
+no neighbour.
 `mode="bbans"` pops every latent first (BB-ANS), the baseline that shows Bit-Swap's smaller
 initial-bits cost. Every probability comes from integer network outputs indexing integer
 tables, so decoding with another batch size, thread count or device gives the same blocks.
@@ -27,10 +37,10 @@ from recarchive.ans import Message, clean_message, message_from_bytes, message_t
 from recarchive.ans.backend import NUMPY, Array, Backend, torch_backend
 from recarchive.ans.primed import can_prime, primed_message, primed_words
 from recarchive.ans.serialize import CorruptMessageError
-from recarchive.codecs.base import CodecError, EncodedShard, check_blocks
+from recarchive.codecs.base import BlockGeometry, CodecError, EncodedShard, check_blocks
 from recarchive.entropy.discretized import DiscretizedTable
 from recarchive.exact import prng
-from recarchive.models.bitswap import depth_to_space, space_to_depth
+from recarchive.models.bitswap import BORDER_PIXELS, border_canvas, depth_to_space, space_to_depth
 from recarchive.models.exact_bitswap import ExactBitSwap
 
 # Chains per shard, by default: one per BLOCKS_PER_CHAIN blocks, at most MAX_CHAINS. Each chain
@@ -60,6 +70,10 @@ LEGACY_FIRST_BLOCK = "bits-back"
 # The raw bytes are XORed with seeded pseudorandom bytes of this stream: the second block pops
 # its latents from them, and pixel bytes, far from uniform, would bias those draws.
 RAW_MASK_STREAM = 0x7261776D61736B  # "rawmask"
+# How a block-context model deals a shard's blocks to chains (`_slots`): each chain a run of
+# consecutive blocks, pushed last first. Shards of models without one name no order and deal
+# block k·chains + c to chain c at step k.
+BLOCK_ORDERS = ("runs",)
 
 
 class BitSwapCodec:
@@ -205,18 +219,20 @@ class BitSwapCodec:
     # --- pixels, in their stages -----------------------------------------------------------
 
     def _push_pixels(self, message: Message, x: torch.Tensor, z1: torch.Tensor,
-                     active: Array | None, tally: np.ndarray | None = None) -> None:
-        """Push x ~ p(x|z1) (x: (chains, 12, 16, 16)), its stages last first."""
-        params = self.net.pixel_likelihood(z1, x)
+                     active: Array | None, tally: np.ndarray | None = None,
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Push x ~ p(x|z1) (x: (chains, 12, 16, 16)), its stages last first (`ring`: the
+        decoded neighbours' border pixels, for a block-context model)."""
+        params = self.net.pixel_likelihood(z1, x, ring=ring)
         for stage in reversed(self._stages):
             self._push(message, self.pixel, x[:, stage].reshape(x.shape[0], -1),
                        tuple(p[:, stage] for p in params), active, tally)
 
-    def _pop_pixels(self, message: Message, z1: torch.Tensor,
-                    active: Array | None) -> torch.Tensor:
+    def _pop_pixels(self, message: Message, z1: torch.Tensor, active: Array | None,
+                    ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Pop x ~ p(x|z1), the first stage first: the inverse of `_push_pixels`."""
         chains = z1.shape[0]
-        head = self.net.pixel_head(z1)
+        head = self.net.pixel_head(z1, ring)
         x = torch.zeros((chains, self.model.config.data_channels, 16, 16), dtype=torch.int64,
                         device=self.device)
         for k, stage in enumerate(self._stages):
@@ -228,13 +244,14 @@ class BitSwapCodec:
     # --- one step of every chain -----------------------------------------------------------
 
     def _encode_step(self, message: Message, x: torch.Tensor, active: Array | None,
-                     tally: np.ndarray | None = None) -> None:
+                     tally: np.ndarray | None = None,
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         m, layers = self.net, len(self.model.infer)
         zs: list[Array] = []
         if self.mode == "bitswap":
             zs.append(self._pop(message, self.posterior, m.posterior(0, 2 * x - 255), active,
                                 tally))
-            self._push_pixels(message, x, self._latent_input(zs[0]), active, tally)
+            self._push_pixels(message, x, self._latent_input(zs[0]), active, tally, ring)
             for j in range(1, layers):
                 h = self._latent_input(zs[j - 1])
                 zs.append(self._pop(message, self.posterior, m.posterior(j, h), active, tally))
@@ -245,7 +262,7 @@ class BitSwapCodec:
             for j in range(layers):
                 zs.append(self._pop(message, self.posterior, m.posterior(j, h), active, tally))
                 h = self._latent_input(zs[j])
-            self._push_pixels(message, x, self._latent_input(zs[0]), active, tally)
+            self._push_pixels(message, x, self._latent_input(zs[0]), active, tally, ring)
             for j in range(1, layers):
                 self._push(message, self.latent, zs[j - 1],
                            m.latent_prior(j, self._latent_input(zs[j])), active, tally)
@@ -253,7 +270,8 @@ class BitSwapCodec:
         self._push(message, self.latent, zs[-1], tuple(t.to(self.device) for t in top), active,
                    tally)
 
-    def _decode_step(self, message: Message, active: Array | None) -> torch.Tensor:
+    def _decode_step(self, message: Message, active: Array | None,
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         m, layers = self.net, len(self.model.infer)
         chains = message.lane_shape[0]
         top = m.top_prior((chains, self.latent_dims))
@@ -265,13 +283,13 @@ class BitSwapCodec:
                                       m.latent_prior(j, self._latent_input(zs[j])), active)
                 self._push(message, self.posterior, zs[j],
                            m.posterior(j, self._latent_input(zs[j - 1])), active)
-            x = self._pop_pixels(message, self._latent_input(zs[0]), active)
+            x = self._pop_pixels(message, self._latent_input(zs[0]), active, ring)
             self._push(message, self.posterior, zs[0], m.posterior(0, 2 * x - 255), active)
             return x
         for j in reversed(range(1, layers)):
             zs[j - 1] = self._pop(message, self.latent,
                                   m.latent_prior(j, self._latent_input(zs[j])), active)
-        x = self._pop_pixels(message, self._latent_input(zs[0]), active)
+        x = self._pop_pixels(message, self._latent_input(zs[0]), active, ring)
         for j in reversed(range(1, layers)):
             self._push(message, self.posterior, zs[j],
                        m.posterior(j, self._latent_input(zs[j - 1])), active)
@@ -293,45 +311,50 @@ class BitSwapCodec:
                 lanes *= 2
         return chains, steps, lanes
 
+    @property
+    def uses_block_context(self) -> bool:
+        return self.model.uses_block_context
+
     @torch.no_grad()
-    def encode(self, blocks: np.ndarray) -> EncodedShard:
+    def encode(self, blocks: np.ndarray,
+               geometry: BlockGeometry | None = None) -> EncodedShard:
         blocks = check_blocks(blocks, self)
         num_blocks = len(blocks)
         chains, steps, lanes = self._layout(num_blocks)
         coder = self._with(self.mode, lanes)
         pixels = torch.from_numpy(blocks.copy()).to(self.device).permute(0, 3, 1, 2).to(torch.int64)
+        order = BLOCK_ORDERS[0] if self.uses_block_context else None
+        if geometry is not None and len(geometry) != num_blocks:
+            raise CodecError(f"the geometry describes {len(geometry)} blocks, the shard has "
+                             f"{num_blocks}")
+        slots = _slots(num_blocks, chains, steps, order)
+        rings = _Rings(geometry, slots) if order else None
         first_block = self.first_block
         if first_block == "raw" and can_prime(lanes, self._raw_words_per_block):
-            first, _ = self._step_batch(pixels, 0, chains)
+            first, _ = _step_blocks(pixels, slots[0])
             message = primed_message(self._raw_words(space_to_depth(first)), lanes, self.seed,
                                      self.backend)
         else:
             first_block = "bits-back"
             message = clean_message((chains, lanes), self.seed, self.backend)
-        block_bits = np.full(steps * chains, np.nan)  # raw first blocks stay NaN
+        block_bits = np.full(num_blocks, np.nan)  # raw first blocks stay NaN
         for k in range(1 if first_block == "raw" else 0, steps):
-            batch, active = self._step_batch(pixels, k, chains)
+            batch, active = _step_blocks(pixels, slots[k])
             tally = np.zeros(chains)
+            ring = rings.at(k, pixels) if rings else None
             coder._encode_step(message, space_to_depth(batch), self._lanes_sitting_out(active),
-                               tally)
-            block_bits[k * chains:(k + 1) * chains] = tally
+                               tally, ring)
+            real = slots[k] >= 0
+            block_bits[slots[k][real]] = tally[real]
         params = {"chains": chains, "mode": self.mode, "seed": self.seed,
                   "clean_words": int(message.stack.clean_words_drawn),
                   "lanes_per_chain": lanes, "tables": self.model.layout.tables_id,
                   "first_block": first_block}
+        if order:
+            params["block_order"] = order
+            params["geometry"] = (geometry or BlockGeometry.lone(num_blocks)).to_params()
         return EncodedShard(message_to_bytes(message), num_blocks, 3, params,
-                            block_bits=block_bits[:num_blocks])
-
-    def _step_batch(self, pixels: torch.Tensor, k: int, chains: int):
-        """Blocks k·chains .. (k+1)·chains - 1 of the shard (zeros past its end) and which are
-        real."""
-        batch = pixels[k * chains : (k + 1) * chains]
-        active = torch.arange(chains, device=self.device) < batch.shape[0]
-        if batch.shape[0] < chains:
-            pad = torch.zeros((chains - batch.shape[0], *batch.shape[1:]), dtype=batch.dtype,
-                              device=self.device)
-            batch = torch.cat([batch, pad])
-        return batch, active
+                            block_bits=block_bits)
 
     @torch.no_grad()
     def decode(self, shard: EncodedShard) -> np.ndarray:
@@ -354,6 +377,12 @@ class BitSwapCodec:
             raise CodecError(f"Bit-Swap shard codes its first blocks as {first_block!r}, which "
                              "this release does not know: restore it with the release that "
                              "made it")
+        order = params.get("block_order")
+        if (order is not None) != self.uses_block_context or (order and order not in
+                                                                BLOCK_ORDERS):
+            raise CodecError(f"Bit-Swap shard deals its blocks in order {order!r}, which its "
+                             "model does not code with: restore it with the model and release "
+                             "that made it")
         decoder = self._with(params.get("mode", "bitswap"), lanes)
         try:
             message = message_from_bytes(shard.payload, self.backend)
@@ -362,39 +391,52 @@ class BitSwapCodec:
         if message.lane_shape != (chains, lanes):
             raise CodecError(f"Bit-Swap shard lanes {message.lane_shape} do not match its "
                              f"{chains} chains")
-        out = torch.empty((steps * chains, 3, 32, 32), dtype=torch.int64, device=self.device)
+        slots = _slots(shard.num_blocks, chains, steps, order)
+        rings = None
+        if order:
+            geometry = BlockGeometry.from_params(params.get("geometry", []), shard.num_blocks)
+            rings = _Rings(geometry, slots)
+        out = torch.zeros((shard.num_blocks, 3, 32, 32), dtype=torch.int64, device=self.device)
         raw_first = first_block == "raw"
         for k in reversed(range(1 if raw_first else 0, steps)):
-            count = min(chains, shard.num_blocks - k * chains)
-            active = torch.arange(chains, device=self.device) < count
-            x = decoder._decode_step(message, self._lanes_sitting_out(active))
-            out[k * chains : (k + 1) * chains] = depth_to_space(x)
+            active = torch.from_numpy(slots[k] >= 0).to(self.device)
+            ring = rings.at(k, out) if rings else None
+            x = decoder._decode_step(message, self._lanes_sitting_out(active), ring)
+            out[torch.from_numpy(slots[k][slots[k] >= 0]).to(self.device)] = \
+                depth_to_space(x)[active]
         if raw_first:
             try:
                 words = primed_words(message, self._raw_words_per_block)
             except ValueError as error:
                 raise CodecError(f"Bit-Swap shard payload is damaged: {error}") from error
-            out[:chains] = depth_to_space(self._raw_pixels(words))
-        blocks = out[: shard.num_blocks].permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
+            out[torch.from_numpy(slots[0]).to(self.device)] = \
+                depth_to_space(self._raw_pixels(words))
+        blocks = out.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
         return np.ascontiguousarray(blocks)
 
     @torch.no_grad()
-    def exact_neg_elbo_bits_per_dim(self, images: np.ndarray, batch: int = 250,
-                                    seed: int = 0) -> float:
+    def exact_neg_elbo_bits_per_dim(self, images: np.ndarray, batch: int = 250, seed: int = 0,
+                                    geometry: BlockGeometry | None = None) -> float:
         """The exact model's −ELBO in bits/dim: each latent drawn from its integer posterior
         table, every term the −log2 of a coded probability. Against the float −ELBO it is
         what the integer conversion costs; against the coded rate, the initial bits and the
-        coder's own overhead."""
+        coder's own overhead. A block-context model reads every neighbour `geometry` names
+        (none without it)."""
         images = check_blocks(images, self)
         generator = torch.Generator().manual_seed(seed)
+        pixels = torch.from_numpy(images.copy()).to(self.device).permute(0, 3, 1, 2)
+        pixels = pixels.to(torch.int64)
+        neighbours = (geometry or BlockGeometry.lone(len(images))).neighbours()
         total = 0.0
         for start in range(0, len(images), batch):
-            part = torch.from_numpy(images[start : start + batch].copy()).to(self.device)
-            x = space_to_depth(part.permute(0, 3, 1, 2).to(torch.int64))
-            total += float(self._exact_bits(x, generator).sum())
+            x = space_to_depth(pixels[start : start + batch])
+            ring = (ring_of(pixels, neighbours[start : start + batch])
+                    if self.uses_block_context else None)
+            total += float(self._exact_bits(x, generator, ring).sum())
         return total / images.size
 
-    def _exact_bits(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _exact_bits(self, x: torch.Tensor, generator: torch.Generator,
+                    ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Per-block ideal code length of `x` (N, 12, 16, 16) under the exact model."""
         m, count = self.net, x.shape[0]
 
@@ -416,7 +458,7 @@ class BitSwapCodec:
             zs.append(draw(posterior))
             total -= bits(self.posterior, zs[-1], posterior)
             h = self._latent_input(zs[-1])
-        total += bits(self.pixel, x, m.pixel_likelihood(self._latent_input(zs[0]), x))
+        total += bits(self.pixel, x, m.pixel_likelihood(self._latent_input(zs[0]), x, ring=ring))
         for level in range(1, len(zs)):
             total += bits(self.latent, zs[level - 1],
                           m.latent_prior(level, self._latent_input(zs[level])))
@@ -433,6 +475,71 @@ class BitSwapCodec:
         other = copy.copy(self)
         other.mode, other.lanes = mode, lanes
         return other
+
+
+def _slots(num_blocks: int, chains: int, steps: int, order: str | None) -> np.ndarray:
+    """(steps, chains): the shard position of the block each chain codes at each step, -1
+    where a chain sits out. Without an order, block k·chains + c at step k of chain c (what
+    every shard before block contexts used); "runs": chain c takes the c-th of `chains` runs
+    of consecutive blocks (the first ones a block longer where they do not divide evenly) and
+    codes it last block first, so its step 0 (a raw first block) is its run's last block."""
+    slots = np.full((steps, chains), -1, np.int64)
+    if order is None:
+        flat = np.arange(steps * chains)
+        slots.reshape(-1)[flat < num_blocks] = flat[flat < num_blocks]
+        return slots
+    lengths = np.full(chains, num_blocks // chains) + (np.arange(chains) < num_blocks % chains)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    for chain, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist(),
+                                                strict=True)):
+        slots[:length, chain] = start + np.arange(length)[::-1]
+    return slots
+
+
+def _step_blocks(pixels: torch.Tensor, slots: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blocks of one step, (chains, C, 32, 32) (zeros for chains sitting out), and which
+    chains code."""
+    active = torch.from_numpy(slots >= 0).to(pixels.device)
+    index = torch.from_numpy(np.maximum(slots, 0)).to(pixels.device)
+    return pixels[index] * active[:, None, None, None], active
+
+
+class _Rings:
+    """The border pixels each step's blocks may read: a neighbour's when it was decoded in an
+    earlier step than the block (a later step of the encoder's, which runs backwards)."""
+
+    def __init__(self, geometry: BlockGeometry | None, slots: np.ndarray) -> None:
+        num_blocks = int(slots.max()) + 1
+        neighbours = (geometry or BlockGeometry.lone(num_blocks)).neighbours()
+        step_of = np.empty(num_blocks, np.int64)
+        for k, row in enumerate(slots):
+            step_of[row[row >= 0]] = k
+        # decoded before: a later encoding step (step 0, the raw blocks, is decoded last)
+        known = (neighbours >= 0) & (step_of[np.maximum(neighbours, 0)] > step_of[:, None])
+        self.slots = slots
+        self.neighbours = np.where(known, neighbours, -1)
+
+    def at(self, k: int, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rings of step k's blocks, their neighbours' pixels read from `pixels`
+        (N, C, 32, 32): all blocks (encoding) or those decoded so far (decoding)."""
+        slots = self.slots[k]
+        return ring_of(pixels, np.where((slots >= 0)[:, None],
+                                        self.neighbours[np.maximum(slots, 0)], -1))
+
+
+def ring_of(pixels: torch.Tensor, neighbours: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """`border_canvas` of blocks whose (above-left, above, above-right, left) neighbours are
+    the blocks `neighbours` (n, 4) names in `pixels` (N, C, 32, 32), -1 for none known."""
+    available = torch.from_numpy(neighbours >= 0).to(pixels.device)
+    index = torch.from_numpy(np.maximum(neighbours, 0)).to(pixels.device)
+    b, size = BORDER_PIXELS, 32 + 2 * BORDER_PIXELS
+    around = torch.zeros((len(neighbours), pixels.shape[1], size, size), dtype=pixels.dtype,
+                         device=pixels.device)
+    around[:, :, :b, :b] = pixels[index[:, 0], :, -b:, -b:]
+    around[:, :, :b, b:-b] = pixels[index[:, 1], :, -b:, :]
+    around[:, :, :b, -b:] = pixels[index[:, 2], :, -b:, :b]
+    around[:, :, b:-b, :b] = pixels[index[:, 3], :, :, -b:]
+    return border_canvas(around, available)
 
 
 def coder_backend(device: torch.device, coder: str | None = None) -> Backend:
@@ -474,16 +581,22 @@ class _BatchedNets:
     def latent_prior(self, level: int, z: torch.Tensor):
         return self._run(lambda part: self.model.latent_prior(level, part), z)
 
-    def pixel_head(self, z: torch.Tensor):
-        return self._run(self.model.pixel_head, z)
+    def pixel_head(self, z: torch.Tensor,
+                   ring: tuple[torch.Tensor, torch.Tensor] | None = None):
+        def run(z, centred, mask):
+            return self.model.pixel_head(z, None if centred is None else (centred, mask))
+
+        return self._run(run, z, *(ring or (None, None)))
 
     def pixel_likelihood(self, z: torch.Tensor, x: torch.Tensor | None = None,
-                         head: tuple[torch.Tensor, torch.Tensor] | None = None):
-        def run(z, x, head_mean, head_log_scale):
+                         head: tuple[torch.Tensor, torch.Tensor] | None = None,
+                         ring: tuple[torch.Tensor, torch.Tensor] | None = None):
+        def run(z, x, head_mean, head_log_scale, centred, mask):
             given = None if head_mean is None else (head_mean, head_log_scale)
-            return self.model.pixel_likelihood(z, x, given)
+            around = None if centred is None else (centred, mask)
+            return self.model.pixel_likelihood(z, x, given, around)
 
-        return self._run(run, z, x, *(head or (None, None)))
+        return self._run(run, z, x, *(head or (None, None)), *(ring or (None, None)))
 
     def top_prior(self, shape: tuple[int, ...]):
         return self.model.top_prior(shape)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from recarchive.codecs.base import BlockCodec, CodecError, EncodedShard, check_blocks
+from recarchive.codecs.base import BlockCodec, BlockGeometry, CodecError, EncodedShard, check_blocks
 from recarchive.codecs.order0 import Order0Codec
 
 RGB = 3
@@ -41,16 +41,17 @@ class ChannelSplitCodec:
         # through; only layouts and coding are this class's own.
         return getattr(self.__dict__["rgb"], attribute)
 
-    def encode(self, blocks: np.ndarray) -> EncodedShard:
+    def encode(self, blocks: np.ndarray,
+               geometry: BlockGeometry | None = None) -> EncodedShard:
         blocks = check_blocks(blocks, self)
         channels = blocks.shape[3]
         if channels == RGB:
-            return self.rgb.encode(blocks)
+            return self.rgb.encode(blocks, geometry)
         if channels < RGB:
             plain = self.rest.encode(blocks)
             return EncodedShard(plain.payload, plain.num_blocks, channels,
                                 {SPLIT_KEY: "order0", "rest": plain.params})
-        color = self.rgb.encode(np.ascontiguousarray(blocks[..., :RGB]))
+        color = self.rgb.encode(np.ascontiguousarray(blocks[..., :RGB]), geometry)
         alpha = self.rest.encode(np.ascontiguousarray(blocks[..., RGB:]))
         params = {SPLIT_KEY: "rgb+order0", "rgb": color.params, "rest": alpha.params,
                   "rgb_bytes": len(color.payload)}

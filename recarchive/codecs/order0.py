@@ -20,7 +20,7 @@ from recarchive.ans import (
     pop_symbols,
     push_symbols,
 )
-from recarchive.codecs.base import BLOCK_SIZE, CodecError, EncodedShard, check_blocks
+from recarchive.codecs.base import BLOCK_SIZE, BlockGeometry, CodecError, EncodedShard, check_blocks
 from recarchive.entropy.quantize import counts_to_cdf
 
 PRECISION = 16
@@ -32,7 +32,8 @@ class Order0Codec:
     model_sha256 = None
     channel_layouts = (1, 2, 3, 4)
 
-    def encode(self, blocks: np.ndarray) -> EncodedShard:
+    def encode(self, blocks: np.ndarray,
+               geometry: BlockGeometry | None = None) -> EncodedShard:
         blocks = check_blocks(blocks, self)
         channels = blocks.shape[3]
         counts = np.stack(

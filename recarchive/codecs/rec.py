@@ -33,7 +33,7 @@ import torch
 
 from recarchive.ans import NUMPY, Message, empty_message, message_from_bytes, message_to_bytes
 from recarchive.ans.serialize import CorruptMessageError
-from recarchive.codecs.base import BLOCK_SIZE, CodecError, EncodedShard, check_blocks
+from recarchive.codecs.base import BLOCK_SIZE, BlockGeometry, CodecError, EncodedShard, check_blocks
 from recarchive.entropy.quantize import pmf_to_cdf
 from recarchive.models.vae import (
     LATENT_FRAC_BITS,
@@ -273,7 +273,8 @@ class RecCodec:
     # --- the codec interface ---------------------------------------------------------------
 
     @torch.no_grad()
-    def encode(self, blocks: np.ndarray) -> EncodedShard:
+    def encode(self, blocks: np.ndarray,
+               geometry: BlockGeometry | None = None) -> EncodedShard:
         images = self._check(blocks)
         n = len(images)
         x = flat_pixels(images)

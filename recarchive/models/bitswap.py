@@ -30,6 +30,14 @@ CHECKERBOARD_STAGES = ((0, 3), (1, 2))
 # The context net reads first-stage pixels v as (2v - 255) / 256: the scale the exact nets
 # read latents at (layout v3's bin centres), so one integer input conv takes both.
 CONTEXT_PIXEL_SCALE = 1 / 256
+# Context across blocks (`block_context`): a block of a larger image may read the pixels of its
+# already-decoded neighbours (in raster decoding order: above-left, above, above-right, left),
+# a ring of BORDER_CELLS space-to-depth cells (2 pixels) around it. `border_canvas` lays them
+# out; a border net reads them with z1 and corrects every pixel channel's mean and log-scale.
+NEIGHBOURS = ("above_left", "above", "above_right", "left")
+BORDER_CELLS = 1
+BORDER_PIXELS = 2 * BORDER_CELLS
+BLOCK_CONTEXTS = ("none", "ring")
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,15 @@ class BitSwapConfig:
     min_log_scale: float = -7.0
     max_log_scale: float = 5.0
     pixel_context: str = "none"  # or "checkerboard"
+    block_context: str = "none"  # or "ring": the neighbouring blocks' border pixels
 
     def __post_init__(self) -> None:
         if self.pixel_context not in PIXEL_CONTEXTS:
             raise ValueError(f"unknown Bit-Swap pixel context {self.pixel_context!r}: use one "
                              f"of {PIXEL_CONTEXTS}")
+        if self.block_context not in BLOCK_CONTEXTS:
+            raise ValueError(f"unknown Bit-Swap block context {self.block_context!r}: use one "
+                             f"of {BLOCK_CONTEXTS}")
 
     @property
     def data_channels(self) -> int:
@@ -65,8 +77,9 @@ class BitSwapConfig:
         """The shape as stored; a model without a context names none, as files made before
         contexts existed do, so converting their weights again gives the same bytes."""
         shape = asdict(self)
-        if shape["pixel_context"] == "none":
-            del shape["pixel_context"]
+        for optional in ("pixel_context", "block_context"):
+            if shape[optional] == "none":
+                del shape[optional]
         return shape
 
 
@@ -124,6 +137,14 @@ class ConditionalNet(nn.Module):
             return self.mean(h), log_scale
 
 
+def _switch_off(net: ConditionalNet) -> None:
+    """Output gains and biases to 0: the net adds nothing until training moves them (the gains
+    still get gradients, and through them the rest of the net)."""
+    for out in (net.mean, net.log_scale):
+        out.parametrizations.weight.original0.zero_()
+        out.bias.zero_()
+
+
 def pixels_to_input(x: torch.Tensor) -> torch.Tensor:
     """uint8-valued pixels to [-1, 1], the nets' input scale (exact: (2x - 255) / 255)."""
     return (2.0 * x - 255.0) / 255.0
@@ -152,6 +173,49 @@ def context_input(z1: torch.Tensor, x_first: torch.Tensor) -> torch.Tensor:
     return torch.cat([z1, (2.0 * x_first - 255.0) * CONTEXT_PIXEL_SCALE], 1)
 
 
+def border_canvas(around: torch.Tensor,
+                  available: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A block's ring of neighbour pixels, space to depth, and where it is known.
+
+    `around`: (N, C, 32 + 2·BORDER_PIXELS, same) pixels with the block in the middle (any
+    dtype; only the ring's above-left, above, above-right and left parts are read);
+    `available`: (N, 4) 0/1, per `NEIGHBOURS`. Returns (centred pixels 2v − 255 where known,
+    0 elsewhere: (N, 4C, 16 + 2·BORDER_CELLS, same); mask (N, 1, same, same) of 0/1). Float
+    and exact models build their border net's input from it alike."""
+    b, size = BORDER_PIXELS, around.shape[-1]
+    mask = torch.zeros((around.shape[0], 1, size, size), dtype=around.dtype,
+                       device=around.device)
+    regions = ((slice(0, b), slice(0, b)), (slice(0, b), slice(b, size - b)),
+               (slice(0, b), slice(size - b, size)), (slice(b, size - b), slice(0, b)))
+    for k, (rows, cols) in enumerate(regions):
+        mask[:, :, rows, cols] = available[:, k, None, None, None].to(around.dtype)
+    centred = space_to_depth((2 * around - 255) * mask)
+    return centred, space_to_depth(mask)[:, :1]
+
+
+def no_neighbours(blocks: int, channels: int, dtype: torch.dtype,
+                  device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """`border_canvas` of a block that has no decoded neighbour (a lone block, or no geometry)."""
+    cells = 16 + 2 * BORDER_CELLS
+    return (torch.zeros((blocks, 4 * channels, cells, cells), dtype=dtype, device=device),
+            torch.zeros((blocks, 1, cells, cells), dtype=dtype, device=device))
+
+
+def border_input(z1: torch.Tensor, centred: torch.Tensor, mask: torch.Tensor,
+                 one: float) -> torch.Tensor:
+    """The border net's input: z1 (zero on the ring), the ring's pixels, the mask. `one` is
+    what 1 is in the nets' input units: 1.0 for the float model (which also scales the pixels
+    by CONTEXT_PIXEL_SCALE), 256 for the exact one."""
+    padded = F.pad(z1, (BORDER_CELLS,) * 4)
+    return torch.cat([padded, centred, mask * one], 1)
+
+
+def crop_border(values: torch.Tensor) -> torch.Tensor:
+    """The block's cells of a border net's output (the ring dropped)."""
+    c = BORDER_CELLS
+    return values[..., c:-c, c:-c]
+
+
 class BitSwapModel(nn.Module):
     """The float model: the nets, sampling and the ELBO used to train them."""
 
@@ -176,15 +240,28 @@ class BitSwapModel(nn.Module):
                 # The context starts switched off (output gains and biases 0), so a model
                 # fine-tuned from one without a context starts exactly where that one was;
                 # the gains still get gradients, and through them the rest of the net.
-                for out in (self.context.mean, self.context.log_scale):
-                    out.parametrizations.weight.original0.zero_()
-                    out.bias.zero_()
+                _switch_off(self.context)
+        self.border: ConditionalNet | None = None
+        if config.block_context == "ring":
+            self.border = ConditionalNet(zc + dc + 1, dc, config)
+            with torch.no_grad():
+                _switch_off(self.border)  # likewise: fine-tuning starts at the plain model
 
-    def pixel_params(self, z1: torch.Tensor,
-                     x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def pixel_params(self, z1: torch.Tensor, x: torch.Tensor | None = None,
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """p(x|z1) in pixel units: mean = 127.5 + 127.5 · net mean. With a context, the second
-        stage's channels are conditioned on the first stage's pixels of `x` (space to depth)."""
+        stage's channels are conditioned on the first stage's pixels of `x` (space to depth);
+        with a block context, every channel on `ring` (`border_canvas`; None: no neighbours)."""
         mean, log_scale = self.generate[0](z1)
+        if self.border is not None:
+            centred, mask = ring if ring is not None else no_neighbours(
+                z1.shape[0], self.config.image_channels, z1.dtype, z1.device)
+            d_mean, d_log_scale = self.border(
+                border_input(z1, centred * CONTEXT_PIXEL_SCALE, mask, 1.0))
+            mean = mean + crop_border(d_mean)
+            log_scale = torch.clamp(log_scale + crop_border(d_log_scale),
+                                    self.config.min_log_scale, self.config.max_log_scale)
         if self.context is not None:
             if x is None:
                 raise ValueError("a Bit-Swap model with a pixel context needs the pixels")
@@ -197,8 +274,11 @@ class BitSwapModel(nn.Module):
                                                self.config.max_log_scale)
         return 127.5 + 127.5 * mean, log_scale + math.log(127.5)
 
-    def elbo_terms(self, x: torch.Tensor, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
-        """Per-image negative ELBO parts in nats, from one reparameterized sample."""
+    def elbo_terms(self, x: torch.Tensor, free_bits: float = 0.0,
+                   ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   ) -> dict[str, torch.Tensor]:
+        """Per-image negative ELBO parts in nats, from one reparameterized sample (`ring`: the
+        blocks' neighbour pixels, `border_canvas`)."""
         cfg = self.config
         h = space_to_depth(pixels_to_input(x))
         zs, log_q = [], []
@@ -210,7 +290,7 @@ class BitSwapModel(nn.Module):
             zs.append(z)
             h = z
         x_s2d = space_to_depth(x)
-        mean, log_scale = self.pixel_params(zs[0], x_s2d)
+        mean, log_scale = self.pixel_params(zs[0], x_s2d, ring)
         recon = -discretized_logistic_log_prob(x_s2d, mean, log_scale).flatten(1).sum(1)
         kls = []
         for i in range(cfg.latent_layers):
@@ -230,8 +310,9 @@ class BitSwapModel(nn.Module):
             kl_train = kl
         return {"recon": recon, "kl": kl.sum(1), "kl_train": kl_train.sum(1)}
 
-    def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+    def bits_per_dim(self, x: torch.Tensor,
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Negative ELBO in bits per dimension, per image."""
-        terms = self.elbo_terms(x)
+        terms = self.elbo_terms(x, ring=ring)
         dims = x[0].numel()
         return (terms["recon"] + terms["kl"]) / (dims * LOG2)

@@ -32,6 +32,9 @@ from recarchive.models.bitswap import (
     BitSwapConfig,
     BitSwapModel,
     ConditionalNet,
+    border_input,
+    crop_border,
+    no_neighbours,
 )
 from recarchive.models.integer import (
     ACT_BITS,
@@ -221,13 +224,15 @@ class ExactBitSwap(nn.Module):
 
     def __init__(self, config: BitSwapConfig, infer: list[ExactConditionalNet],
                  generate: list[ExactConditionalNet], layout: LatentLayout,
-                 context: ExactConditionalNet | None = None) -> None:
+                 context: ExactConditionalNet | None = None,
+                 border: ExactConditionalNet | None = None) -> None:
         super().__init__()
         self.config = config
         self.layout = layout
         self.infer = nn.ModuleList(infer)
         self.generate = nn.ModuleList(generate)
         self.context = context  # the checkerboard's second-stage net, if the model has one
+        self.border = border  # the block context's net, if the model has one
         self.pixel_stages = config.pixel_stages()
 
     def table(self, kind: str) -> DiscretizedTable:
@@ -253,17 +258,33 @@ class ExactBitSwap(nn.Module):
         mean, log_scale = self.generate[level](z_above)
         return mean + self.layout.mean_offset, self.layout.grid.index(log_scale)
 
-    def pixel_head(self, z1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(x|z1)'s net output before any context: (integer mean, integer log-scale)."""
-        return self.generate[0](z1)
+    @property
+    def uses_block_context(self) -> bool:
+        return self.border is not None
+
+    def pixel_head(self, z1: torch.Tensor, ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(x|z1)'s net output before the pixel context: (integer mean, integer log-scale),
+        with a block context's corrections from `ring` (`border_canvas` of int64 pixels;
+        None: no neighbour known)."""
+        mean, log_scale = self.generate[0](z1)
+        if self.border is None:
+            return mean, log_scale
+        centred, mask = ring if ring is not None else no_neighbours(
+            z1.shape[0], self.config.image_channels, torch.int64, z1.device)
+        d_mean, d_log_scale = self.border(border_input(z1, centred, mask,
+                                                       round(1 / CONTEXT_PIXEL_SCALE)))
+        return mean + crop_border(d_mean), torch.clamp(log_scale + crop_border(d_log_scale),
+                                                       *self.generate[0].log_scale_range)
 
     def pixel_likelihood(self, z1: torch.Tensor, x: torch.Tensor | None = None,
-                         head: tuple[torch.Tensor, torch.Tensor] | None = None):
+                         head: tuple[torch.Tensor, torch.Tensor] | None = None,
+                         ring: tuple[torch.Tensor, torch.Tensor] | None = None):
         """p(x|z1) for every subpixel channel. With a pixel context, the later stages'
         channels are right only given `x` (N, 12, 16, 16) holding the first stage's pixels
         (other channels are not read); without `x` only the first stage's are. `head` is
-        `pixel_head(z1)`, when the caller has it already."""
-        mean, log_scale = head if head is not None else self.pixel_head(z1)
+        `pixel_head(z1, ring)`, when the caller has it already."""
+        mean, log_scale = head if head is not None else self.pixel_head(z1, ring)
         if self.context is not None and x is not None:
             first, second = (list(stage) for stage in self.pixel_stages)
             d_mean, d_log_scale = self.context(torch.cat([z1, 2 * x[:, first] - 255], 1))
@@ -301,7 +322,16 @@ def convert_to_exact(model: BitSwapModel, layout: LatentLayout = CURRENT_LAYOUT)
                                  f"{layout.name} ({layout.input_scale})")
             context = _convert_net(model.context, layout.input_scale, PIXEL_MEAN_SCALE,
                                    PIXEL_GRID, elu, "context")
-    return ExactBitSwap(model.config, infer, generate, layout, context)
+        border = None
+        if model.border is not None:
+            # Likewise one input conv for z1, the ring's pixels and its mask.
+            if layout.input_scale != CONTEXT_PIXEL_SCALE:
+                raise ValueError(f"a Bit-Swap block context needs a latent layout whose nets "
+                                 f"read latents at {CONTEXT_PIXEL_SCALE}, not layout "
+                                 f"{layout.name} ({layout.input_scale})")
+            border = _convert_net(model.border, layout.input_scale, PIXEL_MEAN_SCALE,
+                                  PIXEL_GRID, elu, "border")
+    return ExactBitSwap(model.config, infer, generate, layout, context, border)
 
 
 def config_json(config: BitSwapConfig) -> str:

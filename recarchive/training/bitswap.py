@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
+from recarchive.models.bitswap import (
+    BORDER_PIXELS,
+    NEIGHBOURS,
+    BitSwapConfig,
+    BitSwapModel,
+    border_canvas,
+)
 from recarchive.training import loop
 
 
@@ -43,17 +49,39 @@ class TrainSettings:
     config: BitSwapConfig = field(default_factory=BitSwapConfig)
 
 
-def load_training_data(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) uint8 NHWC images."""
+# With a block context, a training block comes with its real neighbours: photo crops of
+# 32 + 2·BORDER_PIXELS, the block in the middle; each neighbour is known with this chance, as
+# blocks inside an image know all four and blocks on its (or a shard's) first row or column
+# fewer.
+NEIGHBOUR_KNOWN = 0.75
+
+
+def load_training_data(dataset: str, seed: int,
+                       config: BitSwapConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) uint8 NHWC images (photo crops with their ring, for a model with a
+    block context)."""
     from recarchive import datasets
 
     if dataset == "cifar10":
         return datasets.cifar10_split("train"), datasets.cifar10_split("validation")
     if dataset == "photo":
-        train = datasets.random_patches(datasets.photo_files("train"), 200_000, seed)
-        val = datasets.random_patches(datasets.photo_files("validation"), 5_000, seed + 1)
+        size = 32 + 2 * BORDER_PIXELS if config and config.block_context != "none" else 32
+        train = datasets.random_patches(datasets.photo_files("train"), 200_000, seed, size)
+        val = datasets.random_patches(datasets.photo_files("validation"), 5_000, seed + 1, size)
         return train, val
     raise ValueError(f"unknown training dataset {dataset!r}: use cifar10 or photo")
+
+
+def split_crops(crops: torch.Tensor, known: float,
+                generator: torch.Generator | None = None):
+    """(N, C, 36, 36) crops -> the blocks in their middle and their rings (`border_canvas`),
+    each neighbour known with probability `known`; 32×32 images (CIFAR-10) have no ring."""
+    if crops.shape[-1] == 32:
+        return crops, None
+    available = (torch.rand((crops.shape[0], len(NEIGHBOURS)), generator=generator)
+                 < known).to(crops.device)
+    b = BORDER_PIXELS
+    return crops[..., b:-b, b:-b], border_canvas(crops, available)
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -62,10 +90,12 @@ def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def validation_bits_per_dim(model: BitSwapModel, images: np.ndarray, device, batch=250) -> float:
+    """−ELBO of the validation blocks (with every neighbour known, where crops have a ring)."""
     torch.manual_seed(1234)
     total = 0.0
     for start in range(0, len(images), batch):
-        total += float(model.bits_per_dim(to_tensor(images[start : start + batch], device)).sum())
+        x, ring = split_crops(to_tensor(images[start : start + batch], device), 1.0)
+        total += float(model.bits_per_dim(x, ring).sum())
     return total / len(images)
 
 
@@ -86,12 +116,16 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
         found, weights = loaded.float_model.config, loaded.float_model.state_dict()
         origin = f"model sha256 {loaded.sha256[:12]}"
     # A model without a context may start one with a context: only the context net is new.
-    with_context = replace(found, pixel_context=config.pixel_context)
-    if found != config and (found.pixel_context != "none" or with_context != config):
+    # A model may gain a pixel or block context it lacked: only those nets are new.
+    grown = replace(found, pixel_context=config.pixel_context, block_context=config.block_context)
+    kept = all(getattr(found, name) in ("none", getattr(config, name))
+               for name in ("pixel_context", "block_context"))
+    if found != config and not (kept and grown == config):
         raise ValueError(f"--init-from {source} has the shape {found.to_dict()}, but this run "
                          f"asks for {config.to_dict()}: pass the same --width, --res-blocks, "
-                         "--latent-layers and --latent-channels (a model with a pixel context "
-                         "fine-tunes only with the same --pixel-context)")
+                         "--latent-layers and --latent-channels (a model with a pixel or block "
+                         "context fine-tunes only with the same --pixel-context and "
+                         "--block-context)")
     return weights, origin
 
 
@@ -100,7 +134,7 @@ def load_initial_weights(model: BitSwapModel, weights: dict) -> None:
     fresh context net, which starts switched off."""
     result = model.load_state_dict(weights, strict=False)
     stray = list(result.unexpected_keys) + [k for k in result.missing_keys
-                                            if not k.startswith("context.")]
+                                            if not k.startswith(("context.", "border."))]
     if stray:
         raise ValueError(f"initial weights do not fit this model: {stray[:5]}")
 
@@ -130,15 +164,17 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
         ema.load_state_dict(model.state_dict())
         started_from = f"{settings.init_from} ({origin})"
         log(f"initialized from {started_from}")
-    train_images, val_images = load_training_data(settings.dataset, settings.seed)
+    train_images, val_images = load_training_data(settings.dataset, settings.seed,
+                                                  settings.config)
     val_images = val_images[: settings.validation_images]
 
     def batch_loss(batch: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         x = to_tensor(batch, device)
         if rng.random() < 0.5:
-            x = x.flip(3)  # horizontal flips: a free doubling of the training set
+            x = x.flip(3)  # horizontal flips (of whole crops: the ring stays above and left)
+        x, ring = split_crops(x, NEIGHBOUR_KNOWN)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bfloat16):
-            terms = model.elbo_terms(x, settings.free_bits)
+            terms = model.elbo_terms(x, settings.free_bits, ring)
         return (terms["recon"] + terms["kl_train"]).mean() / (x[0].numel() * math.log(2))
 
     return loop.run(settings, model=model, ema=ema, optimizer=optimizer, checkpoint=checkpoint,

@@ -1,0 +1,204 @@
+"""Bit-Swap with context across blocks: a block of a larger image reads the border pixels of
+the neighbours decoded before it, exactly, whatever the chains, batch size or threads; and the
+geometry a shard needs for that travels in its parameters."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from recarchive.archives.blocks import cut_blocks
+from recarchive.codecs import get_codec
+from recarchive.codecs.base import BlockGeometry, CodecError, EncodedShard
+from recarchive.codecs.bitswap import BitSwapCodec, _slots
+from recarchive.datasets import data_dir
+from recarchive.models import zoo
+from recarchive.models.bitswap import (
+    BitSwapConfig,
+    BitSwapModel,
+    border_canvas,
+    space_to_depth,
+)
+from recarchive.models.exact_bitswap import convert_to_exact
+from recarchive.training.bitswap import initial_weights, load_initial_weights, split_crops
+from tests.threads import torch_threads
+
+TINY = BitSwapConfig(latent_layers=2, latent_channels=4, width=8, res_blocks=1,
+                     pixel_context="checkerboard", block_context="ring")
+
+
+def photo(height: int = 96, width: int = 128) -> np.ndarray:
+    """A crop of a real photo (a 3×4 grid of blocks by default)."""
+    with Image.open(data_dir() / "fixtures" / "skimage_chelsea_CC0.png") as image:
+        pixels = np.asarray(image.convert("RGB"))
+    return np.ascontiguousarray(pixels[:height, :width])
+
+
+def grid_geometry(*grids: tuple[int, int]) -> BlockGeometry:
+    """Whole objects of these (rows, cols), one after another."""
+    objects, cells, rows, cols = [], [], [], []
+    for number, (r, c) in enumerate(grids):
+        objects += [number] * (r * c)
+        cells += list(range(r * c))
+        rows += [r] * (r * c)
+        cols += [c] * (r * c)
+    return BlockGeometry(*(np.asarray(a) for a in (objects, cells, rows, cols)))
+
+
+def block_context_model(seed: int = 0) -> BitSwapModel:
+    """A tiny model whose pixel and block contexts are switched on."""
+    torch.manual_seed(seed)
+    model = BitSwapModel(TINY)
+    with torch.no_grad():
+        for net in (model.context, model.border):
+            for out in (net.mean, net.log_scale):
+                out.parametrizations.weight.original0.normal_(0.0, 0.5)
+                out.bias.normal_(0.0, 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("zoo") / "tiny-block-context.safetensors"
+    path.write_bytes(zoo.bitswap_model_bytes(block_context_model(), {"note": "untrained"}))
+    return path
+
+
+def codec(model_file: Path, **options) -> BitSwapCodec:
+    return get_codec("bitswap", model=str(model_file), **options).rgb
+
+
+def test_geometry_runs_are_compact_and_come_back():
+    lone = BlockGeometry.lone(1024)
+    assert lone.to_params() == [[1024, 1, 1, 0]]
+    two = grid_geometry((3, 4), (3, 4), (2, 2))
+    assert two.to_params() == [[24, 3, 4, 0], [4, 2, 2, 0]]
+    back = BlockGeometry.from_params(two.to_params(), 28)
+    assert np.array_equal(back.neighbours(), two.neighbours())
+    assert np.array_equal(back.cells, two.cells) and np.array_equal(back.cols, two.cols)
+    # an image continued from an earlier shard: its first cells are elsewhere
+    tail = BlockGeometry.from_params([[8, 3, 4, 4]], 8)
+    assert tail.cells.tolist() == list(range(4, 12))
+    for runs, count in (([[8, 3, 4, 4]], 9), ([[3, 0, 4, 0]], 3), ([[2, 1, 1, 1]], 2)):
+        with pytest.raises(CodecError, match="geometry"):
+            BlockGeometry.from_params(runs, count)
+
+
+def test_neighbours_stay_inside_their_object_and_shard():
+    geometry = grid_geometry((3, 4), (1, 1))
+    found = geometry.neighbours()  # above-left, above, above-right, left
+    assert found[0].tolist() == [-1, -1, -1, -1]
+    assert found[1].tolist() == [-1, -1, -1, 0]
+    assert found[5].tolist() == [0, 1, 2, 4]
+    assert found[7].tolist() == [2, 3, -1, 6]       # the last column has no above-right
+    assert found[8].tolist() == [-1, 4, 5, -1]      # the first column no left
+    assert found[12].tolist() == [-1, -1, -1, -1]   # the next object sees nothing of this one
+    tail = BlockGeometry.from_params([[8, 3, 4, 4]], 8).neighbours()
+    assert tail[0].tolist() == [-1, -1, -1, -1]     # its first row's above is in another shard
+    assert tail[5].tolist() == [0, 1, 2, 4]
+
+
+def test_runs_push_each_chain_last_block_first():
+    slots = _slots(10, 3, 4, "runs")
+    assert slots.T.tolist() == [[3, 2, 1, 0], [6, 5, 4, -1], [9, 8, 7, -1]]
+    old = _slots(10, 3, 4, None)
+    assert old.tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, -1, -1]]
+
+
+@pytest.mark.parametrize("chains", [1, 3])
+def test_round_trip_with_other_batch_sizes_and_threads(model_file, chains):
+    blocks = np.concatenate([cut_blocks(photo()), cut_blocks(photo(64, 64)[::-1])])
+    geometry = grid_geometry((3, 4), (2, 2))
+    shard = codec(model_file, chains=chains).encode(blocks, geometry)
+    assert shard.params["block_order"] == "runs"
+    assert shard.params["geometry"] == geometry.to_params()
+    with torch_threads(1):
+        decoded = codec(model_file, chains=chains, net_batch=1).decode(shard)
+    assert np.array_equal(decoded, blocks)
+    again = codec(model_file, chains=chains, net_batch=2).encode(blocks, geometry)
+    assert again.payload == shard.payload
+    assert np.isnan(shard.block_bits).sum() == chains  # each chain's raw first block
+
+
+def test_neighbours_change_what_is_coded(model_file):
+    blocks = cut_blocks(photo())
+    coder = codec(model_file, chains=1)
+    with_context = coder.encode(blocks, grid_geometry((3, 4)))
+    alone = coder.encode(blocks)
+    assert alone.params["geometry"] == [[12, 1, 1, 0]]
+    assert with_context.payload != alone.payload
+    assert np.array_equal(coder.decode(alone), blocks)
+    # a decoder told another geometry reads other neighbours: it cannot give the blocks back
+    lied = EncodedShard(with_context.payload, 12, 3, {**with_context.params,
+                                                       "geometry": [[12, 4, 3, 0]]})
+    with contextlib.suppress(CodecError):  # refused, or other blocks: never these
+        assert not np.array_equal(coder.decode(lied), blocks)
+
+
+def test_a_shard_must_name_the_order_its_model_codes_with(model_file):
+    blocks = cut_blocks(photo(64, 64))
+    shard = codec(model_file, chains=1).encode(blocks, grid_geometry((2, 2)))
+    del shard.params["block_order"]
+    with pytest.raises(CodecError, match="order"):
+        codec(model_file).decode(shard)
+
+
+def test_unknown_neighbours_read_as_none():
+    exact = convert_to_exact(block_context_model())
+    pixels = torch.from_numpy(cut_blocks(photo(64, 64))).permute(0, 3, 1, 2).to(torch.int64)
+    z1 = torch.randint(-2047, 2048, (4, TINY.latent_channels, 16, 16)) | 1
+    around = torch.randint(0, 256, (4, 3, 36, 36))
+    nothing = border_canvas(around, torch.zeros((4, 4), dtype=torch.bool))
+    assert all(torch.equal(a, b) for a, b in zip(exact.pixel_head(z1, nothing),
+                                                 exact.pixel_head(z1), strict=True))
+    known = border_canvas(around, torch.ones((4, 4), dtype=torch.bool))
+    assert not torch.equal(exact.pixel_head(z1, known)[0], exact.pixel_head(z1)[0])
+    # only the ring is read: the middle of `around` (the block itself) is not
+    inside = around.clone()
+    inside[:, :, 2:34, 2:34] = pixels
+    assert all(torch.equal(a, b) for a, b in zip(
+        exact.pixel_head(z1, border_canvas(inside, torch.ones((4, 4), dtype=torch.bool))),
+        exact.pixel_head(z1, known), strict=True))
+
+
+def test_exact_border_tracks_the_float_model():
+    model = block_context_model()
+    exact = convert_to_exact(model)
+    crops = torch.from_numpy(photo(36, 36)[None].repeat(3, 0)).permute(0, 3, 1, 2)
+    x, ring = split_crops(crops.to(torch.int64), 1.0)
+    bins = torch.randint(0, exact.layout.bins, (3, TINY.latent_channels, 16, 16))
+    z1 = exact.layout.net_input(bins)
+    mean_fixed, _ = exact.pixel_likelihood(z1, space_to_depth(x), ring=ring)
+    with torch.no_grad():
+        float_ring = tuple(part.float() for part in ring)
+        mean, _ = model.pixel_params(z1 * exact.layout.input_scale,
+                                     space_to_depth(x).float(), float_ring)
+    assert (mean_fixed.double() - 16 * mean.double()).abs().max() < 4
+
+
+def test_fine_tuning_adds_a_block_context_that_starts_switched_off():
+    plain = zoo.load_bitswap("bitswap-photo").float_model  # shipped, with a pixel context only
+    config = BitSwapConfig(**{**plain.config.to_dict(), "block_context": "ring"})
+    weights, _ = initial_weights("bitswap-photo", config)
+    model = BitSwapModel(config)
+    load_initial_weights(model, weights)
+    crops = torch.from_numpy(photo(72, 72)[None]).permute(0, 3, 1, 2).float()
+    crops = torch.cat([crops[..., :36, :36], crops[..., 36:, 36:], crops[..., :36, 36:]])
+    x, ring = split_crops(crops, 1.0)
+    assert x.shape[-1] == 32
+    with torch.no_grad():
+        torch.manual_seed(3)
+        before = plain.bits_per_dim(x)
+        torch.manual_seed(3)
+        after = model.eval().bits_per_dim(x, ring)
+    assert torch.equal(before, after)
+    model.train().bits_per_dim(x, ring).mean().backward()
+    assert float(model.border.mean.parametrizations.weight.original0.grad.abs().sum()) > 0
+    assert BitSwapConfig().to_dict().get("block_context") is None  # old files hash the same
+    with pytest.raises(ValueError, match="block context"):
+        BitSwapConfig(block_context="everything")
