@@ -202,3 +202,55 @@ def test_fine_tuning_adds_a_block_context_that_starts_switched_off():
     assert BitSwapConfig().to_dict().get("block_context") is None  # old files hash the same
     with pytest.raises(ValueError, match="block context"):
         BitSwapConfig(block_context="everything")
+
+
+def test_an_archive_cuts_images_between_block_rows_and_restores_them(model_file, tmp_path):
+    """Shards of 8 blocks: a 3×4 image spans two shards (two rows, then one), and each shard
+    carries its geometry; everything restores byte for byte."""
+    from recarchive.archives import ArchiveSettings, archive
+    from recarchive.archives.reader import ArchiveReader
+    from recarchive.archives.restore import restore
+
+    source = tmp_path / "bucket"
+    source.mkdir()
+    Image.fromarray(photo(64, 32)).save(source / "a_tall.png")      # 2×1 blocks
+    Image.fromarray(photo(96, 128)).save(source / "b_wide.png")     # 3×4 blocks
+    Image.fromarray(photo(40, 40)[::-1]).save(source / "c_edge.png")  # 2×2, padded
+    archive(str(source), str(tmp_path / "archive"), ArchiveSettings(
+        codec="bitswap", codec_options={"model": str(model_file), "chains": 2},
+        shard_blocks=8))
+    reader = ArchiveReader(str(tmp_path / "archive"))
+    rows = {row.key: row for row in reader.rows()}
+    # a_tall fills two blocks; b_wide's first row would cross the cut at 8: the shard ends
+    # after a_tall and b_wide's first row (6 blocks), its other two rows fill the next
+    assert (rows["b_wide.png"].shard, rows["b_wide.png"].block_start) == (0, 2)
+    shards = [reader.read_shard(0, number) for number in range(3)]
+    assert [s.num_blocks for s in shards] == [6, 8, 4]
+    assert [s.codec_params["geometry"] for s in shards] == [
+        [[2, 2, 1, 0], [4, 3, 4, 0]], [[8, 3, 4, 4]], [[4, 2, 2, 0]]]
+    report = restore(str(tmp_path / "archive"), str(tmp_path / "restored"))
+    assert not report.problems
+    for path in source.iterdir():
+        assert (tmp_path / "restored" / path.name).read_bytes() == path.read_bytes()
+
+
+# A small block-context model kept with the tests, and the payloads it codes a real photo's
+# blocks to (a 3×4 image and a 2×2 one, two chains): never update these to make a change
+# pass; archives coded with block-context models must still decode.
+PINNED_MODEL = Path(__file__).parent / "data" / "bitswap-tiny-block-context.safetensors"
+PINNED_MODEL_SHA256 = "614439b8e0fb0128d3d7434e5eafd7713e3d70b3919e53b1506a3821248bc305"
+PINNED_PAYLOADS = {
+    "bitswap": "aa8b38c169a4a061689e92ef7db50f5c5652f6612a387faeb5dabc2c48e09e63",
+    "bbans": "cf1a80a0d185fca3a7c1d981d4b0842b32181747cf8bbda2a34ce6e573441172",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(PINNED_PAYLOADS))
+def test_coded_bytes_are_those_earlier_releases_wrote(mode):
+    blocks = np.concatenate([cut_blocks(photo()), cut_blocks(photo(64, 64)[::-1])])
+    loaded = zoo.load_bitswap(str(PINNED_MODEL), PINNED_MODEL_SHA256)
+    coder = BitSwapCodec(loaded.exact, loaded.sha256, mode=mode, chains=2, lanes_per_chain=16,
+                         first_block="raw")
+    shard = coder.encode(blocks, grid_geometry((3, 4), (2, 2)))
+    assert zoo.sha256_of(shard.payload) == PINNED_PAYLOADS[mode]
+    assert np.array_equal(coder.decode(shard), blocks)

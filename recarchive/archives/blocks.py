@@ -7,8 +7,32 @@ import numpy as np
 from recarchive.codecs.base import BLOCK_SIZE
 
 
+def block_grid(height: int, width: int) -> tuple[int, int]:
+    """(rows, cols) of the block grid `cut_blocks` cuts an image into."""
+    return -(-height // BLOCK_SIZE), -(-width // BLOCK_SIZE)
+
+
 def blocks_per_image(height: int, width: int) -> int:
-    return (-(-height // BLOCK_SIZE)) * (-(-width // BLOCK_SIZE))
+    rows, cols = block_grid(height, width)
+    return rows * cols
+
+
+def shard_ends(cells: np.ndarray, cols: np.ndarray, shard_blocks: int, final: bool) -> list[int]:
+    """Where to cut blocks waiting in raster order (block b: cell `cells[b]` of an object
+    whose grid has `cols[b]` columns) into shards of at most `shard_blocks`: an object that
+    does not fit is cut between its block rows (unless one row alone is too wide), so every
+    shard holds whole rows and a block's neighbours above it sit in the same shard. Without
+    `final`, only shards that are full enough are cut; the rest waits for more blocks."""
+    ends, start, count = [], 0, len(cells)
+    while count - start >= shard_blocks or (final and start < count):
+        end = min(start + shard_blocks, count)
+        if end < count:
+            back = int(cells[end] % cols[end])  # blocks of a row begun before the cut
+            if back and end - back > start:
+                end -= back
+        ends.append(end)
+        start = end
+    return ends
 
 
 def cut_blocks(pixels: np.ndarray) -> np.ndarray:

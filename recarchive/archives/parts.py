@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from recarchive.archives import jpegxl
-from recarchive.archives.blocks import cut_blocks
+from recarchive.archives.blocks import block_grid, cut_blocks, shard_ends
 from recarchive.archives.containers import rebuild_container
 from recarchive.archives.events import (
     Advanced,
@@ -66,7 +66,7 @@ from recarchive.archives.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
 from recarchive.archives.jpeg import recompress
 from recarchive.archives.records import IndexRow, PartStats, ShardRow, rows_to_table
 from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
-from recarchive.codecs.base import BLOCK_SIZE
+from recarchive.codecs.base import BLOCK_SIZE, BlockGeometry
 from recarchive.codecs.costs import block_bits
 
 # `--codec auto`'s candidates for the model: RGB rasters up to this side (a few blocks; the
@@ -99,6 +99,7 @@ class _Pending:
     count: int = 0
     rows: list[IndexRow] = field(default_factory=list)
     owners: list[Any] = field(default_factory=list)  # index row of each block / blob (report)
+    cells: list[np.ndarray] = field(default_factory=list)  # each block's cell in its object
 
 
 class PartBuilder:
@@ -237,6 +238,7 @@ class PartBuilder:
         pending.rows.append(row)
         pending.blocks.append(blocks)
         pending.owners.append(np.full(len(blocks), index))
+        pending.cells.append(np.arange(len(blocks)))
         self._blocks_left[index] = len(blocks)
         pending.count += len(blocks)
         if pending.count >= self.shard_blocks:
@@ -265,11 +267,13 @@ class PartBuilder:
         started = time.perf_counter()
         blocks = np.concatenate(waiting.blocks)
         owner = np.repeat(np.arange(len(waiting.rows)), [len(b) for b in waiting.blocks])
+        indices = np.asarray([index for index, _, _ in waiting.owners])[owner]
+        cells = np.concatenate([np.arange(len(b)) for b in waiting.blocks])
         cost = np.zeros(len(waiting.rows))
         for span in np.array_split(np.arange(len(blocks)),
                                    max(1, len(blocks) // self.shard_blocks)):
             chunk = np.ascontiguousarray(blocks[span])
-            encoded = self.model_codec.encode(chunk)
+            encoded = self.model_codec.encode(chunk, self._geometry(indices[span], cells[span]))
             cost += np.bincount(owner[span], minlength=len(cost), weights=block_bits(
                 chunk, len(encoded.payload), encoded.block_bits))
         seconds = time.perf_counter() - started
@@ -339,26 +343,40 @@ class PartBuilder:
             return
         blocks = np.concatenate(pending.blocks) if len(pending.blocks) > 1 else pending.blocks[0]
         owners = np.concatenate(pending.owners)
+        cells = np.concatenate(pending.cells)
+        cols = np.asarray([block_grid(self._rows[o].height, self._rows[o].width)[1]
+                           for o in owners.tolist()])
         start = 0
-        while len(blocks) - start >= self.shard_blocks or (final and start < len(blocks)):
-            shard = blocks[start:start + self.shard_blocks]
-            number = self._write_pixel_shard(self._codecs[key[0]], shard,
-                                             owners[start:start + len(shard)])
-            for row in pending.rows:
-                row.shard = number
-            pending.rows = []
-            start += len(shard)
+        for end in shard_ends(cells, cols, self.shard_blocks, final):
+            number = self._write_pixel_shard(self._codecs[key[0]], blocks[start:end],
+                                             owners[start:end], cells[start:end])
+            # a waiting row's block_start is its offset in the waiting blocks until the shard
+            # its first block lands in is written (shards end between rows, so that may be a
+            # later one than the first cut)
+            for row in (r for r in pending.rows if r.block_start < end):
+                row.shard, row.block_start = number, row.block_start - start
+            pending.rows = [r for r in pending.rows if r.shard < 0]
+            start = end
+        for row in pending.rows:
+            row.block_start -= start
         rest = blocks[start:]
         pending.blocks = [rest] if len(rest) else []
         pending.owners = [owners[start:]] if len(rest) else []
+        pending.cells = [cells[start:]] if len(rest) else []
         pending.count = len(rest)
 
-    def _write_pixel_shard(self, coder: BlockCodec, blocks: np.ndarray,
-                           owners: np.ndarray) -> int:
+    def _geometry(self, owners: np.ndarray, cells: np.ndarray) -> BlockGeometry:
+        """Where a shard's blocks sit in their objects, for codecs that read neighbours."""
+        grids = np.asarray([block_grid(self._rows[o].height, self._rows[o].width)
+                            for o in owners.tolist()]).reshape(-1, 2)
+        return BlockGeometry(owners, cells, grids[:, 0], grids[:, 1])
+
+    def _write_pixel_shard(self, coder: BlockCodec, blocks: np.ndarray, owners: np.ndarray,
+                           cells: np.ndarray) -> int:
         blocks = np.ascontiguousarray(blocks)
         started = time.perf_counter()
         codec = coder
-        encoded = codec.encode(blocks)
+        encoded = codec.encode(blocks, self._geometry(owners, cells))
         seconds = time.perf_counter() - started
         if self.verify_shards and not _decodes_to(codec, encoded, blocks):
             self.stats.shards_recoded += 1

@@ -9,9 +9,11 @@ speeds are the machine's: all raw bytes over the wall-clock time of all shards.
 
 `photo-val-images` codes the photo corpus's validation files whole, through the path an
 archive takes: each image cut into 32×32 blocks (edges padded), its blocks kept together in
-raster order, the images in the order an archive lists them, shards of `shard_blocks`
-consecutive blocks. `bits_per_dim` is every payload byte over the images' own dimensions
-(padding is a cost, not a dimension), and the classical codecs code the same whole images,
+raster order, the images in the order an archive lists them, shards of at most `shard_blocks`
+consecutive blocks cut between block rows (`archives.blocks.shard_ends`), each with its
+geometry (a block-context model reads the neighbours in its shard). `bits_per_dim` is every
+payload byte over the images' own dimensions (padding is a cost, not a dimension), and the
+classical codecs code the same whole images,
 plus `jpegxl_blocks_bits_per_dim`: JPEG-XL on the same 32×32 blocks, each alone.
 """
 
@@ -24,7 +26,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from recarchive.archives.blocks import cut_blocks
+from recarchive.archives.blocks import block_grid, cut_blocks, shard_ends
+from recarchive.codecs.base import BlockGeometry
+from recarchive.codecs.bitswap import ring_of
 from recarchive.codecs.rec import RecSettings
 from recarchive.report.classical import (
     baseline_bits_per_dim,
@@ -71,8 +75,28 @@ def load_dataset(name: str, limit: int | None) -> np.ndarray:
     return np.ascontiguousarray(images[:limit] if limit else images)
 
 
-def neg_elbo_bits_per_dim(codec, images: np.ndarray, batch: int = 250) -> float | None:
-    """The float model's −ELBO (one seeded sample per image), where the codec has one."""
+def whole_image_shards(whole: list[np.ndarray],
+                       shard_blocks: int) -> tuple[np.ndarray, BlockGeometry, list[slice]]:
+    """Whole images' blocks, their geometry and the shards an archive cuts them into. The
+    geometry's objects are split where shards split them (a shard reads no other's blocks)."""
+    blocks = np.concatenate([cut_blocks(image) for image in whole])
+    grids = [block_grid(*image.shape[:2]) for image in whole]
+    counts = [rows * cols for rows, cols in grids]
+    owners = np.repeat(np.arange(len(whole)), counts)
+    cells = np.concatenate([np.arange(count) for count in counts])
+    rows = np.repeat([r for r, _ in grids], counts)
+    cols = np.repeat([c for _, c in grids], counts)
+    ends = shard_ends(cells, cols, shard_blocks, final=True)
+    spans = [slice(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+    shard_of = np.repeat(np.arange(len(spans)), [s.stop - s.start for s in spans])
+    objects = owners * len(spans) + shard_of
+    return blocks, BlockGeometry(objects, cells, rows, cols), spans
+
+
+def neg_elbo_bits_per_dim(codec, images: np.ndarray, batch: int = 250,
+                          geometry: BlockGeometry | None = None) -> float | None:
+    """The float model's −ELBO (one seeded sample per image), where the codec has one; a
+    block-context model reads the neighbours `geometry` names."""
     from recarchive.models import zoo
 
     if hasattr(codec, "neg_elbo_bits_per_dim"):  # codecs whose model is not Bit-Swap's
@@ -82,12 +106,17 @@ def neg_elbo_bits_per_dim(codec, images: np.ndarray, batch: int = 250) -> float 
         return None
     model = zoo.load_bitswap_bytes(data, None, "benchmark model").float_model
     torch.manual_seed(0)
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.int64)
+    neighbours = (geometry or BlockGeometry.lone(len(images))).neighbours()
     total = 0.0
     with torch.no_grad():
         for start in range(0, len(images), batch):
-            x = torch.from_numpy(np.array(images[start : start + batch]))
-            x = x.permute(0, 3, 1, 2).float()
-            total += float(model.bits_per_dim(x).sum())
+            x = pixels[start : start + batch].float()
+            ring = None
+            if model.border is not None:
+                centred, mask = ring_of(pixels, neighbours[start : start + batch])
+                ring = (centred.float(), mask.float())
+            total += float(model.bits_per_dim(x, ring).sum())
     return total / len(images)
 
 
@@ -104,14 +133,19 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
         options["chains"] = chains
     codec = get_codec(codec_name, **options)
     whole = load_whole_images(dataset, limit) if dataset in WHOLE_IMAGES else None
-    images = (np.concatenate([cut_blocks(image) for image in whole]) if whole is not None
-              else load_dataset(dataset, limit))
-    shards = [images[i : i + shard_blocks] for i in range(0, len(images), shard_blocks)]
+    geometry = None
+    if whole is not None:
+        images, geometry, spans = whole_image_shards(whole, shard_blocks)
+    else:
+        images = load_dataset(dataset, limit)
+        spans = [slice(i, i + shard_blocks) for i in range(0, len(images), shard_blocks)]
+    shards = [(images[span], None if geometry is None else geometry[span]) for span in spans]
     if workers > 1:
         encoded, encode_s, decode_s, exact = _code_in_processes(codec_name, options, shards,
                                                                 workers)
     else:
         encoded, encode_s, decode_s, exact = _code_here(codec, shards)
+    exact_kwargs = {"geometry": geometry} if getattr(codec, "uses_block_context", False) else {}
     dims = sum(image.size for image in whole) if whole is not None else images.size
     payload_bits = 8 * sum(len(e.payload) for e in encoded)
     clean_words = [e.params.get("clean_words") for e in encoded]
@@ -126,9 +160,10 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
         "shard_blocks": shard_blocks,
         "bits_per_dim": payload_bits / dims,
         "payload_bytes": payload_bits // 8,
-        "neg_elbo_bits_per_dim": neg_elbo_bits_per_dim(codec, images),
+        "neg_elbo_bits_per_dim": neg_elbo_bits_per_dim(codec, images, geometry=geometry),
         # REC: the same bound for the integer model the coder runs (see RecCodec)
-        "exact_neg_elbo_bits_per_dim": (codec.exact_neg_elbo_bits_per_dim(images)
+        "exact_neg_elbo_bits_per_dim": (codec.exact_neg_elbo_bits_per_dim(images,
+                                                                         **exact_kwargs)
                                         if hasattr(codec, "exact_neg_elbo_bits_per_dim")
                                         else None),
         "initial_bits_per_shard": (32 * float(np.mean(clean_words))
@@ -174,14 +209,14 @@ def _whole_baselines(whole: list[np.ndarray], blocks: np.ndarray) -> dict:
     return result
 
 
-def _code_here(codec, shards: list[np.ndarray]):
+def _code_here(codec, shards: list[tuple[np.ndarray, BlockGeometry | None]]):
     """(encoded shards, encode seconds, decode seconds, all exact) in this process."""
     encoded, encode_s, decode_s, exact = [], 0.0, 0.0, True
-    for shard in shards:
+    for shard, geometry in shards:
         start = time.perf_counter()
-        encoded.append(codec.encode(shard))
+        encoded.append(codec.encode(shard, geometry))
         encode_s += time.perf_counter() - start
-    for shard, enc in zip(shards, encoded, strict=True):
+    for (shard, _), enc in zip(shards, encoded, strict=True):
         start = time.perf_counter()
         decoded = codec.decode(enc)
         decode_s += time.perf_counter() - start
@@ -212,8 +247,8 @@ def _worker_ready(_: int) -> int:
     return os.getpid()
 
 
-def _worker_encode(shard: np.ndarray):
-    return _worker_codec.encode(shard)
+def _worker_encode(shard: tuple[np.ndarray, BlockGeometry | None]):
+    return _worker_codec.encode(*shard)
 
 
 def _worker_decode(encoded) -> np.ndarray:
@@ -235,7 +270,7 @@ def _code_in_processes(codec_name: str, options: dict, shards: list[np.ndarray],
         start = time.perf_counter()
         decoded = list(pool.map(_worker_decode, encoded))
         decode_s = time.perf_counter() - start
-    exact = all(np.array_equal(d, s) for d, s in zip(decoded, shards, strict=True))
+    exact = all(np.array_equal(d, s) for d, (s, _) in zip(decoded, shards, strict=True))
     return encoded, encode_s, decode_s, exact
 
 

@@ -76,6 +76,11 @@ class BlockGeometry:
     def __len__(self) -> int:
         return len(self.cells)
 
+    def __getitem__(self, blocks: slice) -> BlockGeometry:
+        """The geometry of a run of the blocks (a shard's, of an object list's)."""
+        return BlockGeometry(self.objects[blocks], self.cells[blocks], self.rows[blocks],
+                             self.cols[blocks])
+
     def to_params(self) -> list[list[int]]:
         """Runs of [blocks, rows, cols, first cell]: JSON-safe and a few numbers a shard."""
         runs: list[list[int]] = []
