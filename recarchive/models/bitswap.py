@@ -33,7 +33,11 @@ CONTEXT_PIXEL_SCALE = 1 / 256
 # Context across blocks (`block_context`): a block of a larger image may read the pixels of its
 # already-decoded neighbours (in raster decoding order: above-left, above, above-right, left),
 # a ring of BORDER_CELLS space-to-depth cells (2 pixels) around it. `border_canvas` lays them
-# out; a border net reads them with z1 and corrects every pixel channel's mean and log-scale.
+# out, and every net reads them through its input conv: the conv runs unpadded over its input
+# padded with zeros and the ring beside it (pixels and a mask), so cells next to the border
+# see the neighbours, and the layers after carry that inward. Posterior, priors and pixel
+# likelihood all read it (decoding knows the ring before it decodes a block's latents), so the
+# latents need not carry what the neighbours tell.
 NEIGHBOURS = ("above_left", "above", "above_right", "left")
 BORDER_CELLS = 1
 BORDER_PIXELS = 2 * BORDER_CELLS
@@ -112,22 +116,35 @@ class ResBlock(nn.Module):
 
 
 class ConditionalNet(nn.Module):
-    """in_channels×16×16 -> (mean, log scale) of out_channels×16×16."""
+    """in_channels×16×16 -> (mean, log scale) of out_channels×16×16; with `ring_scale` (a
+    block-context model's nets) also the ring (`border_canvas`), its pixels read at that scale
+    (the scale of the net's own input)."""
 
-    def __init__(self, in_channels: int, out_channels: int, config: BitSwapConfig) -> None:
+    def __init__(self, in_channels: int, out_channels: int, config: BitSwapConfig,
+                 ring_scale: float | None = None) -> None:
         super().__init__()
-        self.inp = conv3x3(in_channels, config.width)
+        self.ring_scale = ring_scale if config.block_context != "none" else None
+        self.image_channels = config.image_channels
+        ring_channels = 4 * config.image_channels + 1 if self.ring_scale else 0
+        self.inp = conv3x3(in_channels + ring_channels, config.width)
+        if ring_channels:
+            self.inp.padding = (0, 0)  # its input comes padded with the ring
         self.blocks = nn.ModuleList(ResBlock(config.width) for _ in range(config.res_blocks))
         self.mean = conv3x3(config.width, out_channels)
         self.log_scale = conv3x3(config.width, out_channels)
         self.min_log_scale, self.max_log_scale = config.min_log_scale, config.max_log_scale
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         # Under bfloat16 autocast only the residual blocks drop to bfloat16: the residual
         # stream, the input conv and the heads keep the weights' dtype. bfloat16 means and log
         # scales put half-pixel noise into the likelihood (+0.08 bits/dim on the shipped
         # model); this way the loss moves by 0.002 and a CPU training step takes 0.57 s, not 0.80.
         with torch.autocast(h.device.type, enabled=False):
+            if self.ring_scale is not None:
+                centred, mask = ring if ring is not None else no_neighbours(
+                    h.shape[0], self.image_channels, h.dtype, h.device)
+                h = with_ring(h, centred * self.ring_scale, mask, 1.0)
             h = self.inp(h)
         for block in self.blocks:
             h = block(h)
@@ -181,7 +198,7 @@ def border_canvas(around: torch.Tensor,
     dtype; only the ring's above-left, above, above-right and left parts are read);
     `available`: (N, 4) 0/1, per `NEIGHBOURS`. Returns (centred pixels 2v − 255 where known,
     0 elsewhere: (N, 4C, 16 + 2·BORDER_CELLS, same); mask (N, 1, same, same) of 0/1). Float
-    and exact models build their border net's input from it alike."""
+    and exact nets build their input convs' input from it alike (`with_ring`)."""
     b, size = BORDER_PIXELS, around.shape[-1]
     mask = torch.zeros((around.shape[0], 1, size, size), dtype=around.dtype,
                        device=around.device)
@@ -201,19 +218,12 @@ def no_neighbours(blocks: int, channels: int, dtype: torch.dtype,
             torch.zeros((blocks, 1, cells, cells), dtype=dtype, device=device))
 
 
-def border_input(z1: torch.Tensor, centred: torch.Tensor, mask: torch.Tensor,
-                 one: float) -> torch.Tensor:
-    """The border net's input: z1 (zero on the ring), the ring's pixels, the mask. `one` is
-    what 1 is in the nets' input units: 1.0 for the float model (which also scales the pixels
-    by CONTEXT_PIXEL_SCALE), 256 for the exact one."""
-    padded = F.pad(z1, (BORDER_CELLS,) * 4)
-    return torch.cat([padded, centred, mask * one], 1)
-
-
-def crop_border(values: torch.Tensor) -> torch.Tensor:
-    """The block's cells of a border net's output (the ring dropped)."""
-    c = BORDER_CELLS
-    return values[..., c:-c, c:-c]
+def with_ring(h: torch.Tensor, centred: torch.Tensor, mask: torch.Tensor,
+              one: float) -> torch.Tensor:
+    """A block-context net's input-conv input: `h` padded with zeros, beside the ring's pixels
+    and its mask (`one`: what 1 is in the net's input units, 1.0 for the float nets, which
+    also scale the pixels, and the integer unit for the exact ones)."""
+    return torch.cat([F.pad(h, (BORDER_CELLS,) * 4), centred, mask * one], 1)
 
 
 class BitSwapModel(nn.Module):
@@ -224,28 +234,25 @@ class BitSwapModel(nn.Module):
         self.config = config
         zc, dc = config.latent_channels, config.data_channels
         layers = config.latent_layers
+        # each net reads the ring at the scale of its own input: pixels' or latents'
+        pixel_scale, latent_scale = 1 / 255, CONTEXT_PIXEL_SCALE
         self.infer = nn.ModuleList(
-            [ConditionalNet(dc, zc, config)] + [ConditionalNet(zc, zc, config)
-                                                for _ in range(layers - 1)]
+            [ConditionalNet(dc, zc, config, pixel_scale)]
+            + [ConditionalNet(zc, zc, config, latent_scale) for _ in range(layers - 1)]
         )
         self.generate = nn.ModuleList(
-            [ConditionalNet(zc, dc, config)] + [ConditionalNet(zc, zc, config)
-                                                for _ in range(layers - 1)]
+            [ConditionalNet(zc, dc, config, latent_scale)]
+            + [ConditionalNet(zc, zc, config, latent_scale) for _ in range(layers - 1)]
         )
         self.context: ConditionalNet | None = None
         if config.pixel_context == "checkerboard":
             first, second = config.pixel_stages()
-            self.context = ConditionalNet(zc + len(first), len(second), config)
+            self.context = ConditionalNet(zc + len(first), len(second), config, latent_scale)
             with torch.no_grad():
                 # The context starts switched off (output gains and biases 0), so a model
                 # fine-tuned from one without a context starts exactly where that one was;
                 # the gains still get gradients, and through them the rest of the net.
                 _switch_off(self.context)
-        self.border: ConditionalNet | None = None
-        if config.block_context == "ring":
-            self.border = ConditionalNet(zc + dc + 1, dc, config)
-            with torch.no_grad():
-                _switch_off(self.border)  # likewise: fine-tuning starts at the plain model
 
     def pixel_params(self, z1: torch.Tensor, x: torch.Tensor | None = None,
                      ring: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -253,20 +260,12 @@ class BitSwapModel(nn.Module):
         """p(x|z1) in pixel units: mean = 127.5 + 127.5 · net mean. With a context, the second
         stage's channels are conditioned on the first stage's pixels of `x` (space to depth);
         with a block context, every channel on `ring` (`border_canvas`; None: no neighbours)."""
-        mean, log_scale = self.generate[0](z1)
-        if self.border is not None:
-            centred, mask = ring if ring is not None else no_neighbours(
-                z1.shape[0], self.config.image_channels, z1.dtype, z1.device)
-            d_mean, d_log_scale = self.border(
-                border_input(z1, centred * CONTEXT_PIXEL_SCALE, mask, 1.0))
-            mean = mean + crop_border(d_mean)
-            log_scale = torch.clamp(log_scale + crop_border(d_log_scale),
-                                    self.config.min_log_scale, self.config.max_log_scale)
+        mean, log_scale = self.generate[0](z1, ring)
         if self.context is not None:
             if x is None:
                 raise ValueError("a Bit-Swap model with a pixel context needs the pixels")
             first, second = (list(s) for s in self.config.pixel_stages())
-            d_mean, d_log_scale = self.context(context_input(z1, x[:, first]))
+            d_mean, d_log_scale = self.context(context_input(z1, x[:, first]), ring)
             mean, log_scale = mean.clone(), log_scale.clone()
             mean[:, second] = mean[:, second] + d_mean
             log_scale[:, second] = torch.clamp(log_scale[:, second] + d_log_scale,
@@ -283,7 +282,7 @@ class BitSwapModel(nn.Module):
         h = space_to_depth(pixels_to_input(x))
         zs, log_q = [], []
         for net in self.infer:
-            mean, log_scale = net(h)
+            mean, log_scale = net(h, ring)
             u = torch.rand_like(mean).clamp(1e-6, 1 - 1e-6)
             z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
             log_q.append(logistic_log_density(z, mean, log_scale).flatten(1).sum(1))
@@ -295,7 +294,7 @@ class BitSwapModel(nn.Module):
         kls = []
         for i in range(cfg.latent_layers):
             if i + 1 < cfg.latent_layers:
-                pm, pls = self.generate[i + 1](zs[i + 1])
+                pm, pls = self.generate[i + 1](zs[i + 1], ring)
             else:
                 pm, pls = torch.zeros_like(zs[i]), torch.zeros_like(zs[i])
             log_p = logistic_log_density(zs[i], pm, pls).flatten(1).sum(1)

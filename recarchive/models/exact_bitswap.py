@@ -32,9 +32,8 @@ from recarchive.models.bitswap import (
     BitSwapConfig,
     BitSwapModel,
     ConditionalNet,
-    border_input,
-    crop_border,
     no_neighbours,
+    with_ring,
 )
 from recarchive.models.integer import (
     ACT_BITS,
@@ -181,15 +180,23 @@ class ExactConditionalNet(nn.Module):
 
     def __init__(self, inp: FixedPointConv2d, blocks: list[tuple[FixedPointConv2d, ...]],
                  mean: FixedPointConv2d, log_scale: FixedPointConv2d,
-                 log_scale_range: tuple[int, int], elu: FixedPointELU) -> None:
+                 log_scale_range: tuple[int, int], elu: FixedPointELU,
+                 ring_one: int | None = None, image_channels: int = 3) -> None:
         super().__init__()
         self.inp, self.mean, self.log_scale = inp, mean, log_scale
         self.blocks = nn.ModuleList(nn.ModuleList(pair) for pair in blocks)
         self.log_scale_range = log_scale_range
         self.elu = elu
+        # a block-context net: its input conv reads the ring too, a mask of 1 as this integer
+        self.ring_one, self.image_channels = ring_one, image_channels
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         limit = (1 << (ACT_BITS - 1)) - 1
+        if self.ring_one is not None:
+            centred, mask = ring if ring is not None else no_neighbours(
+                h.shape[0], self.image_channels, torch.int64, h.device)
+            h = with_ring(h.to(torch.int64), centred, mask, self.ring_one)
         with plain_convolution():
             h = self.inp(h.to(torch.float64))
             for conv1, conv2 in self.blocks:
@@ -202,6 +209,14 @@ class ExactConditionalNet(nn.Module):
 
 def _convert_net(net: ConditionalNet, in_scale: float, mean_scale: float, grid: ScaleGrid,
                  elu: FixedPointELU, name: str) -> ExactConditionalNet:
+    ring_one = None
+    if net.ring_scale is not None:
+        # one input conv reads the net's input and the ring's pixels (2v − 255) alike
+        if net.ring_scale != in_scale or round(1 / in_scale) != 1 / in_scale:
+            raise ValueError(f"{name}: a block-context net reads the ring at {net.ring_scale}, "
+                             f"its input at {in_scale}: convert it for a layout that reads "
+                             "latents at 1/256")
+        ring_one = round(1 / in_scale)
     act = 2.0**-ACT_FRAC_BITS
 
     def conv(layer: nn.Conv2d, scale_in: float, scale_out: float, out_bits: int,
@@ -216,7 +231,7 @@ def _convert_net(net: ConditionalNet, in_scale: float, mean_scale: float, grid: 
     return ExactConditionalNet(conv(net.inp, in_scale, act, ACT_BITS, "inp"), blocks,
                                conv(net.mean, act, mean_scale, OUT_BITS, "mean"),
                                conv(net.log_scale, act, grid.step, OUT_BITS, "log_scale"),
-                               log_range, elu)
+                               log_range, elu, ring_one, net.image_channels)
 
 
 class ExactBitSwap(nn.Module):
@@ -224,15 +239,13 @@ class ExactBitSwap(nn.Module):
 
     def __init__(self, config: BitSwapConfig, infer: list[ExactConditionalNet],
                  generate: list[ExactConditionalNet], layout: LatentLayout,
-                 context: ExactConditionalNet | None = None,
-                 border: ExactConditionalNet | None = None) -> None:
+                 context: ExactConditionalNet | None = None) -> None:
         super().__init__()
         self.config = config
         self.layout = layout
         self.infer = nn.ModuleList(infer)
         self.generate = nn.ModuleList(generate)
         self.context = context  # the checkerboard's second-stage net, if the model has one
-        self.border = border  # the block context's net, if the model has one
         self.pixel_stages = config.pixel_stages()
 
     def table(self, kind: str) -> DiscretizedTable:
@@ -247,35 +260,29 @@ class ExactBitSwap(nn.Module):
                                 f"latent ({layout.name})")
         return pinned_table(pixel_table_spec(), PIXEL_TABLE_SHA256, "pixel")
 
-    # Entropy parameters: (mean_fixed, scale_index), each int64 shaped like the variable.
-    def posterior(self, level: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z_{level+1} | x or z_level); h is the integer input of infer[level]."""
-        mean, log_scale = self.infer[level](h)
-        return mean + self.layout.mean_offset, self.layout.grid.index(log_scale)
-
-    def latent_prior(self, level: int, z_above: torch.Tensor):
-        """p(z_level | z_{level+1}) for level >= 1 (0-based: generate[level])."""
-        mean, log_scale = self.generate[level](z_above)
-        return mean + self.layout.mean_offset, self.layout.grid.index(log_scale)
-
+    # Entropy parameters: (mean_fixed, scale_index), each int64 shaped like the variable. A
+    # block-context model's nets read `ring` (`border_canvas` of int64 pixels; None: no
+    # neighbour known); other models' ignore it.
     @property
     def uses_block_context(self) -> bool:
-        return self.border is not None
+        return self.config.block_context != "none"
+
+    def posterior(self, level: int, h: torch.Tensor,
+                  ring: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """q(z_{level+1} | x or z_level); h is the integer input of infer[level]."""
+        mean, log_scale = self.infer[level](h, ring)
+        return mean + self.layout.mean_offset, self.layout.grid.index(log_scale)
+
+    def latent_prior(self, level: int, z_above: torch.Tensor,
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """p(z_level | z_{level+1}) for level >= 1 (0-based: generate[level])."""
+        mean, log_scale = self.generate[level](z_above, ring)
+        return mean + self.layout.mean_offset, self.layout.grid.index(log_scale)
 
     def pixel_head(self, z1: torch.Tensor, ring: tuple[torch.Tensor, torch.Tensor] | None = None,
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(x|z1)'s net output before the pixel context: (integer mean, integer log-scale),
-        with a block context's corrections from `ring` (`border_canvas` of int64 pixels;
-        None: no neighbour known)."""
-        mean, log_scale = self.generate[0](z1)
-        if self.border is None:
-            return mean, log_scale
-        centred, mask = ring if ring is not None else no_neighbours(
-            z1.shape[0], self.config.image_channels, torch.int64, z1.device)
-        d_mean, d_log_scale = self.border(border_input(z1, centred, mask,
-                                                       round(1 / CONTEXT_PIXEL_SCALE)))
-        return mean + crop_border(d_mean), torch.clamp(log_scale + crop_border(d_log_scale),
-                                                       *self.generate[0].log_scale_range)
+        """p(x|z1)'s net output before the pixel context: (integer mean, integer log-scale)."""
+        return self.generate[0](z1, ring)
 
     def pixel_likelihood(self, z1: torch.Tensor, x: torch.Tensor | None = None,
                          head: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -287,7 +294,7 @@ class ExactBitSwap(nn.Module):
         mean, log_scale = head if head is not None else self.pixel_head(z1, ring)
         if self.context is not None and x is not None:
             first, second = (list(stage) for stage in self.pixel_stages)
-            d_mean, d_log_scale = self.context(torch.cat([z1, 2 * x[:, first] - 255], 1))
+            d_mean, d_log_scale = self.context(torch.cat([z1, 2 * x[:, first] - 255], 1), ring)
             mean, log_scale = mean.clone(), log_scale.clone()
             mean[:, second] += d_mean
             log_scale[:, second] = torch.clamp(log_scale[:, second] + d_log_scale,
@@ -322,16 +329,7 @@ def convert_to_exact(model: BitSwapModel, layout: LatentLayout = CURRENT_LAYOUT)
                                  f"{layout.name} ({layout.input_scale})")
             context = _convert_net(model.context, layout.input_scale, PIXEL_MEAN_SCALE,
                                    PIXEL_GRID, elu, "context")
-        border = None
-        if model.border is not None:
-            # Likewise one input conv for z1, the ring's pixels and its mask.
-            if layout.input_scale != CONTEXT_PIXEL_SCALE:
-                raise ValueError(f"a Bit-Swap block context needs a latent layout whose nets "
-                                 f"read latents at {CONTEXT_PIXEL_SCALE}, not layout "
-                                 f"{layout.name} ({layout.input_scale})")
-            border = _convert_net(model.border, layout.input_scale, PIXEL_MEAN_SCALE,
-                                  PIXEL_GRID, elu, "border")
-    return ExactBitSwap(model.config, infer, generate, layout, context, border)
+    return ExactBitSwap(model.config, infer, generate, layout, context)
 
 
 def config_json(config: BitSwapConfig) -> str:

@@ -131,10 +131,22 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
 
 def load_initial_weights(model: BitSwapModel, weights: dict) -> None:
     """Load fine-tuning weights; a model given a pixel context its source lacked keeps its
-    fresh context net, which starts switched off."""
+    fresh context net, which starts switched off. A model given a block context gets its
+    source's input convs with zero weights for the ring's channels beside them: its nets
+    compute exactly what the source's did until training moves those weights (weight
+    normalization's norms do not see zero columns)."""
+    own = model.state_dict()
+    weights = dict(weights)
+    for key, value in weights.items():
+        wanted = own.get(key)
+        if (wanted is not None and key.endswith("inp.parametrizations.weight.original1")
+                and value.shape[1] < wanted.shape[1] and value.shape[2:] == wanted.shape[2:]):
+            grown = torch.zeros_like(wanted)
+            grown[:, : value.shape[1]] = value
+            weights[key] = grown
     result = model.load_state_dict(weights, strict=False)
     stray = list(result.unexpected_keys) + [k for k in result.missing_keys
-                                            if not k.startswith(("context.", "border."))]
+                                            if not k.startswith("context.")]
     if stray:
         raise ValueError(f"initial weights do not fit this model: {stray[:5]}")
 
