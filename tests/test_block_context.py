@@ -263,3 +263,24 @@ def test_coded_bytes_are_those_earlier_releases_wrote(mode):
     shard = coder.encode(blocks, grid_geometry((3, 4), (2, 2)))
     assert zoo.sha256_of(shard.payload) == PINNED_PAYLOADS[mode]
     assert np.array_equal(coder.decode(shard), blocks)
+
+
+def test_the_photo_benchmark_codes_as_an_archive_does(model_file, tmp_path):
+    """`bench codec --dataset photo-val-images` with a block-context model: the same shards,
+    geometry and payload bytes as an archive of the same photo, and both come back exact."""
+    import shutil
+
+    from recarchive.archives import ArchiveSettings, archive
+    from recarchive.bench.codec_bench import run_codec_benchmark
+    from recarchive.datasets import photo_files
+
+    result = run_codec_benchmark("bitswap", str(model_file), "photo-val-images", 1,
+                                 shard_blocks=64, baselines=False)
+    assert result["roundtrip_exact"] is True
+    assert result["neg_elbo_bits_per_dim"] > 0 and result["exact_neg_elbo_bits_per_dim"] > 0
+    source = tmp_path / "photos"
+    source.mkdir()
+    shutil.copy(photo_files("validation")[0], source)
+    manifest = archive(str(source), str(tmp_path / "archive"), ArchiveSettings(
+        codec="bitswap", codec_options={"model": str(model_file)}, shard_blocks=64))
+    assert manifest["totals"]["pixel_payload_bytes"] == result["payload_bytes"]
