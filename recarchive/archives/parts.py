@@ -66,7 +66,7 @@ from recarchive.archives.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
 from recarchive.archives.jpeg import recompress
 from recarchive.archives.records import IndexRow, PartStats, ShardRow, rows_to_table
 from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
-from recarchive.codecs.base import BLOCK_SIZE, BlockGeometry
+from recarchive.codecs.base import BLOCK_SIZE, BlockGeometry, encode_shard
 from recarchive.codecs.costs import block_bits
 
 # `--codec auto`'s candidates for the model: RGB rasters up to this side (a few blocks; the
@@ -273,7 +273,8 @@ class PartBuilder:
         for span in np.array_split(np.arange(len(blocks)),
                                    max(1, len(blocks) // self.shard_blocks)):
             chunk = np.ascontiguousarray(blocks[span])
-            encoded = self.model_codec.encode(chunk, self._geometry(indices[span], cells[span]))
+            encoded = encode_shard(self.model_codec, chunk,
+                                   self._geometry(indices[span], cells[span]))
             cost += np.bincount(owner[span], minlength=len(cost), weights=block_bits(
                 chunk, len(encoded.payload), encoded.block_bits))
         seconds = time.perf_counter() - started
@@ -376,7 +377,7 @@ class PartBuilder:
         blocks = np.ascontiguousarray(blocks)
         started = time.perf_counter()
         codec = coder
-        encoded = codec.encode(blocks, self._geometry(owners, cells))
+        encoded = encode_shard(codec, blocks, self._geometry(owners, cells))
         seconds = time.perf_counter() - started
         if self.verify_shards and not _decodes_to(codec, encoded, blocks):
             self.stats.shards_recoded += 1

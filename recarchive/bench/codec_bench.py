@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from recarchive.archives.blocks import block_grid, cut_blocks, shard_ends
-from recarchive.codecs.base import BlockGeometry
+from recarchive.codecs.base import BlockGeometry, encode_shard
 from recarchive.codecs.bitswap import ring_of
 from recarchive.codecs.rec import RecSettings
 from recarchive.report.classical import (
@@ -214,7 +214,7 @@ def _code_here(codec, shards: list[tuple[np.ndarray, BlockGeometry | None]]):
     encoded, encode_s, decode_s, exact = [], 0.0, 0.0, True
     for shard, geometry in shards:
         start = time.perf_counter()
-        encoded.append(codec.encode(shard, geometry))
+        encoded.append(encode_shard(codec, shard, geometry))
         encode_s += time.perf_counter() - start
     for (shard, _), enc in zip(shards, encoded, strict=True):
         start = time.perf_counter()
@@ -248,7 +248,7 @@ def _worker_ready(_: int) -> int:
 
 
 def _worker_encode(shard: tuple[np.ndarray, BlockGeometry | None]):
-    return _worker_codec.encode(*shard)
+    return encode_shard(_worker_codec, *shard)
 
 
 def _worker_decode(encoded) -> np.ndarray:

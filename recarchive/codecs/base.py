@@ -122,7 +122,8 @@ class BlockCodec(Protocol):
     `decode(encode(blocks))` must equal `blocks` bit for bit on any machine, batch size and
     thread count: that is the contract every codec is tested against. `geometry` says where
     the blocks sit in their objects (None: each alone); a codec that reads neighbouring blocks
-    keeps it in the shard's parameters, the others ignore it.
+    says so (`uses_block_context`, optional) and keeps it in the shard's parameters, the others
+    ignore it (`encode_shard` passes it only to the first kind).
     """
 
     name: str
@@ -141,6 +142,15 @@ class BlockCodec(Protocol):
                geometry: BlockGeometry | None = None) -> EncodedShard: ...
 
     def decode(self, shard: EncodedShard) -> np.ndarray: ...
+
+
+def encode_shard(codec: BlockCodec, blocks: np.ndarray,
+                 geometry: BlockGeometry | None) -> EncodedShard:
+    """`codec.encode`, given the geometry where the codec reads neighbouring blocks
+    (`uses_block_context`): codecs registered before geometry existed take blocks only."""
+    if geometry is not None and getattr(codec, "uses_block_context", False):
+        return codec.encode(blocks, geometry)
+    return codec.encode(blocks)
 
 
 def check_blocks(blocks: np.ndarray, codec: BlockCodec) -> np.ndarray:

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from recarchive.codecs.base import BlockCodec, BlockGeometry, CodecError, EncodedShard, check_blocks
+from recarchive.codecs.base import (
+    BlockCodec,
+    BlockGeometry,
+    CodecError,
+    EncodedShard,
+    check_blocks,
+    encode_shard,
+)
 from recarchive.codecs.order0 import Order0Codec
 
 RGB = 3
@@ -36,6 +43,10 @@ class ChannelSplitCodec:
     def model_sha256(self) -> str | None:
         return self.rgb.model_sha256
 
+    @property
+    def uses_block_context(self) -> bool:
+        return bool(getattr(self.rgb, "uses_block_context", False))
+
     def __getattr__(self, attribute: str) -> Any:
         # Model-codec extras (model_bytes, exact_neg_elbo_bits_per_dim, chains, ...) pass
         # through; only layouts and coding are this class's own.
@@ -46,12 +57,12 @@ class ChannelSplitCodec:
         blocks = check_blocks(blocks, self)
         channels = blocks.shape[3]
         if channels == RGB:
-            return self.rgb.encode(blocks, geometry)
+            return encode_shard(self.rgb, blocks, geometry)
         if channels < RGB:
             plain = self.rest.encode(blocks)
             return EncodedShard(plain.payload, plain.num_blocks, channels,
                                 {SPLIT_KEY: "order0", "rest": plain.params})
-        color = self.rgb.encode(np.ascontiguousarray(blocks[..., :RGB]), geometry)
+        color = encode_shard(self.rgb, np.ascontiguousarray(blocks[..., :RGB]), geometry)
         alpha = self.rest.encode(np.ascontiguousarray(blocks[..., RGB:]))
         params = {SPLIT_KEY: "rgb+order0", "rgb": color.params, "rest": alpha.params,
                   "rgb_bytes": len(color.payload)}
