@@ -188,9 +188,9 @@ def test_exact_border_tracks_the_float_model():
 
 
 def test_fine_tuning_adds_a_block_context_that_starts_switched_off():
-    plain = zoo.load_bitswap("bitswap-photo").float_model  # shipped, with a pixel context only
+    plain = zoo.load_bitswap("bitswap-photo-2026-12").float_model  # pixel context only
     config = BitSwapConfig(**{**plain.config.to_dict(), "block_context": "ring"})
-    weights, _ = initial_weights("bitswap-photo", config)
+    weights, _ = initial_weights("bitswap-photo-2026-12", config)
     model = BitSwapModel(config)
     load_initial_weights(model, weights)
     crops = torch.from_numpy(photo(72, 72)[None]).permute(0, 3, 1, 2).float()
