@@ -43,12 +43,8 @@ class ChannelSplitCodec:
     def model_sha256(self) -> str | None:
         return self.rgb.model_sha256
 
-    @property
-    def uses_block_context(self) -> bool:
-        return bool(getattr(self.rgb, "uses_block_context", False))
-
     def __getattr__(self, attribute: str) -> Any:
-        # Model-codec extras (model_bytes, exact_neg_elbo_bits_per_dim, chains, ...) pass
+        # Model-codec extras (model_bytes, uses_block_context, chains, ...) pass
         # through; only layouts and coding are this class's own.
         return getattr(self.__dict__["rgb"], attribute)
 
