@@ -307,6 +307,10 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--block-context", choices=("none", "ring"), default="none",
                      help="let each block's pixels read its decoded neighbours' border pixels "
                           "(photo training crops then carry a ring of them; one more net)")
+    sub.add_argument("--arithmetic", choices=("fixed64", "int8"), default="fixed64",
+                     help="int8: train the residual blocks for 8-bit weights and activations "
+                          "(the fast exact form; fine-tune a fixed64 model into it with "
+                          "--init-from)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--init-from", default=None,
                      help="weights to start from (fine-tuning), for a fresh --out: a run's "
@@ -324,7 +328,7 @@ def cmd_train_bitswap(args: argparse.Namespace) -> int:
     config = BitSwapConfig(latent_layers=args.latent_layers,
                            latent_channels=args.latent_channels, width=args.width,
                            res_blocks=args.res_blocks, pixel_context=args.pixel_context,
-                           block_context=args.block_context)
+                           block_context=args.block_context, arithmetic=args.arithmetic)
     settings = TrainSettings(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
                              learning_rate=args.lr, free_bits=args.free_bits,
                              max_minutes=args.max_minutes, device=args.device, seed=args.seed,

@@ -42,6 +42,12 @@ NEIGHBOURS = ("above_left", "above", "above_right", "left")
 BORDER_CELLS = 1
 BORDER_PIXELS = 2 * BORDER_CELLS
 BLOCK_CONTEXTS = ("none", "ring")
+# The integer arithmetic a model is built for. "fixed64": 16-bit weights and 20-bit activations
+# in float64 GEMMs (every model before 2026-12-04). "int8": the residual blocks' convs take
+# 8-bit weights and 8-bit activations (int8 GEMMs, `exact.int8`), so the float model trains
+# with both quantized (straight-through), each activation at its own power-of-two scale
+# (`ActivationQuantizer`); input convs and heads keep 15-bit weights.
+ARITHMETICS = ("fixed64", "int8")
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,12 @@ class BitSwapConfig:
     max_log_scale: float = 5.0
     pixel_context: str = "none"  # or "checkerboard"
     block_context: str = "none"  # or "ring": the neighbouring blocks' border pixels
+    arithmetic: str = "fixed64"  # or "int8"
 
     def __post_init__(self) -> None:
+        if self.arithmetic not in ARITHMETICS:
+            raise ValueError(f"unknown Bit-Swap arithmetic {self.arithmetic!r}: use one of "
+                             f"{ARITHMETICS}")
         if self.pixel_context not in PIXEL_CONTEXTS:
             raise ValueError(f"unknown Bit-Swap pixel context {self.pixel_context!r}: use one "
                              f"of {PIXEL_CONTEXTS}")
@@ -81,8 +91,9 @@ class BitSwapConfig:
         """The shape as stored; a model without a context names none, as files made before
         contexts existed do, so converting their weights again gives the same bytes."""
         shape = asdict(self)
-        for optional in ("pixel_context", "block_context"):
-            if shape[optional] == "none":
+        for optional, default in (("pixel_context", "none"), ("block_context", "none"),
+                                  ("arithmetic", "fixed64")):
+            if shape[optional] == default:
                 del shape[optional]
         return shape
 
@@ -105,14 +116,72 @@ def conv3x3(cin: int, cout: int) -> nn.Conv2d:
     return weight_norm(nn.Conv2d(cin, cout, 3, padding=1))
 
 
+#: 8-bit activations: round(a · 2^frac) in [-2^frac, 255 - 2^frac] (ELU's floor -1 at the
+#: bottom), fed to the int8 GEMM offset by 128 - 2^frac into [-128, 127].
+ACT8_LEVELS = 256
+WEIGHT8_LIMIT = 127
+
+
+def _straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
+    return x + (quantized - x).detach()
+
+
+class ActivationQuantizer(nn.Module):
+    """An ELU output as the int8 net reads it: on a grid of 2^-frac over [-1, 255·2^-frac - 1].
+
+    `frac` is chosen once (`calibrate`) from the largest activation seen, then kept: it is
+    part of the model (a buffer), and the exact net reads the same grid. Before calibration
+    (frac < 0) it passes values through and records their peak."""
+
+    frac: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("frac", torch.tensor(-1, dtype=torch.int64))
+        self.peak = 0.0
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        frac = int(self.frac)
+        if frac < 0:
+            self.peak = max(self.peak, float(a.detach().abs().max()))
+            return a
+        unit = float(1 << frac)
+        grid = torch.clamp(torch.round(a * unit), -unit, ACT8_LEVELS - 1 - unit) / unit
+        return _straight_through(a, grid)
+
+    def calibrate(self) -> None:
+        """The finest grid whose top, 255·2^-frac - 1, holds the recorded peak."""
+        frac = math.floor(math.log2((ACT8_LEVELS - 1) / (self.peak + 1.0)))
+        self.frac.fill_(max(0, min(frac, 12)))
+
+
+def weight8(weight: torch.Tensor) -> torch.Tensor:
+    """Per output channel, the weights on a power-of-two grid with the largest |w| within 127
+    steps: what the exact net's 8-bit integers hold (straight-through gradient)."""
+    peak = weight.detach().flatten(1).abs().amax(1).clamp(min=1e-30)
+    step = torch.exp2(-torch.floor(torch.log2(WEIGHT8_LIMIT / peak))).view(-1, 1, 1, 1)
+    quantized = torch.clamp(torch.round(weight / step), -WEIGHT8_LIMIT, WEIGHT8_LIMIT) * step
+    return _straight_through(weight, quantized)
+
+
 class ResBlock(nn.Module):
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, int8: bool = False) -> None:
         super().__init__()
         self.conv1 = conv3x3(width, width)
         self.conv2 = conv3x3(width, width)
+        self.quant1 = ActivationQuantizer() if int8 else None
+        self.quant2 = ActivationQuantizer() if int8 else None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.conv2(elu(self.conv1(elu(h))))
+        if self.quant1 is None or self.quant2 is None:
+            return h + self.conv2(elu(self.conv1(elu(h))))
+        inner = self._conv8(self.conv1, self.quant1(elu(h)))
+        return h + self._conv8(self.conv2, self.quant2(elu(inner)))
+
+    @staticmethod
+    def _conv8(conv: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
+        weight = weight8(conv.weight)
+        return F.conv2d(a, weight.to(a.dtype), conv.bias.to(a.dtype), padding=1)
 
 
 class ConditionalNet(nn.Module):
@@ -129,7 +198,12 @@ class ConditionalNet(nn.Module):
         self.inp = conv3x3(in_channels + ring_channels, config.width)
         if ring_channels:
             self.inp.padding = (0, 0)  # its input comes padded with the ring
-        self.blocks = nn.ModuleList(ResBlock(config.width) for _ in range(config.res_blocks))
+        int8 = config.arithmetic == "int8"
+        self.blocks = nn.ModuleList(ResBlock(config.width, int8)
+                                    for _ in range(config.res_blocks))
+        # the heads read 8-bit activations too (their weights keep 15 bits: the mean's
+        # rounding to 8 bits alone cost 0.3 bits/dim)
+        self.head_quant = ActivationQuantizer() if int8 else None
         self.mean = conv3x3(config.width, out_channels)
         self.log_scale = conv3x3(config.width, out_channels)
         self.min_log_scale, self.max_log_scale = config.min_log_scale, config.max_log_scale
@@ -150,6 +224,8 @@ class ConditionalNet(nn.Module):
             h = block(h)
         with torch.autocast(h.device.type, enabled=False):
             h = elu(h)  # float32: a block adds its bfloat16 output to the float32 stream
+            if self.head_quant is not None:
+                h = self.head_quant(h)
             log_scale = torch.clamp(self.log_scale(h), self.min_log_scale, self.max_log_scale)
             return self.mean(h), log_scale
 

@@ -27,7 +27,9 @@ from torch import nn
 
 from recarchive.entropy.discretized import DiscretizedTable, GridSpec
 from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU, plain_convolution
+from recarchive.exact.int8 import Int8Conv2d, Int8ELU
 from recarchive.models.bitswap import (
+    ACT8_LEVELS,
     CONTEXT_PIXEL_SCALE,
     BitSwapConfig,
     BitSwapModel,
@@ -48,6 +50,11 @@ from recarchive.models.integer import (
 )
 
 LATENT_LIMIT = 8.0  # latents are coded on [-LATENT_LIMIT, LATENT_LIMIT]
+# int8 arithmetic: input convs read the nets' integer input (pixels 2v - 255, latent bin
+# centres: at most 12 bits, two int8 digits); input convs and heads keep 15-bit weights (two
+# digits; the mean head at 8 bits cost 0.3 bits/dim), the residual blocks' convs take 8.
+INPUT_BITS = 12
+HEAD_WEIGHT_BITS = 15
 
 
 def _grid(step: float, smallest: float, largest: float, unit: float) -> ScaleGrid:
@@ -207,16 +214,107 @@ class ExactConditionalNet(nn.Module):
         return mean.to(torch.int64), log_scale.to(torch.int64)
 
 
+class Int8ConditionalNet(nn.Module):
+    """`ConditionalNet` in int8 arithmetic (`exact.int8`): NHWC int64 between layers, the
+    residual stream at 2^-12 in 20 bits, each conv reading an 8-bit activation (the input conv
+    the net's own integer input, in two digits)."""
+
+    def __init__(self, inp: Int8Conv2d, blocks: list[tuple[Int8ELU, Int8Conv2d, Int8ELU,
+                                                          Int8Conv2d]],
+                 head_elu: Int8ELU, heads: Int8Conv2d, out_channels: int,
+                 log_scale_range: tuple[int, int], ring_one: int | None = None,
+                 image_channels: int = 3) -> None:
+        super().__init__()
+        self.inp, self.head_elu, self.heads = inp, head_elu, heads
+        self.blocks = nn.ModuleList(nn.ModuleList(layers) for layers in blocks)
+        self.out_channels, self.log_scale_range = out_channels, log_scale_range
+        self.ring_one, self.image_channels = ring_one, image_channels
+
+    def forward(self, h: torch.Tensor, ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        limit = 1 << (ACT_BITS - 1)
+        h = h.to(torch.int64)  # the residual stream below is int32
+        if self.ring_one is not None:
+            centred, mask = ring if ring is not None else no_neighbours(
+                h.shape[0], self.image_channels, torch.int64, h.device)
+            h = with_ring(h, centred, mask, self.ring_one)
+        h = self.inp(h.permute(0, 2, 3, 1))
+        for elu1, conv1, elu2, conv2 in self.blocks:
+            h = torch.clamp(h + conv2(elu2(conv1(elu1(h)))), -limit, limit - 1)
+        out = self.heads(self.head_elu(h)).permute(0, 3, 1, 2)
+        mean, log_scale = out.to(torch.int64).split(self.out_channels, dim=1)
+        return mean, torch.clamp(log_scale, *self.log_scale_range)
+
+
+def _heads_as_one(net: ConditionalNet) -> nn.Conv2d:
+    """The mean and log-scale heads as one conv (their output channels stacked): one GEMM."""
+    both = nn.Conv2d(net.mean.in_channels, 2 * net.mean.out_channels, 3, padding=1)
+    with torch.no_grad():
+        both.weight.copy_(torch.cat([net.mean.weight, net.log_scale.weight]))
+        both.bias.copy_(torch.cat([net.mean.bias, net.log_scale.bias]))
+    return both
+
+
+def _convert_net_int8(net: ConditionalNet, in_scale: float, mean_scale: float, grid: ScaleGrid,
+                      name: str) -> Int8ConditionalNet:
+    ring_one = _ring_one(net, in_scale, name)
+    act = 2.0**-ACT_FRAC_BITS
+
+    def reading(quantizer) -> tuple[Int8ELU, float, int]:
+        """The ELU feeding a conv, the conv's input scale and its input offset."""
+        frac = int(quantizer.frac)
+        if frac < 0:
+            raise ValueError(f"{name}: an int8 model's activation scales are not calibrated "
+                             "(train it with --arithmetic int8)")
+        top, offset = ACT8_LEVELS - 1 - (1 << frac), 128 - (1 << frac)
+        return Int8ELU(ACT_FRAC_BITS, frac, top, offset), 2.0**-frac, offset
+
+    def conv8(layer: nn.Conv2d, quantizer, part: str) -> tuple[Int8ELU, Int8Conv2d]:
+        elu, scale, offset = reading(quantizer)
+        return elu, Int8Conv2d.from_float(layer, scale, act, in_bits=8, weight_bits=8,
+                                          out_bits=ACT_BITS, input_offset=offset,
+                                          name=f"{name}.{part}")
+
+    blocks = [(*conv8(b.conv1, b.quant1, f"block{i}.conv1"),
+               *conv8(b.conv2, b.quant2, f"block{i}.conv2")) for i, b in enumerate(net.blocks)]
+    head_elu, head_scale, head_offset = reading(net.head_quant)
+    # one conv for both heads: the mean's output scale for all, the log-scale's channels
+    # rescaled into it by their own weights (a float factor folded before quantizing)
+    both = _heads_as_one(net)
+    out = net.mean.out_channels
+    with torch.no_grad():
+        factor = mean_scale / grid.step
+        both.weight[out:] *= factor
+        both.bias[out:] *= factor
+    heads = Int8Conv2d.from_float(both, head_scale, mean_scale, in_bits=8,
+                                  weight_bits=HEAD_WEIGHT_BITS, out_bits=OUT_BITS,
+                                  input_offset=head_offset, name=f"{name}.heads")
+    inp = Int8Conv2d.from_float(net.inp, in_scale, act, in_bits=INPUT_BITS,
+                                weight_bits=HEAD_WEIGHT_BITS, out_bits=ACT_BITS,
+                                name=f"{name}.inp")
+    log_range = (math.floor(net.min_log_scale / grid.step),
+                 math.ceil(net.max_log_scale / grid.step))
+    return Int8ConditionalNet(inp, blocks, head_elu, heads, out, log_range, ring_one,
+                              net.image_channels)
+
+
+def _ring_one(net: ConditionalNet, in_scale: float, name: str) -> int | None:
+    """What 1 is in the input units of a block-context net's input conv (None: no ring)."""
+    if net.ring_scale is None:
+        return None
+    # one input conv reads the net's input and the ring's pixels (2v − 255) alike
+    if net.ring_scale != in_scale or round(1 / in_scale) != 1 / in_scale:
+        raise ValueError(f"{name}: a block-context net reads the ring at {net.ring_scale}, "
+                         f"its input at {in_scale}: convert it for a layout that reads "
+                         "latents at 1/256")
+    return round(1 / in_scale)
+
+
 def _convert_net(net: ConditionalNet, in_scale: float, mean_scale: float, grid: ScaleGrid,
-                 elu: FixedPointELU, name: str) -> ExactConditionalNet:
-    ring_one = None
-    if net.ring_scale is not None:
-        # one input conv reads the net's input and the ring's pixels (2v − 255) alike
-        if net.ring_scale != in_scale or round(1 / in_scale) != 1 / in_scale:
-            raise ValueError(f"{name}: a block-context net reads the ring at {net.ring_scale}, "
-                             f"its input at {in_scale}: convert it for a layout that reads "
-                             "latents at 1/256")
-        ring_one = round(1 / in_scale)
+                 elu: FixedPointELU, name: str) -> ExactConditionalNet | Int8ConditionalNet:
+    if net.head_quant is not None:
+        return _convert_net_int8(net, in_scale, mean_scale, grid, name)
+    ring_one = _ring_one(net, in_scale, name)
     act = 2.0**-ACT_FRAC_BITS
 
     def conv(layer: nn.Conv2d, scale_in: float, scale_out: float, out_bits: int,

@@ -101,8 +101,9 @@ def load_bitswap_bytes(data: bytes, expected_sha256: str | None, source: str) ->
                          "use the recarchive release that made it")
     float_model = BitSwapModel(config)
     float_model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("float.")})
-    # The skeleton of the layout the file was converted for; the weights come from the file.
-    exact = convert_to_exact(BitSwapModel(config), LATENT_LAYOUTS[layout_name])
+    # The skeleton of the layout the file was converted for, from the stored float model (an
+    # int8 model's activation scales shape its nets); the integer weights come from the file.
+    exact = convert_to_exact(float_model, LATENT_LAYOUTS[layout_name])
     exact.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("exact.")})
     for module in exact.modules():
         if hasattr(module, "check_bound"):

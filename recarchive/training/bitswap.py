@@ -18,6 +18,7 @@ import torch
 from recarchive.models.bitswap import (
     BORDER_PIXELS,
     NEIGHBOURS,
+    ActivationQuantizer,
     BitSwapConfig,
     BitSwapModel,
     border_canvas,
@@ -117,9 +118,12 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
         origin = f"model sha256 {loaded.sha256[:12]}"
     # A model without a context may start one with a context: only the context net is new.
     # A model may gain a pixel or block context it lacked: only those nets are new.
-    grown = replace(found, pixel_context=config.pixel_context, block_context=config.block_context)
+    # A fixed64 model may be fine-tuned into int8 arithmetic (quantization-aware training).
+    grown = replace(found, pixel_context=config.pixel_context, block_context=config.block_context,
+                    arithmetic=config.arithmetic)
     kept = all(getattr(found, name) in ("none", getattr(config, name))
                for name in ("pixel_context", "block_context"))
+    kept = kept and found.arithmetic in ("fixed64", config.arithmetic)
     if found != config and not (kept and grown == config):
         raise ValueError(f"--init-from {source} has the shape {found.to_dict()}, but this run "
                          f"asks for {config.to_dict()}: pass the same --width, --res-blocks, "
@@ -146,9 +150,28 @@ def load_initial_weights(model: BitSwapModel, weights: dict) -> None:
             weights[key] = grown
     result = model.load_state_dict(weights, strict=False)
     stray = list(result.unexpected_keys) + [k for k in result.missing_keys
-                                            if not k.startswith("context.")]
+                                            if not k.startswith("context.")
+                                            and not k.endswith(".frac")]
     if stray:
         raise ValueError(f"initial weights do not fit this model: {stray[:5]}")
+
+
+CALIBRATION_IMAGES = 1000
+
+
+def calibrate_activations(model: BitSwapModel, images: np.ndarray, device) -> None:
+    """Give every 8-bit activation of an int8 model the finest grid that holds the largest
+    value it takes on `images` (training images: the scales are chosen once, then kept)."""
+    quantizers = [m for m in model.modules() if isinstance(m, ActivationQuantizer)]
+    for quantizer in quantizers:
+        quantizer.frac.fill_(-1)
+        quantizer.peak = 0.0
+    with torch.no_grad():
+        for start in range(0, len(images), 250):
+            x, ring = split_crops(to_tensor(images[start : start + 250], device), 1.0)
+            model.elbo_terms(x, ring=ring)
+    for quantizer in quantizers:
+        quantizer.calibrate()
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -173,6 +196,10 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
     elif settings.init_from is not None:
         weights, origin = initial_weights(settings.init_from, settings.config)
         load_initial_weights(model, weights)
+        if settings.config.arithmetic == "int8":
+            calibrate_activations(model, load_training_data(
+                settings.dataset, settings.seed, settings.config)[0][:CALIBRATION_IMAGES],
+                device)
         ema.load_state_dict(model.state_dict())
         started_from = f"{settings.init_from} ({origin})"
         log(f"initialized from {started_from}")

@@ -1,0 +1,313 @@
+"""Exact integer convolutions as int8 GEMMs: wide integers cut into 8-bit digits.
+
+The float64 layers of `fixed_point` run a GEMM at float64 speed. Here every operand is an int8
+digit: an integer of up to 7·(d-1)+8 signed bits is d digits, the low ones unsigned 7-bit
+(0..127), the top one signed (-128..127), so x = Σ 2^(7i) x_i. A convolution of x with W is
+then Σ_ij 2^(7(i+j)) (x_i ⋆ W_j): one int8 GEMM of every input digit (stacked along rows)
+against every weight digit (stacked along columns), whose int32 results are combined in int64.
+Every product and sum is an integer well inside its type, so any kernel, blocking, thread
+count or device gives the same integers:
+
+- `torch._int_mm` (oneDNN VNNI on the CPU, cuBLASLt on CUDA) accumulates in int32: a sum of
+  K products of two int8 is at most K·2^14, below 2^31 for any K this module accepts.
+- Where `_int_mm` has no fast kernel, or fails the self-check (a CPU without VNNI whose kernel
+  saturated 16-bit pairs would), the same GEMM runs in float32, exact while K·2^14 ≤ 2^24:
+  convolutions here refuse a fan-in above `MAX_FAN_IN`.
+
+Requantization is integer: add the bias (rounding offset folded in), arithmetic shift right by
+a per-channel amount, clamp. Tensors are NHWC int64 between layers.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recarchive.exact.reference import LookupActivation
+
+DIGIT_BITS = 7
+#: Largest fan-in (input channels × kernel area) whose float32 GEMM of digits stays exact.
+MAX_FAN_IN = 1 << (24 - 2 * DIGIT_BITS)
+
+
+def digits_for(bits: int) -> int:
+    """How many int8 digits hold a signed `bits`-bit integer."""
+    if bits < 2:
+        raise ValueError(f"a signed integer needs at least 2 bits, got {bits}")
+    return 1 if bits <= 8 else 1 + -(-(bits - 8) // DIGIT_BITS)
+
+
+def digit_range(digits: int) -> tuple[int, int]:
+    """The integers `digits` int8 digits hold: [-2^(7d), 2^(7d) - 1] (top digit signed)."""
+    top = 1 << (DIGIT_BITS * (digits - 1))
+    return -128 * top, 128 * top - 1
+
+
+def split_digits(x: torch.Tensor, digits: int) -> torch.Tensor:
+    """int64 x -> int8 (digits, *x.shape), little-endian; x must lie in `digit_range`."""
+    out = torch.empty((digits, *x.shape), dtype=torch.int8, device=x.device)
+    for i in range(digits - 1):
+        out[i].copy_((x >> (DIGIT_BITS * i)) & 127)
+    out[digits - 1].copy_(x >> (DIGIT_BITS * (digits - 1)))
+    return out
+
+
+def _float32_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.mm(a.to(torch.float32), b.to(torch.float32)).to(torch.int32)
+
+
+def _worst_case(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Operands at the int8 extremes, in the patterns that break kernels which add pairs of
+    products in saturating 16-bit lanes, or treat -128 specially, plus random rows."""
+    k = MAX_FAN_IN
+    gen = torch.Generator().manual_seed(0)
+    rows = [torch.full((k,), v) for v in (-128, 127, -127)]
+    rows.append(torch.tensor([127, -128] * (k // 2)))
+    rows += [torch.randint(-128, 128, (k,), generator=gen) for _ in range(28)]
+    cols = [torch.full((k,), v) for v in (-128, 127)]
+    cols.append(torch.tensor([-128, 127] * (k // 2)))
+    cols += [torch.randint(-128, 128, (k,), generator=gen) for _ in range(29)]
+    a = torch.stack(rows).to(torch.int8)
+    b = torch.stack(cols, 1).to(torch.int8)
+    return a.to(device), b.to(device)
+
+
+@functools.cache
+def _int_mm_is_exact(device_type: str) -> bool:
+    """`torch._int_mm` on this device gives the exact int32 products (checked once a process
+    against int64 arithmetic on the CPU); False where it is missing or wrong."""
+    device = torch.device(device_type)
+    a, b = _worst_case(device)
+    try:
+        got = torch._int_mm(a, b).cpu().to(torch.int64)
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+    return torch.equal(got, a.cpu().to(torch.int64) @ b.cpu().to(torch.int64))
+
+
+def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact int32 a @ b of int8 (M, K) and (K, N), K ≤ MAX_FAN_IN: `_int_mm` where it is
+    exact and fast, float32 otherwise (the result is the same integers either way)."""
+    device = a.device
+    fast = _int_mm_is_exact(device.type) and (
+        device.type == "cuda" or torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled)  # without oneDNN the CPU kernel is a slow loop
+    if not fast:
+        return _float32_mm(a, b)
+    rows = a.shape[0]
+    if device.type == "cuda" and rows <= 16:  # cuBLASLt wants more than 16 rows
+        a = F.pad(a, (0, 0, 0, 17 - rows))
+    return torch._int_mm(a, b)[:rows]
+
+
+class Int8Conv2d(nn.Module):
+    """y = clamp(((x ⋆ W) · 2^u + b') >> s) on NHWC int64, W and x cut into int8 digits.
+
+    W (Cout, Cin, k, k) integers of `weight_bits`; per output channel a signed shift: s > 0
+    divides (b' = b + 2^(s-1): round half up), s < 0 multiplies by 2^u, u = -s. Inputs of
+    `in_bits` after subtracting `input_offset` (an 8-bit activation that is mostly positive
+    uses all 256 levels: the offset's share, offset · ΣW, is folded into the bias, and the
+    zero padding is applied before the offset, so borders read 0); outputs clamped to
+    `out_bits`.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    left: torch.Tensor
+    right: torch.Tensor
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, shift: torch.Tensor, *,
+                 in_bits: int, weight_bits: int, out_bits: int, padding: int,
+                 input_offset: int = 0, name: str = "conv") -> None:
+        super().__init__()
+        out_ch, in_ch, kh, kw = weight.shape
+        if input_offset and digits_for(in_bits) > 1:
+            raise ValueError(f"{name}: an input offset needs 8-bit inputs")
+        self.input_offset = input_offset
+        self.name, self.padding, self.kernel = name, padding, (kh, kw)
+        self.in_bits, self.weight_bits, self.out_bits = in_bits, weight_bits, out_bits
+        self.in_digits, self.weight_digits = digits_for(in_bits), digits_for(weight_bits)
+        self.fan_in, self.out_channels = in_ch * kh * kw, out_ch
+        # GEMM operand: (K, weight_digits · Cout) int8, row (ky, kx, c) as the NHWC patches
+        # hold it, column j·Cout + o digit j of W[o]
+        self.register_buffer("weight", torch.zeros(self.fan_in,
+                                                   self.weight_digits * out_ch,
+                                                   dtype=torch.int8))
+        self.register_buffer("bias", torch.zeros(out_ch, dtype=torch.int64))
+        self.register_buffer("left", torch.zeros(out_ch, dtype=torch.int64))
+        self.register_buffer("right", torch.zeros(out_ch, dtype=torch.int64))
+        self.set_integers(weight, bias, shift)
+
+    def set_integers(self, weight: torch.Tensor, bias: torch.Tensor,
+                     shift: torch.Tensor) -> None:
+        """Load integer W, b, signed s (checked: ranges, fan-in, shifts)."""
+        weight = weight.detach().cpu().to(torch.float64)
+        if not torch.equal(weight, weight.round()):
+            raise ValueError(f"{self.name}: weights must be integers")
+        low, high = digit_range(self.weight_digits)
+        limit = (1 << (self.weight_bits - 1))
+        if weight.numel() and not (weight.min() >= max(low, -limit)
+                                   and weight.max() <= min(high, limit - 1)):
+            raise ValueError(f"{self.name}: weights exceed {self.weight_bits} signed bits")
+        if self.fan_in > MAX_FAN_IN:
+            raise ValueError(f"{self.name}: fan-in {self.fan_in} above {MAX_FAN_IN}, where "
+                             "a float32 GEMM of int8 digits stops being exact")
+        shift = shift.detach().cpu().to(torch.int64)
+        if shift.numel() and not (int(shift.min()) >= -16 and int(shift.max()) <= 62):
+            raise ValueError(f"{self.name}: shifts must lie in [-16, 62]")
+        flat = weight.to(torch.int64).permute(0, 2, 3, 1).flatten(1)  # (Cout, ky·kx·c)
+        digits = split_digits(flat, self.weight_digits)
+        self.weight.copy_(digits.permute(2, 0, 1).reshape(self.fan_in, -1))
+        right, left = shift.clamp(min=0), (-shift).clamp(min=0)
+        offsets = torch.where(right > 0, torch.ones_like(right) << (right - 1).clamp(min=0), 0)
+        folded = (self.input_offset * flat.sum(1)) << left
+        self.bias.copy_(bias.detach().cpu().to(torch.int64) + offsets + folded)
+        self.left.copy_(left)
+        self.right.copy_(right)
+        self.check_bound()
+
+    def check_bound(self) -> None:
+        """Refuse weights or shifts outside what `forward` computes exactly; run again after
+        loading a state dict (it also notes whether any channel shifts left)."""
+        if self.fan_in > MAX_FAN_IN:
+            raise ValueError(f"{self.name}: fan-in {self.fan_in} above {MAX_FAN_IN}")
+        if self.right.numel() and not (int(self.right.min()) >= 0
+                                       and int(self.right.max()) <= 62
+                                       and int(self.left.min()) >= 0
+                                       and int(self.left.max()) <= 16):
+            raise ValueError(f"{self.name}: shifts outside [-16, 62]")
+        self.has_left = bool(self.left.any())
+        # With one digit each, a sum of fan_in products of two int8 stays below 2^31 even
+        # shifted left and biased: then requantize in int32 (half the memory traffic)
+        self._narrow = None
+        if self.in_digits == 1 and self.weight_digits == 1:
+            bound = (self.fan_in << 14) << int(self.left.max()) if self.left.numel() else 0
+            bound += int(self.bias.abs().max()) if self.bias.numel() else 0
+            if bound < 1 << 31:
+                self._narrow = (self.bias.to(torch.int32),
+                                self.left.to(torch.int32) if self.has_left else None,
+                                self.right.to(torch.int32))
+
+    def integer_weight(self) -> torch.Tensor:
+        """W (Cout, Cin, kh, kw) as int64, from its digits."""
+        digits = self.weight.to(torch.int64).view(self.fan_in, self.weight_digits, -1)
+        place = torch.tensor([1 << (DIGIT_BITS * j) for j in range(self.weight_digits)])
+        flat = (digits * place.view(1, -1, 1)).sum(1).t()
+        return flat.reshape(self.out_channels, *self.kernel, -1).permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, Cin) integers -> (B, H', W', Cout) int32. An int8 `x` is the conv's
+        operand already (8-bit input, offset subtracted: what `Int8ELU` emits); wider integer
+        dtypes are clamped to `in_bits` and cut into digits here."""
+        offset = self.input_offset
+        if x.dtype == torch.int8:
+            if self.in_digits != 1:
+                raise ValueError(f"{self.name}: int8 operands need 8-bit inputs")
+            digits = x.unsqueeze(0)
+        else:
+            low, high = digit_range(self.in_digits)
+            limit = 1 << (self.in_bits - 1)
+            x = torch.clamp(x, max(low, -limit) + offset, min(high, limit - 1) + offset)
+            if self.in_digits == 1:
+                digits = (x - offset).to(torch.int8).unsqueeze(0)
+            else:
+                digits = split_digits(x, self.in_digits)
+        if self.padding:  # padding holds activation 0: digit value -offset
+            p = self.padding
+            digits = F.pad(digits, (0, 0, p, p, p, p), value=-offset)
+        kh, kw = self.kernel
+        d, batch = digits.shape[:2]
+        height, width = digits.shape[2] - kh + 1, digits.shape[3] - kw + 1
+        # im2col as one concatenation of shifted views: int8 `unfold` + reshape copies 15×
+        # slower
+        patches = torch.cat([digits[:, :, i:i + height, j:j + width]
+                             for i in range(kh) for j in range(kw)], -1)
+        rows = batch * height * width
+        products = int8_matmul(patches.view(d * rows, self.fan_in), self.weight)
+        limit = 1 << (self.out_bits - 1)
+        if self._narrow is not None:  # one digit each, and every step fits int32
+            bias, left, right = self._narrow
+            acc = products
+            if left is not None:
+                acc = acc.bitwise_left_shift(left)
+            out = acc.add_(bias).bitwise_right_shift_(right)
+        else:
+            acc = self._combine(products.view(d, rows, self.weight_digits, self.out_channels))
+            if self.has_left:
+                acc = acc.bitwise_left_shift_(self.left)
+            out = acc.add_(self.bias).bitwise_right_shift_(self.right)
+            out = out.clamp_(-limit, limit - 1).to(torch.int32)
+            return out.view(batch, height, width, self.out_channels)
+        return out.clamp_(-limit, limit - 1).view(batch, height, width, self.out_channels)
+
+    def _combine(self, products: torch.Tensor) -> torch.Tensor:
+        """Σ_ij 2^(7(i+j)) products[i, :, j] in int64, grouped by i + j."""
+        acc = products[0, :, 0].to(torch.int64)
+        for total in range(1, self.in_digits + self.weight_digits - 1):
+            terms = [products[i, :, total - i] for i in range(self.in_digits)
+                     if 0 <= total - i < self.weight_digits]
+            group = terms[0].to(torch.int64)
+            for term in terms[1:]:
+                group += term
+            acc += group.bitwise_left_shift_(DIGIT_BITS * total)
+        return acc
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d, in_scale: float, out_scale: float, *, in_bits: int,
+                   weight_bits: int, out_bits: int, input_offset: int = 0,
+                   name: str = "conv") -> Int8Conv2d:
+        """W_int = round(W · in_scale · 2^s / out_scale) with the largest s per channel that
+        keeps |W_int| within `weight_bits`; b_int = round(b · 2^max(s, 0) / out_scale)."""
+        weight = conv.weight.detach().to(torch.float64).cpu()
+        bias = (torch.zeros(weight.shape[0], dtype=torch.float64) if conv.bias is None
+                else conv.bias.detach().to(torch.float64).cpu())
+        real = weight * (in_scale / out_scale)
+        limit = (1 << (weight_bits - 1)) - 1
+        peak = real.flatten(1).abs().amax(1).clamp(min=1e-30)
+        shift = torch.floor(torch.log2(limit / peak)).to(torch.int64).clamp(-16, 62)
+        factor = (2.0 ** shift.to(torch.float64)).view(-1, 1, 1, 1)
+        w_int = torch.round(real * factor).clamp(-limit, limit)
+        b_int = torch.round(bias * 2.0 ** shift.clamp(min=0).to(torch.float64) / out_scale)
+        padding = conv.padding[0] if isinstance(conv.padding, tuple) else int(conv.padding)
+        return cls(w_int, b_int, shift, in_bits=in_bits, weight_bits=weight_bits,
+                   out_bits=out_bits, padding=padding, input_offset=input_offset, name=name)
+
+
+@functools.lru_cache(maxsize=32)
+def _activation_table(in_frac: int, out_frac: int, top: int, offset: int) -> torch.Tensor:
+    """int8 table of `Int8ELU`, indexed by the input + 2^15 over [-2^15, top · 2^drop]."""
+    drop = in_frac - out_frac
+    negative = LookupActivation.elu(in_bits=16, in_scale=2.0**-in_frac,
+                                    out_scale=2.0**-out_frac, out_bits=16).table[: 1 << 15]
+    inputs = torch.arange(0, (top << drop) + 1, dtype=torch.int64)
+    positive = ((inputs + (1 << (drop - 1))) >> drop) if drop else inputs
+    table = torch.cat([negative, positive.clamp(max=top)]) - offset
+    if int(table.min()) < -128 or int(table.max()) > 127:
+        raise ValueError("an 8-bit activation's range does not fit int8 with its offset")
+    return table.to(torch.int8)
+
+
+class Int8ELU(nn.Module):
+    """ELU of the residual stream (integers at 2^-in_frac) as the next conv's int8 operand:
+    the activation rounded to 2^-out_frac (out_frac ≤ in_frac), at most `top`, minus
+    `offset`. One gather from a table: below 0 ELU's values from a machine-independent table
+    (the float model floors ELU's input at -2^(15-in_frac)), above it a round-half-up shift,
+    which the table holds up to where it reaches `top`. The table is rebuilt from these four
+    integers, never stored."""
+
+    def __init__(self, in_frac: int, out_frac: int, top: int, offset: int) -> None:
+        super().__init__()
+        if out_frac > in_frac:
+            raise ValueError("Int8ELU only coarsens: out_frac must be <= in_frac")
+        self.low = -(1 << 15)
+        self.high = top << (in_frac - out_frac)
+        self.register_buffer("table", _activation_table(in_frac, out_frac, top, offset),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # `index_select`, not `take` or indexing: 2-4× faster on the CPU
+        index = torch.clamp(x, self.low, self.high).sub_(self.low)
+        return torch.index_select(self.table, 0, index.view(-1)).view(x.shape)
