@@ -12,7 +12,8 @@ count or device gives the same integers:
   K products of two int8 is at most K·2^14, below 2^31 for any K this module accepts.
 - Where `_int_mm` has no fast kernel, or fails the self-check (a CPU without VNNI whose kernel
   saturated 16-bit pairs would), the same GEMM runs in float32, exact while K·2^14 ≤ 2^24:
-  convolutions here refuse a fan-in above `MAX_FAN_IN`.
+  convolutions here refuse a fan-in above `MAX_FAN_IN` (on CUDA in float64, out of TF32's
+  reach).
 
 Requantization is integer: add the bias (rounding offset folded in), arithmetic shift right by
 a per-channel amount, clamp. Tensors are NHWC int64 between layers.
@@ -56,7 +57,9 @@ def split_digits(x: torch.Tensor, digits: int) -> torch.Tensor:
 
 
 def _float32_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.mm(a.to(torch.float32), b.to(torch.float32)).to(torch.int32)
+    """The GEMM in float32 on the CPU; on CUDA in float64, which TF32 never touches."""
+    dtype = torch.float64 if a.device.type == "cuda" else torch.float32
+    return torch.mm(a.to(dtype), b.to(dtype)).to(torch.int32)
 
 
 def _worst_case(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,10 +100,16 @@ def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         and torch.backends.mkldnn.enabled)  # without oneDNN the CPU kernel is a slow loop
     if not fast:
         return _float32_mm(a, b)
-    rows = a.shape[0]
-    if device.type == "cuda" and rows <= 16:  # cuBLASLt wants more than 16 rows
-        a = F.pad(a, (0, 0, 0, 17 - rows))
-    return torch._int_mm(a, b)[:rows]
+    rows, inner = a.shape
+    columns = b.shape[1]
+    if device.type == "cuda":
+        # cuBLASLt wants more than 16 rows and both inner and column counts that 8 divides;
+        # zero rows and columns add nothing to the products
+        pad_inner, pad_columns = -inner % 8, -columns % 8
+        a = F.pad(a, (0, pad_inner, 0, max(0, 17 - rows)))
+        b = F.pad(b, (0, pad_columns, 0, pad_inner))
+        return torch._int_mm(a, b)[:rows, :columns]
+    return torch._int_mm(a, b)
 
 
 class Int8Conv2d(nn.Module):
@@ -108,10 +117,9 @@ class Int8Conv2d(nn.Module):
 
     W (Cout, Cin, k, k) integers of `weight_bits`; per output channel a signed shift: s > 0
     divides (b' = b + 2^(s-1): round half up), s < 0 multiplies by 2^u, u = -s. Inputs of
-    `in_bits` after subtracting `input_offset` (an 8-bit activation that is mostly positive
-    uses all 256 levels: the offset's share, offset · ΣW, is folded into the bias, and the
-    zero padding is applied before the offset, so borders read 0); outputs clamped to
-    `out_bits`.
+    `in_bits` after subtracting `input_offset` (an activation that is mostly positive uses all
+    its levels: the offset's share, offset · ΣW, is folded into the bias, and padding holds
+    -offset, so borders read 0); outputs clamped to `out_bits`.
     """
 
     weight: torch.Tensor
@@ -124,8 +132,6 @@ class Int8Conv2d(nn.Module):
                  input_offset: int = 0, name: str = "conv") -> None:
         super().__init__()
         out_ch, in_ch, kh, kw = weight.shape
-        if input_offset and digits_for(in_bits) > 1:
-            raise ValueError(f"{name}: an input offset needs 8-bit inputs")
         self.input_offset = input_offset
         self.name, self.padding, self.kernel = name, padding, (kh, kw)
         self.in_bits, self.weight_bits, self.out_bits = in_bits, weight_bits, out_bits
@@ -183,9 +189,10 @@ class Int8Conv2d(nn.Module):
         # With one digit each, a sum of fan_in products of two int8 stays below 2^31 even
         # shifted left and biased: then requantize in int32 (half the memory traffic)
         self._narrow = None
-        if self.in_digits == 1 and self.weight_digits == 1:
-            bound = (self.fan_in << 14) << int(self.left.max()) if self.left.numel() else 0
-            bound += int(self.bias.abs().max()) if self.bias.numel() else 0
+        if self.weight_digits == 1 and self.out_channels:
+            peak = int(self.weight.to(torch.int64).abs().max())
+            bound = self.fan_in * peak * (1 << (DIGIT_BITS * self.in_digits))  # |x| ≤ 2^(7d)
+            bound = (bound << int(self.left.max())) + int(self.bias.abs().max())
             if bound < 1 << 31:
                 self._narrow = (self.bias.to(torch.int32),
                                 self.left.to(torch.int32) if self.has_left else None,
@@ -199,25 +206,23 @@ class Int8Conv2d(nn.Module):
         return flat.reshape(self.out_channels, *self.kernel, -1).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, Cin) integers -> (B, H', W', Cout) int32. An int8 `x` is the conv's
-        operand already (8-bit input, offset subtracted: what `Int8ELU` emits); wider integer
-        dtypes are clamped to `in_bits` and cut into digits here."""
+        """(B, H, W, Cin) integers -> (B, H', W', Cout) int32. An int8 or int16 `x` is the
+        conv's operand already (offset subtracted, in range: what `Int8ELU` emits); int32 and
+        int64 are clamped to `in_bits` and offset here."""
         offset = self.input_offset
-        if x.dtype == torch.int8:
-            if self.in_digits != 1:
-                raise ValueError(f"{self.name}: int8 operands need 8-bit inputs")
-            digits = x.unsqueeze(0)
-        else:
+        if x.dtype not in (torch.int8, torch.int16):
             low, high = digit_range(self.in_digits)
             limit = 1 << (self.in_bits - 1)
             x = torch.clamp(x, max(low, -limit) + offset, min(high, limit - 1) + offset)
-            if self.in_digits == 1:
-                digits = (x - offset).to(torch.int8).unsqueeze(0)
-            else:
-                digits = split_digits(x, self.in_digits)
-        if self.padding:  # padding holds activation 0: digit value -offset
+            if offset:
+                x = x - offset
+        if self.padding:  # padding holds activation 0: operand -offset
             p = self.padding
-            digits = F.pad(digits, (0, 0, p, p, p, p), value=-offset)
+            x = F.pad(x, (0, 0, p, p, p, p), value=-offset)
+        if self.in_digits == 1:
+            digits = x.to(torch.int8).unsqueeze(0)
+        else:
+            digits = split_digits(x, self.in_digits)
         kh, kw = self.kernel
         d, batch = digits.shape[:2]
         height, width = digits.shape[2] - kh + 1, digits.shape[3] - kw + 1
@@ -228,9 +233,11 @@ class Int8Conv2d(nn.Module):
         rows = batch * height * width
         products = int8_matmul(patches.view(d * rows, self.fan_in), self.weight)
         limit = 1 << (self.out_bits - 1)
-        if self._narrow is not None:  # one digit each, and every step fits int32
+        if self._narrow is not None:  # one weight digit, and every step fits int32
             bias, left, right = self._narrow
-            acc = products
+            acc = products[:rows]
+            for i in range(1, d):
+                acc = acc + (products[i * rows:(i + 1) * rows] << (DIGIT_BITS * i))
             if left is not None:
                 acc = acc.bitwise_left_shift(left)
             out = acc.add_(bias).bitwise_right_shift_(right)
@@ -278,20 +285,23 @@ class Int8Conv2d(nn.Module):
 
 @functools.lru_cache(maxsize=32)
 def _activation_table(in_frac: int, out_frac: int, top: int, offset: int) -> torch.Tensor:
-    """int8 table of `Int8ELU`, indexed by the input + 2^15 over [-2^15, top · 2^drop]."""
+    """The table of `Int8ELU` (int8 or int16, the narrowest that holds it), indexed by the
+    input + 2^15 over [-2^15, top · 2^drop]."""
     drop = in_frac - out_frac
     negative = LookupActivation.elu(in_bits=16, in_scale=2.0**-in_frac,
                                     out_scale=2.0**-out_frac, out_bits=16).table[: 1 << 15]
     inputs = torch.arange(0, (top << drop) + 1, dtype=torch.int64)
     positive = ((inputs + (1 << (drop - 1))) >> drop) if drop else inputs
     table = torch.cat([negative, positive.clamp(max=top)]) - offset
-    if int(table.min()) < -128 or int(table.max()) > 127:
-        raise ValueError("an 8-bit activation's range does not fit int8 with its offset")
-    return table.to(torch.int8)
+    for dtype in (torch.int8, torch.int16):
+        info = torch.iinfo(dtype)
+        if info.min <= int(table.min()) and int(table.max()) <= info.max:
+            return table.to(dtype)
+    raise ValueError("an activation's range does not fit 16 bits with its offset")
 
 
 class Int8ELU(nn.Module):
-    """ELU of the residual stream (integers at 2^-in_frac) as the next conv's int8 operand:
+    """ELU of the residual stream (integers at 2^-in_frac) as the next conv's operand:
     the activation rounded to 2^-out_frac (out_frac ≤ in_frac), at most `top`, minus
     `offset`. One gather from a table: below 0 ELU's values from a machine-independent table
     (the float model floors ELU's input at -2^(15-in_frac)), above it a round-half-up shift,

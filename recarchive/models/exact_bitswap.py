@@ -29,7 +29,8 @@ from recarchive.entropy.discretized import DiscretizedTable, GridSpec
 from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU, plain_convolution
 from recarchive.exact.int8 import Int8Conv2d, Int8ELU
 from recarchive.models.bitswap import (
-    ACT8_LEVELS,
+    ACTIVATION_BITS,
+    ACTIVATION_LEVELS,
     CONTEXT_PIXEL_SCALE,
     BitSwapConfig,
     BitSwapModel,
@@ -216,8 +217,8 @@ class ExactConditionalNet(nn.Module):
 
 class Int8ConditionalNet(nn.Module):
     """`ConditionalNet` in int8 arithmetic (`exact.int8`): NHWC int64 between layers, the
-    residual stream at 2^-12 in 20 bits, each conv reading an 8-bit activation (the input conv
-    the net's own integer input, in two digits)."""
+    residual stream at 2^-12 in 20 bits, each conv reading a 15-bit activation (the input conv
+    the net's own integer input), in two int8 digits."""
 
     def __init__(self, inp: Int8Conv2d, blocks: list[tuple[Int8ELU, Int8Conv2d, Int8ELU,
                                                           Int8Conv2d]],
@@ -266,12 +267,13 @@ def _convert_net_int8(net: ConditionalNet, in_scale: float, mean_scale: float, g
         if frac < 0:
             raise ValueError(f"{name}: an int8 model's activation scales are not calibrated "
                              "(train it with --arithmetic int8)")
-        top, offset = ACT8_LEVELS - 1 - (1 << frac), 128 - (1 << frac)
+        top, offset = ACTIVATION_LEVELS - 1 - (1 << frac), ACTIVATION_LEVELS // 2 - (1 << frac)
         return Int8ELU(ACT_FRAC_BITS, frac, top, offset), 2.0**-frac, offset
 
     def conv8(layer: nn.Conv2d, quantizer, part: str) -> tuple[Int8ELU, Int8Conv2d]:
         elu, scale, offset = reading(quantizer)
-        return elu, Int8Conv2d.from_float(layer, scale, act, in_bits=8, weight_bits=8,
+        return elu, Int8Conv2d.from_float(layer, scale, act, in_bits=ACTIVATION_BITS,
+                                          weight_bits=8,
                                           out_bits=ACT_BITS, input_offset=offset,
                                           name=f"{name}.{part}")
 
@@ -286,7 +288,7 @@ def _convert_net_int8(net: ConditionalNet, in_scale: float, mean_scale: float, g
         factor = mean_scale / grid.step
         both.weight[out:] *= factor
         both.bias[out:] *= factor
-    heads = Int8Conv2d.from_float(both, head_scale, mean_scale, in_bits=8,
+    heads = Int8Conv2d.from_float(both, head_scale, mean_scale, in_bits=ACTIVATION_BITS,
                                   weight_bits=HEAD_WEIGHT_BITS, out_bits=OUT_BITS,
                                   input_offset=head_offset, name=f"{name}.heads")
     inp = Int8Conv2d.from_float(net.inp, in_scale, act, in_bits=INPUT_BITS,

@@ -160,7 +160,7 @@ CALIBRATION_IMAGES = 1000
 
 
 def calibrate_activations(model: BitSwapModel, images: np.ndarray, device) -> None:
-    """Give every 8-bit activation of an int8 model the finest grid that holds the largest
+    """Give every quantized activation of an int8 model the finest grid that holds the largest
     value it takes on `images` (training images: the scales are chosen once, then kept)."""
     quantizers = [m for m in model.modules() if isinstance(m, ActivationQuantizer)]
     for quantizer in quantizers:
