@@ -81,6 +81,15 @@ class CdfBank:
         starts = self._flat[position]
         return position - base, starts, self._flat[position + 1] - starts
 
+    def search_tables(self) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, int]:
+        """(flat cdf, row width, inverse table, guide table, guide bits) for compiled look-ups
+        (numpy backend; the one of inverse and guide not used is empty)."""
+        empty = np.empty(0, dtype=np.int64)
+        inverse = self._inverse if self._inverse is not None else empty
+        guide = self._guide if self._guide is not None else empty
+        bits = self._guide_bits if self._guide is not None else 0
+        return self._flat, self.alphabet_size + 1, inverse, guide, bits
+
     def _guided_search(self, rows: Array, base: Array, cf: Array) -> Array:
         """Branchless search, all lanes in step: the last position whose cdf is <= cf, between
         the guide's entries for cf's slice and the next (cdf at the first is <= cf, and the

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recarchive.ans import kernels
 from recarchive.ans.backend import NUMPY, Array, Backend, backend_of
 from recarchive.ans.stack import WordStack, clean_words
 
@@ -76,6 +77,24 @@ class Message:
         quotient = x // freqs
         x = (quotient << precision) + (x - quotient * freqs) + starts
         self.head = x.reshape(self.lane_shape)
+
+    def push_groups(self, starts: Array, freqs: Array, precision: int, lanes: int) -> None:
+        """Push a (chains, D) variable on heads (chains, lanes), D / lanes groups of columns,
+        first columns first: `push` per group, in one compiled loop on the numpy backend."""
+        check_precision(precision)
+        groups = starts.shape[1] // lanes
+        if self.backend.is_torch or self.counts is not None or not kernels.AVAILABLE:
+            for t in range(groups):
+                self.push(starts[:, t * lanes:(t + 1) * lanes],
+                          freqs[:, t * lanes:(t + 1) * lanes], precision)
+            return
+        head = np.ascontiguousarray(self.head, dtype=np.int64).reshape(-1)
+        buf = self.stack.reserve(head.size * groups)
+        size = kernels.push_groups(head, buf, len(self.stack),
+                                   np.ascontiguousarray(starts, dtype=np.int64),
+                                   np.ascontiguousarray(freqs, dtype=np.int64), lanes, precision)
+        self.stack.resize(size)
+        self.head = head.reshape(self.lane_shape)
 
     def peek(self, precision: int) -> Array:
         """The cumulative frequency each lane's next symbol covers (look its symbol up in a CDF)."""

@@ -43,6 +43,21 @@ class WordStack:
         self._buf[self._size : self._size + n] = self.backend.store_words(words)
         self._size += n
 
+    def reserve(self, extra: int) -> Array:
+        """Room for `extra` more words; the buffer, for compiled loops that write words past
+        the current size and then call `resize` (numpy backend)."""
+        if self._size + extra > self._buf.shape[0]:
+            grown = self.backend.empty_words(max(2 * self._buf.shape[0], self._size + extra))
+            grown[: self._size] = self._buf[: self._size]
+            self._buf = grown
+        return self._buf
+
+    def resize(self, size: int) -> None:
+        """After a compiled loop pushed or popped words in the buffer `reserve` gave."""
+        if not 0 <= size <= self._buf.shape[0]:
+            raise ValueError(f"stack size {size} outside its buffer")
+        self._size = size
+
     def pop(self, n: int) -> Array:
         """Pop the top `n` words as int64, in stack order (the top one last)."""
         if n <= self._size:

@@ -159,25 +159,14 @@ class BitSwapCodec:
             # back what it popped from it: a decoder that meets one reads damaged bytes.
             raise CodecError("Bit-Swap shard payload is damaged: it decodes to a latent its "
                              "posterior cannot hold")
-        for t in range(symbols.shape[1] // self.lanes):
-            cols = slice(t * self.lanes, (t + 1) * self.lanes)
-            table.push_interval(message, starts[:, cols], freqs[:, cols])
+        message.push_groups(starts, freqs, table.spec.precision, self.lanes)
 
     def _pop(self, message: Message, table: DiscretizedTable, params,
              active: Array | None, tally: np.ndarray | None = None) -> Array:
         """Pop a (chains, D) variable: the exact inverse of `_push`. `tally` (chains,) loses
         each chain's bits popped (what bits-back gets back)."""
         mean, scale = (self._on_coder(p).reshape(p.shape[0], -1) for p in params)
-        row, whole = table.locate(mean, scale)
-        out = self.backend.full(tuple(mean.shape), 0)
-        freqs = self.backend.full(tuple(mean.shape), 1) if tally is not None else None
-        for t in reversed(range(mean.shape[1] // self.lanes)):
-            cols = slice(t * self.lanes, (t + 1) * self.lanes)
-            located = (row[:, cols], whole[:, cols])
-            if freqs is None:
-                out[:, cols] = table.pop_located(message, located, active)
-            else:
-                out[:, cols], freqs[:, cols] = table.pop_interval(message, located, active)
+        out, freqs = table.pop_groups(message, table.locate(mean, scale), self.lanes, active)
         if tally is not None:
             tally -= self._information(table, freqs)
         return out

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recarchive.ans import Array, Backend, CdfBank, Message
+from recarchive.ans import Array, Backend, CdfBank, Message, kernels
 from recarchive.ans.backend import NUMPY
 from recarchive.entropy.quantize import pmf_to_cdf
 
@@ -139,6 +139,48 @@ class DiscretizedTable:
         symbols = self.symbol_at(message.peek(self.spec.precision), located)
         starts, freqs = self.sit_out(*self.interval(symbols, located), active)
         message.pop(starts, freqs, self.spec.precision)
+        return symbols, freqs
+
+    def pop_groups(self, message: Message, located: tuple[Array, Array], lanes: int,
+                   active: Array | None = None) -> tuple[Array, Array]:
+        """Pop a (chains, D) variable located at `located` from heads (chains, lanes), its
+        D / lanes groups of columns last first (the inverse of `Message.push_groups`): the
+        symbols and each lane's coded frequency. On the numpy backend one compiled loop does
+        every group a clean message's stack holds words for; a group that reaches under the
+        stack's bottom (clean bits) is popped here, and the loop goes on after it."""
+        row, whole = located
+        groups = row.shape[1] // lanes
+        if self.backend.is_torch or not message.is_clean or not kernels.AVAILABLE:
+            symbols = self.backend.full(tuple(row.shape), 0)
+            freqs = self.backend.full(tuple(row.shape), 1)
+            for t in reversed(range(groups)):
+                cols = slice(t * lanes, (t + 1) * lanes)
+                symbols[:, cols], freqs[:, cols] = self.pop_interval(
+                    message, (row[:, cols], whole[:, cols]), active)
+            return symbols, freqs
+        row = np.ascontiguousarray(row, dtype=np.int64)
+        whole = np.ascontiguousarray(whole, dtype=np.int64)
+        chains = row.shape[0]
+        on = (np.ones(chains, dtype=np.int64) if active is None
+              else np.ascontiguousarray(np.reshape(active, -1), dtype=np.int64))
+        symbols = np.zeros(row.shape, dtype=np.int64)
+        freqs = np.ones(row.shape, dtype=np.int64)
+        cdf, width, inverse, guide, guide_bits = self.bank.search_tables()
+        scratch = np.empty(chains * lanes, dtype=np.int64)
+        group = groups - 1
+        while group >= 0:
+            head = np.ascontiguousarray(message.head, dtype=np.int64).reshape(-1)
+            group, size = kernels.pop_groups(
+                head, message.stack.reserve(0), len(message.stack), row, whole, on, cdf,
+                width, inverse, guide, guide_bits, self._last, lanes, self.spec.precision,
+                group, symbols, freqs, scratch)
+            message.stack.resize(size)
+            message.head = head.reshape(message.lane_shape)
+            if group >= 0:  # under the stack's bottom: the array code draws clean bits
+                cols = slice(group * lanes, (group + 1) * lanes)
+                symbols[:, cols], freqs[:, cols] = self.pop_interval(
+                    message, (row[:, cols], whole[:, cols]), active)
+                group -= 1
         return symbols, freqs
 
     def symbol_at(self, slots: Array, located: tuple[Array, Array]) -> Array:

@@ -1,0 +1,130 @@
+"""Compiled loops over lane groups: a whole variable pushed or popped in one call.
+
+A variable of D symbols per chain is coded on `lanes` lanes per chain, D / lanes groups one
+after another (each group's pushes change the heads the next group's see). The numpy backend
+ran a dozen array operations per group, each over a few hundred lanes, so Python and numpy's
+per-call cost was most of the coder's time. These loops do per lane exactly what
+`Message.push`, `CdfBank.lookup`, `DiscretizedTable.interval`, `sit_out` and `Message.pop` do
+per array, in the same order (lanes in C order of the head array, groups first to last on
+push and last to first on pop), so the words on the stack, the heads and the symbols are the
+very ones the array code gives; tests hold the two to each other. Integer arithmetic only.
+
+numba compiles them (a declared dependency; without it callers take the array code). They
+work on clean messages (no per-lane word counts) whose stack holds the words a pop needs;
+`pop_groups` stops before a group that would reach under the stack's bottom and says where, so
+the caller codes that group with the array code (which draws clean bits) and comes back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from numba import njit
+
+    AVAILABLE = True
+except ImportError:  # a machine without numba (the device machine's bare Python) codes the
+    AVAILABLE = False  # same bytes with the array code, only slower
+
+    def njit(**_options):
+        return lambda function: function
+
+LOWER_BOUND = 1 << 31
+WORD_MASK = 0xFFFFFFFF
+
+
+@njit(cache=True, nogil=True)
+def push_groups(head: np.ndarray, buf: np.ndarray, size: int, starts: np.ndarray,
+                freqs: np.ndarray, lanes: int, precision: int) -> int:
+    """Push (chains, D) intervals onto heads (chains·lanes,) and the word stack `buf` (whose
+    capacity the caller made room for: at most one word per lane and group); returns the new
+    stack size."""
+    chains, width = starts.shape
+    threshold_shift = 62 - precision
+    for t in range(width // lanes):
+        for c in range(chains):
+            for j in range(lanes):
+                lane = c * lanes + j
+                column = t * lanes + j
+                x = head[lane]
+                freq = freqs[c, column]
+                if (x >> 1) >= (freq << threshold_shift):
+                    buf[size] = x & WORD_MASK
+                    size += 1
+                    x >>= 32
+                quotient = x // freq
+                head[lane] = (quotient << precision) + (x - quotient * freq) + starts[c, column]
+    return size
+
+
+@njit(cache=True, nogil=True)
+def _cell(cdf: np.ndarray, width: int, inverse: np.ndarray, guide: np.ndarray,
+          guide_bits: int, row: int, cf: int, precision: int) -> int:
+    """`CdfBank.lookup`'s position within the row: the last cell whose cdf is <= cf (between
+    the guide's entries for cf's slice, as the array search)."""
+    base = row * width
+    if inverse.shape[0] > 0:
+        return inverse[(row << precision) + cf]
+    slot = row * ((1 << guide_bits) + 1) + (cf >> (precision - guide_bits))
+    low = np.int64(guide[slot])
+    high = np.int64(guide[slot + 1])
+    while low < high:  # the answer lies in [low, high]; cdf[low] <= cf
+        middle = (low + high + 1) >> 1
+        if cdf[base + middle] <= cf:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+@njit(cache=True, nogil=True)
+def pop_groups(head: np.ndarray, buf: np.ndarray, size: int, rows: np.ndarray,
+               wholes: np.ndarray, active: np.ndarray, cdf: np.ndarray, width: int,
+               inverse: np.ndarray, guide: np.ndarray, guide_bits: int, last: int,
+               lanes: int, precision: int, first_group: int, symbols: np.ndarray,
+               freqs_out: np.ndarray, scratch: np.ndarray) -> tuple[int, int]:
+    """Pop groups first_group, first_group - 1, …, 0 of a discretized variable located at
+    (rows, wholes) (chains, D); chains where `active` (chains,) is 0 sit out (the whole
+    interval). Writes `symbols` and `freqs_out`; returns (the group it stopped before, -1 when
+    done; the stack size then)."""
+    chains = rows.shape[0]
+    mask = (1 << precision) - 1
+    full = 1 << precision
+    for t in range(first_group, -1, -1):
+        need = 0
+        for c in range(chains):
+            for j in range(lanes):
+                lane = c * lanes + j
+                column = t * lanes + j
+                x = head[lane]
+                row = rows[c, column]
+                whole = wholes[c, column]
+                cell = _cell(cdf, width, inverse, guide, guide_bits, row, x & mask, precision)
+                symbol = min(max(cell - last + whole, 0), last)
+                position = row * width + symbol - whole + last
+                start = cdf[position]
+                end = cdf[position + 1]
+                if symbol == 0:
+                    start = 0
+                if symbol == last:
+                    end = full
+                freq = end - start
+                if active[c] == 0:
+                    start, freq = 0, full
+                x = freq * (x >> precision) + (x & mask) - start
+                scratch[lane] = x
+                symbols[c, column] = symbol
+                freqs_out[c, column] = freq
+                if x < LOWER_BOUND:
+                    need += 1
+        if need > size:
+            return t, size  # the array code draws the clean bits under the bottom
+        taken = size - need
+        for lane in range(chains * lanes):
+            x = scratch[lane]
+            if x < LOWER_BOUND:
+                x = (x << 32) | np.int64(buf[taken])
+                taken += 1
+            head[lane] = x
+        size -= need
+    return -1, size
