@@ -38,8 +38,11 @@ gpu-data: $(STAMP)
 
 gpu-check:
 	PYTHONPATH=. python3 -m pytest -q -p no:cacheprovider -k cuda tests/test_ans.py \
-		tests/test_exact_layers.py tests/test_normal.py tests/test_prng.py
+		tests/test_exact_layers.py tests/test_normal.py tests/test_prng.py \
+		tests/test_int8_arithmetic.py
 	PYTHONPATH=. python3 -m recarchive.bench.gpu_check --blocks-file $(GPU_BLOCKS)
+	PYTHONPATH=. python3 -m recarchive.bench.gpu_check --blocks-file $(GPU_BLOCKS) \
+		--model bitswap-cifar-fixed64
 
 lint: $(STAMP)
 	$(BIN)/ruff check recarchive tests jobs studies

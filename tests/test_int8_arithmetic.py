@@ -262,3 +262,17 @@ def test_the_gemm_kernel_does_not_change_the_bytes(monkeypatch):
     monkeypatch.setattr(int8, "_int_mm_is_exact", lambda device_type: False)
     assert coder.encode(blocks).payload == fast.payload
     assert np.array_equal(coder.decode(fast), blocks)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (make gpu-check)")
+def test_cuda_int8_conv_computes_the_cpus_integers():
+    gen = torch.Generator().manual_seed(5)
+    for in_bits, weight_bits, cin, cout in ((15, 8, 64, 64), (12, 15, 12, 24), (8, 8, 5, 3)):
+        weight = torch.randint(-127, 128, (cout, cin, 3, 3), generator=gen)
+        if weight_bits > 8:
+            weight = weight * 129
+        conv = Int8Conv2d(weight, torch.zeros(cout), torch.full((cout,), 6), in_bits=in_bits,
+                          weight_bits=weight_bits, out_bits=24, padding=1)
+        x = torch.randint(-(1 << (in_bits - 1)), 1 << (in_bits - 1), (2, 7, 7, cin),
+                          generator=gen)
+        assert torch.equal(conv.to("cuda")(x.to("cuda")).cpu(), conv.to("cpu")(x))

@@ -188,15 +188,16 @@ class Int8Conv2d(nn.Module):
         self.has_left = bool(self.left.any())
         # With one digit each, a sum of fan_in products of two int8 stays below 2^31 even
         # shifted left and biased: then requantize in int32 (half the memory traffic)
-        self._narrow = None
+        self.narrow = False
         if self.weight_digits == 1 and self.out_channels:
             peak = int(self.weight.to(torch.int64).abs().max())
             bound = self.fan_in * peak * (1 << (DIGIT_BITS * self.in_digits))  # |x| ≤ 2^(7d)
             bound = (bound << int(self.left.max())) + int(self.bias.abs().max())
-            if bound < 1 << 31:
-                self._narrow = (self.bias.to(torch.int32),
-                                self.left.to(torch.int32) if self.has_left else None,
-                                self.right.to(torch.int32))
+            self.narrow = bound < 1 << 31
+        # int32 copies (buffers, so that `.to(device)` moves them; never stored)
+        for name in ("bias", "left", "right"):
+            self.register_buffer(f"{name}32", getattr(self, name).to(torch.int32),
+                                 persistent=False)
 
     def integer_weight(self) -> torch.Tensor:
         """W (Cout, Cin, kh, kw) as int64, from its digits."""
@@ -233,14 +234,13 @@ class Int8Conv2d(nn.Module):
         rows = batch * height * width
         products = int8_matmul(patches.view(d * rows, self.fan_in), self.weight)
         limit = 1 << (self.out_bits - 1)
-        if self._narrow is not None:  # one weight digit, and every step fits int32
-            bias, left, right = self._narrow
+        if self.narrow:  # one weight digit, and every step fits int32
             acc = products[:rows]
             for i in range(1, d):
                 acc = acc + (products[i * rows:(i + 1) * rows] << (DIGIT_BITS * i))
-            if left is not None:
-                acc = acc.bitwise_left_shift(left)
-            out = acc.add_(bias).bitwise_right_shift_(right)
+            if self.has_left:
+                acc = acc.bitwise_left_shift(self.left32)
+            out = acc.add_(self.bias32).bitwise_right_shift_(self.right32)
         else:
             acc = self._combine(products.view(d, rows, self.weight_digits, self.out_channels))
             if self.has_left:
