@@ -42,7 +42,7 @@ gpu-check:
 		tests/test_int8_arithmetic.py
 	PYTHONPATH=. python3 -m recarchive.bench.gpu_check --blocks-file $(GPU_BLOCKS)
 	PYTHONPATH=. python3 -m recarchive.bench.gpu_check --blocks-file $(GPU_BLOCKS) \
-		--model bitswap-cifar-fixed64
+		--model bitswap-cifar-2026-12
 
 lint: $(STAMP)
 	$(BIN)/ruff check recarchive tests jobs studies

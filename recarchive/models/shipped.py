@@ -9,13 +9,16 @@ from pathlib import Path
 ZOO_DIR = Path(__file__).parent / "zoo"
 # name -> sha256 of the shipped file (recarchive/models/zoo/<name>.safetensors)
 SHIPPED: dict[str, str] = {
-    "bitswap-cifar": "fde7912a096853a0ba05d32421805b6cef4a0c5c2240dca993138de8fd0783b8",
+    # int8 arithmetic (`exact.int8`): `bitswap-cifar-2026-12` fine-tuned into it
+    "bitswap-cifar": "8bb69dbe95a4d772accfadaa75719754c427bcab320286266a4fdba39dfe392c",
     "bitswap-photo": "a0f765c1ce0810f419f549474669c76c4b7ba357456f894af35fe5c07189d578",
     # the photo models before it (archives carry their own copy; these are the shipped
     # replacements for a damaged copy, and models to fine-tune from): with the checkerboard
     # pixel context but no context across blocks, and before that without either
     "bitswap-photo-2026-12": "209f5d1100505e79adffe87136719f41f83a6b08485aee54e23fa194205bf5e8",
     "bitswap-photo-2026-11": "8457fca4521ff9d34de67998c4f5a53fcf55881e864233fb6310fdcb5975668e",
+    # the CIFAR-10 model in float64 arithmetic, before the int8 fine-tune
+    "bitswap-cifar-2026-12": "fde7912a096853a0ba05d32421805b6cef4a0c5c2240dca993138de8fd0783b8",
     "rec-cifar": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
 }
