@@ -1,7 +1,9 @@
 """Bit-Swap as an exact integer network: what the coder runs, on any device, bit for bit.
 
-Conversion quantizes a trained float model once (16-bit weights per output channel with a
-power-of-two requantization shift, 20-bit activations at 2^-12, ELU by table); from then on
+Conversion quantizes a trained float model once, in the arithmetic its config names: fixed64
+(16-bit weights per output channel with a power-of-two requantization shift, 20-bit
+activations at 2^-12, float64 GEMMs, ELU by table: `ExactConditionalNet`) or int8 (int8
+GEMMs over digits, the grids the float model trained on: `Int8ConditionalNet`); from then on
 the integer tensors are the model, shipped in a safetensors file and pinned by its sha256.
 Every net maps integer inputs to integer entropy parameters (a fixed-point mean and a scale
 index into an integer CDF table), so the decoder computes exactly the probabilities the
