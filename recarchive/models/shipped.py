@@ -11,10 +11,13 @@ ZOO_DIR = Path(__file__).parent / "zoo"
 SHIPPED: dict[str, str] = {
     # int8 arithmetic (`exact.int8`): `bitswap-cifar-2026-12` fine-tuned into it
     "bitswap-cifar": "8bb69dbe95a4d772accfadaa75719754c427bcab320286266a4fdba39dfe392c",
-    "bitswap-photo": "a0f765c1ce0810f419f549474669c76c4b7ba357456f894af35fe5c07189d578",
+    # int8 arithmetic: `bitswap-photo-2026-12-ring` fine-tuned into it
+    "bitswap-photo": "7a83d14081fa483e1d3fc526da7681bf707ccd9937545efbea9f5fc3a7b833a5",
     # the photo models before it (archives carry their own copy; these are the shipped
-    # replacements for a damaged copy, and models to fine-tune from): with the checkerboard
-    # pixel context but no context across blocks, and before that without either
+    # replacements for a damaged copy, and models to fine-tune from): the float64 model with
+    # the context across blocks, with the checkerboard pixel context but no context across
+    # blocks, and before that without either
+    "bitswap-photo-2026-12-ring": "a0f765c1ce0810f419f549474669c76c4b7ba357456f894af35fe5c07189d578",
     "bitswap-photo-2026-12": "209f5d1100505e79adffe87136719f41f83a6b08485aee54e23fa194205bf5e8",
     "bitswap-photo-2026-11": "8457fca4521ff9d34de67998c4f5a53fcf55881e864233fb6310fdcb5975668e",
     # the CIFAR-10 model in float64 arithmetic, before the int8 fine-tune
