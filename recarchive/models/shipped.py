@@ -17,7 +17,8 @@ SHIPPED: dict[str, str] = {
     # replacements for a damaged copy, and models to fine-tune from): the float64 model with
     # the context across blocks, with the checkerboard pixel context but no context across
     # blocks, and before that without either
-    "bitswap-photo-2026-12-ring": "a0f765c1ce0810f419f549474669c76c4b7ba357456f894af35fe5c07189d578",
+    "bitswap-photo-2026-12-ring": (
+        "a0f765c1ce0810f419f549474669c76c4b7ba357456f894af35fe5c07189d578"),
     "bitswap-photo-2026-12": "209f5d1100505e79adffe87136719f41f83a6b08485aee54e23fa194205bf5e8",
     "bitswap-photo-2026-11": "8457fca4521ff9d34de67998c4f5a53fcf55881e864233fb6310fdcb5975668e",
     # the CIFAR-10 model in float64 arithmetic, before the int8 fine-tune
