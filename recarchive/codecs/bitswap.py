@@ -146,8 +146,8 @@ class BitSwapCodec:
 
     def _push(self, message: Message, table: DiscretizedTable, symbols, params,
               active: Array | None, tally: np.ndarray | None = None) -> None:
-        """Push a (chains, D) variable, one lane group's worth per step, first columns first.
-        Intervals are computed for the whole variable at once: only the pushes are serial.
+        """Push a (chains, D) variable, its lane groups first columns first
+        (`Message.push_groups`). Intervals are computed for the whole variable at once.
         `tally` (chains,) gains each chain's bits pushed (−log2 of the coded probabilities)."""
         symbols = self._on_coder(symbols)
         mean, scale = (self._on_coder(p).reshape(symbols.shape) for p in params)

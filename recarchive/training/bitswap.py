@@ -190,21 +190,20 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
     ema = copy.deepcopy(model)
     optimizer = torch.optim.Adamax(model.parameters(), lr=settings.learning_rate)
     resumed = loop.load_checkpoint(checkpoint, model, ema, optimizer, device)
+    train_images, val_images = load_training_data(settings.dataset, settings.seed,
+                                                  settings.config)
     started_from = None  # what a fine-tune started from, kept for the model file's record
     if resumed is not None:
         started_from = resumed.get("init_from")
-    elif settings.init_from is not None:
-        weights, origin = initial_weights(settings.init_from, settings.config)
-        load_initial_weights(model, weights)
-        if settings.config.arithmetic == "int8":
-            calibrate_activations(model, load_training_data(
-                settings.dataset, settings.seed, settings.config)[0][:CALIBRATION_IMAGES],
-                device)
+    else:
+        if settings.init_from is not None:
+            weights, origin = initial_weights(settings.init_from, settings.config)
+            load_initial_weights(model, weights)
+            started_from = f"{settings.init_from} ({origin})"
+            log(f"initialized from {started_from}")
+        if settings.config.arithmetic == "int8":  # fresh or fine-tuned: grids before step 1
+            calibrate_activations(model, train_images[:CALIBRATION_IMAGES], device)
         ema.load_state_dict(model.state_dict())
-        started_from = f"{settings.init_from} ({origin})"
-        log(f"initialized from {started_from}")
-    train_images, val_images = load_training_data(settings.dataset, settings.seed,
-                                                  settings.config)
     val_images = val_images[: settings.validation_images]
 
     def batch_loss(batch: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
