@@ -311,6 +311,10 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                      help="int8: train the residual blocks for 8-bit weights and activations "
                           "(the fast exact form; fine-tune a fixed64 model into it with "
                           "--init-from)")
+    sub.add_argument("--latent", choices=("logistic", "gaussian"), default="logistic",
+                     help="gaussian: Gaussian latents under a standard normal prior, the REC "
+                          "codec's convolutional VAE (with --latent-layers 1; --init-from a "
+                          "Bit-Swap model keeps its bottom layer)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--init-from", default=None,
                      help="weights to start from (fine-tuning), for a fresh --out: a run's "
@@ -328,7 +332,8 @@ def cmd_train_bitswap(args: argparse.Namespace) -> int:
     config = BitSwapConfig(latent_layers=args.latent_layers,
                            latent_channels=args.latent_channels, width=args.width,
                            res_blocks=args.res_blocks, pixel_context=args.pixel_context,
-                           block_context=args.block_context, arithmetic=args.arithmetic)
+                           block_context=args.block_context, arithmetic=args.arithmetic,
+                           latent=args.latent)
     settings = TrainSettings(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
                              learning_rate=args.lr, free_bits=args.free_bits,
                              max_minutes=args.max_minutes, device=args.device, seed=args.seed,

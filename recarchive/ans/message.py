@@ -70,7 +70,7 @@ class Message:
         # halves keeps freq·2^(62-p) inside int64 even when freq = 2^p.
         emit = (x >> 1) >= (freqs << (62 - precision))
         if self.backend.count(emit):
-            self.stack.push(x[emit] & 0xFFFFFFFF)
+            self._push_words(emit, x[emit] & 0xFFFFFFFF)
             x = self.backend.where(emit, x >> WORD_BITS, x)
             if self.counts is not None:
                 self.counts = self.counts + self.backend.asarray(emit).reshape(self.lane_shape)
@@ -111,11 +111,20 @@ class Message:
             # A lane with no words left on the stack is growing from 0, not short of words.
             need = need & (self._flat(self.counts) > 0)
         if self.backend.count(need):
-            words = self.stack.pop(self.backend.count(need))
+            words = self._pop_words(need)
             x[need] = (x[need] << WORD_BITS) | words
             if self.counts is not None:
                 self.counts = self.counts - self.backend.asarray(need).reshape(self.lane_shape)
         self.head = x.reshape(self.lane_shape)
+
+    def _push_words(self, lanes: Array, words: Array) -> None:
+        """Shed one word for each lane of the (flat) mask, before `counts` counts them: onto
+        the shared stack, in lane order."""
+        self.stack.push(words)
+
+    def _pop_words(self, lanes: Array) -> Array:
+        """Take back one word for each lane of the (flat) mask, in lane order."""
+        return self.stack.pop(self.backend.count(lanes))
 
     def _flat(self, values: Array) -> Array:
         """Lanes as one axis (C order, as mask indexing orders them); 0-d lanes included."""

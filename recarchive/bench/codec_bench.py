@@ -189,6 +189,9 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
         result["latent_bits_per_image"] = sum(p["latent_bits"] for p in params) / len(images)
         result["search_steps_mean"] = float(np.mean([p["search_steps_mean"] for p in params]))
         result["truncated_blocks"] = sum(p["truncated_blocks"] for p in params)
+        if result["neg_elbo_bits_per_dim"] is not None:  # what REC adds to the model's rate
+            result["rec_overhead_bits_per_dim"] = (result["bits_per_dim"]
+                                                   - result["neg_elbo_bits_per_dim"])
     if whole is not None and result["neg_elbo_bits_per_dim"] is not None:
         # the model's bits on every block coded, padding included, over the images' own dims
         result["neg_elbo_bits_per_dim"] *= images.size / dims

@@ -26,6 +26,10 @@ class EncodedShard:
     # never stored; None where a codec does not measure; NaN for a block coded raw as a
     # chain's start). Reports share the payload among objects by it.
     block_bits: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # Codecs that code each object alone (`rec`): per object of the shard (its run of blocks,
+    # in order), (offset, length) of its unit in the payload, which `decode_unit` decodes
+    # alone. In memory only: archives record them in their index (None: no units).
+    units: tuple[tuple[int, int], ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,8 +151,10 @@ class BlockCodec(Protocol):
 def encode_shard(codec: BlockCodec, blocks: np.ndarray,
                  geometry: BlockGeometry | None) -> EncodedShard:
     """`codec.encode`, given the geometry where the codec reads neighbouring blocks
-    (`uses_block_context`): codecs registered before geometry existed take blocks only."""
-    if geometry is not None and getattr(codec, "uses_block_context", False):
+    (`uses_block_context`) or codes each object alone (`codes_objects_alone`): codecs
+    registered before geometry existed take blocks only."""
+    if geometry is not None and (getattr(codec, "uses_block_context", False)
+                                 or getattr(codec, "codes_objects_alone", False)):
         return codec.encode(blocks, geometry)
     return codec.encode(blocks)
 

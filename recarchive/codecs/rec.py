@@ -1,16 +1,24 @@
 """The REC codec: a VAE's latent sent by relative entropy coding, the pixels by ANS.
 
-Per image: the exact encoder net gives q(z|x) = N(mu, sigma²); the latent is cut into blocks
+Per image: the model's encoder gives q(z|x) = N(mu, sigma²); the latent is cut into blocks
 (consecutive dimensions, a KL budget each, from training data) and REC (`recarchive.rec`)
 picks one candidate per block from the prior N(0, I) regenerated from Philox, standard or
-space-partitioned, PFR or ORC; the exact decoder net maps that z to integer pixel CDFs and
-the pixels are pushed under them. No bits-back, so no initial bits: the message starts empty.
+space-partitioned, PFR or ORC; the exact pixel nets map that z to integer pixel CDFs and the
+pixels are pushed under them, in the model's stages (`codecs.rec_models`: the MLP VAE's one,
+or the convolutional model's two checkerboard stages, the second reading the first). No
+bits-back, so no initial bits: every message starts empty.
 
-Layout: a shard's images are dealt to `lanes` ANS lanes (image i = step·lanes + lane). Per
-step the encoder pushes the pixels (first to last), then each latent block's (bin, index)
-(block 0 first); the decoder pops the blocks in reverse, regenerates z bit for bit, runs the
-integer decoder net and pops the pixels. Lanes past the shard's end sit the step out: pixels
-at no cost, latent blocks under an index-code row that gives n = 1 nearly all the mass.
+Layout (shards since 2026-12-05, params `layout: "objects"`): one ANS lane per block, each
+with its own words (`ans.lanes`), and each object's blocks (its run in the shard: geometry)
+one unit of bytes: payload = packed unit lengths | unit | unit | ... A unit decodes alone
+(`decode_unit`: `restore` of one object reads its bytes only) or with the others (`decode`),
+to the same pixels: the shared randomness of block k of a unit is (seed, item k, latent block
+b), whatever else the shard holds. Per lane the encoder pushes the pixels stage by stage, the
+last stage first, then the latent blocks (block 0 first); the decoder pops the blocks in
+reverse, regenerates z bit for bit, and pops the stages in order.
+
+Shards written before (no `layout`) dealt their images to `lanes` lanes over one shared stack;
+they decode as they were coded (`_decode_interleaved`, pinned in the tests).
 
 What the decoder needs besides the message is decoder-known integers, stored in the model
 file (`rec.*`): the block cut points, the partition bits per dimension and the index-code CDF
@@ -20,28 +28,25 @@ ORC, block budgets and sample counts) fit their tables when the codec is built; 
 names its tables' sha256 and only a codec with the same tables decodes it.
 
 MNIST: `rec-mnist` codes whole 28×28×1 digits (not 32×32 blocks); the codec takes images of
-its model's shape, and only 32×32 models (`rec-cifar`) serve the archive.
+its model's shape, and only 32×32 models serve the archive.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from recarchive.ans import NUMPY, Message, empty_message, message_from_bytes, message_to_bytes
-from recarchive.ans.serialize import CorruptMessageError
+from recarchive.ans import NUMPY, Message, message_from_bytes
+from recarchive.ans.lanes import LaneMessage, empty_lane_message, lane_message, lanes_to_bytes
+from recarchive.ans.serialize import CorruptMessageError, pack_uints, unpack_uints
 from recarchive.codecs.base import BLOCK_SIZE, BlockGeometry, CodecError, EncodedShard, check_blocks
+from recarchive.codecs.rec_models import ConvRecModel, VaeRecModel
 from recarchive.entropy.quantize import pmf_to_cdf
-from recarchive.models.vae import (
-    LATENT_FRAC_BITS,
-    ExactVAE,
-    LoadedVAE,
-    flat_pixels,
-    latent_fixed,
-)
+from recarchive.exact.normal import default_table
 from recarchive.rec import (
     IndexCode,
     bits_from_mi,
@@ -56,8 +61,11 @@ from recarchive.rec import (
 from recarchive.rec.index_code import DEFAULT_CAP, INDEX_PRECISION, zipf_index_code
 
 ALGORITHMS = ("pfr", "orc")
-DEFAULT_LANES = 128  # each lane ends with one ANS head (~32 bits): ~4 bits a digit per shard
+DEFAULT_LANES = 128  # shards before 2026-12-05: images dealt to this many lanes
 FIT_BATCH = 500
+LAYOUT_OBJECTS = "objects"
+RecModel = VaeRecModel | ConvRecModel
+Posterior = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -144,20 +152,23 @@ def _search(loc: np.ndarray, scale: np.ndarray, tables_cuts: np.ndarray, bits: n
     return atoms, indices, bins, steps, truncated
 
 
-def _posterior(model: ExactVAE, x: torch.Tensor, batch: int | None) -> tuple[np.ndarray, ...]:
-    step = batch or max(len(x), 1)
-    parts = [model.posterior(x[i : i + step]) for i in range(0, len(x), step)]
+def batched_posterior(posterior: Posterior, pixels: np.ndarray,
+                      batch: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """`posterior` over `pixels` in batches (the nets give the same numbers at any batch)."""
+    step = batch or max(len(pixels), 1)
+    parts = [posterior(pixels[i : i + step]) for i in range(0, len(pixels), step)]
     return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
 
-def fit_rec_tables(model: ExactVAE, images: np.ndarray,
+def fit_rec_tables(posterior: Posterior, pixels: np.ndarray,
                    settings: RecSettings | None = None) -> dict[str, np.ndarray]:
-    """Decoder-known REC tables from training images: blocks from the mean KL per dimension,
-    partition bits from it (`bits_from_mi`), and per block a Zipf index code fitted to the
-    local indices these images produce. Also stores the mean KL (float, informational)."""
+    """Decoder-known REC tables from training images (`pixels`: in the order `posterior`
+    reads them): blocks from the mean KL per dimension, partition bits from it
+    (`bits_from_mi`), and per block a Zipf index code fitted to the local indices these
+    images produce. Also stores the mean KL (float, informational)."""
     settings = settings or RecSettings()
     with torch.no_grad():
-        loc, scale = _posterior(model, flat_pixels(images), FIT_BATCH)
+        loc, scale = batched_posterior(posterior, pixels, FIT_BATCH)
     kl = kl_bits(loc, scale).mean(axis=0)
     blocks = split_blocks(kl, settings.block_bits)
     cuts = np.array([0] + [int(b[-1]) + 1 for b in blocks], dtype=np.int64)
@@ -167,56 +178,71 @@ def fit_rec_tables(model: ExactVAE, images: np.ndarray,
         bits = np.zeros(kl.shape, np.int64)
     seed = 0x5EC0F17  # fitting's own randomness, never a shard's
     _, indices, *_ = _search(loc, scale, cuts, bits, settings, seed,
-                             np.arange(len(images), dtype=np.int64))
+                             np.arange(len(pixels), dtype=np.int64))
     code = zipf_index_code([fit_zipf_lam(indices[:, b]) for b in range(len(blocks))])
     index_cdf = np.concatenate([code.cdf, idle_row(code.cap)[None]])
     tables = RecTables(cuts, bits, index_cdf, settings)
     return {**tables.as_arrays(), "kl_bits": kl}
 
 
+def _unit_runs(geometry: BlockGeometry) -> list[tuple[int, int]]:
+    """(first block, block count) of each object's run in the shard, in shard order."""
+    if len(geometry) == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, geometry.objects[1:] != geometry.objects[:-1]])
+    ends = np.r_[starts[1:], len(geometry)]
+    return [(int(a), int(b - a)) for a, b in zip(starts, ends, strict=True)]
+
+
 class RecCodec:
-    """REC for the latent, ANS for the pixels; exact on any machine, batch size or threads."""
+    """REC for the latent, ANS for the pixels; exact on any machine, batch size or threads.
+
+    Every object's blocks are a unit of bytes of their own (`EncodedShard.units`), which
+    `decode_unit` decodes alone."""
 
     name = "rec"
+    codes_objects_alone = True  # `encode` takes the geometry: its objects are the units
 
-    def __init__(self, loaded: LoadedVAE, *, settings: RecSettings | None = None,
+    def __init__(self, model: RecModel, *, settings: RecSettings | None = None,
                  lanes: int = DEFAULT_LANES, seed: int = 0, net_batch: int | None = None,
                  fit_images: np.ndarray | None = None) -> None:
-        self.loaded = loaded
-        self.model = loaded.exact
-        self.config = loaded.exact.config
+        self.model = model
         self.lanes, self.seed, self.net_batch = lanes, seed, net_batch
-        shipped = RecTables.from_arrays(loaded.rec)
+        if not model.rec_tables:
+            raise CodecError(f"model {model.sha256[:12]} has no REC tables: it was not made "
+                             "for the rec codec (jobs/export_rec.py makes one)")
+        shipped = RecTables.from_arrays(model.rec_tables)
         if settings is None or settings == shipped.settings:
             self.tables = shipped
         else:
             if fit_images is None:
                 raise CodecError(f"REC settings {settings} differ from the model's "
                                  f"({shipped.settings}): give training images to fit tables")
-            self.tables = RecTables.from_arrays(fit_rec_tables(self.model, fit_images, settings))
+            self.tables = RecTables.from_arrays(fit_rec_tables(
+                model.posterior, model.to_pixels(self._check(fit_images)), settings))
         self.code = IndexCode(self.tables.index_cdf)
-        self.pixel = self.model.table()
+        self.pixel = model.table
+        self.z24 = default_table().fixed_torch()
 
     @property
     def model_sha256(self) -> str:
-        return self.loaded.sha256
+        return self.model.sha256
 
     @property
     def channel_layouts(self) -> tuple[int, ...]:
-        return (self.config.channels,)
+        return (self.model.channels,)
 
     def model_bytes(self) -> bytes:
         """The model file, for archives to carry a copy (they restore without the zoo)."""
-        return self.loaded.data
+        return self.model.data
 
     @torch.no_grad()
     def neg_elbo_bits_per_dim(self, images: np.ndarray, batch: int = 500) -> float:
         """The float model's −ELBO (one seeded sample per image): the rate REC aims at."""
         torch.manual_seed(0)
-        model = self.loaded.float_model
-        total = sum(float(model.bits_per_dim(flat_pixels(images[i : i + batch])).sum())
+        total = sum(float(self.model.neg_elbo_bits(images[i : i + batch]).sum())
                     for i in range(0, len(images), batch))
-        return total / len(images)
+        return total / images.size
 
     @torch.no_grad()
     def exact_neg_elbo_bits_per_dim(self, images: np.ndarray, samples: int = 4) -> float:
@@ -227,48 +253,45 @@ class RecCodec:
         pixel far from its mean costs at most ~18 bits where the float likelihood charges
         without bound; on MNIST that makes the coder ~1 % cheaper than the float −ELBO.
         """
-        x = flat_pixels(self._check(images))
-        loc, scale = _posterior(self.model, x, self.net_batch)
+        pixels = self.model.to_pixels(self._check(images))
+        loc, scale = batched_posterior(self.model.posterior, pixels, self.net_batch)
         kl = float(kl_bits(loc, scale).sum())
         rng = np.random.default_rng(0)
         pixel_bits = 0.0
+        frac = default_table().frac_bits
         for _ in range(samples):
             z = loc + scale * rng.standard_normal(loc.shape)
-            z_fixed = torch.from_numpy(np.floor(z * 2.0**LATENT_FRAC_BITS).astype(np.int64))
-            mean, index = self.model.pixel_params(z_fixed)
-            bits = self.pixel.bits(x.numpy(), mean.numpy(), index.numpy())
-            pixel_bits += float(np.sum(bits)) / samples
-        return (kl + pixel_bits) / x.numel()
+            z24 = torch.from_numpy(np.floor(z * 2.0**frac).astype(np.int64))
+            mean, index = self._pixel_params(z24, pixels)
+            pixel_bits += float(np.sum(self.pixel.bits(pixels, mean, index))) / samples
+        return (kl + pixel_bits) / pixels.size
 
     # --- shapes ---------------------------------------------------------------------------
 
     def _check(self, images: np.ndarray) -> np.ndarray:
-        c = self.config
-        if (c.height, c.width) == (BLOCK_SIZE, BLOCK_SIZE):
+        m = self.model
+        if (m.height, m.width) == (BLOCK_SIZE, BLOCK_SIZE):
             return check_blocks(images, self)
-        if images.dtype != np.uint8 or images.shape[1:] != (c.height, c.width, c.channels):
+        if images.dtype != np.uint8 or images.shape[1:] != (m.height, m.width, m.channels):
             raise CodecError(f"codec 'rec' with this model takes uint8 images of shape "
-                             f"(N, {c.height}, {c.width}, {c.channels}), got "
+                             f"(N, {m.height}, {m.width}, {m.channels}), got "
                              f"{images.dtype} {images.shape}")
         return np.ascontiguousarray(images)
 
-    def _pixel_params(self, atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z = latent_fixed(torch.from_numpy(atoms))
-        step = self.net_batch or max(len(z), 1)
-        parts = [self.model.pixel_params(z[i : i + step]) for i in range(0, len(z), step)]
-        mean, scale = (torch.cat(p).numpy() for p in zip(*parts, strict=True))
-        return mean, scale
+    def _pixel_params(self, z24: torch.Tensor,
+                      pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """All pixels' (mean, scale index), in batches of `net_batch`."""
+        step = self.net_batch or max(len(z24), 1)
+        parts = []
+        for i in range(0, len(z24), step):
+            z = z24[i : i + step]
+            known = None if pixels is None else pixels[i : i + step]
+            parts.append(self.model.pixel_params(self.model.pixel_head(z), z, known))
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
-    def _layout(self, n: int) -> tuple[int, int]:
-        lanes = max(1, min(self.lanes, n))
-        return lanes, -(-n // lanes)
-
-    def _lane_bits(self, b: int, active: np.ndarray) -> np.ndarray:
-        bits = self.tables.bits[self.tables.block(b)]
-        return np.where(active[:, None], bits[None, :], 0)
-
-    def _rows(self, b: int, active: np.ndarray) -> np.ndarray:
-        return np.where(active, b, self.tables.num_blocks)
+    def _lane_bits(self, b: int, lanes: int) -> np.ndarray:
+        return np.broadcast_to(self.tables.bits[self.tables.block(b)], (lanes,
+                               self.tables.cuts[b + 1] - self.tables.cuts[b]))
 
     # --- the codec interface ---------------------------------------------------------------
 
@@ -277,43 +300,128 @@ class RecCodec:
                geometry: BlockGeometry | None = None) -> EncodedShard:
         images = self._check(blocks)
         n = len(images)
-        x = flat_pixels(images)
-        loc, scale = _posterior(self.model, x, self.net_batch)
+        geometry = geometry if geometry is not None else BlockGeometry.lone(n)
+        if len(geometry) != n:
+            raise CodecError(f"REC shard of {n} blocks given a geometry of {len(geometry)}")
+        runs = _unit_runs(geometry)
+        items = np.concatenate([np.arange(count) for _, count in runs]) if runs else \
+            np.zeros(0, np.int64)
+        pixels = self.model.to_pixels(images)
+        loc, scale = batched_posterior(self.model.posterior, pixels, self.net_batch)
         t = self.tables
         atoms, indices, bins, steps, truncated = _search(
-            loc, scale, t.cuts, t.bits, t.settings, self.seed,
-            np.arange(n, dtype=np.int64))
-        mean, scale_index = self._pixel_params(atoms)
-        pixels = x.numpy()
-        lanes, num_steps = self._layout(n)
-        message = empty_message((lanes,), NUMPY)
+            loc, scale, t.cuts, t.bits, t.settings, self.seed, items)
+        mean, scale_index = self._pixel_params(self.z24[torch.from_numpy(atoms)], pixels)
+        message = empty_lane_message(n)
+        active = np.ones(n, bool)
+        for stage in reversed(self.model.stages):
+            for j in stage:
+                self.pixel.push(message, pixels[:, j], mean[:, j], scale_index[:, j], active)
         latent_bits = 0.0
-        for s in range(num_steps):
-            idx = s * lanes + np.arange(lanes)
-            active = idx < n
-            take = np.minimum(idx, n - 1)
-            for j in range(pixels.shape[1]):
-                self.pixel.push(message, pixels[take, j], mean[take, j], scale_index[take, j],
-                                active)
-            for b in range(t.num_blocks):
-                rows, bits = self._rows(b, active), self._lane_bits(b, active)
-                chosen_n = np.where(active, indices[take, b], 1)
-                chosen_bin = np.where(active, bins[take, b], 0)
-                push_choice(message, self.code, rows, bits, chosen_bin, chosen_n)
-                latent_bits += float(choice_bits(self.code, rows, bits, chosen_n)[active].sum())
-        params = {"lanes": lanes, "seed": self.seed, "clean_words": 0,
+        for b in range(t.num_blocks):
+            rows, bits = np.full(n, b), self._lane_bits(b, n)
+            push_choice(message, self.code, rows, bits, bins[:, b], indices[:, b])
+            latent_bits += float(choice_bits(self.code, rows, bits, indices[:, b]).sum())
+        units = [lanes_to_bytes(message, first, first + count) for first, count in runs]
+        lengths = pack_uints(np.array([len(u) for u in units], np.uint64))
+        spans, offset = [], len(lengths)
+        for unit in units:
+            spans.append((offset, len(unit)))
+            offset += len(unit)
+        params = {"layout": LAYOUT_OBJECTS, "seed": self.seed, "clean_words": 0,
+                  "geometry": geometry.to_params(),
                   "rec": asdict(t.settings), "rec_tables_sha256": t.sha256(),
-                  "latent_bits": latent_bits, "search_steps_mean": float(steps.mean()),
-                  "truncated_blocks": int(truncated.sum())}
-        return EncodedShard(message_to_bytes(message), n, self.config.channels, params)
+                  "latent_bits": latent_bits, "search_steps_mean": float(steps.mean()) if n
+                  else 0.0, "truncated_blocks": int(truncated.sum())}
+        head_bits = np.array([int(h).bit_length() for h in message.head], np.float64)
+        return EncodedShard(lengths + b"".join(units), n, self.model.channels, params,
+                            block_bits=32.0 * message.counts + head_bits, units=tuple(spans))
+
+    def _check_shard(self, channels: int, params: dict) -> None:
+        t = self.tables
+        if channels != self.model.channels or params.get("rec_tables_sha256") != t.sha256():
+            raise CodecError(f"not a shard of this REC codec: channels={channels}, "
+                             f"tables {params.get('rec_tables_sha256')} (this codec: "
+                             f"{t.sha256()}, settings {t.settings})")
 
     @torch.no_grad()
     def decode(self, shard: EncodedShard) -> np.ndarray:
-        params, c, t = shard.params, self.config, self.tables
-        if shard.channels != c.channels or params.get("rec_tables_sha256") != t.sha256():
-            raise CodecError(f"not a shard of this REC codec: channels={shard.channels}, "
-                             f"tables {params.get('rec_tables_sha256')} (this codec: "
-                             f"{t.sha256()}, settings {t.settings})")
+        params = shard.params
+        self._check_shard(shard.channels, params)
+        if params.get("layout") != LAYOUT_OBJECTS:
+            return self._decode_interleaved(shard)
+        geometry = BlockGeometry.from_params(params.get("geometry", []), shard.num_blocks)
+        runs = _unit_runs(geometry)
+        view = memoryview(shard.payload)
+        try:
+            lengths, offset = unpack_uints(view, 0, len(runs))
+        except CorruptMessageError as error:
+            raise CodecError(f"REC shard payload is damaged: {error}") from error
+        if offset + int(lengths.sum()) != len(view):
+            raise CodecError(f"REC shard payload is damaged: its {len(runs)} units take "
+                             f"{int(lengths.sum())} bytes, {len(view) - offset} are there")
+        units, starts = [], offset + np.r_[0, np.cumsum(lengths.astype(np.int64))]
+        for k in range(len(runs)):
+            units.append(bytes(view[int(starts[k]) : int(starts[k + 1])]))
+        return self._decode_units(units, [count for _, count in runs], params)
+
+    @torch.no_grad()
+    def decode_unit(self, unit: bytes, num_blocks: int, channels: int,
+                    params: dict) -> np.ndarray:
+        """One object's blocks from its unit's bytes alone (and its shard's parameters)."""
+        self._check_shard(channels, params)
+        if params.get("layout") != LAYOUT_OBJECTS:
+            raise CodecError("this REC shard was written before objects had units of their "
+                             "own: decode the whole shard")
+        return self._decode_units([unit], [num_blocks], params)
+
+    def _decode_units(self, units: list[bytes], counts: list[int], params: dict) -> np.ndarray:
+        t = self.tables
+        try:
+            message: LaneMessage = lane_message(units, counts)
+        except CorruptMessageError as error:
+            raise CodecError(f"REC unit is damaged: {error}") from error
+        n = sum(counts)
+        items = np.concatenate([np.arange(c) for c in counts]) if counts else \
+            np.zeros(0, np.int64)
+        seed, active = int(params["seed"]), np.ones(n, bool)
+        atoms = np.zeros((n, int(t.cuts[-1])), np.int64)
+        try:
+            for b in reversed(range(t.num_blocks)):
+                atoms[:, t.block(b)] = decode_blocks(message, self._lane_bits(b, n), self.code,
+                                                     np.full(n, b), seed=seed, items=items,
+                                                     blocks=b)
+            z24 = self.z24[torch.from_numpy(atoms)]
+            pixels = np.zeros((n, self.model.pixels), np.int64)
+            heads = self._pixel_heads(z24)
+            for s, stage in enumerate(self.model.stages):
+                mean, scale_index = self._stage_params(heads, z24, pixels if s else None)
+                for j in reversed(stage):
+                    pixels[:, j] = self.pixel.pop(message, mean[:, j], scale_index[:, j],
+                                                  active)
+        except (CorruptMessageError, IndexError, ValueError) as error:
+            raise CodecError(f"REC unit is damaged: {error}") from error
+        if not message.lanes_finished().all():
+            raise CodecError("REC unit is damaged: its lanes did not decode back to empty")
+        return self.model.to_images(pixels)
+
+    def _pixel_heads(self, z24: torch.Tensor) -> list:
+        step = self.net_batch or max(len(z24), 1)
+        return [self.model.pixel_head(z24[i : i + step]) for i in range(0, len(z24), step)]
+
+    def _stage_params(self, heads: list, z24: torch.Tensor,
+                      pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        step = self.net_batch or max(len(z24), 1)
+        parts = [self.model.pixel_params(head, z24[i * step : (i + 1) * step],
+                                         None if pixels is None
+                                         else pixels[i * step : (i + 1) * step])
+                 for i, head in enumerate(heads)]
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+    # --- shards written before objects had units (2026-12-02 .. 2026-12-04) ----------------
+
+    def _decode_interleaved(self, shard: EncodedShard) -> np.ndarray:
+        params, t = shard.params, self.tables
         n = shard.num_blocks
         lanes = int(params["lanes"])
         if not 1 <= lanes <= max(n, 1):
@@ -326,18 +434,18 @@ class RecCodec:
         if message.lane_shape != (lanes,):
             raise CodecError(f"REC shard lanes {message.lane_shape} do not match {lanes}")
         seed = int(params["seed"])
-        out = np.zeros((num_steps * lanes, c.pixels), np.int64)
+        out = np.zeros((num_steps * lanes, self.model.pixels), np.int64)
         dims = int(t.cuts[-1])
         for s in reversed(range(num_steps)):
             idx = s * lanes + np.arange(lanes)
             active = idx < n
             atoms = np.zeros((lanes, dims), np.int64)
             for b in reversed(range(t.num_blocks)):
-                atoms[:, t.block(b)] = decode_blocks(
-                    message, self._lane_bits(b, active), self.code, self._rows(b, active),
-                    seed=seed, items=idx, blocks=b)
-            mean, scale_index = self._pixel_params(atoms)
-            for j in reversed(range(c.pixels)):
+                bits = np.where(active[:, None], t.bits[t.block(b)][None, :], 0)
+                rows = np.where(active, b, t.num_blocks)
+                atoms[:, t.block(b)] = decode_blocks(message, bits, self.code, rows,
+                                                     seed=seed, items=idx, blocks=b)
+            mean, scale_index = self._pixel_params(self.z24[torch.from_numpy(atoms)], None)
+            for j in reversed(range(self.model.pixels)):
                 out[idx, j] = self.pixel.pop(message, mean[:, j], scale_index[:, j], active)
-        images = out[:n].reshape(n, c.channels, c.height, c.width).transpose(0, 2, 3, 1)
-        return np.ascontiguousarray(images.astype(np.uint8))
+        return self.model.to_images(out[:n])

@@ -45,17 +45,24 @@ def _bitswap(model: str = "bitswap-cifar", model_bytes: bytes | None = None,
 
 def _rec(model: str = "rec-cifar", model_bytes: bytes | None = None,
          model_sha256: str | None = None, **options: Any) -> BlockCodec:
-    """REC with a shipped model, a model file, or model bytes (from an archive)."""
+    """REC with a shipped model, a model file, or model bytes (from an archive): an MLP VAE
+    file or a one-layer Gaussian Bit-Swap file (`codecs.rec_models`)."""
     from recarchive.codecs.rec import RecCodec
-    from recarchive.models import vae
+    from recarchive.codecs.rec_models import ConvRecModel, VaeRecModel
+    from recarchive.models import vae, zoo
 
     if "chains" in options:  # the shared --chains option: REC's ANS lanes
         options["lanes"] = options.pop("chains")
     if model_bytes is not None:
-        loaded = vae.load_vae_bytes(model_bytes, model_sha256, "archive model copy")
+        data, source = model_bytes, "archive model copy"
     else:
-        loaded = vae.load_vae(model, model_sha256)
-    return RecCodec(loaded, **options)
+        data, shipped_sha, source = zoo.resolve_model(model)
+        model_sha256 = model_sha256 or shipped_sha
+    if zoo.model_family(data) == "bitswap":
+        adapter: Any = ConvRecModel(zoo.load_bitswap_bytes(data, model_sha256, source))
+    else:
+        adapter = VaeRecModel(vae.load_vae_bytes(data, model_sha256, source))
+    return RecCodec(adapter, **options)
 
 
 def _load_builtin() -> None:

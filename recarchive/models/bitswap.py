@@ -50,6 +50,11 @@ BLOCK_CONTEXTS = ("none", "ring")
 # weights. 8-bit activations were measured and not kept: rounding them cost `bitswap-cifar`
 # 0.78 bits/dim, and 700 steps of quantization-aware training still left 0.26.
 ARITHMETICS = ("fixed64", "int8")
+# The latents' family. "logistic": Bit-Swap's (bits-back codes discretized logistics, the top
+# prior a standard logistic). "gaussian": Gaussian posteriors under a standard normal top prior,
+# what relative entropy coding sends (`codecs.rec`: candidates are drawn from N(0, I)); a
+# one-layer model of this family is REC's convolutional VAE, its KL taken in closed form.
+LATENTS = ("logistic", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,11 @@ class BitSwapConfig:
     pixel_context: str = "none"  # or "checkerboard"
     block_context: str = "none"  # or "ring": the neighbouring blocks' border pixels
     arithmetic: str = "fixed64"  # or "int8"
+    latent: str = "logistic"  # or "gaussian" (REC's models)
 
     def __post_init__(self) -> None:
+        if self.latent not in LATENTS:
+            raise ValueError(f"unknown latent family {self.latent!r}: use one of {LATENTS}")
         if self.arithmetic not in ARITHMETICS:
             raise ValueError(f"unknown Bit-Swap arithmetic {self.arithmetic!r}: use one of "
                              f"{ARITHMETICS}")
@@ -94,7 +102,7 @@ class BitSwapConfig:
         contexts existed do, so converting their weights again gives the same bytes."""
         shape = asdict(self)
         for optional, default in (("pixel_context", "none"), ("block_context", "none"),
-                                  ("arithmetic", "fixed64")):
+                                  ("arithmetic", "fixed64"), ("latent", "logistic")):
             if shape[optional] == default:
                 del shape[optional]
         return shape
@@ -252,6 +260,16 @@ def logistic_log_density(z: torch.Tensor, mean: torch.Tensor, log_scale: torch.T
     return -t - log_scale - 2.0 * F.softplus(-t)
 
 
+def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor):
+    t = (z - mean) * torch.exp(-log_scale)
+    return -0.5 * t * t - log_scale - 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_kl_to_standard(mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, e^(2·log_scale)) || N(0, 1)) in nats, per dimension."""
+    return 0.5 * (torch.exp(2 * log_scale) + mean * mean - 1) - log_scale
+
+
 def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor):
     """log P(x) for integer pixels 0..255 in pixel units, the edges taking the tails."""
     inv = torch.exp(-log_scale)
@@ -360,12 +378,18 @@ class BitSwapModel(nn.Module):
         blocks' neighbour pixels, `border_canvas`)."""
         cfg = self.config
         h = space_to_depth(pixels_to_input(x))
-        zs, log_q = [], []
+        gaussian = cfg.latent == "gaussian"
+        zs, log_q, posteriors = [], [], []
         for net in self.infer:
             mean, log_scale = net(h, ring)
-            u = torch.rand_like(mean).clamp(1e-6, 1 - 1e-6)
-            z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
-            log_q.append(logistic_log_density(z, mean, log_scale).flatten(1).sum(1))
+            if gaussian:
+                z = mean + torch.exp(log_scale) * torch.randn_like(mean)
+                log_q.append(gaussian_log_density(z, mean, log_scale).flatten(1).sum(1))
+            else:
+                u = torch.rand_like(mean).clamp(1e-6, 1 - 1e-6)
+                z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
+                log_q.append(logistic_log_density(z, mean, log_scale).flatten(1).sum(1))
+            posteriors.append((mean, log_scale))
             zs.append(z)
             h = z
         x_s2d = space_to_depth(x)
@@ -375,9 +399,14 @@ class BitSwapModel(nn.Module):
         for i in range(cfg.latent_layers):
             if i + 1 < cfg.latent_layers:
                 pm, pls = self.generate[i + 1](zs[i + 1], ring)
+            elif gaussian:  # under N(0, I) the KL has a closed form: no sampling noise
+                mean, log_scale = posteriors[i]
+                kls.append(gaussian_kl_to_standard(mean, log_scale).flatten(1).sum(1))
+                continue
             else:
                 pm, pls = torch.zeros_like(zs[i]), torch.zeros_like(zs[i])
-            log_p = logistic_log_density(zs[i], pm, pls).flatten(1).sum(1)
+            density = gaussian_log_density if gaussian else logistic_log_density
+            log_p = density(zs[i], pm, pls).flatten(1).sum(1)
             kls.append(log_q[i] - log_p)
         kl = torch.stack(kls, 1)
         if free_bits > 0:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load, save
 
@@ -39,17 +40,23 @@ class LoadedModel:
     metadata: dict
     sha256: str
     data: bytes
+    # decoder-known REC tables (`codecs.rec`), in the files of Gaussian models made for REC
+    rec: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def bitswap_model_bytes(model: BitSwapModel, training: dict | None = None) -> bytes:
-    """Serialize a trained float model together with its exact conversion."""
+def bitswap_model_bytes(model: BitSwapModel, training: dict | None = None,
+                        rec_tables: dict[str, np.ndarray] | None = None) -> bytes:
+    """Serialize a trained float model together with its exact conversion (and, for a model
+    made for REC, its REC tables)."""
     exact = convert_to_exact(model)
     tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"exact.{k}": _compact_integers(v) for k, v in exact.state_dict().items()})
+    tensors.update({f"rec.{k}": torch.from_numpy(np.ascontiguousarray(v))
+                    for k, v in (rec_tables or {}).items()})
     metadata = {"format": FORMAT, "family": "bitswap", "latent_layout": exact.layout.name,
                 "config": json.dumps(model.config.to_dict(), sort_keys=True),
                 "training": json.dumps(training or {}, sort_keys=True)}
@@ -74,6 +81,14 @@ def _metadata(data: bytes) -> dict:
     header_len = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + header_len])
     return header.get("__metadata__", {})
+
+
+def model_family(data: bytes) -> str:
+    """What a model file's metadata says it is ("bitswap", "vae", ...; "" if unreadable)."""
+    try:
+        return str(_metadata(data).get("family", ""))
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 def load_bitswap_bytes(data: bytes, expected_sha256: str | None, source: str) -> LoadedModel:
@@ -108,7 +123,8 @@ def load_bitswap_bytes(data: bytes, expected_sha256: str | None, source: str) ->
     for module in exact.modules():
         if hasattr(module, "check_bound"):
             module.check_bound()
-    return LoadedModel(exact, float_model.eval(), metadata, digest, data)
+    rec = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("rec.")}
+    return LoadedModel(exact, float_model.eval(), metadata, digest, data, rec)
 
 
 def resolve_model(name_or_path: str) -> tuple[bytes, str | None, str]:

@@ -119,11 +119,18 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
     # A model without a context may start one with a context: only the context net is new.
     # A model may gain a pixel or block context it lacked: only those nets are new.
     # A fixed64 model may be fine-tuned into int8 arithmetic (quantization-aware training).
+    # A logistic (Bit-Swap) model may seed a Gaussian one with fewer layers (REC's VAE): its
+    # bottom layers' nets are kept, the layers above dropped.
     grown = replace(found, pixel_context=config.pixel_context, block_context=config.block_context,
-                    arithmetic=config.arithmetic)
+                    arithmetic=config.arithmetic, latent=config.latent)
     kept = all(getattr(found, name) in ("none", getattr(config, name))
                for name in ("pixel_context", "block_context"))
     kept = kept and found.arithmetic in ("fixed64", config.arithmetic)
+    if found.latent != config.latent and config.latent_layers < found.latent_layers:
+        grown = replace(grown, latent_layers=config.latent_layers)
+        weights = {key: value for key, value in weights.items()
+                   if not key.startswith(("infer.", "generate."))
+                   or int(key.split(".")[1]) < config.latent_layers}
     if found != config and not (kept and grown == config):
         raise ValueError(f"--init-from {source} has the shape {found.to_dict()}, but this run "
                          f"asks for {config.to_dict()}: pass the same --width, --res-blocks, "

@@ -113,7 +113,9 @@ def export(checkpoint: Path, out_file: Path, fit_images: int = 2000,
     train_images, _ = load_training_data(state["dataset"])
     rng = np.random.default_rng(0)
     fit = train_images[np.sort(rng.choice(len(train_images), fit_images, replace=False))]
-    tables = fit_rec_tables(convert_to_exact(model), fit)
+    exact = convert_to_exact(model)
+    tables = fit_rec_tables(lambda pixels: exact.posterior(torch.from_numpy(pixels)),
+                            flat_pixels(fit).numpy())
     history = state["history"]
     training = {"dataset": state["dataset"], "steps": state["step"],
                 "validation": history[-1] if history else None, "rec_fit_images": fit_images}
