@@ -86,6 +86,13 @@ def _archive_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-blocks", type=positive_int, default=1024,
                         help="blocks per shard (default 1024)")
     parser.add_argument("--codec", default="order0", help="codec (default order0)")
+    parser.add_argument("--model", default=None,
+                        help="the codec's model: a zoo name or a file (default: its own)")
+    parser.add_argument("--compare-codec", default=None, metavar="CODEC",
+                        help="also archive the same images with CODEC (e.g. bitswap beside "
+                        "--codec rec) and report its one-object restore as compare_*")
+    parser.add_argument("--compare-model", default=None,
+                        help="the model of --compare-codec (default: its own)")
     parser.add_argument("--object-digest-bytes", type=object_digest_bytes, default=None,
                         metavar="N", help="bytes of each object's sha256 in the index, 8..32 "
                         "(default: the archive default, 8)")
@@ -103,7 +110,9 @@ def _archive_bench_run(args: argparse.Namespace) -> Result:
     return run_archive_benchmark(limit=args.limit, shard_blocks=args.shard_blocks,
                                  codec=args.codec,
                                  object_digest_bytes=args.object_digest_bytes,
-                                 jpeg_images=args.jpeg_images, model_store=args.model_store)
+                                 jpeg_images=args.jpeg_images, model_store=args.model_store,
+                                 model=args.model, compare_codec=args.compare_codec,
+                                 compare_model=args.compare_model)
 
 
 def _archive_bench_table(result: Result) -> str:

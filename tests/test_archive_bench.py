@@ -4,6 +4,7 @@ together (they are measured, so only their relations are checked)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from recarchive import cli
 
@@ -91,3 +92,34 @@ def test_bench_archive_reports_what_auto_chose(capsys):
     assert result["auto_model_saved_bytes"] == (result["auto_model_jpegxl_bytes"]
                                                 - result["auto_model_bytes"])
     assert 0 < result["auto_model_saved_pct"] < 20
+
+
+def test_bench_archive_reports_one_object_restore_beside_bitswap(capsys):
+    """REC (a tiny model) restores one object from its unit, Bit-Swap (a tiny model, the same
+    images) from its whole shard: both one-object restores are reported, side by side."""
+    data = Path(__file__).parent / "data"
+    assert cli.main(["bench", "archive", "--json", "--limit", "6", "--codec", "rec",
+                     "--model", str(data / "rec-tiny.safetensors"),
+                     "--compare-codec", "bitswap",
+                     "--compare-model", str(data / "bitswap-tiny.safetensors"),
+                     "--jpeg-images", "0"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["codec"] == "rec" and result["roundtrip_byte_exact"] is True
+    assert result["shards"] == 1 and result["verify_identical"] is True
+    assert result["restore_one_units_decoded"] == 1
+    assert result["restore_one_shards_decoded"] == 0
+    # all bytes fetched: the model copy (read once to build the codec) and the rest
+    assert result["restore_one_bytes_read"] == (result["restore_one_bytes_read_beyond_model"]
+                                                + result["model_copy_bytes"])
+    # one unit of six, with the manifest, index, footer and the shard's small columns
+    assert result["restore_one_bytes_read_beyond_model"] < result["payload_bytes"] / 2
+    assert result["compare_codec"] == "bitswap"
+    assert result["compare_restore_one_units_decoded"] == 0
+    assert result["compare_restore_one_shards_decoded"] == 1
+    assert (result["compare_restore_one_bytes_read_beyond_model"]
+            > result["compare_payload_bytes"])  # the whole shard
+    bitswap_model = (data / "bitswap-tiny.safetensors").stat().st_size
+    assert result["compare_restore_one_bytes_read"] == (
+        result["compare_restore_one_bytes_read_beyond_model"] + bitswap_model)
+    assert all(isinstance(result[k], float) and result[k] > 0
+               for k in ("restore_one_seconds", "compare_restore_one_seconds"))

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from recarchive.archives.format import INDEX_SCHEMA, INDEX_SCHEMA_V1, SHARD_SCHEMA, canonical_json
+from recarchive.archives.format import (
+    INDEX_SCHEMA,
+    INDEX_SCHEMA_UNITS,
+    INDEX_SCHEMA_V1,
+    SHARD_SCHEMA,
+    canonical_json,
+)
 from recarchive.archives.records import (
     IndexRow,
     Manifest,
@@ -21,7 +27,9 @@ from recarchive.archives.records import (
 
 
 def test_fields_are_the_schemas_columns() -> None:
-    assert sorted(f.name for f in dataclasses.fields(IndexRow)) == sorted(INDEX_SCHEMA.names)
+    assert sorted(f.name for f in dataclasses.fields(IndexRow)) == sorted(
+        INDEX_SCHEMA_UNITS.names)
+    assert INDEX_SCHEMA_UNITS.names[:len(INDEX_SCHEMA.names)] == INDEX_SCHEMA.names
     assert [f.name for f in dataclasses.fields(ShardRow)] == SHARD_SCHEMA.names
 
 
@@ -37,6 +45,12 @@ def test_rows_round_trip_through_their_table() -> None:
     assert index_rows(table) == rows
     assert [row.dims for row in rows] == [18, 5, 0]
     assert [row.is_whole_raster for row in rows] == [False, False, False]
+    # format 4: the same rows with the unit columns, one object located in two shards
+    rows[0].unit_offsets, rows[0].unit_lengths = [100, 5000], [40, 12]
+    rows[0].unit_sha256 = b"87654321"
+    table = rows_to_table(rows, INDEX_SCHEMA_UNITS)
+    assert table.schema == INDEX_SCHEMA_UNITS and index_rows(table) == rows
+    assert [row.has_units for row in rows] == [True, False, False]
 
 
 def test_a_format_1_index_reads_without_recipes() -> None:

@@ -1,4 +1,4 @@
-"""The archive layout on storage, its Parquet schemas and its manifest (format versions 1-3:
+"""The archive layout on storage, its Parquet schemas and its manifest (format versions 1-4:
 `FORMAT_VERSION` below says what each added; `docs/archive-format.md` is the user's view).
 
     ARCHIVE/
@@ -27,6 +27,15 @@ index parts to read), shard and object counts, and the byte length of the data f
 footer (read in one exact range request). The shard table (kind, channels, blocks per row
 group) is read from the footer's column statistics, so no row group is touched to plan a read.
 
+Objects as units (format 4, written only by archives that have such objects): a codec that
+codes each object alone (REC) makes every object's blocks in a shard a unit of the payload
+that decodes alone. Payloads are stored uncompressed, PLAIN, without a dictionary, so each
+lies verbatim at the end of its column chunk; the writer finds it there (checked against its
+sha256, `units.payload_offsets`) and the index records per object `unit_offsets` and
+`unit_lengths` (`INDEX_SCHEMA_UNITS`): one absolute byte range of the data file per shard the
+object's blocks lie in. Restoring one object then reads its shard's small columns
+(`reader.HEAD_COLUMNS`: codec, model, params) and its units' ranges, never the payload.
+
 Integrity is anchored at the shard and at the manifest, not per object:
 - every shard keeps the full sha256 of its payload (checked before decoding) and of its raw
   blocks or bytes (`raw_sha256`, checked whenever the shard is decoded, by restore, verify and
@@ -43,7 +52,11 @@ Integrity is anchored at the shard and at the manifest, not per object:
   fidelity "pixels" (and format 1 archives) it identifies the source file.
   There is no per-object digest of the decoded pixels: 64 bytes per object of full digests
   were 2.1 % of CIFAR-10's order0 payload (3.6 % of its Bit-Swap payload), and the shard
-  checksum already covers the pixels.
+  checksum already covers the pixels;
+- except for units (format 4): a unit read alone is covered by no shard checksum, so the
+  object it gives is checked by its output: the rebuilt file against `sha256_prefix`, and
+  where there is no recipe (fidelity "pixels") `unit_sha256`, a prefix (object_digest_bytes)
+  of the sha256 of the object's decoded blocks, kept for those objects only.
 The manifest's top-level `object_digest_bytes` (also in its `settings`) is the length of every
 `sha256_prefix`; readers refuse a manifest without it, and an index file that lacks a column of
 `INDEX_SCHEMA` (`check_index_schema`) or holds prefixes of another length. Index files are one
@@ -64,9 +77,12 @@ from recarchive.archives.errors import ArchiveError, FormatVersionError, Integri
 FORMAT_NAME = "recarchive-archive"
 FORMAT_VERSION = 2
 # 1: no recipes, rasters restored as re-encoded PNG; 3: format 2 that may name its models in a
-# shared model store (`models[i]["store"]`) and hold whole rasters in JPEG-XL shards
+# shared model store (`models[i]["store"]`) and hold whole rasters in JPEG-XL shards; 4: format
+# 3 whose index records, per object coded as units of its own (REC), where its units lie in the
+# data file (`INDEX_SCHEMA_UNITS`), written only by archives that have such objects
 MODEL_STORE_VERSION = WHOLE_RASTER_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+UNITS_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 
 # How rasters come back: "exact" (the original bytes: pixels plus a container recipe, else the
@@ -184,6 +200,20 @@ INDEX_SCHEMA_V1 = pa.schema([
 # Format 2 adds the container recipe: with the pixels it rebuilds the original file byte for
 # byte (`archive.containers`); null where the raster was kept as pixels only.
 INDEX_SCHEMA = pa.schema(list(INDEX_SCHEMA_V1) + [pa.field("recipe", pa.large_binary())])
+# Format 4 (archives of a codec that codes each object alone, `codes_objects_alone`) adds where
+# each object's units lie, so one object is restored from its own bytes (`units`); null for
+# objects without units (blobs, whole rasters, objects of a shard coded by another codec).
+INDEX_SCHEMA_UNITS = pa.schema(list(INDEX_SCHEMA) + [
+    # per shard of the object's chain, in order: its unit's first byte in the part's data file
+    # (absolute, a range request's start) and its length
+    pa.field("unit_offsets", pa.list_(pa.int64())),
+    pa.field("unit_lengths", pa.list_(pa.int64())),
+    # first object_digest_bytes of the sha256 of the object's decoded blocks (N, 32, 32, C),
+    # C-order, all its units in order: only where restore cannot check the output against
+    # sha256_prefix (rasters kept without a recipe: fidelity "pixels"); null elsewhere
+    pa.field("unit_sha256", pa.binary()),
+])
+UNIT_COLUMNS = ("unit_offsets", "unit_lengths", "unit_sha256")
 OBJECT_DIGEST_COLUMN = "sha256_prefix"
 OBJECT_DIGEST_MIN_BYTES = 8
 OBJECT_DIGEST_MAX_BYTES = 32  # the full sha256
@@ -206,10 +236,16 @@ def object_digest(data: bytes | memoryview, digest_bytes: int) -> bytes:
     return hashlib.sha256(data).digest()[:digest_bytes]
 
 
+def index_schema(version: int) -> pa.Schema:
+    """The index columns an archive of this format version holds (at least)."""
+    return (INDEX_SCHEMA_V1 if version == 1 else INDEX_SCHEMA_UNITS if version >= UNITS_VERSION
+            else INDEX_SCHEMA)
+
+
 def check_index_schema(schema: pa.Schema, where: str, version: int = FORMAT_VERSION) -> None:
     """Refuse an index file that lacks a column of its format's index schema (e.g. one written
     before `sha256_prefix` replaced the full per-object digests)."""
-    expected = INDEX_SCHEMA_V1 if version == 1 else INDEX_SCHEMA
+    expected = index_schema(version)
     missing = [name for name in expected.names if name not in schema.names]
     if missing:
         raise IntegrityError(

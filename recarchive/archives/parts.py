@@ -9,7 +9,11 @@ Nothing is committed before it was decoded and compared (Lepton's rule):
 - a JPEG's recompressed stream is expanded and compared before it is used;
 - with `verify_shards` (the default) every coded pixel shard is decoded and compared with its
   blocks before it is written; a shard that does not come back is coded again with the
-  model-free order0 codec (itself checked), and counted in `shards_recoded`.
+  model-free order0 codec (itself checked), and counted in `shards_recoded`;
+- where the codec codes each object alone (REC: format 4, `units`), each object's unit byte
+  ranges are found in the finished data file and checked there against the payload's
+  sha256 before the index records them (an object any of whose shards was recoded gets
+  none, and restores from whole shards).
 
 The per-object choice (`--codec auto`: a `model_codec` beside whole rasters): a raster the
 model fits (`fits_model`) is a candidate; candidates wait, with their checked JPEG-XL stream,
@@ -52,6 +56,8 @@ from recarchive.archives.format import (
     BLOB_CODEC,
     DEFAULT_OBJECT_DIGEST_BYTES,
     FIDELITY_EXACT,
+    INDEX_SCHEMA,
+    INDEX_SCHEMA_UNITS,
     JPEG_CODEC,
     JPEGXL_CODEC,
     KIND_BLOB,
@@ -65,6 +71,7 @@ from recarchive.archives.format import (
 from recarchive.archives.ingest import DEFAULT_MAX_PIXELS, Ingested, ingest
 from recarchive.archives.jpeg import recompress
 from recarchive.archives.records import IndexRow, PartStats, ShardRow, rows_to_table
+from recarchive.archives.units import ShardUnits, blocks_digest, object_runs, payload_offsets
 from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
 from recarchive.codecs.base import BLOCK_SIZE, BlockGeometry, encode_shard
 from recarchive.codecs.costs import block_bits
@@ -89,7 +96,11 @@ INDEX_ENCODINGS = {"key": "DELTA_BYTE_ARRAY", "size": "DELTA_BINARY_PACKED",
                    "part": "DELTA_BINARY_PACKED", "shard": "DELTA_BINARY_PACKED",
                    "block_start": "DELTA_BINARY_PACKED", "blob_offset": "DELTA_BINARY_PACKED",
                    "blob_length": "DELTA_BINARY_PACKED",
-                   "sha256_prefix": "DELTA_LENGTH_BYTE_ARRAY"}
+                   "sha256_prefix": "DELTA_LENGTH_BYTE_ARRAY",
+                   # format 4: offsets grow by about a unit's length, lengths vary little
+                   "unit_offsets.list.element": "DELTA_BINARY_PACKED",
+                   "unit_lengths.list.element": "DELTA_BINARY_PACKED",
+                   "unit_sha256": "DELTA_LENGTH_BYTE_ARRAY"}
 INDEX_ZSTD_LEVEL = 19
 
 
@@ -139,6 +150,11 @@ class PartBuilder:
         self._rows: list[IndexRow] = []
         self._pending: dict[tuple[str, int], _Pending] = {}  # (codec, channels) -> blocks
         self._codecs = {codec.name: codec for codec in (codec, model_codec) if codec}
+        # format 4: the index locates each object's units (codecs that code objects alone)
+        self._with_units = any(codes_objects_alone(c) for c in self._codecs.values())
+        self._shard_units: dict[int, ShardUnits] = {}   # shard -> its units, as written
+        self._without_units: set[int] = set()  # rows with a shard not coded as units
+        self._block_digests: dict[int, bytes] = {}  # row -> unit_sha256 (no recipe only)
         self._blobs = _Pending()
         self._blob_size = 0
         self._jpegs = _Pending()           # blocks: the recompressed streams
@@ -232,6 +248,9 @@ class PartBuilder:
                     codec: BlockCodec) -> None:
         """A raster's blocks, to the pending shard of its codec and channel layout."""
         row.num_blocks = len(blocks)
+        if codes_objects_alone(codec) and row.recipe is None:
+            # restore checks no rebuilt file against sha256_prefix: the blocks, read by units
+            self._block_digests[index] = blocks_digest(blocks, self.object_digest_bytes)
         key = (codec.name, blocks.shape[3])
         pending = self._pending.setdefault(key, _Pending())
         row.block_start = pending.count
@@ -388,6 +407,7 @@ class PartBuilder:
                                  f"both {coder.name!r} and order0; nothing was written "
                                  "(report this as a bug, with the source objects)")
         payload = bytes(encoded.payload)
+        units = self._units_of(codec, encoded, owners, payload)
         self.stats.pixel_shards += 1
         self.stats.model_shards += codec.model_sha256 is not None
         self.stats.block_bytes += blocks.size
@@ -400,12 +420,51 @@ class PartBuilder:
         number = self._write_shard(SHARD_PIXELS, codec.name, codec.model_sha256,
                                    encoded.params, blocks.shape[3], len(blocks),
                                    blocks.tobytes(), payload)
+        if units is not None:
+            self._shard_units[number] = units
         self._observe(ShardWritten(number, SHARD_PIXELS, codec.name, codec.model_sha256,
                                    owners, len(payload), seconds + self._take_seconds(),
                                    blocks=blocks, block_bits=encoded.block_bits))
         self._coding_seconds += time.perf_counter() - started  # observers' time included
         self._report_coded(owners)
         return number
+
+    def _units_of(self, codec: BlockCodec, encoded: EncodedShard, owners: np.ndarray,
+                  payload: bytes) -> ShardUnits | None:
+        """The shard's units (None where its codec did not code objects alone: its objects
+        then restore from whole shards)."""
+        runs = object_runs(owners)
+        if not self._with_units:
+            return None
+        if encoded.units is None or not codes_objects_alone(codec):
+            self._without_units.update(runs)
+            return None
+        spans = tuple((int(offset), int(length)) for offset, length in encoded.units)
+        if len(spans) != len(runs) or any(
+                offset < 0 or length < 0 or offset + length > len(payload)
+                for offset, length in spans):
+            raise CodecError(f"part {self.part}: codec {codec.name!r} gave {len(spans)} units "
+                             f"for a shard of {len(runs)} objects, or units outside its "
+                             f"{len(payload)}-byte payload; nothing was written (a codec bug)")
+        return ShardUnits(tuple(runs), spans, len(payload), hashlib.sha256(payload).digest())
+
+    def _locate_units(self, data: bytes) -> None:
+        """Record in the index where each object's units lie in the finished data file."""
+        if not self._shard_units:
+            return
+        starts = payload_offsets(data, self._shard_units, f"part {self.part}")
+        found: dict[int, list[tuple[int, int]]] = {}
+        for number, units in self._shard_units.items():  # in shard order: chains' order
+            for row, (offset, length) in zip(units.rows, units.spans, strict=True):
+                found.setdefault(row, []).append((starts[number] + offset, length))
+        for index, ranges in found.items():
+            if index in self._without_units:
+                continue
+            row = self._rows[index]
+            row.unit_offsets = [start for start, _ in ranges]
+            row.unit_lengths = [length for _, length in ranges]
+            row.unit_sha256 = self._block_digests.get(index)
+            self.stats.unit_objects += 1
 
     def _report_coded(self, owners: np.ndarray) -> None:
         """Tell the listener which objects now have every block in a written shard."""
@@ -525,14 +584,19 @@ class PartBuilder:
         self._flush_whole()
         self._count_auto()
         self._writer.close()
+        data = self._buffer.getvalue()
+        self._locate_units(data)
         index = io.BytesIO()
-        table = rows_to_table(self._rows)
+        schema = INDEX_SCHEMA_UNITS if self._with_units else INDEX_SCHEMA
+        table = rows_to_table(self._rows, schema)
+        encodings = {name: encoding for name, encoding in INDEX_ENCODINGS.items()
+                     if name.split(".")[0] in schema.names}
         pq.write_table(table, index, row_group_size=max(1, table.num_rows),
                        compression="zstd", compression_level=INDEX_ZSTD_LEVEL,
                        use_dictionary=INDEX_DICTIONARY_COLUMNS,
-                       column_encoding=INDEX_ENCODINGS, write_statistics=False,
+                       column_encoding=encodings, write_statistics=False,
                        write_page_index=False, store_schema=False)
-        return self._buffer.getvalue(), index.getvalue()
+        return data, index.getvalue()
 
 
     def _count_auto(self) -> None:
@@ -553,6 +617,11 @@ def fits_model(pixels: np.ndarray, codec: BlockCodec) -> bool:
     height, width, channels = pixels.shape
     return (channels == AUTO_CHANNELS and AUTO_CHANNELS in codec.channel_layouts
             and max(height, width) <= AUTO_MAX_SIDE)
+
+
+def codes_objects_alone(codec: BlockCodec) -> bool:
+    """Whether the codec codes each object of a shard as a unit of its own (`units`)."""
+    return bool(getattr(codec, "codes_objects_alone", False))
 
 
 def _rebuild_problem(pixels: np.ndarray, recipe: bytes, digest: bytes) -> str:

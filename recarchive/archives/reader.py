@@ -5,6 +5,12 @@ read whole), index files also for their columns and digest-prefix lengths, shard
 payload sha256 before decoding and raw sha256 after (the check that covers decoded pixels:
 the index keeps no per-object pixel digest); data files are opened lazily and only the footer
 and the row groups asked for are fetched.
+
+Format 4: an object coded as units of its own is read unit by unit (`unit_blocks`): its
+shard's small columns (codec, model, params; not the payload), then each unit's exact byte
+range. A unit has no checksum of its own: the object it gives is checked by its caller
+(`restore`), against its rebuilt file's `sha256_prefix` or, where there is none, the index's
+`unit_sha256` of its blocks.
 """
 
 from __future__ import annotations
@@ -52,12 +58,27 @@ from recarchive.archives.records import (
     ShardRow,
     index_rows,
 )
+from recarchive.archives.units import payload_chunk
 from recarchive.codecs import CodecError, EncodedShard
 from recarchive.codecs.base import BLOCK_SIZE
 from recarchive.models.shipped import shipped_bytes
 from recarchive.storage import open_location
 
 INDEX_CACHE_BYTES = 64 * 1024 * 1024
+# what decoding a unit needs of its shard: every column but the payload and the checksums
+HEAD_COLUMNS = ["kind", "codec", "model_sha256", "params", "channels", "num_blocks"]
+
+
+@dataclass(frozen=True)
+class ShardHead:
+    """A shard without its payload and checksums: what decoding one of its units needs."""
+
+    kind: str
+    codec: str
+    model_sha256: str | None
+    params: dict[str, Any]
+    channels: int
+    num_blocks: int
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,7 @@ class ArchiveReader:
         self.fidelity = (self.manifest.fidelity or FIDELITY_EXACT) if self.version >= 2 \
             else "png"
         self.models_replaced: list[str] = []  # damaged copies replaced by shipped models
+        self.model_bytes_read = 0  # model copies read (the archive's or a shared store's)
         self.files = {f["path"]: f for f in self.manifest.files}
         self.parts = self.manifest.parts
         self.shard_offsets = np.cumsum([0] + [p.shards for p in self.parts]).tolist()
@@ -105,6 +127,7 @@ class ArchiveReader:
         self._index_bytes = 0
         self._handles: dict[int, Any] = {}
         self._starts: dict[int, dict[str, int]] = {}  # part -> whole rasters' stream starts
+        self._heads: dict[tuple[int, int], ShardHead] = {}  # (part, row group) -> its head
 
     # --- files -----------------------------------------------------------------------------
 
@@ -142,8 +165,10 @@ class ArchiveReader:
                 where = (f"{model['store']}/{model['path']}" if "store" in model
                          else model["path"])
                 try:
-                    return (self._stored_model(model) if "store" in model
+                    data = (self._stored_model(model) if "store" in model
                             else self.read_checked(model["path"]))
+                    self.model_bytes_read += len(data)
+                    return data
                 except IntegrityError as error:
                     shipped = shipped_bytes(sha256)
                     if shipped is None:
@@ -311,6 +336,8 @@ class ArchiveReader:
     def release(self, part: int) -> None:
         """Close the part's data file (callers going part by part keep one open at a time)."""
         self._starts.pop(part, None)
+        for key in [key for key in self._heads if key[0] == part]:
+            del self._heads[key]
         entry = self._footers.pop(part, None)
         if entry is not None:
             entry[0].close()
@@ -345,6 +372,78 @@ class ArchiveReader:
         if blocks.shape != expected or hashlib.sha256(
                 np.ascontiguousarray(blocks).tobytes()).digest() != row.raw_sha256:
             raise IntegrityError(f"{where}: decoded blocks do not match the shard's checksum")
+        return blocks
+
+    # --- units (format 4) ------------------------------------------------------------------
+
+    def payload_range(self, part: int, number: int) -> tuple[int, int]:
+        """(start, stop) of the shard's payload column chunk in its data file (footer only):
+        where its units must lie."""
+        parquet, _ = self.shard_table(part)
+        try:
+            return payload_chunk(parquet.metadata, number)
+        except ArchiveError as error:
+            raise IntegrityError(f"{self.url}: {self.parts[part].data}: {error}") from None
+
+    def check_units(self, row: IndexRow, chain: list[tuple[int, int, int]]) -> None:
+        """Refuse an index row whose units do not match its block chain or lie outside their
+        shards' payloads (checked before anything is fetched)."""
+        offsets, lengths = row.unit_offsets or [], row.unit_lengths or []
+        if len(offsets) != len(chain) or len(lengths) != len(chain):
+            raise IntegrityError(f"{self.url}: object {row.key!r}: the index names "
+                                 f"{len(offsets)} units for its {len(chain)} shards")
+        for (number, _, _), offset, length in zip(chain, offsets, lengths, strict=True):
+            start, stop = self.payload_range(row.part, number)
+            if length < 0 or not start <= offset <= offset + length <= stop:
+                raise IntegrityError(
+                    f"{self.url}: object {row.key!r}: its unit (bytes {offset}..+{length}) "
+                    f"lies outside shard {self.global_shard(row.part, number)}'s payload "
+                    f"({start}..{stop} of {self.parts[row.part].data}); the index is damaged")
+
+    def shard_head(self, part: int, number: int) -> ShardHead:
+        """The shard's small columns alone (codec, model, params...: a few hundred bytes
+        fetched, never its payload), read once per part."""
+        key = (part, number)
+        if key not in self._heads:
+            parquet, _ = self.shard_table(part)
+            where = f"{self.url}: shard {self.global_shard(part, number)} (part {part} row " \
+                    f"group {number})"
+            try:
+                values = parquet.read_row_group(number, columns=HEAD_COLUMNS).to_pylist()[0]
+                values["params"] = json.loads(values["params"])
+                self._heads[key] = ShardHead(**values)
+            except (pa.ArrowException, OSError, IndexError, TypeError, ValueError) as error:
+                raise IntegrityError(f"{where}: unreadable: {error}") from error
+        return self._heads[key]
+
+    def unit_blocks(self, row: IndexRow, unit: int, number: int, count: int) -> np.ndarray:
+        """The object's blocks in one shard of its chain (`count` of them), from its unit's
+        byte range alone. A unit has no checksum: the caller checks the object (see the
+        module docstring); what goes wrong here is named with the object, shard and bytes."""
+        offset, length = (row.unit_offsets or [])[unit], (row.unit_lengths or [])[unit]
+        path = self.parts[row.part].data
+        shard = self.global_shard(row.part, number)
+        where = (f"{self.url}: object {row.key!r}: its unit in shard {shard} (bytes "
+                 f"{offset}..{offset + length} of {path})")
+        head = self.shard_head(row.part, number)
+        if head.kind != SHARD_PIXELS:
+            raise IntegrityError(f"{where}: expected a pixel shard, found {head.kind!r}")
+        codec = self.codecs.get(head.codec, head.model_sha256, f"{self.url}: shard {shard}")
+        decode_unit = getattr(codec, "decode_unit", None)
+        if decode_unit is None:
+            raise IntegrityError(f"{where}: codec {head.codec!r} does not decode units alone; "
+                                 "the index is damaged")
+        data = self.location.read_range(path, offset, offset + length)
+        if len(data) != length:
+            raise IntegrityError(f"{where}: {len(data)} bytes were read: the data file is "
+                                 "truncated")
+        try:
+            blocks = decode_unit(data, count, head.channels, head.params)
+        except (CodecError, ValueError) as error:
+            raise IntegrityError(damaged_unit(where, self.url, shard, str(error))) from error
+        if blocks.shape != (count, BLOCK_SIZE, BLOCK_SIZE, head.channels):
+            raise IntegrityError(f"{where}: decoded to shape {blocks.shape}, expected "
+                                 f"{(count, BLOCK_SIZE, BLOCK_SIZE, head.channels)}")
         return blocks
 
     def decode_blob(self, part: int, number: int) -> bytes:
@@ -451,6 +550,14 @@ class ArchiveReader:
             return join_blocks(blocks, row.height, row.width)
         except ValueError as error:
             raise IntegrityError(f"{self.url}: object {row.key!r}: {error}") from error
+
+
+def damaged_unit(where: str, url: str, shard: int, problem: str) -> str:
+    """The error of a unit that did not decode, or decoded to other pixels: it is damaged, and
+    what to do about it."""
+    return (f"{where} is damaged ({problem}); `recarchive verify {url}` checks shard {shard} "
+            "and every other against its sha256 and lists what is damaged; put back the data "
+            "file from a copy")
 
 
 def open_archive(url: str, storage_options: dict[str, Any] | None = None) -> ArchiveReader:

@@ -49,6 +49,12 @@ class IndexRow:
     palette: bytes | None = None
     meta: str | None = None            # JSON: PNG text, dpi, transparency, palette mode
     recipe: bytes | None = None        # container recipe (format 2+); None: pixels only
+    # format 4: per shard of its chain, where its unit lies in the data file (absolute offset,
+    # length), and where restore has no other check of the output, a digest of its blocks;
+    # None for objects without units
+    unit_offsets: list[int] | None = None
+    unit_lengths: list[int] | None = None
+    unit_sha256: bytes | None = None
 
     @property
     def is_raster(self) -> bool:
@@ -64,6 +70,11 @@ class IndexRow:
         return self.kind == KIND_RASTER and self.num_blocks == 0
 
     @property
+    def has_units(self) -> bool:
+        """Its blocks can be read unit by unit, each a byte range of the data file."""
+        return self.unit_offsets is not None and self.unit_lengths is not None
+
+    @property
     def dims(self) -> int:
         """Pixel dims of a raster (H*W*C), bytes of a blob, 0 for a skipped object."""
         if self.kind == KIND_RASTER:
@@ -76,12 +87,14 @@ class IndexRow:
 
 
 def index_rows(table: pa.Table) -> list[IndexRow]:
-    """The rows of an index table (a format-1 table lacks `recipe`: None)."""
+    """The rows of an index table (a format-1 table lacks `recipe`, one before format 4 the
+    unit columns: None)."""
     return [IndexRow(**row) for row in table.to_pylist()]
 
 
-def rows_to_table(rows: Iterable[IndexRow]) -> pa.Table:
-    return pa.Table.from_pylist([row.as_dict() for row in rows], schema=INDEX_SCHEMA)
+def rows_to_table(rows: Iterable[IndexRow], schema: pa.Schema = INDEX_SCHEMA) -> pa.Table:
+    """The rows as an index table of `schema` (`INDEX_SCHEMA_UNITS` adds the unit columns)."""
+    return pa.Table.from_pylist([row.as_dict() for row in rows], schema=schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +145,7 @@ class PartStats:
     whole_rasters: int = 0            # rasters coded whole by JPEG-XL (format 3; counted in
     whole_payload_bytes: int = 0      # rasters, their streams in pixel_payload_bytes)
     model_shards: int = 0             # pixel shards coded with a model (its copy is needed)
+    unit_objects: int = 0             # rasters whose units the index locates (format 4)
     # `--codec auto`: rasters the model fits, those it coded, their share of its payloads, what
     # their JPEG-XL streams would have taken, and how many ended above their stream
     auto_candidates: int = 0

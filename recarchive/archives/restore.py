@@ -8,6 +8,14 @@ recompressed JPEG as it was), each checked against its index `sha256_prefix` bef
 written. Every checksum on the way is checked: each decoded shard against its full raw sha256,
 each raster's channels and shape against its block range.
 
+A selective restore (`objects` or `shards`) of an archive whose index locates units (format
+4, REC) reads a shard unit by unit where the selected objects' units take at most half of its
+payload (`units.read_by_units`): its small columns and each unit's byte range, never its
+payload; else the shard whole. Whole-archive restore and verify decode whole shards. An object
+read by units is checked like any other (its rebuilt file against `sha256_prefix`), and where
+that checks nothing (no recipe: fidelity "pixels") its blocks against the index's
+`unit_sha256`.
+
 Damage stops nothing but what it touches: a shard that cannot be decoded, an index file that
 cannot be read or an object that does not match its digest is listed (by key, or by the key
 range of a lost index) in `RestoreReport.failed`, and everything else is restored; the command
@@ -32,9 +40,10 @@ from recarchive.archives.errors import ArchiveError, IntegrityError, UnsafeKeyEr
 from recarchive.archives.events import Advanced, Listener, PartEvent, Planned, ignore
 from recarchive.archives.format import KIND_BLOB, KIND_RASTER, KIND_SKIPPED, object_digest
 from recarchive.archives.rasters import object_bytes
-from recarchive.archives.reader import ArchiveReader
+from recarchive.archives.reader import ArchiveReader, damaged_unit
 from recarchive.archives.records import IndexRow, index_rows
 from recarchive.archives.safety import check_inside, restore_targets
+from recarchive.archives.units import blocks_digest, read_by_units
 from recarchive.codecs import CodecError
 from recarchive.storage import Location, open_location
 
@@ -48,7 +57,9 @@ class RestoreReport:
     written_bytes: int = 0
     raw_pixel_bytes: int = 0
     shards_decoded: int = 0
+    units_decoded: int = 0            # objects' units decoded alone (format 4)
     archive_bytes_read: int = 0
+    model_bytes_read: int = 0         # model copies read (the archive's or a shared store's)
     byte_exact: int = 0               # objects whose bytes matched their source's digest
     skipped: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)   # key (or range), reason
@@ -60,8 +71,9 @@ class RestoreReport:
         return {
             "objects": self.objects, "kinds": dict(self.kinds),
             "written_bytes": self.written_bytes, "raw_pixel_bytes": self.raw_pixel_bytes,
-            "shards_decoded": self.shards_decoded, "byte_exact": self.byte_exact,
-            "archive_bytes_read": self.archive_bytes_read, "skipped": self.skipped,
+            "shards_decoded": self.shards_decoded, "units_decoded": self.units_decoded,
+            "byte_exact": self.byte_exact, "archive_bytes_read": self.archive_bytes_read,
+            "model_bytes_read": self.model_bytes_read, "skipped": self.skipped,
             "failed": self.failed, "problems": self.problems, "notes": self.notes,
             "seconds": round(self.seconds, 3),
         }
@@ -77,10 +89,13 @@ DECODE_ERRORS = (IntegrityError, CodecError, ValueError, OSError)
 
 class _PartDecoder:
     """Decoded shards of one part, each kept only while a pending object still needs it; a
-    shard that failed to decode fails every object that needs it, without decoding again."""
+    shard that failed to decode fails every object that needs it, without decoding again.
+    With `units`, shards whose selected objects' units are a small share of them are read
+    unit by unit instead (`unit_shards`)."""
 
     def __init__(self, reader: ArchiveReader, part: int, rows: list[IndexRow],
-                 report: RestoreReport, listener: Listener = ignore) -> None:
+                 report: RestoreReport, listener: Listener = ignore,
+                 units: bool = False) -> None:
         self.reader, self.part, self.report = reader, part, report
         self.listener = listener
         self.uses: Counter = Counter()
@@ -94,13 +109,46 @@ class _PartDecoder:
                 try:
                     chain = reader.shard_chain(part, row.shard, row.block_start,
                                                row.num_blocks)
+                    if row.has_units:
+                        reader.check_units(row, chain)
                 except DECODE_ERRORS as error:
                     self.chains[row.key] = error
                     continue
                 self.chains[row.key] = chain
-                self.uses.update(number for number, _, _ in chain)
             elif row.kind == KIND_BLOB:
                 self.uses[row.shard] += 1
+        self.unit_shards = self._plan_units(rows) if units else set()
+        for chain in self.chains.values():
+            if not isinstance(chain, Exception):
+                self.uses.update(n for n, _, _ in chain if n not in self.unit_shards)
+
+    def _plan_units(self, rows: list[IndexRow]) -> set[int]:
+        """The shards to read unit by unit: every selected object in them has units, and
+        those take at most `UNIT_READ_SHARE` of the shard's payload."""
+        unit_bytes: Counter = Counter()
+        whole: set[int] = set()
+        for row in rows:
+            chain = self.chains.get(row.key)
+            if chain is None or isinstance(chain, Exception):
+                continue
+            for k, (number, _, _) in enumerate(chain):
+                if row.has_units:
+                    unit_bytes[number] += (row.unit_lengths or [])[k]
+                else:
+                    whole.add(number)
+        chosen = set()
+        for number, size in unit_bytes.items():
+            if number in whole:
+                continue
+            start, stop = self.reader.payload_range(self.part, number)
+            if read_by_units(size, stop - start):
+                chosen.add(number)
+        return chosen
+
+    def read_by_units(self, row: IndexRow) -> bool:
+        """Whether some of the object's blocks come from its units alone."""
+        chain = self.chains.get(row.key)
+        return isinstance(chain, list) and any(n in self.unit_shards for n, _, _ in chain)
 
     def _get(self, number: int, what: str) -> Any:
         """Shard `number` as "pixels" (its blocks), "bytes" (a blob shard's objects) or
@@ -133,9 +181,30 @@ class _PartDecoder:
         chain = self.chains[row.key]
         if isinstance(chain, Exception):
             raise chain
-        pieces = [self._get(number, "pixels")[start:stop] for number, start, stop in chain]
+        pieces = []
+        for k, (number, start, stop) in enumerate(chain):
+            if number in self.unit_shards:
+                pieces.append(self.reader.unit_blocks(row, k, number, stop - start))
+                self.report.units_decoded += 1
+            else:
+                pieces.append(self._get(number, "pixels")[start:stop])
         blocks = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        if row.unit_sha256 is not None and blocks_digest(
+                blocks, self.reader.object_digest_bytes) != row.unit_sha256:
+            raise IntegrityError(self._digest_problem(row, chain))
         return self.reader.object_pixels(row, blocks)
+
+    def _digest_problem(self, row: IndexRow, chain: list[tuple[int, int, int]]) -> str:
+        """Why an object's blocks do not match its `unit_sha256`."""
+        where = f"{self.reader.url}: object {row.key!r}"
+        read = [self.reader.global_shard(self.part, n) for n, _, _ in chain
+                if n in self.unit_shards]
+        if read:
+            return damaged_unit(f"{where}: its unit(s) in shard(s) "
+                                f"{', '.join(map(str, read))}", self.reader.url, read[0],
+                                "its blocks do not match their digest in the index")
+        return (f"{where}: its blocks, decoded from whole shards that match their checksums, "
+                "do not match their digest in the index (unit_sha256): the index is damaged")
 
     def blob(self, row: IndexRow) -> bytes:
         raw = self._get(row.shard, "bytes")
@@ -158,15 +227,18 @@ class _PartDecoder:
             data, exact = self.blob(row), True
         if exact and object_digest(data, self.reader.object_digest_bytes) != (
                 row.sha256_prefix):
+            hint = ""
+            if row.kind == KIND_RASTER and row.recipe is not None:
+                hint = _rebuild_hint(row.recipe, self.read_by_units(row))
             raise IntegrityError(f"{self.reader.url}: object {row.key!r}: restored bytes do "
-                                 "not match its sha256 prefix in the index"
-                                 + (_rebuild_hint(row.recipe) if row.kind == KIND_RASTER
-                                    else ""))
+                                 f"not match its sha256 prefix in the index{hint}")
         return data, exact
 
 
-def _rebuild_hint(recipe: bytes) -> str:
-    """Why a rebuilt file may differ though its pixels are exact: another deflate library."""
+def _rebuild_hint(recipe: bytes, from_units: bool = False) -> str:
+    """Why a rebuilt file may differ though its pixels are exact: another deflate library.
+    Pixels decoded from units alone were checked by nothing else: a damaged unit is as
+    likely."""
     try:
         made_with = describe_recipe(recipe).get("zlib_version")
     except (ValueError, NotRebuildable):
@@ -174,7 +246,12 @@ def _rebuild_hint(recipe: bytes) -> str:
     if made_with and made_with != zlib.ZLIB_RUNTIME_VERSION:
         return (f" (its PNG was compressed with zlib {made_with}, this machine has zlib "
                 f"{zlib.ZLIB_RUNTIME_VERSION}: restore on a machine with zlib {made_with}; the "
-                "pixels are intact, `--fidelity pixels` archives do not depend on zlib)")
+                "pixels are intact, `--fidelity pixels` archives do not depend on zlib)"
+                + (" or its unit is damaged" if from_units else ""))
+    if from_units:
+        return (" (its pixels were decoded from its unit alone, which has no checksum of its "
+                "own: the unit is damaged; `recarchive verify` checks its shard against its "
+                "sha256 and lists what is damaged; put back the data file from a copy)")
     return " (the pixels decoded exactly; the recipe or the index is damaged)"
 
 
@@ -268,7 +345,9 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
                 paths[key] = targets.paths[key]
             except ArchiveError as error:
                 paths[key] = error
-        decoder = _PartDecoder(reader, part, rows, report, listener)
+        # a selection may read units; restoring everything reads whole shards
+        decoder = _PartDecoder(reader, part, rows, report, listener,
+                               units=objects is not None or shards is not None)
         for row in sorted(rows, key=lambda r: (r.shard, r.block_start, r.blob_offset)):
             _restore_one(row, paths[row.key], decoder, destination, report)
             listener(Advanced(objects=1, bytes=row.size))  # given back, skipped or failed
@@ -276,6 +355,7 @@ def restore(archive_url: str, destination_url: str, *, shards: set[int] | None =
         listener(PartEvent(part, False, len(rows)))
     report.notes.extend(reader.models_replaced)
     report.archive_bytes_read = reader.location.read.bytes
+    report.model_bytes_read = reader.model_bytes_read
     report.seconds = time.time() - started
     return report
 
@@ -342,6 +422,7 @@ def verify(archive_url: str, archive_options: dict[str, Any] | None = None,
                                    f"the manifest says {number}")
     report.notes.extend(reader.models_replaced)
     report.archive_bytes_read = reader.location.read.bytes
+    report.model_bytes_read = reader.model_bytes_read
     report.seconds = time.time() - started
     return report
 

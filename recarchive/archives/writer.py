@@ -51,6 +51,7 @@ from recarchive.archives.format import (
     FORMAT_VERSION,
     MANIFEST,
     MODEL_STORE_VERSION,
+    UNITS_VERSION,
     WHOLE_RASTER_CODECS,
     WHOLE_RASTER_VERSION,
     canonical_json,
@@ -462,6 +463,8 @@ def build_manifest(destination: Location, run_id: str, source_url: str,
         totals.add(record.stats)
     if totals.whole_rasters:
         format_version = max(format_version, WHOLE_RASTER_VERSION)
+    if totals.unit_objects:  # its index locates objects' units (`units`)
+        format_version = max(format_version, UNITS_VERSION)
     files = [f for record in records for f in record.files]
     models = []
     model_codec = AUTO_MODEL_CODEC if codec_name == AUTO_CODEC else codec_name  # its user

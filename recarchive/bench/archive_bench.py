@@ -14,8 +14,18 @@ the bucket (`--limit N` takes the first N). It reports:
   so that it restores without the model zoo). They are a fixed cost per archive (a few MB for
   Bit-Swap, nothing for order0), not a cost per object, so they are reported on their own and
   left out of `index_overhead_pct`; `archive_bytes` counts everything;
-- `restore_one_bytes_read`: bytes fetched from the archive to restore one image, next to
-  `archive_bytes`;
+- restoring one image (the middle one) as a fresh reader does: `restore_one_bytes_read`,
+  every byte fetched from storage (the archive, and a shared store's model copy), next to
+  `archive_bytes`; `restore_one_bytes_read_beyond_model`, the same less the model copy read
+  once to build the codec (what one more object from the same reader would cost at most);
+  `restore_one_seconds`, its wall time (model load and codec build included);
+  `restore_one_shards_decoded` and `restore_one_units_decoded`: a REC archive (format 4)
+  reads the object's unit alone, its shard's small columns and the data file's footer,
+  other codecs its whole shard;
+- `--compare-codec C` (e.g. `bitswap` beside `--codec rec`): the same images archived again
+  with codec C (`--compare-model` its model), and the same figures of that archive under
+  `compare_` (`compare_restore_one_bytes_read`, `..._beyond_model`, `..._seconds`,
+  `compare_payload_bytes`, `compare_archive_bytes`...), side by side;
 - archive, restore and verify throughput in MB/s of raw pixels;
 - `roundtrip_identical`: every restored image equals its source pixels (a failed check fails
   the command); `objects_byte_exact_pct`: restored objects whose bytes (sha256) equal their
@@ -143,14 +153,59 @@ def run_jpeg_benchmark(images: int, workdir: str | None = None) -> dict[str, Any
     }
 
 
+def _settings(codec: str, model: str | None, shard_blocks: int) -> ArchiveSettings:
+    settings = ArchiveSettings(codec=codec, shard_blocks=shard_blocks,
+                               codec_options={"model": model} if model else {})
+    archive_codecs(settings)  # import the codec's stack (torch) before any timing
+    return settings
+
+
+def _restore_one(target: Path, out: Path, key: str, model_store: bool) -> dict[str, Any]:
+    """Restore one object with a fresh reader; what it read and how long it took."""
+    started = time.perf_counter()
+    one = restore(str(target), str(out), objects=key)
+    seconds = time.perf_counter() - started
+    if one.objects != 1 or one.failed:
+        raise RuntimeError(f"{target}: restoring {key!r} alone failed: {one.failed}")
+    # a shared store's model copy is read from the store, not counted as the archive's bytes
+    archive_model = 0 if model_store else one.model_bytes_read
+    return {"restore_one_bytes_read": one.archive_bytes_read + one.model_bytes_read
+            - archive_model,
+            "restore_one_bytes_read_beyond_model": one.archive_bytes_read - archive_model,
+            "restore_one_seconds": seconds,
+            "restore_one_shards_decoded": one.shards_decoded,
+            "restore_one_units_decoded": one.units_decoded}
+
+
+def _compare(codec: str, model: str | None, shard_blocks: int, bucket: Path, root: Path,
+             key: str, model_store: bool) -> dict[str, Any]:
+    """The same images archived with another codec: its payload and its one-object restore,
+    under `compare_`."""
+    settings = _settings(codec, model, shard_blocks)
+    target = root / f"archive-{codec}"
+    manifest = archive(str(bucket), str(target), settings,
+                       model_store=str(root / "models") if model_store else None)
+    totals = manifest["totals"]
+    one = _restore_one(target, root / f"one-{codec}", key, model_store)
+    return {"compare_codec": codec,
+            "compare_payload_bytes": totals["pixel_payload_bytes"] + totals["blob_payload_bytes"],
+            "compare_archive_bytes": sum(_folder_bytes(target).values()),
+            **{f"compare_{name}": value for name, value in one.items()}}
+
+
 def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
                           codec: str = "order0", workdir: str | None = None,
                           object_digest_bytes: int | None = None,
-                          jpeg_images: int = 100, model_store: bool = False) -> dict[str, Any]:
+                          jpeg_images: int = 100, model_store: bool = False,
+                          model: str | None = None, compare_codec: str | None = None,
+                          compare_model: str | None = None) -> dict[str, Any]:
     """Archive, restore one, restore all and verify CIFAR-10 test; return the figures.
-    `model_store`: the model goes to a shared store beside the archive (not counted in it)."""
-    settings = ArchiveSettings(codec=codec, shard_blocks=shard_blocks)
-    archive_codecs(settings)  # import the codec's stack (torch) before any timing
+    `model_store`: the model goes to a shared store beside the archive (not counted in it).
+    `model`: the codec's model (its default if None). `compare_codec`: also archive the same
+    images with that codec (`compare_model`) and report its one-object restore beside."""
+    settings = _settings(codec, model, shard_blocks)
+    if compare_codec is not None:
+        _settings(compare_codec, compare_model, shard_blocks)
     if object_digest_bytes is not None:
         settings = replace(settings, object_digest_bytes=object_digest_bytes)
     images = load_cifar10("test")
@@ -173,7 +228,10 @@ def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
         models = sizes["models"]
         digests = _object_digest_bytes(target)
 
-        one = restore(str(target), str(root / "one"), objects=keys[len(keys) // 2])
+        one = _restore_one(target, root / "one", keys[len(keys) // 2], model_store)
+        compared = (_compare(compare_codec, compare_model, shard_blocks, bucket, root,
+                             keys[len(keys) // 2], model_store)
+                    if compare_codec is not None else {})
         started = time.perf_counter()
         full = restore(str(target), str(root / "all"))
         restore_seconds = time.perf_counter() - started
@@ -203,9 +261,9 @@ def run_archive_benchmark(limit: int | None = None, shard_blocks: int = 1024,
         "model_copy_pct": 100.0 * models / payload,
         "payload_bits_per_dim": 8.0 * payload / raw,
         "shards": totals["pixel_shards"] + totals["blob_shards"],
-        "restore_one_bytes_read": one.archive_bytes_read,
-        "restore_one_pct_of_archive": 100.0 * one.archive_bytes_read / archive_bytes,
-        "restore_one_shards_decoded": one.shards_decoded,
+        **one,
+        "restore_one_pct_of_archive": 100.0 * one["restore_one_bytes_read"] / archive_bytes,
+        **compared,
         "archive_seconds": archive_seconds,
         "archive_mb_per_s": megabytes / archive_seconds,
         "restore_seconds": restore_seconds,
