@@ -448,12 +448,12 @@ def test_missing_manifest_means_incomplete(built: Path, tmp_path: Path, capsys) 
 
 
 def test_unknown_format_version_is_refused_clearly(built: Path, capsys) -> None:
-    reseal(built, lambda m: m.update(format_version=4))
+    reseal(built, lambda m: m.update(format_version=5))
     with pytest.raises(FormatVersionError,
-                       match=r"version 4 is not supported.*reads versions 1, 2, 3"):
+                       match=r"version 5 is not supported.*reads versions 1, 2, 3, 4"):
         verify(str(built))
     assert cli.main(["restore", str(built), str(built.parent / "o")]) == 1
-    assert "format version 4" in capsys.readouterr().err
+    assert "format version 5" in capsys.readouterr().err
     with pytest.raises(IntegrityError, match="not a recarchive manifest"):
         parse_manifest(b'{"format": "other"}', "x")
 
