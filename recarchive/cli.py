@@ -320,6 +320,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                      help="int8: train the residual blocks for 8-bit weights and activations "
                           "(the fast exact form; fine-tune a fixed64 model into it with "
                           "--init-from)")
+    sub.add_argument("--channel-context", choices=("none", "linear"), default="none",
+                     help="linear: code each pixel's R, G, B in turn, G's and B's means shifted "
+                          "by the earlier channels (REC's models; the rec codec only)")
     sub.add_argument("--latent", choices=("logistic", "gaussian"), default="logistic",
                      help="gaussian: Gaussian latents under a standard normal prior, the REC "
                           "codec's convolutional VAE (with --latent-layers 1; --init-from a "
@@ -342,7 +345,7 @@ def cmd_train_bitswap(args: argparse.Namespace) -> int:
                            latent_channels=args.latent_channels, width=args.width,
                            res_blocks=args.res_blocks, pixel_context=args.pixel_context,
                            block_context=args.block_context, arithmetic=args.arithmetic,
-                           latent=args.latent)
+                           latent=args.latent, channel_context=args.channel_context)
     settings = TrainSettings(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
                              learning_rate=args.lr, free_bits=args.free_bits,
                              max_minutes=args.max_minutes, device=args.device, seed=args.seed,

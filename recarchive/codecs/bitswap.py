@@ -102,6 +102,9 @@ class BitSwapCodec:
         self.pixel = model.table("pixel").to(self.backend)
         self.latent_dims = model.config.latent_channels * 256
         self._stages = [list(stage) for stage in model.pixel_stages]
+        if model.config.channel_context != "none" or model.config.latent != "logistic":
+            raise CodecError("this model was made for the rec codec (Gaussian latents or a "
+                             "channel context): code with --codec rec")
 
     def _checked(self, mode: str, lanes: int | None) -> tuple[str, int | None]:
         """A mode and lane count this model can code with (shards name theirs: check them)."""

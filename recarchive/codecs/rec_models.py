@@ -99,7 +99,7 @@ class ConvRecModel:
         cell = 16 * 16
         # s2d channel c holds pixels c·256 .. c·256 + 255 of the flat order
         self.stages = tuple(np.concatenate([np.arange(c * cell, (c + 1) * cell) for c in stage])
-                            for stage in config.pixel_stages())
+                            for stage in config.coding_stages())
         self._s2d_shape = (channels, 16, 16)
         self.table = loaded.exact.table("pixel")
         layout = loaded.exact.layout

@@ -55,6 +55,14 @@ ARITHMETICS = ("fixed64", "int8")
 # what relative entropy coding sends (`codecs.rec`: candidates are drawn from N(0, I)); a
 # one-layer model of this family is REC's convolutional VAE, its KL taken in closed form.
 LATENTS = ("logistic", "gaussian")
+# Colour inside a pixel (`channel_context`): given z and the checkerboard, a pixel's colour
+# residuals still correlate strongly. "linear" (PixelCNN++'s trick) codes a stage's channels
+# one after the other, R, G, B, shifting G's mean by a·(R − 127.5) and B's by b·(R − 127.5) +
+# c·(G − 127.5), the coefficients a, b, c per pixel from p(x|z)'s net (extra output channels
+# of its mean head: `CHANNEL_PAIRS` × 4 positions). One net call more per stage for nothing:
+# the coefficients come with the means.
+CHANNEL_CONTEXTS = ("none", "linear")
+CHANNEL_PAIRS = ((1, 0), (2, 0), (2, 1))  # (channel, the earlier channel it reads)
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,14 @@ class BitSwapConfig:
     block_context: str = "none"  # or "ring": the neighbouring blocks' border pixels
     arithmetic: str = "fixed64"  # or "int8"
     latent: str = "logistic"  # or "gaussian" (REC's models)
+    channel_context: str = "none"  # or "linear" (REC's models)
 
     def __post_init__(self) -> None:
+        if self.channel_context not in CHANNEL_CONTEXTS:
+            raise ValueError(f"unknown channel context {self.channel_context!r}: use one of "
+                             f"{CHANNEL_CONTEXTS}")
+        if self.channel_context != "none" and self.image_channels != 3:
+            raise ValueError("a channel context is for RGB models (image_channels 3)")
         if self.latent not in LATENTS:
             raise ValueError(f"unknown latent family {self.latent!r}: use one of {LATENTS}")
         if self.arithmetic not in ARITHMETICS:
@@ -97,12 +111,26 @@ class BitSwapConfig:
         return tuple(tuple(4 * c + p for c in range(self.image_channels) for p in positions)
                      for positions in CHECKERBOARD_STAGES)
 
+    def coding_stages(self) -> tuple[tuple[int, ...], ...]:
+        """The stages a coder codes pixels in: `pixel_stages`, each cut into its channels, R,
+        G, B, under a channel context."""
+        if self.channel_context == "none":
+            return self.pixel_stages()
+        return tuple(tuple(ch for ch in stage if ch // 4 == colour)
+                     for stage in self.pixel_stages() for colour in range(self.image_channels))
+
+    @property
+    def coefficient_channels(self) -> int:
+        """Extra mean-head outputs of p(x|z1): the channel context's coefficients."""
+        return 4 * len(CHANNEL_PAIRS) if self.channel_context != "none" else 0
+
     def to_dict(self) -> dict:
         """The shape as stored; a model without a context names none, as files made before
         contexts existed do, so converting their weights again gives the same bytes."""
         shape = asdict(self)
         for optional, default in (("pixel_context", "none"), ("block_context", "none"),
-                                  ("arithmetic", "fixed64"), ("latent", "logistic")):
+                                  ("arithmetic", "fixed64"), ("latent", "logistic"),
+                                  ("channel_context", "none")):
             if shape[optional] == default:
                 del shape[optional]
         return shape
@@ -260,6 +288,17 @@ def logistic_log_density(z: torch.Tensor, mean: torch.Tensor, log_scale: torch.T
     return -t - log_scale - 2.0 * F.softplus(-t)
 
 
+def channel_shift(coefficients: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The channel context's shift of each pixel mean, in pixels: (N, 12, 16, 16) for space-
+    to-depth pixels `x`, from the coefficients (N, 4·len(CHANNEL_PAIRS), 16, 16) in the mean
+    head's units (one unit shifts by the earlier channel's deviation from 127.5)."""
+    shifts = [torch.zeros_like(x[:, :4]) for _ in range(x.shape[1] // 4)]
+    for k, (channel, earlier) in enumerate(CHANNEL_PAIRS):
+        shifts[channel] = shifts[channel] + coefficients[:, 4 * k : 4 * k + 4] * (
+            x[:, 4 * earlier : 4 * earlier + 4] - 127.5)
+    return torch.cat(shifts, 1)
+
+
 def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor):
     t = (z - mean) * torch.exp(-log_scale)
     return -0.5 * t * t - log_scale - 0.5 * math.log(2 * math.pi)
@@ -339,7 +378,7 @@ class BitSwapModel(nn.Module):
             + [ConditionalNet(zc, zc, config, latent_scale) for _ in range(layers - 1)]
         )
         self.generate = nn.ModuleList(
-            [ConditionalNet(zc, dc, config, latent_scale)]
+            [ConditionalNet(zc, dc + config.coefficient_channels, config, latent_scale)]
             + [ConditionalNet(zc, zc, config, latent_scale) for _ in range(layers - 1)]
         )
         self.context: ConditionalNet | None = None
@@ -359,6 +398,10 @@ class BitSwapModel(nn.Module):
         stage's channels are conditioned on the first stage's pixels of `x` (space to depth);
         with a block context, every channel on `ring` (`border_canvas`; None: no neighbours)."""
         mean, log_scale = self.generate[0](z1, ring)
+        extra = self.config.coefficient_channels
+        if extra:
+            mean, coefficients = mean[:, :-extra], mean[:, -extra:]
+            log_scale = log_scale[:, :-extra]
         if self.context is not None:
             if x is None:
                 raise ValueError("a Bit-Swap model with a pixel context needs the pixels")
@@ -369,7 +412,12 @@ class BitSwapModel(nn.Module):
             log_scale[:, second] = torch.clamp(log_scale[:, second] + d_log_scale,
                                                self.config.min_log_scale,
                                                self.config.max_log_scale)
-        return 127.5 + 127.5 * mean, log_scale + math.log(127.5)
+        mean = 127.5 + 127.5 * mean
+        if extra:
+            if x is None:
+                raise ValueError("a Bit-Swap model with a channel context needs the pixels")
+            mean = mean + channel_shift(coefficients, x)
+        return mean, log_scale + math.log(127.5)
 
     def elbo_terms(self, x: torch.Tensor, free_bits: float = 0.0,
                    ring: tuple[torch.Tensor, torch.Tensor] | None = None,

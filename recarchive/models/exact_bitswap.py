@@ -33,6 +33,7 @@ from recarchive.exact.int8 import Int8Conv2d, Int8ELU
 from recarchive.models.bitswap import (
     ACTIVATION_BITS,
     ACTIVATION_LEVELS,
+    CHANNEL_PAIRS,
     CONTEXT_PIXEL_SCALE,
     BitSwapConfig,
     BitSwapModel,
@@ -394,6 +395,10 @@ class ExactBitSwap(nn.Module):
         (other channels are not read); without `x` only the first stage's are. `head` is
         `pixel_head(z1, ring)`, when the caller has it already."""
         mean, log_scale = head if head is not None else self.pixel_head(z1, ring)
+        extra = self.config.coefficient_channels
+        if extra:
+            mean, coefficients = mean[:, :-extra], mean[:, -extra:]
+            log_scale = log_scale[:, :-extra]
         if self.context is not None and x is not None:
             first, second = (list(stage) for stage in self.pixel_stages)
             d_mean, d_log_scale = self.context(torch.cat([z1, 2 * x[:, first] - 255], 1), ring)
@@ -401,12 +406,28 @@ class ExactBitSwap(nn.Module):
             mean[:, second] += d_mean
             log_scale[:, second] = torch.clamp(log_scale[:, second] + d_log_scale,
                                                *self.generate[0].log_scale_range)
+        if extra and x is not None:
+            mean = mean + exact_channel_shift(coefficients, x)
         return mean + PIXEL_MEAN_OFFSET, PIXEL_GRID.index(log_scale)
 
     def top_prior(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed standard logistic, in bin units."""
         mean = torch.full(shape, self.layout.mean_offset, dtype=torch.int64)
         return mean, self.layout.grid.index(torch.zeros(shape, dtype=torch.int64))
+
+
+def exact_channel_shift(coefficients: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`channel_shift` in integers: coefficients in the mean head's integer units (1/2040),
+    the shift in the pixel table's mean units (1/16 pixel): floor(k · (2v − 255) / 255), exact
+    integer division. Channels whose earlier channel `x` does not hold yet come out wrong and
+    are not read (a coder decodes R, then G, then B)."""
+    x = x.to(torch.int64)
+    shifts = [torch.zeros_like(x[:, :4]) for _ in range(x.shape[1] // 4)]
+    for k, (channel, earlier) in enumerate(CHANNEL_PAIRS):
+        product = coefficients[:, 4 * k : 4 * k + 4] * (2 * x[:, 4 * earlier : 4 * earlier + 4]
+                                                        - 255)
+        shifts[channel] = shifts[channel] + torch.div(product, 255, rounding_mode="floor")
+    return torch.cat(shifts, 1)
 
 
 def convert_to_exact(model: BitSwapModel, layout: LatentLayout = CURRENT_LAYOUT) -> ExactBitSwap:

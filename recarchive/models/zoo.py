@@ -55,12 +55,21 @@ def bitswap_model_bytes(model: BitSwapModel, training: dict | None = None,
     exact = convert_to_exact(model)
     tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"exact.{k}": _compact_integers(v) for k, v in exact.state_dict().items()})
-    tensors.update({f"rec.{k}": torch.from_numpy(np.ascontiguousarray(v))
+    tensors.update({f"rec.{k}": torch.from_numpy(np.ascontiguousarray(_narrow(v)))
                     for k, v in (rec_tables or {}).items()})
     metadata = {"format": FORMAT, "family": "bitswap", "latent_layout": exact.layout.name,
                 "config": json.dumps(model.config.to_dict(), sort_keys=True),
                 "training": json.dumps(training or {}, sort_keys=True)}
     return save(tensors, metadata)
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """Integer tables in int32 where they fit (the index-code CDFs: half the bytes); readers
+    widen them again."""
+    if values.dtype == np.int64 and (values.size == 0 or (
+            int(values.min()) >= -(1 << 31) and int(values.max()) < 1 << 31)):
+        return values.astype(np.int32)
+    return values
 
 
 def _compact_integers(tensor: torch.Tensor) -> torch.Tensor:

@@ -122,10 +122,12 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
     # A logistic (Bit-Swap) model may seed a Gaussian one with fewer layers (REC's VAE): its
     # bottom layers' nets are kept, the layers above dropped.
     grown = replace(found, pixel_context=config.pixel_context, block_context=config.block_context,
-                    arithmetic=config.arithmetic, latent=config.latent)
+                    arithmetic=config.arithmetic, latent=config.latent,
+                    channel_context=config.channel_context)
     kept = all(getattr(found, name) in ("none", getattr(config, name))
                for name in ("pixel_context", "block_context"))
     kept = kept and found.arithmetic in ("fixed64", config.arithmetic)
+    kept = kept and found.channel_context in ("none", config.channel_context)
     if found.latent != config.latent and config.latent_layers < found.latent_layers:
         grown = replace(grown, latent_layers=config.latent_layers)
         weights = {key: value for key, value in weights.items()
@@ -150,6 +152,16 @@ def load_initial_weights(model: BitSwapModel, weights: dict) -> None:
     weights = dict(weights)
     for key, value in weights.items():
         wanted = own.get(key)
+        if (wanted is not None and key.startswith(("generate.0.mean.", "generate.0.log_scale."))
+                and value.shape[0] < wanted.shape[0] and value.shape[1:] == wanted.shape[1:]):
+            # a channel context's coefficients: new output rows with gain and bias 0 (the
+            # directions stay nonzero for weight normalization)
+            grown = torch.zeros_like(wanted)
+            grown[: value.shape[0]] = value
+            if key.endswith("original1"):
+                grown[value.shape[0] :] = wanted[value.shape[0] :]
+            weights[key] = grown
+            continue
         if (wanted is not None and key.endswith("inp.parametrizations.weight.original1")
                 and value.shape[1] < wanted.shape[1] and value.shape[2:] == wanted.shape[2:]):
             grown = torch.zeros_like(wanted)

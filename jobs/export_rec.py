@@ -1,0 +1,70 @@
+"""Export a one-layer Gaussian Bit-Swap checkpoint as a REC model file (`rec-cifar`).
+
+    python jobs/export_rec.py runs/rec-cifar-conv/checkpoint.pt rec-cifar
+
+writes recarchive/models/zoo/rec-cifar.safetensors (the Polyak-averaged weights, their exact
+integer conversion and the REC tables fitted on training images: never validation or test)
+and prints the sha256 to pin in `recarchive.models.shipped.SHIPPED`. `--out FILE` writes
+elsewhere (to measure before shipping); `--block-bits`, `--algorithm`, `--samples` choose the
+REC settings the tables are fitted for.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recarchive import datasets
+from recarchive.codecs.rec import RecSettings, fit_rec_tables
+from recarchive.codecs.rec_models import ConvRecModel
+from recarchive.models import zoo
+
+FIT_IMAGES = 2000
+
+
+def training_images(dataset: str, count: int) -> np.ndarray:
+    if dataset == "cifar10":
+        images = datasets.cifar10_split("train")
+    elif dataset == "photo":
+        images = datasets.random_patches(datasets.photo_files("train"), 20 * count, 0, 32)
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}: cifar10 or photo")
+    rng = np.random.default_rng(0)
+    return images[np.sort(rng.choice(len(images), count, replace=False))]
+
+
+def export(checkpoint: Path, out: Path, dataset: str, settings: RecSettings,
+           fit_images: int = FIT_IMAGES) -> str:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = zoo.float_model_from_checkpoint(checkpoint)
+    training = {"dataset": dataset, "steps": state["step"], "validation": state["history"][-1:],
+                "rec_fit_images": fit_images}
+    if state.get("init_from"):
+        training["init_from"] = state["init_from"]  # the steps above came on top of these
+    bare = zoo.load_bitswap_bytes(zoo.bitswap_model_bytes(model, training), None, str(checkpoint))
+    adapter = ConvRecModel(bare)
+    images = training_images(dataset, fit_images)
+    tables = fit_rec_tables(adapter.posterior, adapter.to_pixels(images), settings)
+    data = zoo.bitswap_model_bytes(model, training, rec_tables=tables)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return zoo.sha256_of(data)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("name")
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "photo"))
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--block-bits", type=float, default=RecSettings.block_bits)
+    parser.add_argument("--algorithm", default=RecSettings.algorithm, choices=("orc", "pfr"))
+    parser.add_argument("--samples", type=int, default=RecSettings.samples)
+    parser.add_argument("--fit-images", type=int, default=FIT_IMAGES)
+    args = parser.parse_args()
+    out = args.out or zoo.ZOO_DIR / f"{args.name}.safetensors"
+    rec = RecSettings(args.algorithm, True, args.block_bits, args.samples)
+    print(f"{args.name} {export(args.checkpoint, out, args.dataset, rec, args.fit_images)}")
