@@ -16,6 +16,9 @@ Decisions (format version 2; version 1 archives still read):
   object, checked for every object restored.
 - A part (consecutive objects of the sorted listing) is the unit of work and of resume; its
   index is written with it, so memory is bounded by one part, never by the bucket.
+- Where the codec codes each object alone (REC), the index locates every object's units in
+  its data file (format 4, `units`): one object is restored from its own bytes (range
+  requests), not its shard's whole payload.
 
 Knows codecs only through the registry and the `BlockCodec` protocol (`models` describes how
 a codec's model is copied into, and loaded back from, an archive).

@@ -243,15 +243,19 @@ def _rebuild_hint(recipe: bytes, from_units: bool = False) -> str:
         made_with = describe_recipe(recipe).get("zlib_version")
     except (ValueError, NotRebuildable):
         return " (its recipe is damaged)"
+    unit = ("its pixels were decoded from its unit alone, which has no checksum of its own: "
+            "the unit is damaged; `recarchive verify` checks its shard against its sha256 and "
+            "lists what is damaged; put back the data file from a copy")
     if made_with and made_with != zlib.ZLIB_RUNTIME_VERSION:
+        if from_units:
+            return (f" (its PNG was compressed with zlib {made_with}, this machine has zlib "
+                    f"{zlib.ZLIB_RUNTIME_VERSION}: restore on a machine with zlib {made_with}; "
+                    f"or {unit})")
         return (f" (its PNG was compressed with zlib {made_with}, this machine has zlib "
                 f"{zlib.ZLIB_RUNTIME_VERSION}: restore on a machine with zlib {made_with}; the "
-                "pixels are intact, `--fidelity pixels` archives do not depend on zlib)"
-                + (" or its unit is damaged" if from_units else ""))
+                "pixels are intact, `--fidelity pixels` archives do not depend on zlib)")
     if from_units:
-        return (" (its pixels were decoded from its unit alone, which has no checksum of its "
-                "own: the unit is damaged; `recarchive verify` checks its shard against its "
-                "sha256 and lists what is damaged; put back the data file from a copy)")
+        return f" ({unit})"
     return " (the pixels decoded exactly; the recipe or the index is damaged)"
 
 
