@@ -357,7 +357,7 @@ def cmd_train_bitswap(args: argparse.Namespace) -> int:
 
 
 def add_train_vae_parser(models: argparse._SubParsersAction) -> None:
-    sub = models.add_parser("vae", help="the REC codec's VAE (rec-mnist, rec-cifar)")
+    sub = models.add_parser("vae", help="the REC codec's MLP VAE (rec-mnist, rec-cifar-mlp)")
     sub.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
     sub.add_argument("--out", required=True, help="folder for checkpoints (resumes from it)")
     sub.add_argument("--steps", type=positive_int, default=10_000)

@@ -1,7 +1,8 @@
 """The REC codec's VAE: a Gaussian latent sent by REC, pixels by ANS under exact integer tables.
 
 One model family for both data sets (MNIST digits 28×28×1 as `rec-mnist`, 32×32 RGB blocks as
-`rec-cifar`): an MLP encoder x -> q(z|x) = N(mu, sigma²) over `latent_dims`, the prior
+`rec-cifar-mlp`, the first `rec-cifar`): an MLP encoder x -> q(z|x) = N(mu, sigma²) over
+`latent_dims`, the prior
 p(z) = N(0, I) (what REC uses as shared randomness), and an MLP decoder z -> a discretized
 logistic per pixel. MLPs because they train in minutes on one CPU core and every layer is a
 1×1 convolution on a 1×1 "image", so the exact form reuses `FixedPointConv2d` as it is.

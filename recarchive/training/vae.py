@@ -1,4 +1,4 @@
-"""Training the REC codec's VAE: MNIST digits (`rec-mnist`) or CIFAR-10 blocks (`rec-cifar`).
+"""Training the REC codec's VAE: MNIST digits (`rec-mnist`) or CIFAR-10 blocks (`rec-cifar-mlp`).
 
 The loop is `training.loop`'s (checkpoints, resume, Polyak weights, validation −ELBO on the
 held-back split: the last 5,000 MNIST training digits, CIFAR-10 train 45,000-49,999, never the
