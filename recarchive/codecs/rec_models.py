@@ -33,16 +33,10 @@ from recarchive.models.vae import LATENT_FRAC_BITS, LoadedVAE, flat_pixels
 Head = tuple[torch.Tensor, torch.Tensor]
 
 
-class VaeRecModel:
-    """The MLP VAE (its own `rec.*` tables in its file)."""
+class _ModelFile:
+    """What both kinds share: the loaded file (`loaded`: its sha256, bytes and REC tables)."""
 
-    def __init__(self, loaded: LoadedVAE) -> None:
-        self.loaded, self.exact = loaded, loaded.exact
-        config = loaded.exact.config
-        self.channels, self.height, self.width = config.channels, config.height, config.width
-        self.pixels = config.pixels
-        self.stages = (np.arange(self.pixels),)
-        self.table: DiscretizedTable = loaded.exact.table()
+    loaded: LoadedVAE | zoo.LoadedModel
 
     @property
     def sha256(self) -> str:
@@ -55,6 +49,18 @@ class VaeRecModel:
     @property
     def rec_tables(self) -> dict[str, np.ndarray]:
         return self.loaded.rec
+
+
+class VaeRecModel(_ModelFile):
+    """The MLP VAE (its own `rec.*` tables in its file)."""
+
+    def __init__(self, loaded: LoadedVAE) -> None:
+        self.loaded, self.exact = loaded, loaded.exact
+        config = loaded.exact.config
+        self.channels, self.height, self.width = config.channels, config.height, config.width
+        self.pixels = config.pixels
+        self.stages = (np.arange(self.pixels),)
+        self.table: DiscretizedTable = loaded.exact.table()
 
     def to_pixels(self, images: np.ndarray) -> np.ndarray:
         return flat_pixels(images).numpy()
@@ -81,7 +87,7 @@ class VaeRecModel:
             images[0].size
 
 
-class ConvRecModel:
+class ConvRecModel(_ModelFile):
     """A one-layer Gaussian Bit-Swap model (with its `rec.*` tables)."""
 
     def __init__(self, loaded: zoo.LoadedModel) -> None:
@@ -109,18 +115,6 @@ class ConvRecModel:
         # z24 -> bin: floor((z + 8) · bins / 16), in integers
         per_unit = int(math.log2(layout.bins / (2 * LATENT_LIMIT)))  # bins per unit of z
         self._bin_shift = default_table().frac_bits - per_unit
-
-    @property
-    def sha256(self) -> str:
-        return self.loaded.sha256
-
-    @property
-    def data(self) -> bytes:
-        return self.loaded.data
-
-    @property
-    def rec_tables(self) -> dict[str, np.ndarray]:
-        return self.loaded.rec
 
     def to_pixels(self, images: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).to(torch.int64)
