@@ -90,6 +90,12 @@ class Backend:
             return torch.log2(values.to(torch.float64))
         return np.log2(np.asarray(values, dtype=np.float64))
 
+    def concat(self, parts: list[Array]) -> Array:
+        """Arrays joined along their first axis (a message group's rows)."""
+        if self.is_torch:
+            return torch.cat(parts)
+        return np.concatenate(parts)
+
     def to_numpy(self, values: Array) -> np.ndarray:
         if self.is_torch:
             return values.detach().cpu().numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -157,6 +158,24 @@ def encode_shard(codec: BlockCodec, blocks: np.ndarray,
                                  or getattr(codec, "codes_objects_alone", False)):
         return codec.encode(blocks, geometry)
     return codec.encode(blocks)
+
+
+def encode_shards(codec: BlockCodec, shards: Sequence[tuple[np.ndarray, BlockGeometry | None]],
+                  ) -> list[EncodedShard]:
+    """Several shards: coded together where the codec can (`encode_many`: their chains share
+    every net call, each shard still gets the bytes it gets alone), else one by one."""
+    many = getattr(codec, "encode_many", None)
+    if many is not None:
+        return many(shards)
+    return [encode_shard(codec, blocks, geometry) for blocks, geometry in shards]
+
+
+def decode_shards(codec: BlockCodec, shards: Sequence[EncodedShard]) -> list[np.ndarray]:
+    """The inverse of `encode_shards` (`decode_many` where the codec has it)."""
+    many = getattr(codec, "decode_many", None)
+    if many is not None:
+        return many(shards)
+    return [codec.decode(shard) for shard in shards]
 
 
 def check_blocks(blocks: np.ndarray, codec: BlockCodec) -> np.ndarray:

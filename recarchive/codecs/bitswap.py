@@ -29,12 +29,15 @@ tables, so decoding with another batch size, thread count or device gives the sa
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from recarchive.ans import Message, clean_message, message_from_bytes, message_to_bytes
 from recarchive.ans.backend import NUMPY, Array, Backend, torch_backend
+from recarchive.ans.group import MessageGroup
 from recarchive.ans.primed import can_prime, primed_message, primed_words
 from recarchive.ans.serialize import CorruptMessageError
 from recarchive.codecs.base import BlockGeometry, CodecError, EncodedShard, check_blocks
@@ -317,46 +320,95 @@ class BitSwapCodec:
     @torch.no_grad()
     def encode(self, blocks: np.ndarray,
                geometry: BlockGeometry | None = None) -> EncodedShard:
-        blocks = check_blocks(blocks, self)
-        num_blocks = len(blocks)
-        chains, steps, lanes = self._layout(num_blocks)
+        return self.encode_many([(blocks, geometry)])[0]
+
+    @torch.no_grad()
+    def encode_many(self, shards: Sequence[tuple[np.ndarray, BlockGeometry | None]],
+                    ) -> list[EncodedShard]:
+        """Code several shards together: their chains side by side in every net call (a
+        wider batch), each shard still its own message with its own bytes, the very bytes
+        `encode` gives it alone. Shards with the same lanes per chain share the steps."""
+        plans, coded = [], []
+        for blocks, geometry in shards:
+            blocks = check_blocks(blocks, self)
+            if geometry is not None and len(geometry) != len(blocks):
+                raise CodecError(f"the geometry describes {len(geometry)} blocks, the shard "
+                                 f"has {len(blocks)}")
+            plans.append(_Plan(len(blocks), geometry, *self._layout(len(blocks)), self.mode))
+            coded.append(blocks)
+        encoded: list[EncodedShard | None] = [None] * len(plans)
+        for lanes, members in _grouped(plans, lambda p: p.lanes).items():
+            together = self._encode_together([plans[i] for i in members],
+                                             [coded[i] for i in members], lanes)
+            for i, shard in zip(members, together, strict=True):
+                encoded[i] = shard
+        return encoded  # type: ignore[return-value]
+
+    def _encode_together(self, plans: list[_Plan], blocks: list[np.ndarray],
+                         lanes: int) -> list[EncodedShard]:
         coder = self._with(self.mode, lanes)
-        pixels = torch.from_numpy(blocks.copy()).to(self.device).permute(0, 3, 1, 2).to(torch.int64)
         order = BLOCK_ORDERS[0] if self.uses_block_context else None
-        if geometry is not None and len(geometry) != num_blocks:
-            raise CodecError(f"the geometry describes {len(geometry)} blocks, the shard has "
-                             f"{num_blocks}")
-        slots = _slots(num_blocks, chains, steps, order)
-        rings = _Rings(geometry, slots) if order else None
+        together = _Together(plans, order)
+        pixels = torch.from_numpy(np.concatenate(blocks)).to(
+            self.device).permute(0, 3, 1, 2).to(torch.int64)
+        rings = _Rings(together.neighbours(plans), together.slots) if order else None
         first_block = self.first_block
         if first_block == "raw" and can_prime(lanes, self._raw_words_per_block):
-            first, _ = _step_blocks(pixels, slots[0])
-            message = primed_message(self._raw_words(space_to_depth(first)), lanes, self.seed,
-                                     self.backend)
+            first, _ = _step_blocks(pixels, together.slots[0])
+            messages = [primed_message(self._raw_words(space_to_depth(first[rows])), lanes,
+                                       self.seed, self.backend) for rows in together.rows]
         else:
             first_block = "bits-back"
-            message = clean_message((chains, lanes), self.seed, self.backend)
-        block_bits = np.full(num_blocks, np.nan)  # raw first blocks stay NaN
-        for k in range(1 if first_block == "raw" else 0, steps):
-            batch, active = _step_blocks(pixels, slots[k])
-            tally = np.zeros(chains)
+            messages = [clean_message((p.chains, lanes), self.seed, self.backend)
+                        for p in plans]
+        group = MessageGroup(messages)
+        block_bits = np.full(len(pixels), np.nan)  # raw first blocks stay NaN
+        for k in range(1 if first_block == "raw" else 0, together.steps):
+            slots = together.slots[k]
+            batch, active = _step_blocks(pixels, slots)
+            tally = np.zeros(len(slots))
             ring = rings.at(k, pixels) if rings else None
-            coder._encode_step(message, space_to_depth(batch), self._lanes_sitting_out(active),
+            coder._encode_step(group, space_to_depth(batch), self._lanes_sitting_out(active),
                                tally, ring)
-            real = slots[k] >= 0
-            block_bits[slots[k][real]] = tally[real]
-        params = {"chains": chains, "mode": self.mode, "seed": self.seed,
-                  "clean_words": int(message.stack.clean_words_drawn),
-                  "lanes_per_chain": lanes, "tables": self.model.layout.tables_id,
-                  "first_block": first_block}
-        if order:
-            params["block_order"] = order
-            params["geometry"] = (geometry or BlockGeometry.lone(num_blocks)).to_params()
-        return EncodedShard(message_to_bytes(message), num_blocks, 3, params,
-                            block_bits=block_bits)
+            block_bits[slots[slots >= 0]] = tally[slots >= 0]
+        encoded = []
+        for plan, message, span in zip(plans, messages, together.blocks, strict=True):
+            params = {"chains": plan.chains, "mode": self.mode, "seed": self.seed,
+                      "clean_words": int(message.stack.clean_words_drawn),
+                      "lanes_per_chain": lanes, "tables": self.model.layout.tables_id,
+                      "first_block": first_block}
+            if order:
+                params["block_order"] = order
+                params["geometry"] = (plan.geometry or
+                                      BlockGeometry.lone(plan.num_blocks)).to_params()
+            encoded.append(EncodedShard(message_to_bytes(message), plan.num_blocks, 3, params,
+                                        block_bits=block_bits[span]))
+        return encoded
 
     @torch.no_grad()
     def decode(self, shard: EncodedShard) -> np.ndarray:
+        return self.decode_many([shard])[0]
+
+    @torch.no_grad()
+    def decode_many(self, shards: Sequence[EncodedShard]) -> list[np.ndarray]:
+        """Decode several shards together (the inverse of `encode_many`; any shards, however
+        they were coded: those that share a mode, lanes and first-block coding share the
+        steps)."""
+        plans, messages = [], []
+        for shard in shards:
+            plan, message = self._decode_plan(shard)
+            plans.append(plan)
+            messages.append(message)
+        decoded: list[np.ndarray | None] = [None] * len(plans)
+        for _, members in _grouped(plans, lambda p: (p.lanes, p.mode, p.first_block)).items():
+            out = self._decode_together([plans[i] for i in members],
+                                        [messages[i] for i in members])
+            for i, blocks in zip(members, out, strict=True):
+                decoded[i] = blocks
+        return decoded  # type: ignore[return-value]
+
+    def _decode_plan(self, shard: EncodedShard) -> tuple[_Plan, Message]:
+        """A shard's layout from its parameters, checked, and its message."""
         params = shard.params
         if shard.channels != 3 or params.get("mode", "bitswap") not in MODES:
             raise CodecError(f"not a Bit-Swap RGB shard: channels={shard.channels}, "
@@ -382,7 +434,7 @@ class BitSwapCodec:
             raise CodecError(f"Bit-Swap shard deals its blocks in order {order!r}, which its "
                              "model does not code with: restore it with the model and release "
                              "that made it")
-        decoder = self._with(params.get("mode", "bitswap"), lanes)
+        mode, lanes = self._checked(params.get("mode", "bitswap"), lanes)
         try:
             message = message_from_bytes(shard.payload, self.backend)
         except CorruptMessageError as error:
@@ -390,28 +442,36 @@ class BitSwapCodec:
         if message.lane_shape != (chains, lanes):
             raise CodecError(f"Bit-Swap shard lanes {message.lane_shape} do not match its "
                              f"{chains} chains")
-        slots = _slots(shard.num_blocks, chains, steps, order)
-        rings = None
-        if order:
-            geometry = BlockGeometry.from_params(params.get("geometry", []), shard.num_blocks)
-            rings = _Rings(geometry, slots)
-        out = torch.zeros((shard.num_blocks, 3, 32, 32), dtype=torch.int64, device=self.device)
-        raw_first = first_block == "raw"
-        for k in reversed(range(1 if raw_first else 0, steps)):
-            active = torch.from_numpy(slots[k] >= 0).to(self.device)
+        geometry = (BlockGeometry.from_params(params.get("geometry", []), shard.num_blocks)
+                    if order else None)
+        return _Plan(shard.num_blocks, geometry, chains, steps, lanes, mode, first_block), message
+
+    def _decode_together(self, plans: list[_Plan], messages: list[Message],
+                         ) -> list[np.ndarray]:
+        decoder = self._with(plans[0].mode, plans[0].lanes)
+        order = BLOCK_ORDERS[0] if self.uses_block_context else None
+        together = _Together(plans, order)
+        rings = _Rings(together.neighbours(plans), together.slots) if order else None
+        group = MessageGroup(messages)
+        out = torch.zeros((together.num_blocks, 3, 32, 32), dtype=torch.int64,
+                          device=self.device)
+        raw_first = plans[0].first_block == "raw"
+        for k in reversed(range(1 if raw_first else 0, together.steps)):
+            slots = together.slots[k]
+            active = torch.from_numpy(slots >= 0).to(self.device)
             ring = rings.at(k, out) if rings else None
-            x = decoder._decode_step(message, self._lanes_sitting_out(active), ring)
-            out[torch.from_numpy(slots[k][slots[k] >= 0]).to(self.device)] = \
-                depth_to_space(x)[active]
+            x = decoder._decode_step(group, self._lanes_sitting_out(active), ring)
+            out[torch.from_numpy(slots[slots >= 0]).to(self.device)] = depth_to_space(x)[active]
         if raw_first:
-            try:
-                words = primed_words(message, self._raw_words_per_block)
-            except ValueError as error:
-                raise CodecError(f"Bit-Swap shard payload is damaged: {error}") from error
-            out[torch.from_numpy(slots[0]).to(self.device)] = \
-                depth_to_space(self._raw_pixels(words))
+            for message, rows in zip(messages, together.rows, strict=True):
+                try:
+                    words = primed_words(message, self._raw_words_per_block)
+                except ValueError as error:
+                    raise CodecError(f"Bit-Swap shard payload is damaged: {error}") from error
+                out[torch.from_numpy(together.slots[0, rows]).to(self.device)] = \
+                    depth_to_space(self._raw_pixels(words))
         blocks = out.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
-        return np.ascontiguousarray(blocks)
+        return [np.ascontiguousarray(blocks[span]) for span in together.blocks]
 
     @torch.no_grad()
     def exact_neg_elbo_bits_per_dim(self, images: np.ndarray, batch: int = 250, seed: int = 0,
@@ -476,6 +536,57 @@ class BitSwapCodec:
         return other
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How one shard is dealt: its block count, geometry, chains, steps and lanes per chain,
+    and the mode and first-block coding it is (or was) coded with."""
+
+    num_blocks: int
+    geometry: BlockGeometry | None
+    chains: int
+    steps: int
+    lanes: int
+    mode: str
+    first_block: str = "raw"
+
+
+def _grouped(plans: list[_Plan], key: Callable[[_Plan], Hashable]) -> dict[Hashable, list[int]]:
+    """The plans' positions by key, keys and positions in the order they first come."""
+    groups: dict[Hashable, list[int]] = {}
+    for i, plan in enumerate(plans):
+        groups.setdefault(key(plan), []).append(i)
+    return groups
+
+
+class _Together:
+    """Shards coded side by side: their blocks one after another, their chains one after
+    another, each shard's slots (`_slots`) shifted to its blocks and, past its last step,
+    sitting out (-1)."""
+
+    def __init__(self, plans: list[_Plan], order: str | None) -> None:
+        self.steps = max(p.steps for p in plans)
+        self.blocks: list[slice] = []
+        self.rows: list[slice] = []
+        block, chain = 0, 0
+        for plan in plans:
+            self.blocks.append(slice(block, block + plan.num_blocks))
+            self.rows.append(slice(chain, chain + plan.chains))
+            block, chain = block + plan.num_blocks, chain + plan.chains
+        self.num_blocks = block
+        self.slots = np.full((self.steps, chain), -1, np.int64)
+        for plan, blocks, rows in zip(plans, self.blocks, self.rows, strict=True):
+            own = _slots(plan.num_blocks, plan.chains, plan.steps, order)
+            self.slots[: plan.steps, rows] = np.where(own >= 0, own + blocks.start, -1)
+
+    def neighbours(self, plans: list[_Plan]) -> np.ndarray:
+        """Every block's neighbours (`BlockGeometry.neighbours`) as positions among all."""
+        parts = []
+        for plan, blocks in zip(plans, self.blocks, strict=True):
+            own = (plan.geometry or BlockGeometry.lone(plan.num_blocks)).neighbours()
+            parts.append(np.where(own >= 0, own + blocks.start, -1))
+        return np.concatenate(parts)
+
+
 def _slots(num_blocks: int, chains: int, steps: int, order: str | None) -> np.ndarray:
     """(steps, chains): the shard position of the block each chain codes at each step, -1
     where a chain sits out. Without an order, block k·chains + c at step k of chain c (what
@@ -507,10 +618,9 @@ class _Rings:
     """The border pixels each step's blocks may read: a neighbour's when it was decoded in an
     earlier step than the block (a later step of the encoder's, which runs backwards)."""
 
-    def __init__(self, geometry: BlockGeometry | None, slots: np.ndarray) -> None:
-        num_blocks = int(slots.max()) + 1
-        neighbours = (geometry or BlockGeometry.lone(num_blocks)).neighbours()
-        step_of = np.empty(num_blocks, np.int64)
+    def __init__(self, neighbours: np.ndarray, slots: np.ndarray) -> None:
+        """`neighbours` (N, 4): `BlockGeometry.neighbours` of the blocks `slots` deals."""
+        step_of = np.empty(len(neighbours), np.int64)
         for k, row in enumerate(slots):
             step_of[row[row >= 0]] = k
         # decoded before: a later encoding step (step 0, the raw blocks, is decoded last)

@@ -9,6 +9,7 @@ decoder needs nothing else; RGB shards are exactly the model codec's own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,9 @@ from recarchive.codecs.base import (
     CodecError,
     EncodedShard,
     check_blocks,
+    decode_shards,
     encode_shard,
+    encode_shards,
 )
 from recarchive.codecs.order0 import Order0Codec
 
@@ -63,6 +66,23 @@ class ChannelSplitCodec:
         params = {SPLIT_KEY: "rgb+order0", "rgb": color.params, "rest": alpha.params,
                   "rgb_bytes": len(color.payload)}
         return EncodedShard(color.payload + alpha.payload, len(blocks), channels, params)
+
+    def encode_many(self, shards: Sequence[tuple[np.ndarray, BlockGeometry | None]],
+                    ) -> list[EncodedShard]:
+        """RGB shards coded together by the RGB codec (`encode_shards`), the others alone."""
+        rgb = [i for i, (blocks, _) in enumerate(shards) if blocks.shape[-1] == RGB]
+        coded = dict(zip(rgb, encode_shards(self.rgb, [
+            (check_blocks(shards[i][0], self), shards[i][1]) for i in rgb]), strict=True))
+        return [coded[i] if i in coded else self.encode(*shard)
+                for i, shard in enumerate(shards)]
+
+    def decode_many(self, shards: Sequence[EncodedShard]) -> list[np.ndarray]:
+        """RGB shards decoded together by the RGB codec, the others alone."""
+        rgb = [i for i, shard in enumerate(shards) if shard.channels == RGB]
+        decoded = dict(zip(rgb, decode_shards(self.rgb, [shards[i] for i in rgb]),
+                           strict=True))
+        return [decoded[i] if i in decoded else self.decode(shard)
+                for i, shard in enumerate(shards)]
 
     def decode(self, shard: EncodedShard) -> np.ndarray:
         channels, params = shard.channels, shard.params

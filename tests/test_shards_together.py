@@ -1,0 +1,141 @@
+"""Shards coded together (`encode_many`, `decode_many`): one wider batch of chains for the
+nets, yet every shard's bytes are exactly those it gets coded alone, and any group of shards
+decodes to their blocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recarchive.ans import clean_message, message_to_bytes
+from recarchive.ans.group import MessageGroup
+from recarchive.archives.blocks import cut_blocks
+from recarchive.codecs import CodecError, EncodedShard, get_codec
+from recarchive.codecs.base import decode_shards, encode_shards
+from recarchive.datasets import data_dir
+from recarchive.models import zoo
+from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
+from tests.test_block_context import block_context_model, grid_geometry, photo
+from tests.threads import torch_threads
+
+TINY = BitSwapConfig(latent_layers=2, latent_channels=4, width=8, res_blocks=1)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("zoo") / "tiny.safetensors"
+    path.write_bytes(zoo.bitswap_model_bytes(BitSwapModel(TINY).eval(), {"note": "untrained"}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def blocks() -> np.ndarray:
+    return np.load(data_dir() / "fixtures" / "cifar10_test_first16_uint8_NHWC.npy")
+
+
+def shards_of(blocks: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """Shards of these sizes, cut from the blocks (tiled, flipped where more are needed)."""
+    pool = np.concatenate([blocks, blocks[:, ::-1], blocks[:, :, ::-1], blocks[:, ::-1, ::-1]])
+    pool = np.concatenate([pool] * (1 + sum(sizes) // len(pool)))
+    ends = np.cumsum([0, *sizes])
+    return [np.ascontiguousarray(pool[a:b]) for a, b in zip(ends[:-1], ends[1:], strict=True)]
+
+
+def assert_same_as_alone(codec, shards: list[np.ndarray], geometries=None) -> list:
+    geometries = geometries or [None] * len(shards)
+    together = codec.encode_many(list(zip(shards, geometries, strict=True)))
+    for shard, geometry, coded in zip(shards, geometries, together, strict=True):
+        alone = codec.encode(shard, geometry)
+        assert coded.payload == alone.payload
+        assert coded.params == alone.params
+        assert np.array_equal(coded.block_bits, alone.block_bits, equal_nan=True)
+    return together
+
+
+@pytest.mark.parametrize("first_block", ["raw", "bits-back"])
+@pytest.mark.parametrize("mode", ["bitswap", "bbans"])
+def test_shards_of_other_lengths_code_as_they_do_alone(model_file, blocks, mode, first_block):
+    codec = get_codec("bitswap", model=str(model_file), chains=3, mode=mode,
+                      first_block=first_block)
+    shards = shards_of(blocks, [11, 4, 16, 1])  # 4, 2, 6 and 1 steps; the last chain of 1
+    together = assert_same_as_alone(codec, shards)
+    with torch_threads(1):
+        decoded = get_codec("bitswap", model=str(model_file), net_batch=2).decode_many(together)
+    for shard, back in zip(shards, decoded, strict=True):
+        assert np.array_equal(back, shard)
+
+
+def test_shards_with_other_lanes_are_coded_in_their_own_groups(model_file, blocks):
+    codec = get_codec("bitswap", model=str(model_file), chains=1)
+    shards = shards_of(blocks, [600, 9, 200])  # one chain each: 64, 16 and 16 lanes
+    together = assert_same_as_alone(codec, shards)
+    assert [s.params["lanes_per_chain"] for s in together] == [64, 16, 16]
+    decoded = codec.decode_many(list(reversed(together)))
+    for shard, back in zip(reversed(shards), decoded, strict=True):
+        assert np.array_equal(back, shard)
+
+
+def test_block_context_shards_read_only_their_own_neighbours(tmp_path):
+    path = tmp_path / "tiny-block-context.safetensors"
+    path.write_bytes(zoo.bitswap_model_bytes(block_context_model(), {"note": "untrained"}))
+    codec = get_codec("bitswap", model=str(path), chains=2)
+    shards = [cut_blocks(photo()), cut_blocks(photo(64, 96)[::-1]), cut_blocks(photo(32, 64))]
+    geometries = [grid_geometry((3, 4)), grid_geometry((2, 3)), None]
+    together = assert_same_as_alone(codec, shards, geometries)
+    for shard, back in zip(shards, codec.decode_many(together), strict=True):
+        assert np.array_equal(back, shard)
+
+
+def test_other_channel_layouts_are_coded_alone_beside_rgb(model_file, blocks):
+    codec = get_codec("bitswap", model=str(model_file), chains=2)
+    rgb = shards_of(blocks, [5, 7])
+    rgba = np.concatenate([rgb[0], rgb[0][..., :1]], axis=3)
+    gray = np.ascontiguousarray(rgb[1][..., :1])
+    shards = [rgb[0], rgba, gray, rgb[1]]
+    together = encode_shards(codec, [(s, None) for s in shards])
+    for shard, coded in zip(shards, together, strict=True):
+        assert coded.payload == codec.encode(shard).payload
+    for shard, back in zip(shards, decode_shards(codec, together), strict=True):
+        assert np.array_equal(back, shard)
+
+
+def test_codecs_without_shards_together_code_one_by_one(blocks):
+    codec = get_codec("order0")
+    shards = shards_of(blocks, [3, 2])
+    together = encode_shards(codec, [(s, None) for s in shards])
+    assert [c.payload for c in together] == [codec.encode(s).payload for s in shards]
+    assert all(np.array_equal(a, b) for a, b in zip(decode_shards(codec, together), shards,
+                                                    strict=True))
+
+
+def test_a_damaged_shard_in_a_group_is_refused(model_file, blocks):
+    codec = get_codec("bitswap", model=str(model_file), chains=2)
+    good, bad = codec.encode_many([(s, None) for s in shards_of(blocks, [6, 6])])
+    cut = EncodedShard(bad.payload[:-9], bad.num_blocks, bad.channels, bad.params)
+    with pytest.raises(CodecError, match="damaged"):
+        codec.decode_many([good, cut])
+
+
+def test_a_message_group_pushes_and_pops_as_its_messages_alone():
+    rng = np.random.default_rng(3)
+    lanes, chains = 4, (2, 3)
+    starts_freqs = []
+    for _ in range(5):
+        freqs = rng.integers(1, 1 << 10, size=(sum(chains), 2 * lanes))
+        starts = rng.integers(0, (1 << 12) - freqs)
+        starts_freqs.append((starts, freqs))
+    alone = [clean_message((c, lanes), seed=7) for c in chains]
+    grouped = MessageGroup([clean_message((c, lanes), seed=7) for c in chains])
+    bounds = np.cumsum([0, *chains])
+    for starts, freqs in starts_freqs:
+        grouped.push_groups(starts, freqs, 12, lanes)
+        for k, message in enumerate(alone):
+            rows = slice(bounds[k], bounds[k + 1])
+            message.push_groups(starts[rows], freqs[rows], 12, lanes)
+    assert grouped.lane_shape == (5, lanes)
+    assert [message_to_bytes(m) for m in grouped.messages] == \
+        [message_to_bytes(m) for m in alone]
