@@ -239,6 +239,9 @@ def _codec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="processes coding shards side by side, one torch thread each "
                              "(default 1: this process, its torch threads)")
+    parser.add_argument("--shards-together", type=positive_int, default=None,
+                        help="shards a worker codes together, their chains in one batch "
+                             "(Bit-Swap; default 8; 1: each alone)")
 
 
 def _codec_run(args: argparse.Namespace) -> Result:
@@ -247,7 +250,8 @@ def _codec_run(args: argparse.Namespace) -> Result:
     options = {"mode": args.mode} if args.mode else None
     return run_codec_benchmark(args.codec, args.model, args.dataset, args.limit,
                                args.shard_blocks, args.chains, args.baselines, options,
-                               workers=args.workers)
+                               workers=args.workers,
+                               shards_together=args.shards_together)
 
 
 def _codec_table(result: Result) -> str:

@@ -4,15 +4,18 @@ decodes to their blocks."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from recarchive.ans import clean_message, message_to_bytes
 from recarchive.ans.group import MessageGroup
 from recarchive.archives.blocks import cut_blocks
+from recarchive.archives.parts import PartBuilder
 from recarchive.codecs import CodecError, EncodedShard, get_codec
 from recarchive.codecs.base import decode_shards, encode_shards
 from recarchive.datasets import data_dir
@@ -139,3 +142,53 @@ def test_a_message_group_pushes_and_pops_as_its_messages_alone():
     assert grouped.lane_shape == (5, lanes)
     assert [message_to_bytes(m) for m in grouped.messages] == \
         [message_to_bytes(m) for m in alone]
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def build_part(codec, objects: list[bytes], together: int) -> tuple[PartBuilder, bytes]:
+    builder = PartBuilder(0, codec, shard_blocks=4, blob_shard_bytes=1 << 20,
+                          shards_together=together)
+    for number, data in enumerate(objects):
+        builder.add(f"img/{number:02d}.png", data)
+    return builder, builder.finish()[0]
+
+
+def test_a_part_writes_the_same_file_coding_its_shards_together(model_file, blocks):
+    codec = get_codec("bitswap", model=str(model_file))
+    objects = [png_bytes(b) for b in blocks[:13]] + [png_bytes(photo(64, 96))]
+    alone, alone_data = build_part(codec, objects, 1)
+    together, together_data = build_part(codec, objects, 3)
+    assert together_data == alone_data
+    assert together.stats.pixel_shards == alone.stats.pixel_shards == 5
+
+
+class _ThirdShardDecodesWrong:
+    """A Bit-Swap codec whose decoding of every third shard of a group goes wrong."""
+
+    def __init__(self, codec) -> None:
+        self.codec = codec
+
+    def __getattr__(self, name: str):
+        return getattr(self.codec, name)
+
+    def decode(self, shard: EncodedShard) -> np.ndarray:
+        return self.codec.decode(shard)
+
+    def decode_many(self, shards: list[EncodedShard]) -> list[np.ndarray]:
+        decoded = self.codec.decode_many(shards)
+        for blocks in decoded[2::3]:
+            blocks[0, 0, 0, 0] ^= 1
+        return decoded
+
+
+def test_a_shard_of_a_group_that_decodes_wrong_is_coded_again_alone(model_file, blocks):
+    codec = _ThirdShardDecodesWrong(get_codec("bitswap", model=str(model_file)))
+    builder, _ = build_part(codec, [png_bytes(b) for b in blocks[:12]], 3)
+    assert builder.stats.pixel_shards == 3
+    assert builder.stats.shards_recoded == 1
+    assert builder.stats.model_shards == 2

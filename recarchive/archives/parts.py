@@ -73,7 +73,13 @@ from recarchive.archives.jpeg import recompress
 from recarchive.archives.records import IndexRow, PartStats, ShardRow, rows_to_table
 from recarchive.archives.units import ShardUnits, blocks_digest, object_runs, payload_offsets
 from recarchive.codecs import BlockCodec, CodecError, EncodedShard, get_codec
-from recarchive.codecs.base import BLOCK_SIZE, BlockGeometry, encode_shard
+from recarchive.codecs.base import (
+    BLOCK_SIZE,
+    SHARDS_TOGETHER,
+    BlockGeometry,
+    decode_shards,
+    encode_shards,
+)
 from recarchive.codecs.costs import block_bits
 
 # `--codec auto`'s candidates for the model: RGB rasters up to this side (a few blocks; the
@@ -124,7 +130,8 @@ class PartBuilder:
                  listener: Listener = ignore,
                  observers: Sequence[PartObserver] = (),
                  whole_rasters: bool = False,
-                 model_codec: BlockCodec | None = None) -> None:
+                 model_codec: BlockCodec | None = None,
+                 shards_together: int = SHARDS_TOGETHER) -> None:
         self.part = part
         self.listener = listener
         self._blocks_left: dict[int, int] = {}  # row -> its blocks not yet in a written shard
@@ -133,6 +140,7 @@ class PartBuilder:
         self.object_digest_bytes = object_digest_bytes
         self.codec = codec
         self.shard_blocks = shard_blocks
+        self.shards_together = shards_together  # pixel shards coded at once (`encode_shards`)
         self.blob_shard_bytes = blob_shard_bytes
         self.zstd_level = zstd_level
         self.max_pixels = max_pixels
@@ -260,7 +268,7 @@ class PartBuilder:
         pending.cells.append(np.arange(len(blocks)))
         self._blocks_left[index] = len(blocks)
         pending.count += len(blocks)
-        if pending.count >= self.shard_blocks:
+        if pending.count >= self.shard_blocks * self.shards_together:
             self._flush_pixels(key, final=False)
 
     def _add_candidate(self, index: int, row: IndexRow, pixels: np.ndarray,
@@ -272,7 +280,7 @@ class PartBuilder:
         self._candidates.blocks.append(blocks)
         self._candidates.owners.append((index, pixels, stream))
         self._candidates.count += len(blocks)
-        if self._candidates.count >= self.shard_blocks:
+        if self._candidates.count >= self.shard_blocks * self.shards_together:
             self._choose()
 
     def _choose(self) -> None:
@@ -289,13 +297,14 @@ class PartBuilder:
         indices = np.asarray([index for index, _, _ in waiting.owners])[owner]
         cells = np.concatenate([np.arange(len(b)) for b in waiting.blocks])
         cost = np.zeros(len(waiting.rows))
-        for span in np.array_split(np.arange(len(blocks)),
-                                   max(1, len(blocks) // self.shard_blocks)):
-            chunk = np.ascontiguousarray(blocks[span])
-            encoded = encode_shard(self.model_codec, chunk,
-                                   self._geometry(indices[span], cells[span]))
+        spans = np.array_split(np.arange(len(blocks)), max(1, len(blocks) // self.shard_blocks))
+        chunks = [np.ascontiguousarray(blocks[span]) for span in spans]
+        encoded = encode_shards(self.model_codec, [
+            (chunk, self._geometry(indices[span], cells[span]))
+            for chunk, span in zip(chunks, spans, strict=True)])
+        for span, chunk, shard in zip(spans, chunks, encoded, strict=True):
             cost += np.bincount(owner[span], minlength=len(cost), weights=block_bits(
-                chunk, len(encoded.payload), encoded.block_bits))
+                chunk, len(shard.payload), shard.block_bits))
         seconds = time.perf_counter() - started
         self._coding_seconds += seconds
         self._unreported_seconds += seconds
@@ -366,10 +375,12 @@ class PartBuilder:
         cells = np.concatenate(pending.cells)
         cols = np.asarray([block_grid(self._rows[o].height, self._rows[o].width)[1]
                            for o in owners.tolist()])
+        ends = shard_ends(cells, cols, self.shard_blocks, final)
+        spans = [slice(a, b) for a, b in zip([0, *ends], ends, strict=False)]
+        numbers = self._write_pixel_shards(self._codecs[key[0]],
+                                           [(blocks[s], owners[s], cells[s]) for s in spans])
         start = 0
-        for end in shard_ends(cells, cols, self.shard_blocks, final):
-            number = self._write_pixel_shard(self._codecs[key[0]], blocks[start:end],
-                                             owners[start:end], cells[start:end])
+        for number, end in zip(numbers, ends, strict=True):
             # a waiting row's block_start is its offset in the waiting blocks until the shard
             # its first block lands in is written (shards end between rows, so that may be a
             # later one than the first cut)
@@ -391,14 +402,37 @@ class PartBuilder:
                             for o in owners.tolist()]).reshape(-1, 2)
         return BlockGeometry(owners, cells, grids[:, 0], grids[:, 1])
 
+    def _write_pixel_shards(self, coder: BlockCodec,
+                            shards: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                            ) -> list[int]:
+        """Code the shards (blocks, owners, cells) together (`encode_shards`), check each
+        decodes back (a shard that does not is coded again with order0, alone), write them in
+        order; their shard numbers."""
+        if not shards:
+            return []
+        started = time.perf_counter()
+        blocks = [np.ascontiguousarray(b) for b, _, _ in shards]
+        encoded = encode_shards(coder, [(b, self._geometry(owners, cells))
+                                        for b, (_, owners, cells) in zip(blocks, shards,
+                                                                         strict=True)])
+        coded_seconds = time.perf_counter() - started
+        good = (_decode_alike(coder, encoded, blocks) if self.verify_shards
+                else [True] * len(shards))
+        self._coding_seconds += time.perf_counter() - started
+        total_blocks = sum(len(b) for b in blocks)
+        numbers = []
+        for (shard_blocks, owners, _), shard, ok in zip(shards, encoded, good, strict=True):
+            # each shard is charged its share of the time the group took to code
+            seconds = coded_seconds * len(shard_blocks) / total_blocks
+            numbers.append(self._write_pixel_shard(coder, np.ascontiguousarray(shard_blocks),
+                                                   owners, shard, ok, seconds))
+        return numbers
+
     def _write_pixel_shard(self, coder: BlockCodec, blocks: np.ndarray, owners: np.ndarray,
-                           cells: np.ndarray) -> int:
-        blocks = np.ascontiguousarray(blocks)
+                           encoded: EncodedShard, decodes: bool, seconds: float) -> int:
         started = time.perf_counter()
         codec = coder
-        encoded = encode_shard(codec, blocks, self._geometry(owners, cells))
-        seconds = time.perf_counter() - started
-        if self.verify_shards and not _decodes_to(codec, encoded, blocks):
+        if not decodes:
             self.stats.shards_recoded += 1
             codec = get_codec("order0")
             encoded = codec.encode(blocks)
@@ -633,6 +667,20 @@ def _rebuild_problem(pixels: np.ndarray, recipe: bytes, digest: bytes) -> str:
     if hashlib.sha256(rebuilt).digest() != digest:
         return "container rebuilt with other bytes than the original"
     return ""
+
+
+def _decode_alike(codec: BlockCodec, encoded: list[EncodedShard],
+                  blocks: list[np.ndarray]) -> list[bool]:
+    """Decode freshly coded shards together (from their bytes, as a restore would) and
+    compare each; where the group does not decode, each shard alone says which fails."""
+    copies = [EncodedShard(bytes(e.payload), e.num_blocks, e.channels,
+                           json.loads(json.dumps(e.params, sort_keys=True))) for e in encoded]
+    try:
+        decoded = decode_shards(codec, copies)
+    except (CodecError, ValueError):
+        return [_decodes_to(codec, e, b) for e, b in zip(encoded, blocks, strict=True)]
+    return [d.shape == b.shape and bool(np.array_equal(d, b))
+            for d, b in zip(decoded, blocks, strict=True)]
 
 
 def _decodes_to(codec: BlockCodec, encoded: EncodedShard, blocks: np.ndarray) -> bool:

@@ -27,7 +27,12 @@ import numpy as np
 import torch
 
 from recarchive.archives.blocks import block_grid, cut_blocks, shard_ends
-from recarchive.codecs.base import BlockGeometry, encode_shard
+from recarchive.codecs.base import (
+    SHARDS_TOGETHER,
+    BlockGeometry,
+    decode_shards,
+    encode_shards,
+)
 from recarchive.codecs.bitswap import ring_of
 from recarchive.codecs.rec import RecSettings
 from recarchive.report.classical import (
@@ -123,7 +128,7 @@ def neg_elbo_bits_per_dim(codec, images: np.ndarray, batch: int = 250,
 def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit: int | None,
                         shard_blocks: int = 1024, chains: int | None = None,
                         baselines: bool = True, codec_options: dict | None = None,
-                        workers: int = 1) -> dict:
+                        workers: int = 1, shards_together: int | None = None) -> dict:
     from recarchive.codecs import get_codec
 
     options = dict(codec_options or {})
@@ -140,11 +145,13 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
         images = load_dataset(dataset, limit)
         spans = [slice(i, i + shard_blocks) for i in range(0, len(images), shard_blocks)]
     shards = [(images[span], None if geometry is None else geometry[span]) for span in spans]
+    shards_together = shards_together or SHARDS_TOGETHER
+    groups = shard_groups(len(shards), workers, shards_together)
     if workers > 1:
         encoded, encode_s, decode_s, exact = _code_in_processes(codec_name, options, shards,
-                                                                workers)
+                                                                groups, workers)
     else:
-        encoded, encode_s, decode_s, exact = _code_here(codec, shards)
+        encoded, encode_s, decode_s, exact = _code_here(codec, shards, groups)
     exact_kwargs = {"geometry": geometry} if getattr(codec, "uses_block_context", False) else {}
     dims = sum(image.size for image in whole) if whole is not None else images.size
     payload_bits = 8 * sum(len(e.payload) for e in encoded)
@@ -183,6 +190,7 @@ def run_codec_benchmark(codec_name: str, model: str | None, dataset: str, limit:
         "roundtrip_exact": exact,
         "torch_threads": 1 if workers > 1 else torch.get_num_threads(),
         "workers": workers,
+        "shards_together": shards_together,
     }
     params = [e.params for e in encoded]
     if params and "latent_bits" in params[0]:  # REC: what the latent cost, and its search
@@ -212,18 +220,31 @@ def _whole_baselines(whole: list[np.ndarray], blocks: np.ndarray) -> dict:
     return result
 
 
-def _code_here(codec, shards: list[tuple[np.ndarray, BlockGeometry | None]]):
+def shard_groups(count: int, workers: int, together: int) -> list[list[int]]:
+    """Consecutive shards a worker codes together (`encode_shards`): at most `together` a
+    group, as many groups as keep every worker busy, groups of sizes as even as can be."""
+    groups = workers * -(-count // (workers * together)) if count else 0
+    return [part.tolist() for part in np.array_split(np.arange(count), groups) if len(part)]
+
+
+def _code_here(codec, shards: list[tuple[np.ndarray, BlockGeometry | None]],
+               groups: list[list[int]]):
     """(encoded shards, encode seconds, decode seconds, all exact) in this process."""
-    encoded, encode_s, decode_s, exact = [], 0.0, 0.0, True
-    for shard, geometry in shards:
-        start = time.perf_counter()
-        encoded.append(encode_shard(codec, shard, geometry))
-        encode_s += time.perf_counter() - start
-    for (shard, _), enc in zip(shards, encoded, strict=True):
-        start = time.perf_counter()
-        decoded = codec.decode(enc)
-        decode_s += time.perf_counter() - start
-        exact &= bool(np.array_equal(decoded, shard))
+    encoded: list = [None] * len(shards)
+    decoded: list = [None] * len(shards)
+    start = time.perf_counter()
+    for group in groups:
+        for i, shard in zip(group, encode_shards(codec, [shards[i] for i in group]),
+                            strict=True):
+            encoded[i] = shard
+    encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for group in groups:
+        for i, blocks in zip(group, decode_shards(codec, [encoded[i] for i in group]),
+                             strict=True):
+            decoded[i] = blocks
+    decode_s = time.perf_counter() - start
+    exact = all(np.array_equal(d, s) for d, (s, _) in zip(decoded, shards, strict=True))
     return encoded, encode_s, decode_s, exact
 
 
@@ -250,17 +271,18 @@ def _worker_ready(_: int) -> int:
     return os.getpid()
 
 
-def _worker_encode(shard: tuple[np.ndarray, BlockGeometry | None]):
-    return encode_shard(_worker_codec, *shard)
+def _worker_encode(shards: list[tuple[np.ndarray, BlockGeometry | None]]):
+    return encode_shards(_worker_codec, shards)
 
 
-def _worker_decode(encoded) -> np.ndarray:
-    return _worker_codec.decode(encoded)
+def _worker_decode(encoded: list) -> list[np.ndarray]:
+    return decode_shards(_worker_codec, encoded)
 
 
-def _code_in_processes(codec_name: str, options: dict, shards: list[np.ndarray], workers: int):
-    """As `_code_here`, with the shards spread over `workers` processes; the clocks start once
-    every worker has loaded its codec."""
+def _code_in_processes(codec_name: str, options: dict, shards: list[np.ndarray],
+                       groups: list[list[int]], workers: int):
+    """As `_code_here`, with the groups of shards spread over `workers` processes; the clocks
+    start once every worker has loaded its codec."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(codec_name, options, context.Barrier(workers))) as pool:
@@ -268,11 +290,13 @@ def _code_in_processes(codec_name: str, options: dict, shards: list[np.ndarray],
         if len(ready) != workers:
             raise RuntimeError(f"only {len(ready)} of {workers} benchmark workers started")
         start = time.perf_counter()
-        encoded = list(pool.map(_worker_encode, shards))
+        coded = list(pool.map(_worker_encode, [[shards[i] for i in g] for g in groups]))
         encode_s = time.perf_counter() - start
         start = time.perf_counter()
-        decoded = list(pool.map(_worker_decode, encoded))
+        back = list(pool.map(_worker_decode, coded))
         decode_s = time.perf_counter() - start
+    encoded = [shard for group in coded for shard in group]
+    decoded = [blocks for group in back for blocks in group]
     exact = all(np.array_equal(d, s) for d, (s, _) in zip(decoded, shards, strict=True))
     return encoded, encode_s, decode_s, exact
 
