@@ -331,6 +331,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                      help="gaussian: Gaussian latents under a standard normal prior, the REC "
                           "codec's convolutional VAE (with --latent-layers 1; --init-from a "
                           "Bit-Swap model keeps its bottom layer)")
+    sub.add_argument("--latent-noise", type=float, default=1.0,
+                     help="train the pixels on latent samples this many times wider than the "
+                          "posterior (REC's samples are wider; one Gaussian layer only)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--init-from", default=None,
                      help="weights to start from (fine-tuning), for a fresh --out: a run's "
@@ -354,7 +357,7 @@ def cmd_train_bitswap(args: argparse.Namespace) -> int:
                              learning_rate=args.lr, free_bits=args.free_bits,
                              max_minutes=args.max_minutes, device=args.device, seed=args.seed,
                              init_from=args.init_from, bfloat16=args.bfloat16,
-                             config=config)
+                             latent_noise=args.latent_noise, config=config)
     checkpoint = train(settings, Path(args.out), log=lambda line: print(line, flush=True))
     print(f"checkpoint: {checkpoint}")
     return 0

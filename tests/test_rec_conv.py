@@ -82,6 +82,22 @@ def test_gaussian_kl_has_its_closed_form():
     assert float(gaussian_kl_to_standard(torch.zeros(1), torch.zeros(1))) == 0.0
 
 
+def test_wider_latent_noise_changes_what_the_pixels_see_not_the_kl(blocks):
+    model = tiny_model()
+    x = torch.from_numpy(np.asarray(blocks[:8])).permute(0, 3, 1, 2).float()
+    terms = {}
+    for noise in (1.0, 1.0, 3.0):
+        torch.manual_seed(5)
+        terms.setdefault(noise, []).append(model.elbo_terms(x, latent_noise=noise))
+    same, wide = terms[1.0], terms[3.0][0]
+    assert torch.equal(same[0]["recon"], same[1]["recon"])  # seeded: the same sample
+    assert torch.equal(wide["kl"], same[0]["kl"])
+    assert float(wide["recon"].mean()) > float(same[0]["recon"].mean())
+    with pytest.raises(ValueError, match="Gaussian"):
+        BitSwapModel(BitSwapConfig(latent_layers=1, latent_channels=2, width=8,
+                                   res_blocks=1)).elbo_terms(x, latent_noise=1.5)
+
+
 def test_the_channel_shift_in_integers_is_the_float_shift_with_each_term_floored():
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.integers(0, 256, (3, 12, 4, 4)))

@@ -421,17 +421,22 @@ class BitSwapModel(nn.Module):
 
     def elbo_terms(self, x: torch.Tensor, free_bits: float = 0.0,
                    ring: tuple[torch.Tensor, torch.Tensor] | None = None,
-                   ) -> dict[str, torch.Tensor]:
+                   latent_noise: float = 1.0) -> dict[str, torch.Tensor]:
         """Per-image negative ELBO parts in nats, from one reparameterized sample (`ring`: the
-        blocks' neighbour pixels, `border_canvas`)."""
+        blocks' neighbour pixels, `border_canvas`). `latent_noise` > 1 (one Gaussian layer
+        only) draws the sample the pixels see with its noise that many times wider: REC's
+        samples are wider than the posterior's, and a decoder trained on such samples loses
+        less on them; the KL stays the posterior's own, in closed form."""
         cfg = self.config
+        if latent_noise != 1.0 and (cfg.latent != "gaussian" or cfg.latent_layers != 1):
+            raise ValueError("latent_noise applies to one Gaussian latent layer (REC's models)")
         h = space_to_depth(pixels_to_input(x))
         gaussian = cfg.latent == "gaussian"
         zs, log_q, posteriors = [], [], []
         for net in self.infer:
             mean, log_scale = net(h, ring)
             if gaussian:
-                z = mean + torch.exp(log_scale) * torch.randn_like(mean)
+                z = mean + torch.exp(log_scale) * (latent_noise * torch.randn_like(mean))
                 log_q.append(gaussian_log_density(z, mean, log_scale).flatten(1).sum(1))
             else:
                 u = torch.rand_like(mean).clamp(1e-6, 1 - 1e-6)

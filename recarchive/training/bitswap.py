@@ -34,6 +34,9 @@ class TrainSettings:
     learning_rate: float = 2e-3
     warmup_steps: int = 500
     free_bits: float = 0.1  # bits per latent dimension, per layer (Bit-Swap's free bits)
+    # REC's models: the pixels learn from latent samples this many times wider than the
+    # posterior (`BitSwapModel.elbo_terms`)
+    latent_noise: float = 1.0
     ema_decay: float = 0.999
     seed: int = 0
     checkpoint_every: int = 500
@@ -231,7 +234,7 @@ def train(settings: TrainSettings, out_dir: Path, log=print) -> Path:
             x = x.flip(3)  # horizontal flips (of whole crops: the ring stays above and left)
         x, ring = split_crops(x, NEIGHBOUR_KNOWN)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bfloat16):
-            terms = model.elbo_terms(x, settings.free_bits, ring)
+            terms = model.elbo_terms(x, settings.free_bits, ring, settings.latent_noise)
         return (terms["recon"] + terms["kl_train"]).mean() / (x[0].numel() * math.log(2))
 
     return loop.run(settings, model=model, ema=ema, optimizer=optimizer, checkpoint=checkpoint,
