@@ -14,8 +14,12 @@ from PIL import Image
 
 from recarchive.ans import clean_message, message_to_bytes
 from recarchive.ans.group import MessageGroup
+from recarchive.archives import ArchiveSettings, archive
 from recarchive.archives.blocks import cut_blocks
+from recarchive.archives.errors import IntegrityError
 from recarchive.archives.parts import PartBuilder
+from recarchive.archives.reader import ArchiveReader
+from recarchive.archives.restore import restore
 from recarchive.codecs import CodecError, EncodedShard, get_codec
 from recarchive.codecs.base import decode_shards, encode_shards
 from recarchive.datasets import data_dir
@@ -192,3 +196,54 @@ def test_a_shard_of_a_group_that_decodes_wrong_is_coded_again_alone(model_file, 
     assert builder.stats.pixel_shards == 3
     assert builder.stats.shards_recoded == 1
     assert builder.stats.model_shards == 2
+
+
+def archived(model_file: Path, blocks: np.ndarray, tmp_path: Path) -> Path:
+    """Thirteen CIFAR-10 images archived in shards of 4 blocks (four shards)."""
+    source = tmp_path / "bucket"
+    source.mkdir()
+    for number, pixels in enumerate(blocks[:13]):
+        Image.fromarray(pixels).save(source / f"{number:02d}.png")
+    archive(str(source), str(tmp_path / "archive"), ArchiveSettings(
+        codec="bitswap", codec_options={"model": str(model_file)}, shard_blocks=4))
+    return source
+
+
+def test_a_restore_decodes_the_shards_it_needs_together(model_file, blocks, tmp_path,
+                                                        monkeypatch):
+    source = archived(model_file, blocks, tmp_path)
+    groups = []
+    original = ArchiveReader.decode_pixels_many
+
+    def recording(self, part, numbers):
+        groups.append(list(numbers))
+        return original(self, part, numbers)
+
+    monkeypatch.setattr(ArchiveReader, "decode_pixels_many", recording)
+    report = restore(str(tmp_path / "archive"), str(tmp_path / "restored"))
+    assert not report.problems and report.shards_decoded == 4
+    assert groups == [[0, 1, 2, 3]]
+    for path in source.iterdir():
+        assert (tmp_path / "restored" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_a_shard_that_does_not_decode_fails_only_its_own_objects(model_file, blocks,
+                                                                  tmp_path, monkeypatch):
+    archived(model_file, blocks, tmp_path)
+    reader = ArchiveReader(str(tmp_path / "archive"))
+    bad = reader.read_shard(0, 2).payload
+    codec = reader.codecs.get("bitswap", reader.read_shard(0, 2).model_sha256, "test")
+    decode = codec.decode
+
+    def refusing(shard: EncodedShard) -> np.ndarray:
+        if shard.payload == bad:
+            raise CodecError("Bit-Swap shard payload is damaged: made so by the test")
+        return decode(shard)
+
+    monkeypatch.setattr(codec, "decode", refusing)
+    monkeypatch.setattr(codec, "decode_many", lambda shards: [refusing(s) for s in shards])
+    decoded = reader.decode_pixels_many(0, [0, 1, 2, 3])
+    assert isinstance(decoded[2], IntegrityError)
+    assert "shard 2" in str(decoded[2]) and "made so by the test" in str(decoded[2])
+    for number in (0, 1, 3):
+        assert np.array_equal(decoded[number], reader.decode_pixels(0, number))

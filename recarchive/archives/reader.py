@@ -59,8 +59,8 @@ from recarchive.archives.records import (
     index_rows,
 )
 from recarchive.archives.units import payload_chunk
-from recarchive.codecs import CodecError, EncodedShard
-from recarchive.codecs.base import BLOCK_SIZE
+from recarchive.codecs import BlockCodec, CodecError, EncodedShard
+from recarchive.codecs.base import BLOCK_SIZE, decode_shards
 from recarchive.models.shipped import shipped_bytes
 from recarchive.storage import open_location
 
@@ -357,21 +357,63 @@ class ArchiveReader:
 
     def decode_pixels(self, part: int, number: int) -> np.ndarray:
         """The shard's (N, 32, 32, C) blocks, checked against the shard's raw sha256."""
-        row = self.read_shard(part, number)
-        where = f"{self.url}: shard {self.global_shard(part, number)}"
-        if row.kind != SHARD_PIXELS:
-            raise IntegrityError(f"{where}: expected a pixel shard, found {row.kind!r}")
-        codec = self.codecs.get(row.codec, row.model_sha256, where)
+        decoded = self.decode_pixels_many(part, [number])[0]
+        if isinstance(decoded, Exception):
+            raise decoded
+        return decoded
+
+    def decode_pixels_many(self, part: int, numbers: list[int],
+                           ) -> list[np.ndarray | Exception]:
+        """Several pixel shards of a part, decoded together where their codec can
+        (`decode_shards`), each checked against its raw sha256; a shard that cannot be read or
+        decoded gives its error in its place (a group that fails is decoded shard by shard,
+        so the error names the shard it belongs to)."""
+        out: list[np.ndarray | Exception] = []
+        rows: dict[int, ShardRow] = {}
+        for number in numbers:
+            where = f"{self.url}: shard {self.global_shard(part, number)}"
+            try:
+                row = self.read_shard(part, number)
+                if row.kind != SHARD_PIXELS:
+                    raise IntegrityError(f"{where}: expected a pixel shard, found {row.kind!r}")
+                self.codecs.get(row.codec, row.model_sha256, where)
+            except (ValueError, OSError) as error:  # unreadable, or its codec cannot be built
+                out.append(error)
+                continue
+            rows[len(out)] = row
+            out.append(IntegrityError(f"{where}: not decoded"))  # replaced below
+        groups: dict[tuple[str, str | None], list[int]] = {}
+        for slot, row in rows.items():
+            groups.setdefault((row.codec, row.model_sha256), []).append(slot)
+        for (name, model), slots in groups.items():
+            codec = self.codecs.get(name, model, f"{self.url}: part {part}")
+            shards = [EncodedShard(rows[i].payload, rows[i].num_blocks, rows[i].channels,
+                                   rows[i].codec_params) for i in slots]
+            try:
+                decoded = decode_shards(codec, shards)
+            except (CodecError, ValueError):
+                decoded = [self._decoded_alone(codec, shard) for shard in shards]
+            for slot, blocks in zip(slots, decoded, strict=True):
+                out[slot] = self._checked_blocks(part, numbers[slot], rows[slot], blocks)
+        return out
+
+    @staticmethod
+    def _decoded_alone(codec: BlockCodec, shard: EncodedShard) -> np.ndarray | Exception:
         try:
-            blocks = codec.decode(EncodedShard(row.payload, row.num_blocks,
-                                               row.channels, row.codec_params))
+            return codec.decode(shard)
         except (CodecError, ValueError) as error:
-            raise IntegrityError(f"{where}: codec {row.codec!r} cannot decode it: "
-                                 f"{error}") from error
+            return error
+
+    def _checked_blocks(self, part: int, number: int, row: ShardRow,
+                        blocks: np.ndarray | Exception) -> np.ndarray | IntegrityError:
+        """The decoded blocks if they are the shard's (its raw sha256), else the error."""
+        where = f"{self.url}: shard {self.global_shard(part, number)}"
+        if isinstance(blocks, Exception):
+            return IntegrityError(f"{where}: codec {row.codec!r} cannot decode it: {blocks}")
         expected = (row.num_blocks, BLOCK_SIZE, BLOCK_SIZE, row.channels)
         if blocks.shape != expected or hashlib.sha256(
                 np.ascontiguousarray(blocks).tobytes()).digest() != row.raw_sha256:
-            raise IntegrityError(f"{where}: decoded blocks do not match the shard's checksum")
+            return IntegrityError(f"{where}: decoded blocks do not match the shard's checksum")
         return blocks
 
     # --- units (format 4) ------------------------------------------------------------------

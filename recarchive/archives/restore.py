@@ -45,6 +45,7 @@ from recarchive.archives.records import IndexRow, index_rows
 from recarchive.archives.safety import check_inside, restore_targets
 from recarchive.archives.units import blocks_digest, read_by_units
 from recarchive.codecs import CodecError
+from recarchive.codecs.base import SHARDS_TOGETHER
 from recarchive.storage import Location, open_location
 
 
@@ -121,6 +122,9 @@ class _PartDecoder:
         for chain in self.chains.values():
             if not isinstance(chain, Exception):
                 self.uses.update(n for n, _, _ in chain if n not in self.unit_shards)
+        self.pixel_shards = sorted({n for chain in self.chains.values()
+                                    if not isinstance(chain, Exception)
+                                    for n, _, _ in chain} - self.unit_shards)
 
     def _plan_units(self, rows: list[IndexRow]) -> set[int]:
         """The shards to read unit by unit: every selected object in them has units, and
@@ -155,23 +159,40 @@ class _PartDecoder:
         "payload" (a JPEG-XL shard's streams, decoded one object at a time)."""
         if number in self.broken:
             raise self.broken[number]
-        if number not in self.cache:
+        if number not in self.cache and what == "pixels":
+            self._decode_pixels(number)
+            if number in self.broken:
+                raise self.broken[number]
+        elif number not in self.cache:
             try:
-                self.cache[number] = (
-                    self.reader.decode_pixels(self.part, number) if what == "pixels"
-                    else self.reader.decode_blob(self.part, number) if what == "bytes"
-                    else self.reader.read_shard(self.part, number).payload)
+                self.cache[number] = (self.reader.decode_blob(self.part, number)
+                                      if what == "bytes"
+                                      else self.reader.read_shard(self.part, number).payload)
             except DECODE_ERRORS as error:
                 self.broken[number] = error
                 raise
             self.report.shards_decoded += 1
-            if what == "pixels":
-                self.listener(Advanced(blocks=len(self.cache[number])))
         value = self.cache[number]
         self.uses[number] -= 1
         if self.uses[number] <= 0:
             del self.cache[number]
         return value
+
+    def _decode_pixels(self, number: int) -> None:
+        """Pixel shard `number` and the next ones pending objects still need, decoded
+        together (at most `SHARDS_TOGETHER`: `ArchiveReader.decode_pixels_many`), into the
+        cache, or into `broken` with their errors."""
+        later = [n for n in self.pixel_shards if n > number and self.uses[n] > 0
+                 and n not in self.cache and n not in self.broken]
+        group = [number, *later[: SHARDS_TOGETHER - 1]]
+        for n, blocks in zip(group, self.reader.decode_pixels_many(self.part, group),
+                             strict=True):
+            if isinstance(blocks, Exception):
+                self.broken[n] = blocks
+                continue
+            self.cache[n] = blocks
+            self.report.shards_decoded += 1
+            self.listener(Advanced(blocks=len(blocks)))
 
     def pixels(self, row: IndexRow) -> np.ndarray:
         """The raster's pixels, cut from shards each checked against its raw sha256 when
