@@ -12,6 +12,7 @@ import safetensors.torch
 import torch
 
 from recarchive.ans import clean_message
+from recarchive.ans.group import MessageGroup
 from recarchive.codecs import CodecError, EncodedShard, get_codec
 from recarchive.codecs.bitswap import BitSwapCodec
 from recarchive.datasets import data_dir
@@ -79,13 +80,13 @@ def test_raw_first_blocks_code_shorter_than_bits_back_from_clean_bits():
 def test_posteriors_code_with_unfloored_tables(model_file):
     """v3 posteriors leave far tails at frequency 0, so no pop lands there; a decoder that
     would push such a latent back is reading damaged bytes, and says so."""
-    coder = codec(model_file).rgb._with("bitswap", 16)
+    coder = codec(model_file).rgb
     assert coder.latent.floor and not coder.posterior.floor
     dims = coder.latent_dims
     sharp_at_zero = (np.full((1, dims), coder.model.layout.mean_offset),
                      np.zeros((1, dims), dtype=np.int64))
     far_out = np.zeros((1, dims), dtype=np.int64)  # bin 0, z = -8
-    message = clean_message((1, 16), 0, coder.backend)
+    message = MessageGroup([clean_message((1, 16), 0, coder.backend)])
     coder._push(message, coder.latent, far_out, sharp_at_zero, None)
     with pytest.raises(CodecError, match="damaged"):
         coder._push(message, coder.posterior, far_out, sharp_at_zero, None)

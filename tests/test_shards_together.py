@@ -76,7 +76,7 @@ def test_shards_of_other_lengths_code_as_they_do_alone(model_file, blocks, mode,
         assert np.array_equal(back, shard)
 
 
-def test_shards_with_other_lanes_are_coded_in_their_own_groups(model_file, blocks):
+def test_shards_with_other_lanes_per_chain_are_coded_side_by_side(model_file, blocks):
     codec = get_codec("bitswap", model=str(model_file), chains=1)
     shards = shards_of(blocks, [600, 9, 200])  # one chain each: 64, 16 and 16 lanes
     together = assert_same_as_alone(codec, shards)
@@ -129,23 +129,32 @@ def test_a_damaged_shard_in_a_group_is_refused(model_file, blocks):
 
 def test_a_message_group_pushes_and_pops_as_its_messages_alone():
     rng = np.random.default_rng(3)
-    lanes, chains = 4, (2, 3)
-    starts_freqs = []
+    shapes = [(2, 4), (3, 8)]  # chains, lanes: other lanes per chain too
+    chains = sum(c for c, _ in shapes)
+    bounds = np.cumsum([0, *(c for c, _ in shapes)])
+    variables = []
     for _ in range(5):
-        freqs = rng.integers(1, 1 << 10, size=(sum(chains), 2 * lanes))
-        starts = rng.integers(0, (1 << 12) - freqs)
-        starts_freqs.append((starts, freqs))
-    alone = [clean_message((c, lanes), seed=7) for c in chains]
-    grouped = MessageGroup([clean_message((c, lanes), seed=7) for c in chains])
-    bounds = np.cumsum([0, *chains])
-    for starts, freqs in starts_freqs:
-        grouped.push_groups(starts, freqs, 12, lanes)
-        for k, message in enumerate(alone):
+        freqs = rng.integers(1, 1 << 10, size=(chains, 16))
+        variables.append((rng.integers(0, (1 << 12) - freqs), freqs))
+    alone = [clean_message(shape, seed=7) for shape in shapes]
+    grouped = MessageGroup([clean_message(shape, seed=7) for shape in shapes])
+    for starts, freqs in variables:
+        grouped.push_groups(starts, freqs, 12)
+        for k, (message, (_, lanes)) in enumerate(zip(alone, shapes, strict=True)):
             rows = slice(bounds[k], bounds[k + 1])
             message.push_groups(starts[rows], freqs[rows], 12, lanes)
-    assert grouped.lane_shape == (5, lanes)
+    assert grouped.chains == 5
     assert [message_to_bytes(m) for m in grouped.messages] == \
         [message_to_bytes(m) for m in alone]
+    seen = []
+
+    def pop(message, rows, lanes):
+        seen.append((rows, lanes))
+        return np.full((rows.stop - rows.start, 16), lanes), np.ones((rows.stop - rows.start, 16))
+
+    symbols, freqs = grouped.pop_each(pop)
+    assert seen == [(slice(0, 2), 4), (slice(2, 5), 8)]
+    assert symbols[:, 0].tolist() == [4, 4, 8, 8, 8] and freqs.shape == (5, 16)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

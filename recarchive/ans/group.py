@@ -3,8 +3,9 @@
 A codec that codes many independent messages (one per shard) can compute every symbol's
 interval for all of them at once, in one net call and one table lookup over their chains side
 by side, and then let each message push or pop its own rows. A `MessageGroup` is that view:
-chains of message 0 first, then message 1's, and so on (every message with the same lanes per
-chain). Each message sees exactly the operations it would see alone, in the same order, so
+chains of message 0 first, then message 1's, and so on, each message with its own lanes per
+chain (a variable's D columns go to its lanes in D / lanes groups, as `Message.push_groups`
+deals them). Each message sees exactly the operations it would see alone, in the same order, so
 its bytes are the same as if it had been coded alone; lanes that sit a step out code the
 whole interval [0, 2^precision), which leaves a message unchanged.
 """
@@ -21,15 +22,14 @@ Popped = TypeVar("Popped")
 
 
 class MessageGroup:
-    """Messages of lanes (chains_i, lanes), seen as one of lanes (Σ chains_i, lanes)."""
+    """Messages of lanes (chains_i, lanes_i), their Σ chains_i chains seen side by side."""
 
     def __init__(self, messages: list[Message]) -> None:
         if not messages:
             raise ValueError("a message group needs at least one message")
-        shapes = {m.lane_shape[1:] for m in messages}
-        if len(shapes) != 1 or len(next(iter(shapes))) != 1:
-            raise ValueError(f"grouped messages must all have (chains, lanes) heads with the "
-                             f"same lanes, got {[m.lane_shape for m in messages]}")
+        if any(len(m.lane_shape) != 2 for m in messages):
+            raise ValueError(f"grouped messages must have (chains, lanes) heads, got "
+                             f"{[m.lane_shape for m in messages]}")
         self.messages = messages
         bounds = [0]
         for message in messages:
@@ -37,8 +37,8 @@ class MessageGroup:
         self.bounds = bounds
 
     @property
-    def lane_shape(self) -> tuple[int, int]:
-        return (self.bounds[-1], self.messages[0].lane_shape[1])
+    def chains(self) -> int:
+        return self.bounds[-1]
 
     @property
     def backend(self):
@@ -49,12 +49,17 @@ class MessageGroup:
         for i, message in enumerate(self.messages):
             yield message, slice(self.bounds[i], self.bounds[i + 1])
 
-    def push_groups(self, starts: Array, freqs: Array, precision: int, lanes: int) -> None:
-        """`Message.push_groups` of each message's rows of a (Σ chains, D) variable."""
+    def push_groups(self, starts: Array, freqs: Array, precision: int) -> None:
+        """`Message.push_groups` of each message's rows of a (Σ chains, D) variable, on its
+        own lanes."""
         for message, rows in self.parts():
-            message.push_groups(starts[rows], freqs[rows], precision, lanes)
+            message.push_groups(starts[rows], freqs[rows], precision, message.lane_shape[1])
 
-    def pop_each(self, pop: Callable[[Message, slice], tuple[Array, Array]],
-                 ) -> list[tuple[Array, Array]]:
-        """`pop(message, rows)` for each message, in order (the caller joins the rows)."""
-        return [pop(message, rows) for message, rows in self.parts()]
+    def pop_each(self, pop: Callable[[Message, slice, int], tuple[Array, Array]],
+                 ) -> tuple[Array, Array]:
+        """`pop(message, rows, lanes)` -> (symbols, freqs) of each message's rows, joined
+        back into the group's (Σ chains, D) arrays."""
+        popped = [pop(message, rows, message.lane_shape[1]) for message, rows in self.parts()]
+        backend = self.backend
+        return (backend.concat([symbols for symbols, _ in popped]),
+                backend.concat([freqs for _, freqs in popped]))

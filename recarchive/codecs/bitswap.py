@@ -150,7 +150,7 @@ class BitSwapCodec:
         once per step, for every variable the step codes."""
         return None if bool(active.all()) else self._on_coder(active)[:, None]
 
-    def _push(self, message: Message, table: DiscretizedTable, symbols, params,
+    def _push(self, message: MessageGroup, table: DiscretizedTable, symbols, params,
               active: Array | None, tally: np.ndarray | None = None) -> None:
         """Push a (chains, D) variable, its lane groups first columns first
         (`Message.push_groups`). Intervals are computed for the whole variable at once.
@@ -165,14 +165,16 @@ class BitSwapCodec:
             # back what it popped from it: a decoder that meets one reads damaged bytes.
             raise CodecError("Bit-Swap shard payload is damaged: it decodes to a latent its "
                              "posterior cannot hold")
-        message.push_groups(starts, freqs, table.spec.precision, self.lanes)
+        message.push_groups(starts, freqs, table.spec.precision)
 
-    def _pop(self, message: Message, table: DiscretizedTable, params,
+    def _pop(self, message: MessageGroup, table: DiscretizedTable, params,
              active: Array | None, tally: np.ndarray | None = None) -> Array:
         """Pop a (chains, D) variable: the exact inverse of `_push`. `tally` (chains,) loses
         each chain's bits popped (what bits-back gets back)."""
         mean, scale = (self._on_coder(p).reshape(p.shape[0], -1) for p in params)
-        out, freqs = table.pop_groups(message, table.locate(mean, scale), self.lanes, active)
+        row, whole = table.locate(mean, scale)
+        out, freqs = message.pop_each(lambda part, rows, lanes: table.pop_groups(
+            part, (row[rows], whole[rows]), lanes, None if active is None else active[rows]))
         if tally is not None:
             tally -= self._information(table, freqs)
         return out
@@ -213,7 +215,7 @@ class BitSwapCodec:
 
     # --- pixels, in their stages -----------------------------------------------------------
 
-    def _push_pixels(self, message: Message, x: torch.Tensor, z1: torch.Tensor,
+    def _push_pixels(self, message: MessageGroup, x: torch.Tensor, z1: torch.Tensor,
                      active: Array | None, tally: np.ndarray | None = None,
                      ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """Push x ~ p(x|z1) (x: (chains, 12, 16, 16)), its stages last first (`ring`: the
@@ -223,7 +225,7 @@ class BitSwapCodec:
             self._push(message, self.pixel, x[:, stage].reshape(x.shape[0], -1),
                        tuple(p[:, stage] for p in params), active, tally)
 
-    def _pop_pixels(self, message: Message, z1: torch.Tensor, active: Array | None,
+    def _pop_pixels(self, message: MessageGroup, z1: torch.Tensor, active: Array | None,
                     ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Pop x ~ p(x|z1), the first stage first: the inverse of `_push_pixels`."""
         chains = z1.shape[0]
@@ -238,7 +240,7 @@ class BitSwapCodec:
 
     # --- one step of every chain -----------------------------------------------------------
 
-    def _encode_step(self, message: Message, x: torch.Tensor, active: Array | None,
+    def _encode_step(self, message: MessageGroup, x: torch.Tensor, active: Array | None,
                      tally: np.ndarray | None = None,
                      ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         m, layers = self.net, len(self.model.infer)
@@ -269,10 +271,10 @@ class BitSwapCodec:
         self._push(message, self.latent, zs[-1], tuple(t.to(self.device) for t in top), active,
                    tally)
 
-    def _decode_step(self, message: Message, active: Array | None,
+    def _decode_step(self, message: MessageGroup, active: Array | None,
                      ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         m, layers = self.net, len(self.model.infer)
-        chains = message.lane_shape[0]
+        chains = message.chains
         top = m.top_prior((chains, self.latent_dims))
         zs: list[Array | None] = [None] * layers
         zs[-1] = self._pop(message, self.latent, tuple(t.to(self.device) for t in top), active)
@@ -327,39 +329,43 @@ class BitSwapCodec:
                     ) -> list[EncodedShard]:
         """Code several shards together: their chains side by side in every net call (a
         wider batch), each shard still its own message with its own bytes, the very bytes
-        `encode` gives it alone. Shards with the same lanes per chain share the steps."""
+        `encode` gives it alone. Shards whose chains start alike (`first_block`) share the
+        steps; each keeps its own chains and lanes per chain."""
         plans, coded = [], []
         for blocks, geometry in shards:
             blocks = check_blocks(blocks, self)
             if geometry is not None and len(geometry) != len(blocks):
                 raise CodecError(f"the geometry describes {len(geometry)} blocks, the shard "
                                  f"has {len(blocks)}")
-            plans.append(_Plan(len(blocks), geometry, *self._layout(len(blocks)), self.mode))
+            chains, steps, lanes = self._layout(len(blocks))
+            first_block = ("raw" if self.first_block == "raw"
+                           and can_prime(lanes, self._raw_words_per_block) else "bits-back")
+            plans.append(_Plan(len(blocks), geometry, chains, steps, lanes, self.mode,
+                               first_block))
             coded.append(blocks)
         encoded: list[EncodedShard | None] = [None] * len(plans)
-        for lanes, members in _grouped(plans, lambda p: p.lanes).items():
+        for _, members in _grouped(plans, lambda p: p.first_block).items():
             together = self._encode_together([plans[i] for i in members],
-                                             [coded[i] for i in members], lanes)
+                                             [coded[i] for i in members])
             for i, shard in zip(members, together, strict=True):
                 encoded[i] = shard
         return encoded  # type: ignore[return-value]
 
     def _encode_together(self, plans: list[_Plan], blocks: list[np.ndarray],
-                         lanes: int) -> list[EncodedShard]:
-        coder = self._with(self.mode, lanes)
+                         ) -> list[EncodedShard]:
         order = BLOCK_ORDERS[0] if self.uses_block_context else None
         together = _Together(plans, order)
         pixels = torch.from_numpy(np.concatenate(blocks)).to(
             self.device).permute(0, 3, 1, 2).to(torch.int64)
         rings = _Rings(together.neighbours(plans), together.slots) if order else None
-        first_block = self.first_block
-        if first_block == "raw" and can_prime(lanes, self._raw_words_per_block):
+        first_block = plans[0].first_block
+        if first_block == "raw":
             first, _ = _step_blocks(pixels, together.slots[0])
-            messages = [primed_message(self._raw_words(space_to_depth(first[rows])), lanes,
-                                       self.seed, self.backend) for rows in together.rows]
+            messages = [primed_message(self._raw_words(space_to_depth(first[rows])), p.lanes,
+                                       self.seed, self.backend)
+                        for p, rows in zip(plans, together.rows, strict=True)]
         else:
-            first_block = "bits-back"
-            messages = [clean_message((p.chains, lanes), self.seed, self.backend)
+            messages = [clean_message((p.chains, p.lanes), self.seed, self.backend)
                         for p in plans]
         group = MessageGroup(messages)
         block_bits = np.full(len(pixels), np.nan)  # raw first blocks stay NaN
@@ -368,14 +374,14 @@ class BitSwapCodec:
             batch, active = _step_blocks(pixels, slots)
             tally = np.zeros(len(slots))
             ring = rings.at(k, pixels) if rings else None
-            coder._encode_step(group, space_to_depth(batch), self._lanes_sitting_out(active),
+            self._encode_step(group, space_to_depth(batch), self._lanes_sitting_out(active),
                                tally, ring)
             block_bits[slots[slots >= 0]] = tally[slots >= 0]
         encoded = []
         for plan, message, span in zip(plans, messages, together.blocks, strict=True):
             params = {"chains": plan.chains, "mode": self.mode, "seed": self.seed,
                       "clean_words": int(message.stack.clean_words_drawn),
-                      "lanes_per_chain": lanes, "tables": self.model.layout.tables_id,
+                      "lanes_per_chain": plan.lanes, "tables": self.model.layout.tables_id,
                       "first_block": first_block}
             if order:
                 params["block_order"] = order
@@ -392,15 +398,14 @@ class BitSwapCodec:
     @torch.no_grad()
     def decode_many(self, shards: Sequence[EncodedShard]) -> list[np.ndarray]:
         """Decode several shards together (the inverse of `encode_many`; any shards, however
-        they were coded: those that share a mode, lanes and first-block coding share the
-        steps)."""
+        they were coded: those that share a mode and first-block coding share the steps)."""
         plans, messages = [], []
         for shard in shards:
             plan, message = self._decode_plan(shard)
             plans.append(plan)
             messages.append(message)
         decoded: list[np.ndarray | None] = [None] * len(plans)
-        for _, members in _grouped(plans, lambda p: (p.lanes, p.mode, p.first_block)).items():
+        for _, members in _grouped(plans, lambda p: (p.mode, p.first_block)).items():
             out = self._decode_together([plans[i] for i in members],
                                         [messages[i] for i in members])
             for i, blocks in zip(members, out, strict=True):
@@ -448,7 +453,7 @@ class BitSwapCodec:
 
     def _decode_together(self, plans: list[_Plan], messages: list[Message],
                          ) -> list[np.ndarray]:
-        decoder = self._with(plans[0].mode, plans[0].lanes)
+        decoder = self._with(plans[0].mode, self.lanes)
         order = BLOCK_ORDERS[0] if self.uses_block_context else None
         together = _Together(plans, order)
         rings = _Rings(together.neighbours(plans), together.slots) if order else None

@@ -22,7 +22,6 @@ import numpy as np
 
 from recarchive.ans import Array, Backend, CdfBank, Message, kernels
 from recarchive.ans.backend import NUMPY
-from recarchive.ans.group import MessageGroup
 from recarchive.entropy.quantize import pmf_to_cdf
 
 FAMILIES = ("logistic", "gaussian")
@@ -142,7 +141,7 @@ class DiscretizedTable:
         message.pop(starts, freqs, self.spec.precision)
         return symbols, freqs
 
-    def pop_groups(self, message: Message | MessageGroup, located: tuple[Array, Array], lanes: int,
+    def pop_groups(self, message: Message, located: tuple[Array, Array], lanes: int,
                    active: Array | None = None) -> tuple[Array, Array]:
         """Pop a (chains, D) variable located at `located` from heads (chains, lanes), its
         D / lanes groups of columns last first (the inverse of `Message.push_groups`): the
@@ -150,11 +149,6 @@ class DiscretizedTable:
         every group a clean message's stack holds words for; a group that reaches under the
         stack's bottom (clean bits) is popped here, and the loop goes on after it."""
         row, whole = located
-        if isinstance(message, MessageGroup):
-            popped = message.pop_each(lambda part, rows: self.pop_groups(
-                part, (row[rows], whole[rows]), lanes, None if active is None else active[rows]))
-            return (self.backend.concat([symbols for symbols, _ in popped]),
-                    self.backend.concat([freqs for _, freqs in popped]))
         groups = row.shape[1] // lanes
         if self.backend.is_torch or not message.is_clean or not kernels.AVAILABLE:
             symbols = self.backend.full(tuple(row.shape), 0)
