@@ -137,6 +137,19 @@ def test_objects_decode_alone(model_file, blocks):
     assert np.array_equal(alone, blocks[2:3])
 
 
+def test_decoding_runs_the_context_net_once(model_file, blocks):
+    codec = get_codec("rec", model=str(model_file))
+    shard = codec.encode(blocks[:4])
+    calls = []
+    hook = codec.model.exact.context.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        assert np.array_equal(codec.decode(shard), blocks[:4])
+    finally:
+        hook.remove()
+    assert codec.model.context_stage == 3  # R, G, B of the first checkerboard stage first
+    assert len(calls) == 1
+
+
 def test_the_coder_spends_about_the_exact_models_rate(model_file, blocks):
     codec = get_codec("rec", model=str(model_file))
     rate = 8 * len(codec.encode(blocks).payload) / blocks.size

@@ -286,7 +286,10 @@ class RecCodec:
         for i in range(0, len(z24), step):
             z = z24[i : i + step]
             known = None if pixels is None else pixels[i : i + step]
-            parts.append(self.model.pixel_params(self.model.pixel_head(z), z, known))
+            head = self.model.pixel_head(z)
+            if known is not None:
+                head = self.model.with_context(head, z, known)
+            parts.append(self.model.pixel_params(head, z, known))
         return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
     def _lane_bits(self, b: int, lanes: int) -> np.ndarray:
@@ -395,6 +398,8 @@ class RecCodec:
             pixels = np.zeros((n, self.model.pixels), np.int64)
             heads = self._pixel_heads(z24)
             for s, stage in enumerate(self.model.stages):
+                if s == self.model.context_stage:  # the context net, once, for what follows
+                    heads = self._with_context(heads, z24, pixels)
                 mean, scale_index = self._stage_params(heads, z24, pixels if s else None)
                 for j in reversed(stage):
                     pixels[:, j] = self.pixel.pop(message, mean[:, j], scale_index[:, j],
@@ -408,6 +413,12 @@ class RecCodec:
     def _pixel_heads(self, z24: torch.Tensor) -> list:
         step = self.net_batch or max(len(z24), 1)
         return [self.model.pixel_head(z24[i : i + step]) for i in range(0, len(z24), step)]
+
+    def _with_context(self, heads: list, z24: torch.Tensor, pixels: np.ndarray) -> list:
+        step = self.net_batch or max(len(z24), 1)
+        return [self.model.with_context(head, z24[i * step : (i + 1) * step],
+                                        pixels[i * step : (i + 1) * step])
+                for i, head in enumerate(heads)]
 
     def _stage_params(self, heads: list, z24: torch.Tensor,
                       pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -34,9 +34,17 @@ Head = tuple[torch.Tensor, torch.Tensor]
 
 
 class _ModelFile:
-    """What both kinds share: the loaded file (`loaded`: its sha256, bytes and REC tables)."""
+    """What both kinds share: the loaded file (`loaded`: its sha256, bytes and REC tables),
+    and no pixel context unless a kind has one."""
 
     loaded: LoadedVAE | zoo.LoadedModel
+    # the first stage whose likelihood reads the pixel context (`with_context`), or None
+    context_stage: int | None = None
+
+    def with_context(self, head: Head, z24: torch.Tensor, pixels: np.ndarray) -> Head:
+        """`head` with the pixel context's corrections, read from `pixels` (which hold every
+        stage before `context_stage`)."""
+        return head
 
     @property
     def sha256(self) -> str:
@@ -107,6 +115,11 @@ class ConvRecModel(_ModelFile):
         self.stages = tuple(np.concatenate([np.arange(c * cell, (c + 1) * cell) for c in stage])
                             for stage in config.coding_stages())
         self._s2d_shape = (channels, 16, 16)
+        if loaded.exact.context is not None:
+            # the context reads the first checkerboard stage: every colour of it comes first
+            second = set(loaded.exact.pixel_stages[1])
+            self.context_stage = next(s for s, stage in enumerate(config.coding_stages())
+                                      if second & set(stage))
         self.table = loaded.exact.table("pixel")
         layout = loaded.exact.layout
         self._latent_shape = (config.latent_channels, 16, 16)
@@ -144,12 +157,17 @@ class ConvRecModel(_ModelFile):
     def pixel_head(self, z24: torch.Tensor) -> Head:
         return self.exact.pixel_head(self.latent_input(z24))
 
+    def with_context(self, head: Head, z24: torch.Tensor, pixels: np.ndarray) -> Head:
+        return self.exact.context_head(self.latent_input(z24), self._s2d(pixels), head)
+
     def pixel_params(self, head: Head, z24: torch.Tensor,
                      pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(mean, scale index) (N, P) in flat order; later stages are right only given
-        `pixels` holding the earlier stages' (None: only the first stage's are)."""
+        `pixels` holding the earlier stages' (None: only the first stage's are), and the
+        stages from `context_stage` on only with `head` through `with_context`."""
         x = None if pixels is None else self._s2d(pixels)
-        mean, index = self.exact.pixel_likelihood(self.latent_input(z24), x, head=head)
+        mean, index = self.exact.pixel_likelihood(self.latent_input(z24), x, head=head,
+                                                  context=False)
         return mean.reshape(len(z24), -1).numpy(), index.reshape(len(z24), -1).numpy()
 
     @torch.no_grad()

@@ -389,26 +389,40 @@ class ExactBitSwap(nn.Module):
 
     def pixel_likelihood(self, z1: torch.Tensor, x: torch.Tensor | None = None,
                          head: tuple[torch.Tensor, torch.Tensor] | None = None,
-                         ring: tuple[torch.Tensor, torch.Tensor] | None = None):
+                         ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                         context: bool = True):
         """p(x|z1) for every subpixel channel. With a pixel context, the later stages'
         channels are right only given `x` (N, 12, 16, 16) holding the first stage's pixels
         (other channels are not read); without `x` only the first stage's are. `head` is
-        `pixel_head(z1, ring)`, when the caller has it already."""
-        mean, log_scale = head if head is not None else self.pixel_head(z1, ring)
+        `pixel_head(z1, ring)`, when the caller has it already; `context=False` when that
+        head has the context's corrections already (`context_head`: a coder that needs the
+        likelihood stage by stage runs the context net once)."""
+        head = head if head is not None else self.pixel_head(z1, ring)
+        if context and self.context is not None and x is not None:
+            head = self.context_head(z1, x, head, ring)
+        mean, log_scale = head
         extra = self.config.coefficient_channels
         if extra:
             mean, coefficients = mean[:, :-extra], mean[:, -extra:]
             log_scale = log_scale[:, :-extra]
-        if self.context is not None and x is not None:
-            first, second = (list(stage) for stage in self.pixel_stages)
-            d_mean, d_log_scale = self.context(torch.cat([z1, 2 * x[:, first] - 255], 1), ring)
-            mean, log_scale = mean.clone(), log_scale.clone()
-            mean[:, second] += d_mean
-            log_scale[:, second] = torch.clamp(log_scale[:, second] + d_log_scale,
-                                               *self.generate[0].log_scale_range)
         if extra and x is not None:
             mean = mean + exact_channel_shift(coefficients, x)
         return mean + PIXEL_MEAN_OFFSET, PIXEL_GRID.index(log_scale)
+
+    def context_head(self, z1: torch.Tensor, x: torch.Tensor,
+                     head: tuple[torch.Tensor, torch.Tensor],
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`pixel_head`'s (mean, log scale) with the pixel context's corrections to the second
+        stage's channels, read from the first stage's pixels in `x`."""
+        mean, log_scale = head
+        first, second = (list(stage) for stage in self.pixel_stages)
+        d_mean, d_log_scale = self.context(torch.cat([z1, 2 * x[:, first] - 255], 1), ring)
+        mean, log_scale = mean.clone(), log_scale.clone()
+        mean[:, second] += d_mean
+        log_scale[:, second] = torch.clamp(log_scale[:, second] + d_log_scale,
+                                           *self.generate[0].log_scale_range)
+        return mean, log_scale
 
     def top_prior(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed standard logistic, in bin units."""
