@@ -20,6 +20,7 @@ from recarchive.archives.errors import IntegrityError
 from recarchive.archives.parts import PartBuilder
 from recarchive.archives.reader import ArchiveReader
 from recarchive.archives.restore import restore
+from recarchive.bench.codec_bench import shard_groups
 from recarchive.codecs import CodecError, EncodedShard, get_codec
 from recarchive.codecs.base import decode_shards, encode_shards
 from recarchive.datasets import data_dir
@@ -256,3 +257,10 @@ def test_a_shard_that_does_not_decode_fails_only_its_own_objects(model_file, blo
     assert "shard 2" in str(decoded[2]) and "made so by the test" in str(decoded[2])
     for number in (0, 1, 3):
         assert np.array_equal(decoded[number], reader.decode_pixels(0, number))
+
+
+def test_benchmark_groups_keep_every_worker_busy_and_shards_in_order():
+    assert shard_groups(10, 2, 8) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert shard_groups(10, 1, 4) == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert shard_groups(3, 4, 8) == [[0], [1], [2]]
+    assert shard_groups(0, 2, 8) == []

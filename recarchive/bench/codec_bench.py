@@ -230,19 +230,13 @@ def shard_groups(count: int, workers: int, together: int) -> list[list[int]]:
 def _code_here(codec, shards: list[tuple[np.ndarray, BlockGeometry | None]],
                groups: list[list[int]]):
     """(encoded shards, encode seconds, decode seconds, all exact) in this process."""
-    encoded: list = [None] * len(shards)
-    decoded: list = [None] * len(shards)
-    start = time.perf_counter()
-    for group in groups:
-        for i, shard in zip(group, encode_shards(codec, [shards[i] for i in group]),
-                            strict=True):
-            encoded[i] = shard
+    start = time.perf_counter()  # groups are runs of consecutive shards, in order
+    encoded = [shard for group in groups
+               for shard in encode_shards(codec, [shards[i] for i in group])]
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
-    for group in groups:
-        for i, blocks in zip(group, decode_shards(codec, [encoded[i] for i in group]),
-                             strict=True):
-            decoded[i] = blocks
+    decoded = [blocks for group in groups
+               for blocks in decode_shards(codec, [encoded[i] for i in group])]
     decode_s = time.perf_counter() - start
     exact = all(np.array_equal(d, s) for d, (s, _) in zip(decoded, shards, strict=True))
     return encoded, encode_s, decode_s, exact
