@@ -223,7 +223,9 @@ def _whole_baselines(whole: list[np.ndarray], blocks: np.ndarray) -> dict:
 def shard_groups(count: int, workers: int, together: int) -> list[list[int]]:
     """Consecutive shards a worker codes together (`encode_shards`): at most `together` a
     group, as many groups as keep every worker busy, groups of sizes as even as can be."""
-    groups = workers * -(-count // (workers * together)) if count else 0
+    if count == 0:
+        return []
+    groups = workers * -(-count // (workers * together))
     return [part.tolist() for part in np.array_split(np.arange(count), groups) if len(part)]
 
 
