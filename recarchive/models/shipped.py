@@ -26,6 +26,8 @@ SHIPPED: dict[str, str] = {
     # REC's convolutional model (one Gaussian layer of Bit-Swap's nets, int8, the checkerboard
     # and the linear channel context), and the MLP VAE it replaced (6.62 bits/dim)
     "rec-cifar": "6aa8dcd39f6cc61fba61096c27f92c8188086b26fdee90cfae5a596984fc0ed4",
+    # the same kind of model fine-tuned on the photo corpus (`--codec rec --model rec-photo`)
+    "rec-photo": "3a447507bfb208b66ad950b0d1dc109ca532b8f25d143a2f57b684f4d28c1cad",
     "rec-cifar-mlp": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
 }
