@@ -162,7 +162,7 @@ def encode_shard(codec: BlockCodec, blocks: np.ndarray,
 
 # Shards a worker codes together by default (`encode_shards`): 8 one-chain CIFAR-10 shards of
 # 1,024 blocks make a batch of 8 blocks a net call, about twice as fast as one on a CPU core,
-# for 8 shards' blocks (~25 MB of pixels and latents) in memory at once.
+# for 8 shards' blocks in memory at once (as Bit-Swap's int64 pixel tensor, about 200 MB).
 SHARDS_TOGETHER = 8
 
 

@@ -453,7 +453,7 @@ class BitSwapCodec:
 
     def _decode_together(self, plans: list[_Plan], messages: list[Message],
                          ) -> list[np.ndarray]:
-        decoder = self._with(plans[0].mode, self.lanes)
+        decoder = self._with(plans[0].mode)
         order = BLOCK_ORDERS[0] if self.uses_block_context else None
         together = _Together(plans, order)
         rings = _Rings(together.neighbours(plans), together.slots) if order else None
@@ -529,15 +529,14 @@ class BitSwapCodec:
         top = tuple(t.to(self.device) for t in m.top_prior(tuple(zs[-1].shape)))
         return total + bits(self.latent, zs[-1], top)
 
-    def _with(self, mode: str, lanes: int) -> BitSwapCodec:
-        """This codec, or one like it that codes with another mode or lane count: a shallow
+    def _with(self, mode: str) -> BitSwapCodec:
+        """This codec, or one like it that codes with another mode (a shard's): a shallow
         copy, so the nets and the tables already on the device are shared, not rebuilt (a
-        quarter second a shard)."""
-        mode, lanes = self._checked(mode, lanes)
-        if (mode, lanes) == (self.mode, self.lanes):
+        quarter second a shard). Lanes are each shard's own (`_Plan`)."""
+        if mode == self.mode:
             return self
         other = copy.copy(self)
-        other.mode, other.lanes = mode, lanes
+        other.mode = mode
         return other
 
 
@@ -552,7 +551,7 @@ class _Plan:
     steps: int
     lanes: int
     mode: str
-    first_block: str = "raw"
+    first_block: str
 
 
 def _grouped(plans: list[_Plan], key: Callable[[_Plan], Hashable]) -> dict[Hashable, list[int]]:
