@@ -673,22 +673,24 @@ def _decode_alike(codec: BlockCodec, encoded: list[EncodedShard],
                   blocks: list[np.ndarray]) -> list[bool]:
     """Decode freshly coded shards together (from their bytes, as a restore would) and
     compare each; where the group does not decode, each shard alone says which fails."""
-    copies = [EncodedShard(bytes(e.payload), e.num_blocks, e.channels,
-                           json.loads(json.dumps(e.params, sort_keys=True))) for e in encoded]
     try:
-        decoded = decode_shards(codec, copies)
+        decoded = decode_shards(codec, [_as_stored(e) for e in encoded])
     except (CodecError, ValueError):
         return [_decodes_to(codec, e, b) for e, b in zip(encoded, blocks, strict=True)]
     return [d.shape == b.shape and bool(np.array_equal(d, b))
             for d, b in zip(decoded, blocks, strict=True)]
 
 
+def _as_stored(encoded: EncodedShard) -> EncodedShard:
+    """The shard as a reader gets it back: payload bytes, parameters through JSON."""
+    return EncodedShard(bytes(encoded.payload), encoded.num_blocks, encoded.channels,
+                        json.loads(json.dumps(encoded.params, sort_keys=True)))
+
+
 def _decodes_to(codec: BlockCodec, encoded: EncodedShard, blocks: np.ndarray) -> bool:
     """Decode a freshly coded shard (from its bytes, as a restore would) and compare."""
     try:
-        decoded = codec.decode(EncodedShard(bytes(encoded.payload), encoded.num_blocks,
-                                            encoded.channels, json.loads(
-                                                json.dumps(encoded.params, sort_keys=True))))
+        decoded = codec.decode(_as_stored(encoded))
     except (CodecError, ValueError):
         return False
     return decoded.shape == blocks.shape and bool(np.array_equal(decoded, blocks))
