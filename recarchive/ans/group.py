@@ -13,12 +13,8 @@ whole interval [0, 2^precision), which leaves a message unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TypeVar
-
-from recarchive.ans.backend import Array
+from recarchive.ans.backend import Array, Backend
 from recarchive.ans.message import Message
-
-Popped = TypeVar("Popped")
 
 
 class MessageGroup:
@@ -41,7 +37,7 @@ class MessageGroup:
         return self.bounds[-1]
 
     @property
-    def backend(self):
+    def backend(self) -> Backend:
         return self.messages[0].backend
 
     def parts(self) -> Iterator[tuple[Message, slice]]:
