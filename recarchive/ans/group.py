@@ -13,6 +13,7 @@ whole interval [0, 2^precision), which leaves a message unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+
 from recarchive.ans.backend import Array, Backend
 from recarchive.ans.message import Message
 
