@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from recarchive.codecs import get_codec
 from recarchive.codecs.bitswap import BitSwapCodec
 from recarchive.datasets import cifar10_split
-from recarchive.exact import int8
+from recarchive.exact import int8, int8_kernels
 from recarchive.exact.int8 import (
     MAX_FAN_IN,
     Int8Conv2d,
@@ -105,8 +105,19 @@ CASES = [  # in_bits, weight_bits, padding, input_offset, in/out channels, size
 ]
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def loops(request, monkeypatch):
+    """Each conv test twice: with numba's compiled loops around the GEMM, and with the torch
+    operations CUDA and machines without numba use."""
+    if request.param == "compiled" and not int8_kernels.AVAILABLE:
+        pytest.skip("numba is a declared dependency; this machine lacks it")
+    if request.param == "torch":
+        monkeypatch.setattr(int8_kernels, "AVAILABLE", False)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_int8_conv_equals_the_exact_reference(case):
+def test_int8_conv_equals_the_exact_reference(case, loops):
     in_bits, weight_bits, padding, offset, cin, cout, size = case
     gen = torch.Generator().manual_seed(sum(case))
     wlimit = (1 << (weight_bits - 1)) - 1
@@ -131,6 +142,39 @@ def test_int8_conv_equals_the_exact_reference(case):
     with torch_threads(2):
         assert torch.equal(conv(x), single)
     assert torch.equal(got, single)
+
+
+@pytest.mark.parametrize("table_bits, dtype", [(8, torch.int32), (15, torch.int64),
+                                               (15, torch.int32)])
+def test_compiled_loops_compute_the_torch_operations_integers(table_bits, dtype, monkeypatch):
+    """ELU, conv and residual in the compiled loops equal the torch composition, at the
+    residual stream's extremes and through both activation tables (int8 and int16)."""
+    gen = torch.Generator().manual_seed(table_bits)
+    frac = 4 if table_bits == 8 else 11
+    levels = 1 << table_bits
+    top, offset = levels - 1 - (1 << frac), levels // 2 - (1 << frac)
+    elu = Int8ELU(12, frac, top, offset)
+    assert elu.table.dtype == (torch.int8 if table_bits == 8 else torch.int16)
+    cin = cout = 16
+    weight = torch.randint(-127, 128, (cout, cin, 3, 3), generator=gen)
+    conv = Int8Conv2d(weight, torch.randint(-9000, 9000, (cout,), generator=gen),
+                      torch.randint(-2, 14, (cout,), generator=gen), in_bits=table_bits,
+                      weight_bits=8, out_bits=20, padding=1, input_offset=offset)
+    h = torch.randint(-(1 << 19), 1 << 19, (3, 5, 6, cin), generator=gen)
+    h[0, 0], h[0, 1] = -(1 << 19), (1 << 19) - 1
+    h[1] = torch.randint(-(1 << 13), 1 << 13, h[1].shape, generator=gen)  # ELU's curved part
+    h = h.to(dtype)
+    residual = torch.randint(-(1 << 19), 1 << 19, (3, 5, 6, cout), generator=gen,
+                             dtype=torch.int32)
+    compiled = conv(h, elu), conv(h, elu, residual=residual)
+    monkeypatch.setattr(int8_kernels, "AVAILABLE", False)
+    composed = conv(elu(h)), conv(h, elu, residual=residual)
+    limit = 1 << 19
+    assert torch.equal(composed[1], torch.clamp(residual + composed[0], -limit, limit - 1))
+    for got, want in zip(compiled, composed, strict=True):
+        assert got.dtype == want.dtype == torch.int32
+        assert torch.equal(got, want)
+    assert int(composed[1].max()) == limit - 1  # the clamp was reached and agreed on
 
 
 def test_int8_conv_refuses_what_it_cannot_compute_exactly():
@@ -262,6 +306,9 @@ def test_the_gemm_kernel_does_not_change_the_bytes(monkeypatch):
     monkeypatch.setattr(int8, "_int_mm_is_exact", lambda device_type: False)
     assert coder.encode(blocks).payload == fast.payload
     assert np.array_equal(coder.decode(fast), blocks)
+    # and the torch operations around the GEMM (CUDA's, or a machine's without numba)
+    monkeypatch.setattr(int8_kernels, "AVAILABLE", False)
+    assert coder.encode(blocks).payload == fast.payload
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (make gpu-check)")

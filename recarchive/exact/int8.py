@@ -23,15 +23,22 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recarchive.exact import int8_kernels
 from recarchive.exact.reference import LookupActivation
 
-DIGIT_BITS = 7
+DIGIT_BITS = int8_kernels.DIGIT_BITS
 #: Largest fan-in (input channels × kernel area) whose float32 GEMM of digits stays exact.
 MAX_FAN_IN = 1 << (24 - 2 * DIGIT_BITS)
+
+
+# what `int8_kernels` takes for "no activation table" and "no residual"
+_NO_TABLE = np.zeros(0, np.int16)
+_NO_RESIDUAL = np.zeros((0, 0), np.int32)
 
 
 def digits_for(bits: int) -> int:
@@ -206,10 +213,60 @@ class Int8Conv2d(nn.Module):
         flat = (digits * place.view(1, -1, 1)).sum(1).t()
         return flat.reshape(self.out_channels, *self.kernel, -1).permute(0, 3, 1, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, Cin) integers -> (B, H', W', Cout) int32. An int8 or int16 `x` is the
-        conv's operand already (offset subtracted, in range: what `Int8ELU` emits); int32 and
-        int64 are clamped to `in_bits` and offset here."""
+    def forward(self, x: torch.Tensor, elu: Int8ELU | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H, W, Cin) integers -> (B, H', W', Cout) int32: the conv of `elu(x)` (of x
+        without one), plus `residual` (B, H', W', Cout) if given, clamped to `out_bits` again.
+        An int8 or int16 `x` is the conv's operand already (offset subtracted, in range: what
+        `Int8ELU` emits); int32 and int64 are clamped to `in_bits` and offset here. On the CPU
+        with numba, compiled loops do everything but the GEMM (`int8_kernels`); elsewhere
+        torch operations compute the same integers."""
+        if (int8_kernels.AVAILABLE and x.device.type == "cpu"
+                and x.dtype in (torch.int32, torch.int64)):
+            return self._compiled(x, elu, residual)
+        if elu is not None:
+            x = elu(x)
+        out = self._composed(x)
+        if residual is None:
+            return out
+        limit = 1 << (self.out_bits - 1)
+        return torch.clamp(residual + out, -limit, limit - 1)
+
+    def _compiled(self, x: torch.Tensor, elu: Int8ELU | None,
+                  residual: torch.Tensor | None) -> torch.Tensor:
+        """`forward` in two compiled passes around the GEMM."""
+        batch, height, width, _ = x.shape
+        kh, kw = self.kernel
+        p = self.padding
+        d = self.in_digits
+        if elu is not None:
+            table, low, high = elu.table.numpy(), elu.low, elu.high
+        else:
+            bottom, top = digit_range(d)
+            limit = 1 << (self.in_bits - 1)
+            table = _NO_TABLE
+            low = max(bottom, -limit) + self.input_offset
+            high = min(top, limit - 1) + self.input_offset
+        planes = np.empty((d, batch, height + 2 * p, width + 2 * p, x.shape[3]), np.int8)
+        int8_kernels.operand_planes(x.contiguous().numpy(), table, low, high,
+                                    self.input_offset, p, planes)
+        out_h, out_w = height + 2 * p - kh + 1, width + 2 * p - kw + 1
+        rows = batch * out_h * out_w
+        columns = np.empty((d, rows, self.fan_in), np.int8)
+        int8_kernels.patches(planes, kh, kw, columns)
+        products = int8_matmul(torch.from_numpy(columns).view(d * rows, self.fan_in),
+                               self.weight)
+        out = np.empty((rows, self.out_channels), np.int32)
+        extra = (_NO_RESIDUAL if residual is None
+                 else residual.contiguous().view(rows, self.out_channels).numpy())
+        limit = 1 << (self.out_bits - 1)
+        int8_kernels.requantize(products.numpy(), d, self.weight_digits, self.bias.numpy(),
+                                self.left.numpy(), self.right.numpy(), -limit, limit - 1,
+                                extra, out)
+        return torch.from_numpy(out).view(batch, out_h, out_w, self.out_channels)
+
+    def _composed(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` without ELU or residual, in torch operations (any device)."""
         offset = self.input_offset
         if x.dtype not in (torch.int8, torch.int16):
             low, high = digit_range(self.in_digits)

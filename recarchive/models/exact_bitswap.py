@@ -236,7 +236,6 @@ class Int8ConditionalNet(nn.Module):
 
     def forward(self, h: torch.Tensor, ring: tuple[torch.Tensor, torch.Tensor] | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        limit = 1 << (ACT_BITS - 1)
         h = h.to(torch.int64)  # the residual stream below is int32
         if self.ring_one is not None:
             centred, mask = ring if ring is not None else no_neighbours(
@@ -244,8 +243,8 @@ class Int8ConditionalNet(nn.Module):
             h = with_ring(h, centred, mask, self.ring_one)
         h = self.inp(h.permute(0, 2, 3, 1))
         for elu1, conv1, elu2, conv2 in self.blocks:
-            h = torch.clamp(h + conv2(elu2(conv1(elu1(h)))), -limit, limit - 1)
-        out = self.heads(self.head_elu(h)).permute(0, 3, 1, 2)
+            h = conv2(conv1(h, elu1), elu2, residual=h)  # clamped to ACT_BITS, as h is
+        out = self.heads(h, self.head_elu).permute(0, 3, 1, 2)
         mean, log_scale = out.to(torch.int64).split(self.out_channels, dim=1)
         return mean, torch.clamp(log_scale, *self.log_scale_range)
 
