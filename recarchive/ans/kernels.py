@@ -58,17 +58,9 @@ def push_groups(head: np.ndarray, buf: np.ndarray, size: int, starts: np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def _cell(cdf: np.ndarray, width: int, inverse: np.ndarray, guide: np.ndarray,
-          guide_bits: int, row: int, cf: int, precision: int) -> int:
-    """`CdfBank.lookup`'s position within the row: the last cell whose cdf is <= cf (between
-    the guide's entries for cf's slice, as the array search)."""
-    base = row * width
-    if inverse.shape[0] > 0:
-        return inverse[(row << precision) + cf]
-    slot = row * ((1 << guide_bits) + 1) + (cf >> (precision - guide_bits))
-    low = np.int64(guide[slot])
-    high = np.int64(guide[slot + 1])
-    while low < high:  # the answer lies in [low, high]; cdf[low] <= cf
+def _search(cdf: np.ndarray, base: int, low: int, high: int, cf: int) -> int:
+    """The last cell in [low, high] whose cdf is <= cf (cdf[base + low] <= cf holds)."""
+    while low < high:
         middle = (low + high + 1) >> 1
         if cdf[base + middle] <= cf:
             low = middle
@@ -90,8 +82,21 @@ def pop_groups(head: np.ndarray, buf: np.ndarray, size: int, rows: np.ndarray,
     chains = rows.shape[0]
     mask = (1 << precision) - 1
     full = 1 << precision
+    guided = inverse.shape[0] == 0
+    # the guide's bounds for every lane first: independent loads, many in flight at once
+    # (one lane at a time waited on each one's cache miss)
+    lows = np.empty(chains * lanes, np.int64)
+    highs = np.empty(chains * lanes, np.int64)
     for t in range(first_group, -1, -1):
         need = 0
+        if guided:
+            for c in range(chains):
+                for j in range(lanes):
+                    lane = c * lanes + j
+                    slot = (rows[c, t * lanes + j] * ((1 << guide_bits) + 1)
+                            + ((head[lane] & mask) >> (precision - guide_bits)))
+                    lows[lane] = guide[slot]
+                    highs[lane] = guide[slot + 1]
         for c in range(chains):
             for j in range(lanes):
                 lane = c * lanes + j
@@ -99,7 +104,10 @@ def pop_groups(head: np.ndarray, buf: np.ndarray, size: int, rows: np.ndarray,
                 x = head[lane]
                 row = rows[c, column]
                 whole = wholes[c, column]
-                cell = _cell(cdf, width, inverse, guide, guide_bits, row, x & mask, precision)
+                if guided:
+                    cell = _search(cdf, row * width, lows[lane], highs[lane], x & mask)
+                else:
+                    cell = inverse[(row << precision) + (x & mask)]
                 symbol = min(max(cell - last + whole, 0), last)
                 position = row * width + symbol - whole + last
                 start = cdf[position]

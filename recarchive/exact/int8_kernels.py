@@ -39,9 +39,13 @@ def operand_planes(h: np.ndarray, table: np.ndarray, low: int, high: int, offset
     digits = planes.shape[0]
     top = DIGIT_BITS * (digits - 1)
     fill = -offset
-    for i in range(digits - 1):
-        planes[i] = (fill >> (DIGIT_BITS * i)) & DIGIT_MASK
-    planes[digits - 1] = fill >> top
+    if pad:  # the border only: the loop below writes the rest
+        for i in range(digits):
+            digit = fill >> top if i == digits - 1 else (fill >> (DIGIT_BITS * i)) & DIGIT_MASK
+            planes[i, :, :pad] = digit
+            planes[i, :, height + pad:] = digit
+            planes[i, :, :, :pad] = digit
+            planes[i, :, :, width + pad:] = digit
     values = np.empty(channels, np.int64)
     with_table = table.shape[0] > 0
     for b in range(batch):
