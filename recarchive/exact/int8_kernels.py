@@ -46,18 +46,23 @@ def operand_planes(h: np.ndarray, table: np.ndarray, low: int, high: int, offset
             planes[i, :, height + pad:] = digit
             planes[i, :, :, :pad] = digit
             planes[i, :, :, width + pad:] = digit
+    # clamp, gather and digits as three loops over a pixel's channels: the first and last
+    # vectorize, the gather alone runs as scalar loads (one fused loop did neither well)
+    index = np.empty(channels, np.int64)
     values = np.empty(channels, np.int64)
     with_table = table.shape[0] > 0
     for b in range(batch):
         for y in range(height):
             for x in range(width):
                 row = h[b, y, x]
+                for c in range(channels):
+                    index[c] = min(max(np.int64(row[c]), low), high) - low
                 if with_table:
                     for c in range(channels):
-                        values[c] = table[min(max(np.int64(row[c]), low), high) - low]
+                        values[c] = table[index[c]]
                 else:
                     for c in range(channels):
-                        values[c] = min(max(np.int64(row[c]), low), high) - offset
+                        values[c] = index[c] + low - offset
                 for i in range(digits - 1):
                     target = planes[i, b, y + pad, x + pad]
                     for c in range(channels):
