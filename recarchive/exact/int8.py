@@ -201,10 +201,22 @@ class Int8Conv2d(nn.Module):
             bound = self.fan_in * peak * (1 << (DIGIT_BITS * self.in_digits))  # |x| ≤ 2^(7d)
             bound = (bound << int(self.left.max())) + int(self.bias.abs().max())
             self.narrow = bound < 1 << 31
+        self._host = None  # the compiled path's operands, rebuilt from these integers
         # int32 copies (buffers, so that `.to(device)` moves them; never stored)
         for name in ("bias", "left", "right"):
             self.register_buffer(f"{name}32", getattr(self, name).to(torch.int32),
                                  persistent=False)
+
+    def _apply(self, fn, recurse=True):  # a move to another device or dtype
+        self._host = None
+        return super()._apply(fn, recurse)
+
+    def _host_operands(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+        """(weight, bias, left, right) as the compiled path reads them, built once (module
+        attribute look-ups and numpy views on every call cost more than the loops saved)."""
+        if self._host is None:
+            self._host = (self.weight, self.bias.numpy(), self.left.numpy(), self.right.numpy())
+        return self._host
 
     def integer_weight(self) -> torch.Tensor:
         """W (Cout, Cin, kh, kw) as int64, from its digits."""
@@ -254,15 +266,14 @@ class Int8Conv2d(nn.Module):
         rows = batch * out_h * out_w
         columns = np.empty((d, rows, self.fan_in), np.int8)
         int8_kernels.patches(planes, kh, kw, columns)
-        products = int8_matmul(torch.from_numpy(columns).view(d * rows, self.fan_in),
-                               self.weight)
+        weight, bias, left, right = self._host_operands()
+        products = int8_matmul(torch.from_numpy(columns).view(d * rows, self.fan_in), weight)
         out = np.empty((rows, self.out_channels), np.int32)
         extra = (_NO_RESIDUAL if residual is None
                  else residual.contiguous().view(rows, self.out_channels).numpy())
         limit = 1 << (self.out_bits - 1)
-        int8_kernels.requantize(products.numpy(), d, self.weight_digits, self.bias.numpy(),
-                                self.left.numpy(), self.right.numpy(), -limit, limit - 1,
-                                extra, out)
+        int8_kernels.requantize(products.numpy(), d, self.weight_digits, bias, left, right,
+                                -limit, limit - 1, extra, out)
         return torch.from_numpy(out).view(batch, out_h, out_w, self.out_channels)
 
     def _composed(self, x: torch.Tensor) -> torch.Tensor:
