@@ -107,3 +107,32 @@ def test_without_numba_the_array_code_writes_the_same_bytes(monkeypatch):
     plain.push_groups(starts, freqs, table.spec.precision, 16)
     assert same_message(compiled, plain)
     assert np.array_equal(table.pop_groups(plain, located, 16)[0], symbols)
+
+
+@pytest.mark.parametrize("kind", sorted(TABLES))
+@pytest.mark.parametrize("floor", [True, False])
+def test_compiled_locate_and_intervals_are_the_array_codes(kind, floor):
+    """Means beyond both ends (clamped), the edge symbols (which take the tails) and symbols
+    of frequency 0 (tables without a floor) give the same rows, means and intervals."""
+    spec = TABLES[kind]
+    compiled = DiscretizedTable(spec, floor=floor)
+    assert compiled._compiled
+    array = DiscretizedTable(spec, floor=floor)
+    array._compiled = False
+    rng = np.random.default_rng(7)
+    n, steps = spec.num_symbols, spec.mean_steps
+    shape = (3, 400)
+    mean = rng.integers(-3 * steps, (n + 3) * steps, shape)
+    scale = rng.integers(0, len(spec.scales), shape)
+    symbols = rng.integers(0, n, shape)
+    symbols[0, :50], symbols[1, :50] = 0, n - 1
+    symbols[2, :100] = np.clip(mean[2, :100] // steps + rng.integers(-2, 3, 100), 0, n - 1)
+    located = compiled.locate(mean, scale)
+    for got, want in zip(located, array.locate(mean, scale), strict=True):
+        assert np.array_equal(got, want)
+    got = compiled.interval(symbols, located)
+    want = array.interval(symbols, located)
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b)
+    if not floor:
+        assert (want[1] == 0).any()  # frequency-0 symbols were among them

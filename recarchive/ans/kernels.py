@@ -136,3 +136,41 @@ def pop_groups(head: np.ndarray, buf: np.ndarray, size: int, rows: np.ndarray,
             head[lane] = x
         size -= need
     return -1, size
+
+
+@njit(cache=True, nogil=True)
+def locate(mean_fixed: np.ndarray, scale_index: np.ndarray, steps: int, last: int,
+           rows: np.ndarray, wholes: np.ndarray) -> None:
+    """`DiscretizedTable.locate` per lane: the mean clamped to [0, last·steps], its integer
+    part and the row of its scale and fractional part."""
+    flat_mean, flat_scale = mean_fixed.reshape(-1), scale_index.reshape(-1)
+    flat_rows, flat_wholes = rows.reshape(-1), wholes.reshape(-1)
+    top = last * steps
+    for k in range(flat_mean.shape[0]):
+        mean = min(max(np.int64(flat_mean[k]), 0), top)
+        whole = mean // steps
+        flat_wholes[k] = whole
+        flat_rows[k] = np.int64(flat_scale[k]) * steps + (mean - whole * steps)
+
+
+@njit(cache=True, nogil=True)
+def intervals(cdf: np.ndarray, width: int, rows: np.ndarray, wholes: np.ndarray,
+              symbols: np.ndarray, last: int, precision: int, starts: np.ndarray,
+              freqs: np.ndarray) -> None:
+    """`DiscretizedTable.interval` per lane: each symbol's (start, frequency) in its located
+    row, symbol 0 taking every cell below and symbol `last` every cell above."""
+    flat_rows, flat_wholes = rows.reshape(-1), wholes.reshape(-1)
+    flat_symbols = symbols.reshape(-1)
+    flat_starts, flat_freqs = starts.reshape(-1), freqs.reshape(-1)
+    full = 1 << precision
+    for k in range(flat_rows.shape[0]):
+        symbol = np.int64(flat_symbols[k])
+        position = flat_rows[k] * width + symbol - flat_wholes[k] + last
+        start = np.int64(cdf[position])
+        end = np.int64(cdf[position + 1])
+        if symbol == 0:
+            start = 0
+        if symbol == last:
+            end = full
+        flat_starts[k] = start
+        flat_freqs[k] = end - start

@@ -83,6 +83,8 @@ class DiscretizedTable:
         relative = build_relative_cdf(spec, floor) if cdf is None else cdf
         self.bank = CdfBank(relative, spec.precision, backend, allow_empty=not floor)
         self._last = spec.num_symbols - 1
+        # on the numpy backend, compiled loops locate and find intervals (the same integers)
+        self._compiled = kernels.AVAILABLE and not backend.is_torch
 
     def to(self, backend: Backend) -> DiscretizedTable:
         return DiscretizedTable(self.spec, backend, self.bank.cdf_numpy, self.floor)
@@ -96,6 +98,13 @@ class DiscretizedTable:
         """(table row, integer mean part) per lane, the mean clamped to [0, n-1]: computed
         once per variable, it serves every lane group's push or pop."""
         steps = self.spec.mean_steps
+        if self._compiled:
+            mean_fixed = np.ascontiguousarray(mean_fixed)
+            row = np.empty(mean_fixed.shape, np.int64)
+            whole = np.empty(mean_fixed.shape, np.int64)
+            kernels.locate(mean_fixed, np.ascontiguousarray(scale_index), steps, self._last,
+                           row, whole)
+            return row, whole
         mean_fixed = self.backend.clip(mean_fixed, 0, self._last * steps)
         whole = mean_fixed // steps
         row = scale_index * steps + (mean_fixed - whole * steps)
@@ -107,6 +116,14 @@ class DiscretizedTable:
     def interval(self, symbols: Array, located: tuple[Array, Array]) -> tuple[Array, Array]:
         """(start, frequency) of each symbol under its located distribution."""
         row, whole = located
+        if self._compiled:
+            row, whole, symbols = (np.ascontiguousarray(a) for a in (row, whole, symbols))
+            starts = np.empty(row.shape, np.int64)
+            freqs = np.empty(row.shape, np.int64)
+            cdf, width, _, _, _ = self.bank.search_tables()
+            kernels.intervals(cdf, width, row, whole, symbols, self._last, self.spec.precision,
+                              starts, freqs)
+            return starts, freqs
         cell_starts, cell_freqs = self.bank.start_freq(row, symbols - whole + self._last)
         ends = cell_starts + cell_freqs
         starts = self.backend.where(symbols == 0, 0, cell_starts)
