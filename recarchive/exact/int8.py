@@ -265,7 +265,10 @@ class Int8Conv2d(nn.Module):
         out_h, out_w = height + 2 * p - kh + 1, width + 2 * p - kw + 1
         rows = batch * out_h * out_w
         columns = np.empty((d, rows, self.fan_in), np.int8)
-        int8_kernels.patches(planes, kh, kw, columns)
+        if planes.shape[-1] % 8 == 0:  # whole 8-byte words: an eighth of the copy steps
+            int8_kernels.patches(planes.view(np.int64), kh, kw, columns.view(np.int64))
+        else:
+            int8_kernels.patches(planes, kh, kw, columns)
         weight, bias, left, right = self._host_operands()
         products = int8_matmul(torch.from_numpy(columns).view(d * rows, self.fan_in), weight)
         out = np.empty((rows, self.out_channels), np.int32)
