@@ -97,6 +97,14 @@ def pop_groups(head: np.ndarray, buf: np.ndarray, size: int, rows: np.ndarray,
                             + ((head[lane] & mask) >> (precision - guide_bits)))
                     lows[lane] = guide[slot]
                     highs[lane] = guide[slot + 1]
+            # and the cdf's line where each search starts, as independent loads too
+            touched = 0
+            for c in range(chains):
+                for j in range(lanes):
+                    lane = c * lanes + j
+                    touched += cdf[rows[c, t * lanes + j] * width + lows[lane]]
+            if touched < 0:  # never (cdf values are >= 0): keeps the loads above
+                highs[0] = lows[0]
         for c in range(chains):
             for j in range(lanes):
                 lane = c * lanes + j
