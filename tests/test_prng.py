@@ -210,3 +210,21 @@ def test_cuda_matches_cpu():
         assert out[0].tolist() == list(expected)
     u_gpu = prng.uniform_from_words_torch(gpu).cpu()
     assert torch.equal(u_gpu, prng.uniform_from_words_torch(cpu))
+
+
+@pytest.mark.parametrize("per_entry_keys", [False, True])
+def test_the_compiled_rounds_are_the_array_codes(per_entry_keys, monkeypatch):
+    """The numba loop and the numpy array code give the same words (counters at the 32-bit
+    extremes, one key for all or a key per counter)."""
+    assert prng.COMPILED
+    rng = np.random.default_rng(3)
+    counters = rng.integers(0, 2**32, (500, 4), dtype=np.uint64).astype(np.uint32)
+    counters[0], counters[1] = 0, 2**32 - 1
+    keys = rng.integers(0, 2**32, (500, 2) if per_entry_keys else (2,),
+                        dtype=np.uint64).astype(np.uint32)
+    compiled = prng.philox4x32(counters, keys)
+    words = prng.philox_words(2**64 - 1, np.arange(2**64 - 300, 2**64 - 1, dtype=np.uint64), 77)
+    monkeypatch.setattr(prng, "COMPILED", False)
+    assert np.array_equal(compiled, prng.philox4x32(counters, keys))
+    assert np.array_equal(words, prng.philox_words(2**64 - 1, np.arange(2**64 - 300, 2**64 - 1,
+                                                                        dtype=np.uint64), 77))

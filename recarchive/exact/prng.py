@@ -43,6 +43,17 @@ _TWO_POW_M32 = 2.0**-32
 
 _U32 = np.uint64(MASK32)
 _SH32 = np.uint64(32)
+_M0, _M1, _W0, _W1 = np.uint64(M0), np.uint64(M1), np.uint64(W0), np.uint64(W1)
+
+try:  # the numpy twin compiled (a declared dependency; without it the array code runs)
+    from numba import njit
+
+    COMPILED = True
+except ImportError:
+    COMPILED = False
+
+    def njit(**_options):
+        return lambda function: function
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,11 +91,42 @@ def _block_range(offset: int, count: int) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------
 
 
+@njit(cache=True, nogil=True)
+def _philox_loop(c0: np.ndarray, c1: np.ndarray, c2: np.ndarray, c3: np.ndarray,
+                 k0: np.ndarray, k1: np.ndarray, out: np.ndarray) -> None:
+    """`_philox_numpy`'s rounds one counter at a time (keys of one entry: the same for all),
+    every step in uint64: the same words, without a dozen array passes per round."""
+    shared = k0.shape[0] == 1
+    for i in range(c0.shape[0]):
+        a0, a1, a2, a3 = c0[i], c1[i], c2[i], c3[i]
+        key0 = k0[0] if shared else k0[i]
+        key1 = k1[0] if shared else k1[i]
+        for r in range(ROUNDS):
+            if r:
+                key0 = (key0 + _W0) & _U32
+                key1 = (key1 + _W1) & _U32
+            p0 = _M0 * a0
+            p1 = _M1 * a2
+            a0, a1, a2, a3 = (p1 >> _SH32) ^ a1 ^ key0, p1 & _U32, (p0 >> _SH32) ^ a3 ^ key1, \
+                p0 & _U32
+        out[i, 0] = a0
+        out[i, 1] = a1
+        out[i, 2] = a2
+        out[i, 3] = a3
+
+
 def _philox_numpy(
     c: list[np.ndarray], k0: np.ndarray | np.uint64, k1: np.ndarray | np.uint64
 ) -> np.ndarray:
     """Ten Philox rounds on uint64 arrays holding 32-bit words; returns uint32 (N, 4)."""
     c0, c1, c2, c3 = c
+    if COMPILED:
+        words = [np.ascontiguousarray(np.broadcast_to(np.asarray(w, dtype=np.uint64), c0.shape))
+                 for w in c]
+        keys = [np.ascontiguousarray(np.asarray(k, dtype=np.uint64).reshape(-1)) for k in (k0, k1)]
+        out = np.empty((c0.shape[0], 4), dtype=np.uint32)
+        _philox_loop(*words, *keys, out)
+        return out
     m0, m1 = np.uint64(M0), np.uint64(M1)
     w0, w1 = np.uint64(W0), np.uint64(W1)
     for r in range(ROUNDS):
