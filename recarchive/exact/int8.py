@@ -201,22 +201,17 @@ class Int8Conv2d(nn.Module):
             bound = self.fan_in * peak * (1 << (DIGIT_BITS * self.in_digits))  # |x| ≤ 2^(7d)
             bound = (bound << int(self.left.max())) + int(self.bias.abs().max())
             self.narrow = bound < 1 << 31
-        self._host = None  # the compiled path's operands, rebuilt from these integers
         # int32 copies (buffers, so that `.to(device)` moves them; never stored)
         for name in ("bias", "left", "right"):
             self.register_buffer(f"{name}32", getattr(self, name).to(torch.int32),
                                  persistent=False)
 
-    def _apply(self, fn, recurse=True):  # a move to another device or dtype
-        self._host = None
-        return super()._apply(fn, recurse)
-
-    def _host_operands(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
-        """(weight, bias, left, right) as the compiled path reads them, built once (module
-        attribute look-ups and numpy views on every call cost more than the loops saved)."""
-        if self._host is None:
-            self._host = (self.weight, self.bias.numpy(), self.left.numpy(), self.right.numpy())
-        return self._host
+    def _input_bounds(self) -> tuple[int, int]:
+        """The integers a raw (not yet offset) input is clamped to: `in_bits` after the
+        offset, within what the digits hold."""
+        low, high = digit_range(self.in_digits)
+        limit = 1 << (self.in_bits - 1)
+        return max(low, -limit) + self.input_offset, min(high, limit - 1) + self.input_offset
 
     def integer_weight(self) -> torch.Tensor:
         """W (Cout, Cin, kh, kw) as int64, from its digits."""
@@ -246,7 +241,8 @@ class Int8Conv2d(nn.Module):
 
     def _compiled(self, x: torch.Tensor, elu: Int8ELU | None,
                   residual: torch.Tensor | None) -> torch.Tensor:
-        """`forward` in two compiled passes around the GEMM."""
+        """`forward` as three compiled loops (operand, im2col, requantization) around the
+        GEMM."""
         batch, height, width, _ = x.shape
         kh, kw = self.kernel
         p = self.padding
@@ -254,11 +250,7 @@ class Int8Conv2d(nn.Module):
         if elu is not None:
             table, low, high = elu.table.numpy(), elu.low, elu.high
         else:
-            bottom, top = digit_range(d)
-            limit = 1 << (self.in_bits - 1)
-            table = _NO_TABLE
-            low = max(bottom, -limit) + self.input_offset
-            high = min(top, limit - 1) + self.input_offset
+            table, (low, high) = _NO_TABLE, self._input_bounds()
         planes = np.empty((d, batch, height + 2 * p, width + 2 * p, x.shape[3]), np.int8)
         int8_kernels.operand_planes(x.contiguous().numpy(), table, low, high,
                                     self.input_offset, p, planes)
@@ -269,23 +261,22 @@ class Int8Conv2d(nn.Module):
             int8_kernels.patches(planes.view(np.int64), kh, kw, columns.view(np.int64))
         else:
             int8_kernels.patches(planes, kh, kw, columns)
-        weight, bias, left, right = self._host_operands()
-        products = int8_matmul(torch.from_numpy(columns).view(d * rows, self.fan_in), weight)
+        products = int8_matmul(torch.from_numpy(columns).view(d * rows, self.fan_in),
+                               self.weight)
         out = np.empty((rows, self.out_channels), np.int32)
         extra = (_NO_RESIDUAL if residual is None
                  else residual.contiguous().view(rows, self.out_channels).numpy())
         limit = 1 << (self.out_bits - 1)
-        int8_kernels.requantize(products.numpy(), d, self.weight_digits, bias, left, right,
-                                -limit, limit - 1, extra, out)
+        int8_kernels.requantize(products.numpy(), d, self.weight_digits, self.bias.numpy(),
+                                self.left.numpy(), self.right.numpy(), -limit, limit - 1,
+                                extra, out)
         return torch.from_numpy(out).view(batch, out_h, out_w, self.out_channels)
 
     def _composed(self, x: torch.Tensor) -> torch.Tensor:
         """`forward` without ELU or residual, in torch operations (any device)."""
         offset = self.input_offset
         if x.dtype not in (torch.int8, torch.int16):
-            low, high = digit_range(self.in_digits)
-            limit = 1 << (self.in_bits - 1)
-            x = torch.clamp(x, max(low, -limit) + offset, min(high, limit - 1) + offset)
+            x = torch.clamp(x, *self._input_bounds())
             if offset:
                 x = x - offset
         if self.padding:  # padding holds activation 0: operand -offset
