@@ -70,6 +70,20 @@ def _search(cdf: np.ndarray, base: int, low: int, high: int, cf: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _interval(cdf: np.ndarray, position: int, symbol: int, last: int,
+              full: int) -> tuple[int, int]:
+    """(start, frequency) of `symbol` at its cell `position` of the flat cdf: symbol 0 takes
+    every cell below, symbol `last` every cell above."""
+    start = np.int64(cdf[position])
+    end = np.int64(cdf[position + 1])
+    if symbol == 0:
+        start = 0
+    if symbol == last:
+        end = full
+    return start, end - start
+
+
+@njit(cache=True, nogil=True)
 def pop_groups(head: np.ndarray, buf: np.ndarray, size: int, rows: np.ndarray,
                wholes: np.ndarray, active: np.ndarray, cdf: np.ndarray, width: int,
                inverse: np.ndarray, guide: np.ndarray, guide_bits: int, last: int,
@@ -117,14 +131,8 @@ def pop_groups(head: np.ndarray, buf: np.ndarray, size: int, rows: np.ndarray,
                 else:
                     cell = inverse[(row << precision) + (x & mask)]
                 symbol = min(max(cell - last + whole, 0), last)
-                position = row * width + symbol - whole + last
-                start = cdf[position]
-                end = cdf[position + 1]
-                if symbol == 0:
-                    start = 0
-                if symbol == last:
-                    end = full
-                freq = end - start
+                start, freq = _interval(cdf, row * width + symbol - whole + last, symbol,
+                                        last, full)
                 if active[c] == 0:
                     start, freq = 0, full
                 x = freq * (x >> precision) + (x & mask) - start
@@ -173,12 +181,5 @@ def intervals(cdf: np.ndarray, width: int, rows: np.ndarray, wholes: np.ndarray,
     full = 1 << precision
     for k in range(flat_rows.shape[0]):
         symbol = np.int64(flat_symbols[k])
-        position = flat_rows[k] * width + symbol - flat_wholes[k] + last
-        start = np.int64(cdf[position])
-        end = np.int64(cdf[position + 1])
-        if symbol == 0:
-            start = 0
-        if symbol == last:
-            end = full
-        flat_starts[k] = start
-        flat_freqs[k] = end - start
+        flat_starts[k], flat_freqs[k] = _interval(
+            cdf, flat_rows[k] * width + symbol - flat_wholes[k] + last, symbol, last, full)
