@@ -1,11 +1,12 @@
-"""Compiled loops around the int8 GEMM: operands in, requantized integers out, one pass each.
+"""Compiled loops around the int8 GEMM: operands in, requantized integers out.
 
 `Int8Conv2d` composed a dozen torch operations around each GEMM (ELU gather, clamp, pad,
 digit split, im2col concatenation, digit combination in int64, shift, bias, clamp, residual
 add), each a pass over memory and a Python call: at the nets' batch sizes on a CPU they took
-longer than the GEMM itself. These loops do the same integer arithmetic per element, in one
-pass before the GEMM and one after; tests hold them to the torch composition, which CUDA and
-machines without numba run. Integer arithmetic only, so the results are the same integers.
+longer than the GEMM itself. These loops do the same integer arithmetic per element, in two
+passes before the GEMM (operand digit planes, im2col) and one after (requantization with the
+residual); tests hold them to the torch composition, which CUDA and machines without numba
+run. Integer arithmetic only, so the results are the same integers.
 """
 
 from __future__ import annotations

@@ -127,14 +127,12 @@ def _philox_numpy(
         out = np.empty((c0.shape[0], 4), dtype=np.uint32)
         _philox_loop(*words, *keys, out)
         return out
-    m0, m1 = np.uint64(M0), np.uint64(M1)
-    w0, w1 = np.uint64(W0), np.uint64(W1)
     for r in range(ROUNDS):
         if r:
-            k0 = (k0 + w0) & _U32
-            k1 = (k1 + w1) & _U32
-        p0 = m0 * c0  # < 2**64: exact in uint64
-        p1 = m1 * c2
+            k0 = (k0 + _W0) & _U32
+            k1 = (k1 + _W1) & _U32
+        p0 = _M0 * c0  # < 2**64: exact in uint64
+        p1 = _M1 * c2
         c0, c1, c2, c3 = (p1 >> _SH32) ^ c1 ^ k0, p1 & _U32, (p0 >> _SH32) ^ c3 ^ k1, p0 & _U32
     return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)
 
