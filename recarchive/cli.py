@@ -314,9 +314,12 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--latent-channels", type=positive_int, default=8)
     sub.add_argument("--width", type=positive_int, default=64)
     sub.add_argument("--res-blocks", type=int, default=1)
-    sub.add_argument("--pixel-context", choices=("none", "checkerboard"), default="none",
-                     help="code each block's pixels in two checkerboard stages, the second "
-                          "conditioned on the first (one more net per block)")
+    sub.add_argument("--pixel-context", choices=("none", "checkerboard", "interlace"),
+                     default="none",
+                     help="checkerboard: code each block's pixels in two stages, the second "
+                          "conditioned on the first (one more net per block); interlace: four "
+                          "stages, an eighth of the pixels from the latents alone (three more "
+                          "nets; grows from a checkerboard model with --init-from)")
     sub.add_argument("--block-context", choices=("none", "ring"), default="none",
                      help="let each block's pixels read its decoded neighbours' border pixels "
                           "(photo training crops then carry a ring of them; one more net)")

@@ -104,7 +104,10 @@ class BitSwapCodec:
         self.posterior = model.table("posterior").to(self.backend)
         self.pixel = model.table("pixel").to(self.backend)
         self.latent_dims = model.config.latent_channels * 256
-        self._stages = [list(stage) for stage in model.pixel_stages]
+        # each pixel stage's subpixels, as indices into a block's flattened (12, 16, 16)
+        # pixels, in channel-major order (a checkerboard's are its channels, whole)
+        self._stages = [torch.nonzero(mask.flatten()).flatten().to(self.device)
+                        for mask in model.stage_masks]
         if model.config.channel_context != "none" or model.config.latent != "logistic":
             raise CodecError("this model was made for the rec codec (Gaussian latents or a "
                              "channel context): code with --codec rec")
@@ -122,7 +125,7 @@ class BitSwapCodec:
     def _coded_dims(self) -> tuple[int, ...]:
         """The sizes of the variables a block codes: a latent layer, each pixel stage."""
         return (self.model.config.latent_channels * 256,
-                *(256 * len(stage) for stage in self.model.pixel_stages))
+                *(int(mask.sum()) for mask in self.model.stage_masks))
 
     @property
     def model_sha256(self) -> str:
@@ -220,9 +223,10 @@ class BitSwapCodec:
                      ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """Push x ~ p(x|z1) (x: (chains, 12, 16, 16)), its stages last first (`ring`: the
         decoded neighbours' border pixels, for a block-context model)."""
-        params = self.net.pixel_likelihood(z1, x, ring=ring)
+        params = [p.reshape(x.shape[0], -1) for p in self.net.pixel_likelihood(z1, x, ring=ring)]
+        flat = x.reshape(x.shape[0], -1)
         for stage in reversed(self._stages):
-            self._push(message, self.pixel, x[:, stage].reshape(x.shape[0], -1),
+            self._push(message, self.pixel, flat[:, stage],
                        tuple(p[:, stage] for p in params), active, tally)
 
     def _pop_pixels(self, message: MessageGroup, z1: torch.Tensor, active: Array | None,
@@ -232,10 +236,12 @@ class BitSwapCodec:
         head = self.net.pixel_head(z1, ring)
         x = torch.zeros((chains, self.model.config.data_channels, 16, 16), dtype=torch.int64,
                         device=self.device)
+        flat = x.view(chains, -1)
         for k, stage in enumerate(self._stages):
-            params = self.net.pixel_likelihood(z1, x if k else None, head, ring)
-            popped = self._pop(message, self.pixel, tuple(p[:, stage] for p in params), active)
-            x[:, stage] = self._on_nets(popped).reshape(chains, len(stage), 16, 16)
+            params = self.net.pixel_likelihood(z1, x if k else None, head, ring, stage=k)
+            popped = self._pop(message, self.pixel,
+                               tuple(p.reshape(chains, -1)[:, stage] for p in params), active)
+            flat[:, stage] = self._on_nets(popped).reshape(chains, -1)
         return x
 
     # --- one step of every chain -----------------------------------------------------------
@@ -711,10 +717,12 @@ class _BatchedNets:
 
     def pixel_likelihood(self, z: torch.Tensor, x: torch.Tensor | None = None,
                          head: tuple[torch.Tensor, torch.Tensor] | None = None,
-                         ring: tuple[torch.Tensor, torch.Tensor] | None = None):
+                         ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                         stage: int | None = None):
         def run(z, x, head_mean, head_log_scale, centred, mask):
             given = None if head_mean is None else (head_mean, head_log_scale)
-            return self.model.pixel_likelihood(z, x, given, _ring((centred, mask)))
+            return self.model.pixel_likelihood(z, x, given, _ring((centred, mask)),
+                                               stage=stage)
 
         return self._run(run, z, x, *(head or (None, None)), *(ring or (None, None)))
 

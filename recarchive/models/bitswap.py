@@ -22,11 +22,20 @@ from torch.nn.utils.parametrizations import weight_norm
 
 LOG2 = math.log(2.0)
 ELU_FLOOR = -8.0  # the exact ELU table covers [-8, 0); below it ELU is flat in both forms
-PIXEL_CONTEXTS = ("none", "checkerboard")
+PIXEL_CONTEXTS = ("none", "checkerboard", "interlace")
 # The checkerboard's stages, as positions p = 2·dy + dx of a 2×2 cell (space-to-depth channel
 # 4·c + p): given z1, horizontal and vertical neighbours' residuals still correlate at ~0.2,
 # and each second-stage pixel has its four such neighbours in the first stage.
 CHECKERBOARD_STAGES = ((0, 3), (1, 2))
+# The interlace (`pixel_context="interlace"`) goes one level further, as PNG's Adam7 does: of
+# the checkerboard's first stage only position 0 of every other cell (pixels (0,0) and (2,2)
+# of each 4×4 square, an eighth) comes from z1 alone; position 0 of the other cells follows,
+# seeing those four at distance 2, then position 3 (a quarter, seeing its four diagonal
+# neighbours), then the checkerboard's second stage, which sees everything around it. One
+# context net serves every stage after the first: it reads z1, the pixels known so far (0
+# where not yet) and which 2×2 positions of which cells are known. Stages as
+# (positions, cell parity: None for every cell, else (u + v) % 2 of cell (u, v)).
+INTERLACE_STAGES = (((0,), 0), ((0,), 1), ((3,), None), ((1, 2), None))
 # The context net reads first-stage pixels v as (2v - 255) / 256: the scale the exact nets
 # read latents at (layout v3's bin centres), so one integer input conv takes both.
 CONTEXT_PIXEL_SCALE = 1 / 256
@@ -96,6 +105,10 @@ class BitSwapConfig:
         if self.pixel_context not in PIXEL_CONTEXTS:
             raise ValueError(f"unknown Bit-Swap pixel context {self.pixel_context!r}: use one "
                              f"of {PIXEL_CONTEXTS}")
+        if self.pixel_context == "interlace" and (self.channel_context != "none"
+                                                  or self.latent != "logistic"):
+            raise ValueError("the interlace pixel context is for Bit-Swap models (logistic "
+                             "latents, no channel context): use the checkerboard")
         if self.block_context not in BLOCK_CONTEXTS:
             raise ValueError(f"unknown Bit-Swap block context {self.block_context!r}: use one "
                              f"of {BLOCK_CONTEXTS}")
@@ -105,11 +118,25 @@ class BitSwapConfig:
         return 4 * self.image_channels  # after space to depth
 
     def pixel_stages(self) -> tuple[tuple[int, ...], ...]:
-        """The space-to-depth channels of p(x|z1)'s stages, in coding (decoding) order."""
+        """The space-to-depth channels of p(x|z1)'s stages, in coding (decoding) order (an
+        interlace's first two stages share channels: `stage_masks` tells their cells)."""
         if self.pixel_context == "none":
             return (tuple(range(self.data_channels)),)
+        stages = (CHECKERBOARD_STAGES if self.pixel_context == "checkerboard"
+                  else tuple(positions for positions, _ in INTERLACE_STAGES))
         return tuple(tuple(4 * c + p for c in range(self.image_channels) for p in positions)
-                     for positions in CHECKERBOARD_STAGES)
+                     for positions in stages)
+
+    def stage_masks(self) -> torch.Tensor:
+        """(stages, data_channels, 16, 16) bool: which subpixels each stage codes."""
+        parity = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2
+        parities = ([cells for _, cells in INTERLACE_STAGES]
+                    if self.pixel_context == "interlace" else [None] * len(self.pixel_stages()))
+        masks = torch.zeros((len(self.pixel_stages()), self.data_channels, 16, 16),
+                            dtype=torch.bool)
+        for k, (channels, cells) in enumerate(zip(self.pixel_stages(), parities, strict=True)):
+            masks[k, list(channels)] = True if cells is None else (parity == cells)
+        return masks
 
     def coding_stages(self) -> tuple[tuple[int, ...], ...]:
         """The stages a coder codes pixels in: `pixel_stages`, each cut into its channels, R,
@@ -327,6 +354,15 @@ def context_input(z1: torch.Tensor, x_first: torch.Tensor) -> torch.Tensor:
     return torch.cat([z1, (2.0 * x_first - 255.0) * CONTEXT_PIXEL_SCALE], 1)
 
 
+def interlace_input(z1: torch.Tensor, x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """An interlace context net's input: z1, the known pixels of `x` (all 4C space-to-depth
+    channels, 0 where not known) and where they are known (`known`: the (4C, 16, 16) 0/1 mask;
+    its first colour's 4 positions, at 1.0)."""
+    known = known.to(x.dtype)
+    pixels = (2.0 * x - 255.0) * known * CONTEXT_PIXEL_SCALE
+    return torch.cat([z1, pixels, known[None, :4].expand(x.shape[0], -1, -1, -1)], 1)
+
+
 def border_canvas(around: torch.Tensor,
                   available: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A block's ring of neighbour pixels, space to depth, and where it is known.
@@ -382,9 +418,11 @@ class BitSwapModel(nn.Module):
             + [ConditionalNet(zc, zc, config, latent_scale) for _ in range(layers - 1)]
         )
         self.context: ConditionalNet | None = None
-        if config.pixel_context == "checkerboard":
-            first, second = config.pixel_stages()
-            self.context = ConditionalNet(zc + len(first), len(second), config, latent_scale)
+        if config.pixel_context != "none":
+            first, second = config.pixel_stages()[:2]
+            inputs, outputs = ((zc + len(first), len(second))
+                               if config.pixel_context == "checkerboard" else (zc + dc + 4, dc))
+            self.context = ConditionalNet(inputs, outputs, config, latent_scale)
             with torch.no_grad():
                 # The context starts switched off (output gains and biases 0), so a model
                 # fine-tuned from one without a context starts exactly where that one was;
@@ -402,7 +440,11 @@ class BitSwapModel(nn.Module):
         if extra:
             mean, coefficients = mean[:, :-extra], mean[:, -extra:]
             log_scale = log_scale[:, :-extra]
-        if self.context is not None:
+        if self.context is not None and self.config.pixel_context == "interlace":
+            if x is None:
+                raise ValueError("a Bit-Swap model with a pixel context needs the pixels")
+            mean, log_scale = self._interlaced(z1, x, mean, log_scale, ring)
+        elif self.context is not None:
             if x is None:
                 raise ValueError("a Bit-Swap model with a pixel context needs the pixels")
             first, second = (list(s) for s in self.config.pixel_stages())
@@ -418,6 +460,23 @@ class BitSwapModel(nn.Module):
                 raise ValueError("a Bit-Swap model with a channel context needs the pixels")
             mean = mean + channel_shift(coefficients, x)
         return mean, log_scale + math.log(127.5)
+
+    def _interlaced(self, z1: torch.Tensor, x: torch.Tensor, mean: torch.Tensor,
+                    log_scale: torch.Tensor, ring: tuple[torch.Tensor, torch.Tensor] | None,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's (mean, log scale) with every later interlace stage corrected by the
+        context net from the stages before it."""
+        masks = self.config.stage_masks().to(x.device)
+        known = torch.zeros_like(masks[0])
+        for k in range(1, len(masks)):
+            known = known | masks[k - 1]
+            d_mean, d_log_scale = self.context(interlace_input(z1, x, known), ring)
+            here = masks[k].to(mean.dtype)
+            mean = mean + d_mean * here
+            corrected = torch.clamp(log_scale + d_log_scale, self.config.min_log_scale,
+                                    self.config.max_log_scale)
+            log_scale = torch.where(masks[k], corrected, log_scale)
+        return mean, log_scale
 
     def elbo_terms(self, x: torch.Tensor, free_bits: float = 0.0,
                    ring: tuple[torch.Tensor, torch.Tensor] | None = None,

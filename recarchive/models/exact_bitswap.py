@@ -54,6 +54,9 @@ from recarchive.models.integer import (
 )
 
 LATENT_LIMIT = 8.0  # latents are coded on [-LATENT_LIMIT, LATENT_LIMIT]
+# 1.0 in the context net's input units (it reads pixels 2v − 255 at CONTEXT_PIXEL_SCALE): an
+# interlace's known-position channels
+CONTEXT_INPUT_ONE = round(1 / CONTEXT_PIXEL_SCALE)
 # int8 arithmetic: input convs read the nets' integer input (pixels 2v - 255, latent bin
 # centres: at most 12 bits, two int8 digits); input convs and heads keep 15-bit weights (two
 # digits; the mean head at 8 bits cost 0.3 bits/dim), the residual blocks' convs take 8.
@@ -347,8 +350,10 @@ class ExactBitSwap(nn.Module):
         self.layout = layout
         self.infer = nn.ModuleList(infer)
         self.generate = nn.ModuleList(generate)
-        self.context = context  # the checkerboard's second-stage net, if the model has one
+        # the checkerboard's second-stage net, or the interlace's net for its later stages
+        self.context = context
         self.pixel_stages = config.pixel_stages()
+        self.stage_masks = config.stage_masks()
 
     def table(self, kind: str) -> DiscretizedTable:
         """The latent table of this model's layout, its posterior table, or the pixel table,
@@ -389,16 +394,23 @@ class ExactBitSwap(nn.Module):
     def pixel_likelihood(self, z1: torch.Tensor, x: torch.Tensor | None = None,
                          head: tuple[torch.Tensor, torch.Tensor] | None = None,
                          ring: tuple[torch.Tensor, torch.Tensor] | None = None,
-                         context: bool = True):
+                         context: bool = True, stage: int | None = None):
         """p(x|z1) for every subpixel channel. With a pixel context, the later stages'
-        channels are right only given `x` (N, 12, 16, 16) holding the first stage's pixels
-        (other channels are not read); without `x` only the first stage's are. `head` is
+        subpixels are right only given `x` (N, 12, 16, 16) holding the earlier stages' pixels
+        (a stage's own and later pixels are not read); without `x` only the first stage's
+        are. An interlace corrects every later stage, or with `stage` only that one (a
+        decoder's stage-by-stage calls; a checkerboard has one later stage). `head` is
         `pixel_head(z1, ring)`, when the caller has it already; `context=False` when that
         head has the context's corrections already (`context_head`: a coder that needs the
         likelihood stage by stage runs the context net once)."""
         head = head if head is not None else self.pixel_head(z1, ring)
         if context and self.context is not None and x is not None:
-            head = self.context_head(z1, x, head, ring)
+            if self.config.pixel_context == "interlace":
+                stages = range(1, len(self.stage_masks)) if stage is None else [stage]
+                for k in stages:
+                    head = self.interlace_head(z1, x, head, k, ring)
+            else:
+                head = self.context_head(z1, x, head, ring)
         mean, log_scale = head
         extra = self.config.coefficient_channels
         if extra:
@@ -422,6 +434,28 @@ class ExactBitSwap(nn.Module):
         log_scale[:, second] = torch.clamp(log_scale[:, second] + d_log_scale,
                                            *self.generate[0].log_scale_range)
         return mean, log_scale
+
+    def interlace_head(self, z1: torch.Tensor, x: torch.Tensor,
+                       head: tuple[torch.Tensor, torch.Tensor], stage: int,
+                       ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`head` with interlace stage `stage`'s subpixels corrected from the pixels of `x`
+        in the stages before it (`bitswap.interlace_input` in integers: pixels 2v − 255 and
+        known positions 256, the context conv's input unit)."""
+        if stage < 1:
+            return head
+        masks = self.stage_masks.to(x.device)
+        known = masks[:stage].any(0).to(torch.int64)
+        pixels = (2 * x.to(torch.int64) - 255) * known
+        inputs = torch.cat([z1, pixels,
+                            (CONTEXT_INPUT_ONE * known[None, :4]).expand(x.shape[0], -1, -1, -1)],
+                           1)
+        d_mean, d_log_scale = self.context(inputs, ring)
+        mean, log_scale = head
+        here = masks[stage]
+        mean = torch.where(here, mean + d_mean, mean)
+        corrected = torch.clamp(log_scale + d_log_scale, *self.generate[0].log_scale_range)
+        return mean, torch.where(here, corrected, log_scale)
 
     def top_prior(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed standard logistic, in bin units."""

@@ -129,6 +129,9 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
                     channel_context=config.channel_context)
     kept = all(getattr(found, name) in ("none", getattr(config, name))
                for name in ("pixel_context", "block_context"))
+    # A checkerboard grows into an interlace: its context net's weights move to the channels
+    # the interlace's last stage (the checkerboard's second) reads and corrects.
+    kept = kept or (found.pixel_context, config.pixel_context) == ("checkerboard", "interlace")
     kept = kept and found.arithmetic in ("fixed64", config.arithmetic)
     kept = kept and found.channel_context in ("none", config.channel_context)
     if found.latent != config.latent and config.latent_layers < found.latent_layers:
@@ -153,6 +156,8 @@ def load_initial_weights(model: BitSwapModel, weights: dict) -> None:
     normalization's norms do not see zero columns)."""
     own = model.state_dict()
     weights = dict(weights)
+    if model.config.pixel_context == "interlace":
+        weights = _checkerboard_to_interlace(weights, own, model.config)
     for key, value in weights.items():
         wanted = own.get(key)
         if (wanted is not None and key.startswith(("generate.0.mean.", "generate.0.log_scale."))
@@ -176,6 +181,33 @@ def load_initial_weights(model: BitSwapModel, weights: dict) -> None:
                                             and not k.endswith(".frac")]
     if stray:
         raise ValueError(f"initial weights do not fit this model: {stray[:5]}")
+
+
+def _checkerboard_to_interlace(weights: dict, own: dict, config: BitSwapConfig) -> dict:
+    """A checkerboard context net's weights laid out for an interlace context net, which then
+    computes for the interlace's last stage exactly what the checkerboard's computed for its
+    second, and nothing for the other stages (their output gains and biases 0)."""
+    source = weights.get("context.inp.parametrizations.weight.original1")
+    target = own["context.inp.parametrizations.weight.original1"]
+    if source is None or source.shape == target.shape:
+        return weights
+    first, second = (list(stage) for stage in replace(config, pixel_context="checkerboard")
+                     .pixel_stages())
+    zc, dc = config.latent_channels, config.data_channels
+    columns = list(range(zc)) + [zc + c for c in first]
+    columns += list(range(zc + dc + 4, target.shape[1]))  # the ring's channels, if any
+    weights = dict(weights)
+    grown = torch.zeros_like(target)
+    grown[:, columns] = source
+    weights["context.inp.parametrizations.weight.original1"] = grown
+    for head in ("mean", "log_scale"):
+        for part in ("parametrizations.weight.original0", "parametrizations.weight.original1",
+                     "bias"):
+            key = f"context.{head}.{part}"
+            grown = own[key].clone() if part.endswith("original1") else torch.zeros_like(own[key])
+            grown[second] = weights[key]
+            weights[key] = grown
+    return weights
 
 
 CALIBRATION_IMAGES = 1000
