@@ -6,7 +6,8 @@ q(z_{i+1}|z_i) and generative nets p(x|z1), p(z_i|z_{i+1}) are small ResNets wit
 normalization and ELU; the top prior p(zL) is a fixed standard logistic; x is a discretized
 logistic per subpixel, optionally with a checkerboard context (`pixel_context`): the 2×2
 positions of each space-to-depth cell come in two stages, the second's mean and log-scale
-corrected by a context net that sees z1 and the first stage's pixels. This module trains;
+corrected by a context net that sees z1 and the first stage's pixels (or in the interlace's
+four stages, each later one corrected from those before it). This module trains;
 `exact_bitswap` turns a trained model into the integer network that drives the coder.
 """
 
@@ -432,8 +433,8 @@ class BitSwapModel(nn.Module):
     def pixel_params(self, z1: torch.Tensor, x: torch.Tensor | None = None,
                      ring: tuple[torch.Tensor, torch.Tensor] | None = None,
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(x|z1) in pixel units: mean = 127.5 + 127.5 · net mean. With a context, the second
-        stage's channels are conditioned on the first stage's pixels of `x` (space to depth);
+        """p(x|z1) in pixel units: mean = 127.5 + 127.5 · net mean. With a context, each later
+        stage's subpixels are conditioned on the earlier stages' pixels of `x` (space to depth);
         with a block context, every channel on `ring` (`border_canvas`; None: no neighbours)."""
         mean, log_scale = self.generate[0](z1, ring)
         extra = self.config.coefficient_channels
