@@ -11,8 +11,11 @@ ZOO_DIR = Path(__file__).parent / "zoo"
 SHIPPED: dict[str, str] = {
     # int8 arithmetic (`exact.int8`): `bitswap-cifar-2026-12` fine-tuned into it
     "bitswap-cifar": "8bb69dbe95a4d772accfadaa75719754c427bcab320286266a4fdba39dfe392c",
+    # int8 arithmetic: `bitswap-photo-2026-12-04` trained 5,600 steps more
+    "bitswap-photo": "66bf7514cfbd36cc040b037072ce5fd8032d1aa0656db038665b2ff88074ea17",
     # int8 arithmetic: `bitswap-photo-2026-12-ring` fine-tuned into it
-    "bitswap-photo": "7a83d14081fa483e1d3fc526da7681bf707ccd9937545efbea9f5fc3a7b833a5",
+    "bitswap-photo-2026-12-04": (
+        "7a83d14081fa483e1d3fc526da7681bf707ccd9937545efbea9f5fc3a7b833a5"),
     # the photo models before it (archives carry their own copy; these are the shipped
     # replacements for a damaged copy, and models to fine-tune from): the float64 model with
     # the context across blocks, with the checkerboard pixel context but no context across
