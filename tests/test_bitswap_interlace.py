@@ -160,6 +160,8 @@ def test_a_checkerboard_model_grows_into_an_interlace_that_codes_as_it_did(tmp_p
     loss.backward()
     gains = grown.context.mean.parametrizations.weight.original0.grad
     assert float(gains.abs().sum()) > 0
+    with pytest.raises(ValueError, match="--init-from"):  # growing drops no block context
+        initial_weights(str(source), replace(TINY, block_context="none"))
 
 
 # A small interlace model kept with the tests, and the payloads it codes a real photo's blocks

@@ -127,11 +127,11 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
     grown = replace(found, pixel_context=config.pixel_context, block_context=config.block_context,
                     arithmetic=config.arithmetic, latent=config.latent,
                     channel_context=config.channel_context)
-    kept = all(getattr(found, name) in ("none", getattr(config, name))
-               for name in ("pixel_context", "block_context"))
     # A checkerboard grows into an interlace: its context net's weights move to the channels
     # the interlace's last stage (the checkerboard's second) reads and corrects.
-    kept = kept or (found.pixel_context, config.pixel_context) == ("checkerboard", "interlace")
+    kept = (found.pixel_context in ("none", config.pixel_context)
+            or (found.pixel_context, config.pixel_context) == ("checkerboard", "interlace"))
+    kept = kept and found.block_context in ("none", config.block_context)
     kept = kept and found.arithmetic in ("fixed64", config.arithmetic)
     kept = kept and found.channel_context in ("none", config.channel_context)
     if found.latent != config.latent and config.latent_layers < found.latent_layers:
