@@ -483,10 +483,11 @@ class BitSwapModel(nn.Module):
                    ring: tuple[torch.Tensor, torch.Tensor] | None = None,
                    latent_noise: float = 1.0) -> dict[str, torch.Tensor]:
         """Per-image negative ELBO parts in nats, from one reparameterized sample (`ring`: the
-        blocks' neighbour pixels, `border_canvas`). `latent_noise` > 1 (one Gaussian layer
-        only) draws the sample the pixels see with its noise that many times wider: REC's
-        samples are wider than the posterior's, and a decoder trained on such samples loses
-        less on them; the KL stays the posterior's own, in closed form."""
+        blocks' neighbour pixels, `border_canvas`); `kl_layers` is (N, layers), bottom first.
+        `latent_noise` > 1 (one Gaussian layer only) draws the sample the pixels see with its
+        noise that many times wider: REC's samples are wider than the posterior's, and a
+        decoder trained on such samples loses less on them; the KL stays the posterior's own,
+        in closed form."""
         cfg = self.config
         if latent_noise != 1.0 and (cfg.latent != "gaussian" or cfg.latent_layers != 1):
             raise ValueError("latent_noise applies to one Gaussian latent layer (REC's models)")
@@ -529,7 +530,8 @@ class BitSwapModel(nn.Module):
             kl_train = kl_train.expand_as(kl)
         else:
             kl_train = kl
-        return {"recon": recon, "kl": kl.sum(1), "kl_train": kl_train.sum(1)}
+        return {"recon": recon, "kl": kl.sum(1), "kl_train": kl_train.sum(1),
+                "kl_layers": kl}
 
     def bits_per_dim(self, x: torch.Tensor,
                      ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
