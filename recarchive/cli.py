@@ -330,6 +330,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--channel-context", choices=("none", "linear"), default="none",
                      help="linear: code each pixel's R, G, B in turn, G's and B's means shifted "
                           "by the earlier channels (REC's models; the rec codec only)")
+    sub.add_argument("--reach", choices=("local", "block"), default="local",
+                     help="block: every net gets a coarse path over 4×4-cell averages, so a "
+                          "block's centre sees the whole block and its ring (int8 only)")
     sub.add_argument("--latent", choices=("logistic", "gaussian"), default="logistic",
                      help="gaussian: Gaussian latents under a standard normal prior, the REC "
                           "codec's convolutional VAE (with --latent-layers 1; --init-from a "
@@ -355,7 +358,8 @@ def cmd_train_bitswap(args: argparse.Namespace) -> int:
                            latent_channels=args.latent_channels, width=args.width,
                            res_blocks=args.res_blocks, pixel_context=args.pixel_context,
                            block_context=args.block_context, arithmetic=args.arithmetic,
-                           latent=args.latent, channel_context=args.channel_context)
+                           latent=args.latent, channel_context=args.channel_context,
+                           reach=args.reach)
     settings = TrainSettings(dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
                              learning_rate=args.lr, free_bits=args.free_bits,
                              max_minutes=args.max_minutes, device=args.device, seed=args.seed,

@@ -52,6 +52,12 @@ NEIGHBOURS = ("above_left", "above", "above_right", "left")
 BORDER_CELLS = 1
 BORDER_PIXELS = 2 * BORDER_CELLS
 BLOCK_CONTEXTS = ("none", "ring")
+# How far a net sees inside a block (`reach`). "local": its convs' receptive field, four 3×3
+# convs at half resolution, so the ring reaches ~8 pixels in and a block's centre sees none of
+# it. "block": every net adds a coarse path after its input conv (`CoarsePath`): the activations
+# averaged over 4×4 cells, two 3×3 convs on that 4×4 grid, added back to every cell they
+# cover, so the ring reaches all but the far row of cells (int8 models only).
+REACHES = ("local", "block")
 # The integer arithmetic a model is built for. "fixed64": 16-bit weights and 20-bit activations
 # in float64 GEMMs (every model before 2026-12-04). "int8": int8 GEMMs (`exact.int8`); the
 # residual blocks' convs take 8-bit weights, and every conv reads its activation in 15 bits
@@ -91,6 +97,7 @@ class BitSwapConfig:
     arithmetic: str = "fixed64"  # or "int8"
     latent: str = "logistic"  # or "gaussian" (REC's models)
     channel_context: str = "none"  # or "linear" (REC's models)
+    reach: str = "local"  # or "block": a coarse path in every net (`CoarsePath`)
 
     def __post_init__(self) -> None:
         if self.channel_context not in CHANNEL_CONTEXTS:
@@ -110,6 +117,11 @@ class BitSwapConfig:
                                                   or self.latent != "logistic"):
             raise ValueError("the interlace pixel context is for Bit-Swap models (logistic "
                              "latents, no channel context): use the checkerboard")
+        if self.reach not in REACHES:
+            raise ValueError(f"unknown Bit-Swap reach {self.reach!r}: use one of {REACHES}")
+        if self.reach != "local" and self.arithmetic != "int8":
+            raise ValueError("a Bit-Swap model's coarse path (reach 'block') is built for int8 "
+                             "arithmetic: pass --arithmetic int8")
         if self.block_context not in BLOCK_CONTEXTS:
             raise ValueError(f"unknown Bit-Swap block context {self.block_context!r}: use one "
                              f"of {BLOCK_CONTEXTS}")
@@ -158,7 +170,7 @@ class BitSwapConfig:
         shape = asdict(self)
         for optional, default in (("pixel_context", "none"), ("block_context", "none"),
                                   ("arithmetic", "fixed64"), ("latent", "logistic"),
-                                  ("channel_context", "none")):
+                                  ("channel_context", "none"), ("reach", "local")):
             if shape[optional] == default:
                 del shape[optional]
         return shape
@@ -252,6 +264,36 @@ class ResBlock(nn.Module):
         return F.conv2d(a, weight.to(a.dtype), conv.bias.to(a.dtype), padding=1)
 
 
+COARSE_CELL = 4  # a coarse path's cells: 4×4 space-to-depth cells (8×8 pixels)
+
+
+class CoarsePath(nn.Module):
+    """A residual branch at a quarter of the resolution: ELU activations (on their int8 grid)
+    averaged over 4×4 cells, two 3×3 convs over the 4×4 grid, each result added to the 16
+    cells it covers. Two convs carry a coarse cell two further, so with the convs after the
+    path the ring reaches all but a block's far row of cells (four 3×3 convs alone: four
+    cells); 16 cells cost a sixteenth of a full-resolution conv each. The second conv
+    starts switched off, so a model grown with it computes what it did."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(width, width)
+        self.conv2 = conv3x3(width, width)
+        self.quant1 = ActivationQuantizer()
+        self.quant2 = ActivationQuantizer()
+        with torch.no_grad():
+            self.conv2.parametrizations.weight.original0.zero_()
+            self.conv2.bias.zero_()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        # the average of 16 values on the 2^-frac grid: exact in float32, and the exact net
+        # feeds their integer sum to its conv
+        pooled = F.avg_pool2d(self.quant1(elu(h)), COARSE_CELL)
+        inner = ResBlock._conv8(self.conv1, pooled)
+        coarse = ResBlock._conv8(self.conv2, self.quant2(elu(inner)))
+        return h + coarse.repeat_interleave(COARSE_CELL, 2).repeat_interleave(COARSE_CELL, 3)
+
+
 class ConditionalNet(nn.Module):
     """in_channels×16×16 -> (mean, log scale) of out_channels×16×16; with `ring_scale` (a
     block-context model's nets) also the ring (`border_canvas`), its pixels read at that scale
@@ -267,6 +309,7 @@ class ConditionalNet(nn.Module):
         if ring_channels:
             self.inp.padding = (0, 0)  # its input comes padded with the ring
         int8 = config.arithmetic == "int8"
+        self.coarse = CoarsePath(config.width) if config.reach == "block" else None
         self.blocks = nn.ModuleList(ResBlock(config.width, int8)
                                     for _ in range(config.res_blocks))
         # the heads read quantized activations too (their weights keep 15 bits: the mean's
@@ -288,6 +331,8 @@ class ConditionalNet(nn.Module):
                     h.shape[0], self.image_channels, h.dtype, h.device)
                 h = with_ring(h, centred * self.ring_scale, mask, 1.0)
             h = self.inp(h)
+            if self.coarse is not None:
+                h = self.coarse(h)
         for block in self.blocks:
             h = block(h)
         with torch.autocast(h.device.type, enabled=False):

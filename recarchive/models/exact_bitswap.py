@@ -34,6 +34,7 @@ from recarchive.models.bitswap import (
     ACTIVATION_BITS,
     ACTIVATION_LEVELS,
     CHANNEL_PAIRS,
+    COARSE_CELL,
     CONTEXT_PIXEL_SCALE,
     BitSwapConfig,
     BitSwapModel,
@@ -221,6 +222,30 @@ class ExactConditionalNet(nn.Module):
         return mean.to(torch.int64), log_scale.to(torch.int64)
 
 
+class Int8CoarsePath(nn.Module):
+    """`CoarsePath` in int8 arithmetic: the ELU operands summed over 4×4 cells (an integer sum,
+    read by the first conv at a sixteenth of the activation's scale, in 19 bits), two convs over
+    the 4×4 grid, each result added to the residual stream of the 16 cells it covers."""
+
+    def __init__(self, elu1: Int8ELU, conv1: Int8Conv2d, elu2: Int8ELU,
+                 conv2: Int8Conv2d) -> None:
+        super().__init__()
+        self.elu1, self.conv1, self.elu2, self.conv2 = elu1, conv1, elu2, conv2
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, 16, 16, C) residual stream (int32 at 2^-12) -> the same with the path added."""
+        batch, height, width, channels = h.shape
+        operand = self.elu1(h).to(torch.int64).view(
+            batch, height // COARSE_CELL, COARSE_CELL, width // COARSE_CELL, COARSE_CELL,
+            channels)
+        # the conv subtracts its input offset (16 activations' offsets) itself
+        sums = operand.sum((2, 4)) + self.conv1.input_offset
+        coarse = self.conv2(self.conv1(sums), self.elu2)
+        spread = coarse.repeat_interleave(COARSE_CELL, 1).repeat_interleave(COARSE_CELL, 2)
+        limit = 1 << (ACT_BITS - 1)
+        return torch.clamp(h + spread, -limit, limit - 1)
+
+
 class Int8ConditionalNet(nn.Module):
     """`ConditionalNet` in int8 arithmetic (`exact.int8`): NHWC int64 between layers, the
     residual stream at 2^-12 in 20 bits, each conv reading a 15-bit activation (the input conv
@@ -230,9 +255,10 @@ class Int8ConditionalNet(nn.Module):
                                                           Int8Conv2d]],
                  head_elu: Int8ELU, heads: Int8Conv2d, out_channels: int,
                  log_scale_range: tuple[int, int], ring_one: int | None = None,
-                 image_channels: int = 3) -> None:
+                 image_channels: int = 3, coarse: Int8CoarsePath | None = None) -> None:
         super().__init__()
         self.inp, self.head_elu, self.heads = inp, head_elu, heads
+        self.coarse = coarse
         self.blocks = nn.ModuleList(nn.ModuleList(layers) for layers in blocks)
         self.out_channels, self.log_scale_range = out_channels, log_scale_range
         self.ring_one, self.image_channels = ring_one, image_channels
@@ -245,6 +271,8 @@ class Int8ConditionalNet(nn.Module):
                 h.shape[0], self.image_channels, torch.int64, h.device)
             h = with_ring(h, centred, mask, self.ring_one)
         h = self.inp(h.permute(0, 2, 3, 1))
+        if self.coarse is not None:
+            h = self.coarse(h)
         for elu1, conv1, elu2, conv2 in self.blocks:
             h = conv2(conv1(h, elu1), elu2, residual=h)  # clamped to ACT_BITS, as h is
         out = self.heads(h, self.head_elu).permute(0, 3, 1, 2)
@@ -282,6 +310,16 @@ def _convert_net_int8(net: ConditionalNet, in_scale: float, mean_scale: float, g
                                           out_bits=ACT_BITS, input_offset=offset,
                                           name=f"{name}.{part}")
 
+    coarse = None
+    if net.coarse is not None:
+        elu1, scale1, offset1 = reading(net.coarse.quant1)
+        cells = COARSE_CELL * COARSE_CELL  # 16 activations of 15 bits sum to 19
+        first = Int8Conv2d.from_float(net.coarse.conv1, scale1 / cells, act,
+                                      in_bits=ACTIVATION_BITS + 4, weight_bits=8,
+                                      out_bits=ACT_BITS, input_offset=cells * offset1,
+                                      name=f"{name}.coarse.conv1")
+        coarse = Int8CoarsePath(elu1, first, *conv8(net.coarse.conv2, net.coarse.quant2,
+                                                    "coarse.conv2"))
     blocks = [(*conv8(b.conv1, b.quant1, f"block{i}.conv1"),
                *conv8(b.conv2, b.quant2, f"block{i}.conv2")) for i, b in enumerate(net.blocks)]
     head_elu, head_scale, head_offset = reading(net.head_quant)
@@ -302,7 +340,7 @@ def _convert_net_int8(net: ConditionalNet, in_scale: float, mean_scale: float, g
     log_range = (math.floor(net.min_log_scale / grid.step),
                  math.ceil(net.max_log_scale / grid.step))
     return Int8ConditionalNet(inp, blocks, head_elu, heads, out, log_range, ring_one,
-                              net.image_channels)
+                              net.image_channels, coarse)
 
 
 def _ring_one(net: ConditionalNet, in_scale: float, name: str) -> int | None:

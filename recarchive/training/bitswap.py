@@ -121,12 +121,13 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
         origin = f"model sha256 {loaded.sha256[:12]}"
     # A model without a context may start one with a context: only the context net is new.
     # A model may gain a pixel or block context it lacked: only those nets are new.
+    # A model may gain a coarse path (reach "block"): it starts switched off.
     # A fixed64 model may be fine-tuned into int8 arithmetic (quantization-aware training).
     # A logistic (Bit-Swap) model may seed a Gaussian one with fewer layers (REC's VAE): its
     # bottom layers' nets are kept, the layers above dropped.
     grown = replace(found, pixel_context=config.pixel_context, block_context=config.block_context,
                     arithmetic=config.arithmetic, latent=config.latent,
-                    channel_context=config.channel_context)
+                    channel_context=config.channel_context, reach=config.reach)
     # A checkerboard grows into an interlace: its context net's weights move to the channels
     # the interlace's last stage (the checkerboard's second) reads and corrects.
     kept = (found.pixel_context in ("none", config.pixel_context)
@@ -134,6 +135,7 @@ def initial_weights(source: str, config: BitSwapConfig) -> tuple[dict, str]:
     kept = kept and found.block_context in ("none", config.block_context)
     kept = kept and found.arithmetic in ("fixed64", config.arithmetic)
     kept = kept and found.channel_context in ("none", config.channel_context)
+    kept = kept and found.reach in ("local", config.reach)
     if found.latent != config.latent and config.latent_layers < found.latent_layers:
         grown = replace(grown, latent_layers=config.latent_layers)
         weights = {key: value for key, value in weights.items()
@@ -178,6 +180,7 @@ def load_initial_weights(model: BitSwapModel, weights: dict) -> None:
     result = model.load_state_dict(weights, strict=False)
     stray = list(result.unexpected_keys) + [k for k in result.missing_keys
                                             if not k.startswith("context.")
+                                            and ".coarse." not in k
                                             and not k.endswith(".frac")]
     if stray:
         raise ValueError(f"initial weights do not fit this model: {stray[:5]}")
