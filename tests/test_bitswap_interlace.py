@@ -9,27 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from recarchive.archives.blocks import cut_blocks
-from recarchive.codecs import get_codec
-from recarchive.codecs.base import BlockGeometry
-from recarchive.codecs.bitswap import BitSwapCodec
-from recarchive.datasets import data_dir
 from recarchive.models import zoo
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel, space_to_depth
 from recarchive.models.exact_bitswap import convert_to_exact
 from recarchive.training.bitswap import initial_weights, load_initial_weights, split_crops
-from tests.threads import torch_threads
+from tests.photo_blocks import check_round_trips, photo, pinned_payload_sha256, two_images
 
 TINY = BitSwapConfig(latent_layers=2, latent_channels=4, width=8, res_blocks=1,
                      pixel_context="interlace", block_context="ring")
-
-
-def photo(height: int = 96, width: int = 128) -> np.ndarray:
-    with Image.open(data_dir() / "fixtures" / "skimage_chelsea_CC0.png") as image:
-        pixels = np.asarray(image.convert("RGB"))
-    return np.ascontiguousarray(pixels[:height, :width])
 
 
 def switched_on(model: BitSwapModel, seed: int = 0) -> BitSwapModel:
@@ -47,27 +35,11 @@ def interlace_model(seed: int = 0) -> BitSwapModel:
     return switched_on(BitSwapModel(TINY), seed)
 
 
-def geometry() -> BlockGeometry:
-    """A 3×4 image and a 2×2 one."""
-    objects = [0] * 12 + [1] * 4
-    cells = list(range(12)) + list(range(4))
-    rows, cols = [3] * 12 + [2] * 4, [4] * 12 + [2] * 4
-    return BlockGeometry(*(np.asarray(a) for a in (objects, cells, rows, cols)))
-
-
-def blocks() -> np.ndarray:
-    return np.concatenate([cut_blocks(photo()), cut_blocks(photo(64, 64)[::-1])])
-
-
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("zoo") / "tiny-interlace.safetensors"
     path.write_bytes(zoo.bitswap_model_bytes(interlace_model(), {"note": "untrained"}))
     return path
-
-
-def codec(model_file: Path, **options) -> BitSwapCodec:
-    return get_codec("bitswap", model=str(model_file), **options).rgb
 
 
 def test_the_stages_interlace_a_block():
@@ -91,7 +63,7 @@ def test_the_stages_interlace_a_block():
 
 def test_each_stage_reads_only_the_stages_before_it():
     exact = convert_to_exact(interlace_model())
-    x = space_to_depth(torch.from_numpy(blocks()[:4]).permute(0, 3, 1, 2).to(torch.int64))
+    x = space_to_depth(torch.from_numpy(two_images()[0][:4]).permute(0, 3, 1, 2).to(torch.int64))
     z1 = exact.layout.net_input(torch.randint(0, exact.layout.bins, (4, 4, 16, 16)))
     masks = exact.stage_masks
     head = exact.pixel_head(z1)
@@ -117,7 +89,7 @@ def test_each_stage_reads_only_the_stages_before_it():
 def test_exact_interlace_tracks_the_float_model():
     model = interlace_model()
     exact = convert_to_exact(model)
-    x = space_to_depth(torch.from_numpy(blocks()[:4]).permute(0, 3, 1, 2).to(torch.int64))
+    x = space_to_depth(torch.from_numpy(two_images()[0][:4]).permute(0, 3, 1, 2).to(torch.int64))
     z1 = exact.layout.net_input(torch.randint(0, exact.layout.bins, (4, 4, 16, 16)))
     mean_fixed, _ = exact.pixel_likelihood(z1, x)
     with torch.no_grad():
@@ -127,15 +99,7 @@ def test_exact_interlace_tracks_the_float_model():
 
 @pytest.mark.parametrize("mode", ["bitswap", "bbans"])
 def test_round_trip_with_other_chains_batch_sizes_and_threads(model_file, mode):
-    data, where = blocks(), geometry()
-    shard = codec(model_file, chains=2, mode=mode).encode(data, where)
-    with torch_threads(1):
-        decoded = codec(model_file, chains=2, net_batch=1).decode(shard)
-    assert np.array_equal(decoded, data)
-    again = codec(model_file, chains=2, mode=mode, net_batch=3).encode(data, where)
-    assert again.payload == shard.payload
-    other = codec(model_file, chains=3, mode=mode).encode(data, where)
-    assert np.array_equal(codec(model_file).decode(other), data)
+    check_round_trips(model_file, mode)
 
 
 def test_a_checkerboard_model_grows_into_an_interlace_that_codes_as_it_did(tmp_path):
@@ -176,10 +140,4 @@ PINNED_PAYLOADS = {
 
 @pytest.mark.parametrize("mode", sorted(PINNED_PAYLOADS))
 def test_coded_bytes_are_those_earlier_releases_wrote(mode):
-    loaded = zoo.load_bitswap(str(PINNED_MODEL), PINNED_MODEL_SHA256)
-    coder = BitSwapCodec(loaded.exact, loaded.sha256, mode=mode, chains=2, lanes_per_chain=16,
-                         first_block="raw")
-    data = blocks()
-    shard = coder.encode(data, geometry())
-    assert zoo.sha256_of(shard.payload) == PINNED_PAYLOADS[mode]
-    assert np.array_equal(coder.decode(shard), data)
+    assert pinned_payload_sha256(PINNED_MODEL, PINNED_MODEL_SHA256, mode) == PINNED_PAYLOADS[mode]

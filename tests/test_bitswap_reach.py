@@ -10,13 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from recarchive.archives.blocks import cut_blocks
-from recarchive.codecs import get_codec
-from recarchive.codecs.base import BlockGeometry
 from recarchive.codecs.bitswap import BitSwapCodec
-from recarchive.datasets import data_dir
 from recarchive.exact import int8, int8_kernels
 from recarchive.models import zoo
 from recarchive.models.bitswap import (
@@ -33,17 +28,11 @@ from recarchive.training.bitswap import (
     load_initial_weights,
     split_crops,
 )
-from tests.threads import torch_threads
+from tests.photo_blocks import check_round_trips, photo, pinned_payload_sha256, two_images
 
 TINY = BitSwapConfig(latent_layers=2, latent_channels=4, width=8, res_blocks=1,
                      pixel_context="checkerboard", block_context="ring", arithmetic="int8",
                      reach="block")
-
-
-def photo(height: int = 96, width: int = 128) -> np.ndarray:
-    with Image.open(data_dir() / "fixtures" / "skimage_chelsea_CC0.png") as image:
-        pixels = np.asarray(image.convert("RGB"))
-    return np.ascontiguousarray(pixels[:height, :width])
 
 
 def crops() -> np.ndarray:
@@ -74,27 +63,11 @@ def reach_model(seed: int = 0, config: BitSwapConfig = TINY) -> BitSwapModel:
     return switched_on(BitSwapModel(config), seed)
 
 
-def geometry() -> BlockGeometry:
-    """A 3×4 image and a 2×2 one."""
-    objects = [0] * 12 + [1] * 4
-    cells = list(range(12)) + list(range(4))
-    rows, cols = [3] * 12 + [2] * 4, [4] * 12 + [2] * 4
-    return BlockGeometry(*(np.asarray(a) for a in (objects, cells, rows, cols)))
-
-
-def blocks() -> np.ndarray:
-    return np.concatenate([cut_blocks(photo()), cut_blocks(photo(64, 64)[::-1])])
-
-
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("zoo") / "tiny-reach.safetensors"
     path.write_bytes(zoo.bitswap_model_bytes(reach_model(), {"note": "untrained"}))
     return path
-
-
-def codec(model_file: Path, **options) -> BitSwapCodec:
-    return get_codec("bitswap", model=str(model_file), **options).rgb
 
 
 def rings_differing_above() -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
@@ -151,15 +124,7 @@ def test_exact_coarse_path_tracks_the_float_model():
 
 @pytest.mark.parametrize("mode", ["bitswap", "bbans"])
 def test_round_trip_with_other_chains_batch_sizes_and_threads(model_file, mode):
-    data, where = blocks(), geometry()
-    shard = codec(model_file, chains=2, mode=mode).encode(data, where)
-    with torch_threads(1):
-        decoded = codec(model_file, chains=2, net_batch=1).decode(shard)
-    assert np.array_equal(decoded, data)
-    again = codec(model_file, chains=2, mode=mode, net_batch=3).encode(data, where)
-    assert again.payload == shard.payload
-    other = codec(model_file, chains=3, mode=mode).encode(data, where)
-    assert np.array_equal(codec(model_file).decode(other), data)
+    check_round_trips(model_file, mode)
 
 
 def test_a_model_grows_a_coarse_path_that_starts_switched_off(tmp_path):
@@ -212,12 +177,7 @@ PINNED_PAYLOADS = {
 
 @pytest.mark.parametrize("mode", sorted(PINNED_PAYLOADS))
 def test_coded_bytes_are_those_earlier_releases_wrote(mode):
-    loaded = zoo.load_bitswap(str(PINNED_MODEL), PINNED_MODEL_SHA256)
-    coder = BitSwapCodec(loaded.exact, loaded.sha256, mode=mode, chains=2, lanes_per_chain=16,
-                         first_block="raw")
-    shard = coder.encode(blocks(), geometry())
-    assert zoo.sha256_of(shard.payload) == PINNED_PAYLOADS[mode]
-    assert np.array_equal(coder.decode(shard), blocks())
+    assert pinned_payload_sha256(PINNED_MODEL, PINNED_MODEL_SHA256, mode) == PINNED_PAYLOADS[mode]
 
 
 def test_the_gemm_kernel_and_compiled_loops_do_not_change_the_bytes(monkeypatch):
@@ -228,5 +188,5 @@ def test_the_gemm_kernel_and_compiled_loops_do_not_change_the_bytes(monkeypatch)
                          lanes_per_chain=16, first_block="raw")
     monkeypatch.setattr(int8, "_int_mm_is_exact", lambda device_type: False)
     monkeypatch.setattr(int8_kernels, "AVAILABLE", False)
-    shard = coder.encode(blocks(), geometry())
+    shard = coder.encode(*two_images())
     assert zoo.sha256_of(shard.payload) == PINNED_PAYLOADS["bitswap"]

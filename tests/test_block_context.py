@@ -16,7 +16,6 @@ from recarchive.archives.blocks import cut_blocks
 from recarchive.codecs import get_codec
 from recarchive.codecs.base import BlockGeometry, CodecError, EncodedShard
 from recarchive.codecs.bitswap import BitSwapCodec, _slots
-from recarchive.datasets import data_dir
 from recarchive.models import zoo
 from recarchive.models.bitswap import (
     BitSwapConfig,
@@ -26,28 +25,11 @@ from recarchive.models.bitswap import (
 )
 from recarchive.models.exact_bitswap import convert_to_exact
 from recarchive.training.bitswap import initial_weights, load_initial_weights, split_crops
+from tests.photo_blocks import grid_geometry, photo, pinned_payload_sha256, two_images
 from tests.threads import torch_threads
 
 TINY = BitSwapConfig(latent_layers=2, latent_channels=4, width=8, res_blocks=1,
                      pixel_context="checkerboard", block_context="ring")
-
-
-def photo(height: int = 96, width: int = 128) -> np.ndarray:
-    """A crop of a real photo (a 3×4 grid of blocks by default)."""
-    with Image.open(data_dir() / "fixtures" / "skimage_chelsea_CC0.png") as image:
-        pixels = np.asarray(image.convert("RGB"))
-    return np.ascontiguousarray(pixels[:height, :width])
-
-
-def grid_geometry(*grids: tuple[int, int]) -> BlockGeometry:
-    """Whole objects of these (rows, cols), one after another."""
-    objects, cells, rows, cols = [], [], [], []
-    for number, (r, c) in enumerate(grids):
-        objects += [number] * (r * c)
-        cells += list(range(r * c))
-        rows += [r] * (r * c)
-        cols += [c] * (r * c)
-    return BlockGeometry(*(np.asarray(a) for a in (objects, cells, rows, cols)))
 
 
 def block_context_model(seed: int = 0) -> BitSwapModel:
@@ -112,8 +94,7 @@ def test_runs_push_each_chain_last_block_first():
 
 @pytest.mark.parametrize("chains", [1, 3])
 def test_round_trip_with_other_batch_sizes_and_threads(model_file, chains):
-    blocks = np.concatenate([cut_blocks(photo()), cut_blocks(photo(64, 64)[::-1])])
-    geometry = grid_geometry((3, 4), (2, 2))
+    blocks, geometry = two_images()
     shard = codec(model_file, chains=chains).encode(blocks, geometry)
     assert shard.params["block_order"] == "runs"
     assert shard.params["geometry"] == geometry.to_params()
@@ -256,13 +237,7 @@ PINNED_PAYLOADS = {
 
 @pytest.mark.parametrize("mode", sorted(PINNED_PAYLOADS))
 def test_coded_bytes_are_those_earlier_releases_wrote(mode):
-    blocks = np.concatenate([cut_blocks(photo()), cut_blocks(photo(64, 64)[::-1])])
-    loaded = zoo.load_bitswap(str(PINNED_MODEL), PINNED_MODEL_SHA256)
-    coder = BitSwapCodec(loaded.exact, loaded.sha256, mode=mode, chains=2, lanes_per_chain=16,
-                         first_block="raw")
-    shard = coder.encode(blocks, grid_geometry((3, 4), (2, 2)))
-    assert zoo.sha256_of(shard.payload) == PINNED_PAYLOADS[mode]
-    assert np.array_equal(coder.decode(shard), blocks)
+    assert pinned_payload_sha256(PINNED_MODEL, PINNED_MODEL_SHA256, mode) == PINNED_PAYLOADS[mode]
 
 
 def test_the_photo_benchmark_codes_as_an_archive_does(model_file, tmp_path):
