@@ -235,15 +235,22 @@ class Int8CoarsePath(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """(B, 16, 16, C) residual stream (int32 at 2^-12) -> the same with the path added."""
         batch, height, width, channels = h.shape
-        operand = self.elu1(h).to(torch.int64).view(
-            batch, height // COARSE_CELL, COARSE_CELL, width // COARSE_CELL, COARSE_CELL,
-            channels)
+        cells = (batch, height // COARSE_CELL, COARSE_CELL, width // COARSE_CELL, COARSE_CELL,
+                 channels)
+        operand = self.elu1(h).view(cells)
+        # slices added up (int32 holds 16 operands of 15 bits): 8× faster than a sum over
+        # two strided dimensions
+        rows = operand[:, :, 0].to(torch.int32)
+        for k in range(1, COARSE_CELL):
+            rows = rows + operand[:, :, k]
+        sums = rows[:, :, :, 0]
+        for k in range(1, COARSE_CELL):
+            sums = sums + rows[:, :, :, k]
         # the conv subtracts its input offset (16 activations' offsets) itself
-        sums = operand.sum((2, 4)) + self.conv1.input_offset
-        coarse = self.conv2(self.conv1(sums), self.elu2)
-        spread = coarse.repeat_interleave(COARSE_CELL, 1).repeat_interleave(COARSE_CELL, 2)
+        coarse = self.conv2(self.conv1(sums + self.conv1.input_offset), self.elu2)
+        spread = h.view(cells) + coarse[:, :, None, :, None, :]
         limit = 1 << (ACT_BITS - 1)
-        return torch.clamp(h + spread, -limit, limit - 1)
+        return torch.clamp(spread.view(h.shape), -limit, limit - 1)
 
 
 class Int8ConditionalNet(nn.Module):
