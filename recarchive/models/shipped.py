@@ -11,8 +11,12 @@ ZOO_DIR = Path(__file__).parent / "zoo"
 SHIPPED: dict[str, str] = {
     # int8 arithmetic (`exact.int8`): `bitswap-cifar-2026-12` fine-tuned into it
     "bitswap-cifar": "8bb69dbe95a4d772accfadaa75719754c427bcab320286266a4fdba39dfe392c",
+    # int8 arithmetic with a coarse path in every net (reach "block"): `bitswap-photo-2026-12-05`
+    # grown with it and trained 3,000 steps more
+    "bitswap-photo": "a409ce4bd82e23b9426d81724a178b083e6ead86e43d61ddf2599c0f9856ff46",
     # int8 arithmetic: `bitswap-photo-2026-12-04` trained 5,600 steps more
-    "bitswap-photo": "66bf7514cfbd36cc040b037072ce5fd8032d1aa0656db038665b2ff88074ea17",
+    "bitswap-photo-2026-12-05": (
+        "66bf7514cfbd36cc040b037072ce5fd8032d1aa0656db038665b2ff88074ea17"),
     # int8 arithmetic: `bitswap-photo-2026-12-ring` fine-tuned into it
     "bitswap-photo-2026-12-04": (
         "7a83d14081fa483e1d3fc526da7681bf707ccd9937545efbea9f5fc3a7b833a5"),
