@@ -190,3 +190,17 @@ def test_the_gemm_kernel_and_compiled_loops_do_not_change_the_bytes(monkeypatch)
     monkeypatch.setattr(int8_kernels, "AVAILABLE", False)
     shard = coder.encode(*two_images())
     assert zoo.sha256_of(shard.payload) == PINNED_PAYLOADS["bitswap"]
+
+
+def test_the_compiled_coarse_path_computes_the_torch_integers(monkeypatch):
+    """Over the residual stream's whole range (so the clamps engage), the compiled pooling and
+    spreading give the integers of the torch operations CUDA runs."""
+    path = convert_to_exact(reach_model()).infer[0].coarse
+    limit = 1 << 19
+    h = torch.randint(-limit, limit, (3, 16, 16, TINY.width), dtype=torch.int32)
+    h[0] = limit - 1  # at the top, every addition clamps
+    compiled = path(h.clone())
+    monkeypatch.setattr(int8_kernels, "AVAILABLE", False)
+    composed = path(h.clone())
+    assert torch.equal(compiled, composed)
+    assert int(compiled.max()) == limit - 1 and not torch.equal(compiled, h)

@@ -115,3 +115,33 @@ def requantize(products: np.ndarray, digits: int, weight_digits: int, bias: np.n
                 value = min(max(value + residual[r, o], low), high)
             target[o] = value
 
+
+
+@njit(cache=True, nogil=True)
+def cell_sums(h: np.ndarray, table: np.ndarray, low: int, high: int, cell: int,
+              out: np.ndarray) -> None:
+    """out (B, H/cell, W/cell, C) = Σ over each cell×cell square of table[clamp(h, low, high)
+    - low]: an `Int8ELU`'s operands, summed (a coarse path's pooling)."""
+    batch, height, width, channels = h.shape
+    out[:] = 0
+    for b in range(batch):
+        for y in range(height):
+            for x in range(width):
+                row = h[b, y, x]
+                target = out[b, y // cell, x // cell]
+                for c in range(channels):
+                    target[c] += table[min(max(np.int64(row[c]), low), high) - low]
+
+
+@njit(cache=True, nogil=True)
+def add_spread(h: np.ndarray, coarse: np.ndarray, cell: int, low: int, high: int) -> None:
+    """h (B, H, W, C) += coarse (B, H/cell, W/cell, C) at every position its cell covers,
+    clamped to [low, high], in place."""
+    batch, height, width, channels = h.shape
+    for b in range(batch):
+        for y in range(height):
+            for x in range(width):
+                row = h[b, y, x]
+                source = coarse[b, y // cell, x // cell]
+                for c in range(channels):
+                    row[c] = min(max(row[c] + source[c], low), high)
