@@ -331,8 +331,8 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                      help="linear: code each pixel's R, G, B in turn, G's and B's means shifted "
                           "by the earlier channels (REC's models; the rec codec only)")
     sub.add_argument("--reach", choices=("local", "block"), default="local",
-                     help="block: every net gets a coarse path over 4×4-cell averages, so a "
-                          "block's centre sees the whole block and its ring (int8 only)")
+                     help="block: every net gets a coarse path over 4×4-cell averages, so the "
+                          "ring of neighbour pixels reaches a block's centre (int8 only)")
     sub.add_argument("--latent", choices=("logistic", "gaussian"), default="logistic",
                      help="gaussian: Gaussian latents under a standard normal prior, the REC "
                           "codec's convolutional VAE (with --latent-layers 1; --init-from a "

@@ -116,7 +116,6 @@ def requantize(products: np.ndarray, digits: int, weight_digits: int, bias: np.n
             target[o] = value
 
 
-
 @njit(cache=True, nogil=True)
 def cell_sums(h: np.ndarray, table: np.ndarray, low: int, high: int, cell: int,
               out: np.ndarray) -> None:
