@@ -1,7 +1,7 @@
 """Whole rasters as JPEG-XL lossless streams (`--codec jpegxl`).
 
 A classical codec, for the rasters no neural model of ours codes better (whole photos today:
-JPEG-XL lossless takes 3.15 bits/dim on the photo-validation images, `bitswap-photo` 3.82), and
+JPEG-XL lossless takes 3.15 bits/dim on the photo-validation images, `bitswap-photo` 3.81), and
 the target of `--codec auto`'s per-object choice. The pixels are coded whole, not as 32×32
 blocks (JPEG-XL on blocks alone takes 3.45 there). The container is rebuilt from the decoded
 pixels and the recipe as for every raster.
