@@ -1,5 +1,6 @@
 """A real photo's blocks, for the tests of models that read across blocks: the fixture photo,
-its crops, and the blocks of a 3×4 image and a 2×2 one with their geometry."""
+the blocks of a 3×4 image and a 2×2 one with their geometry, and the checks every such model
+passes on them (pinned payloads, round trips)."""
 
 from __future__ import annotations
 

@@ -291,7 +291,9 @@ class CoarsePath(nn.Module):
         pooled = F.avg_pool2d(self.quant1(elu(h)), COARSE_CELL)
         inner = ResBlock._conv8(self.conv1, pooled)
         coarse = ResBlock._conv8(self.conv2, self.quant2(elu(inner)))
-        return h + coarse.repeat_interleave(COARSE_CELL, 2).repeat_interleave(COARSE_CELL, 3)
+        n, c, height, width = h.shape
+        cells = (n, c, height // COARSE_CELL, COARSE_CELL, width // COARSE_CELL, COARSE_CELL)
+        return (h.view(cells) + coarse[:, :, :, None, :, None]).view(h.shape)
 
 
 class ConditionalNet(nn.Module):

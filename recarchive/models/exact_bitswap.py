@@ -238,34 +238,32 @@ class Int8CoarsePath(nn.Module):
         """(B, 16, 16, C) residual stream (int32 at 2^-12) -> the same with the path added."""
         limit = 1 << (ACT_BITS - 1)
         batch, height, width, channels = h.shape
-        coarse_shape = (batch, height // COARSE_CELL, width // COARSE_CELL, channels)
+        rows, cols = height // COARSE_CELL, width // COARSE_CELL
+        cells = (batch, rows, COARSE_CELL, cols, COARSE_CELL, channels)
         compiled = (int8_kernels.AVAILABLE and h.device.type == "cpu"
                     and h.dtype == torch.int32)
         if compiled:  # one pass each way instead of a dozen torch operations
-            sums = np.empty(coarse_shape, np.int32)
+            sums = np.empty((batch, rows, cols, channels), np.int32)
             int8_kernels.cell_sums(h.numpy(), self.elu1.table.numpy(), self.elu1.low,
                                    self.elu1.high, COARSE_CELL, sums)
             sums = torch.from_numpy(sums)
         else:
-            cells = (batch, coarse_shape[1], COARSE_CELL, coarse_shape[2], COARSE_CELL,
-                     channels)
             operand = self.elu1(h).view(cells)
             # slices added up (int32 holds 16 operands of 15 bits): 8× faster than a sum
             # over two strided dimensions
-            rows = operand[:, :, 0].to(torch.int32)
+            in_rows = operand[:, :, 0].to(torch.int32)
             for k in range(1, COARSE_CELL):
-                rows = rows + operand[:, :, k]
-            sums = rows[:, :, :, 0]
+                in_rows = in_rows + operand[:, :, k]
+            sums = in_rows[:, :, :, 0]
             for k in range(1, COARSE_CELL):
-                sums = sums + rows[:, :, :, k]
+                sums = sums + in_rows[:, :, :, k]
         # the conv subtracts its input offset (16 activations' offsets) itself
         coarse = self.conv2(self.conv1(sums + self.conv1.input_offset), self.elu2)
-        if compiled:
+        if compiled:  # in place: h is the input conv's fresh output
             h = h.contiguous()
             int8_kernels.add_spread(h.numpy(), coarse.contiguous().numpy(), COARSE_CELL,
                                     -limit, limit - 1)
             return h
-        cells = (batch, coarse_shape[1], COARSE_CELL, coarse_shape[2], COARSE_CELL, channels)
         spread = h.view(cells) + coarse[:, :, None, :, None, :]
         return torch.clamp(spread.view(h.shape), -limit, limit - 1)
 
@@ -339,7 +337,8 @@ def _convert_net_int8(net: ConditionalNet, in_scale: float, mean_scale: float, g
         elu1, scale1, offset1 = reading(net.coarse.quant1)
         cells = COARSE_CELL * COARSE_CELL  # 16 activations of 15 bits sum to 19
         first = Int8Conv2d.from_float(net.coarse.conv1, scale1 / cells, act,
-                                      in_bits=ACTIVATION_BITS + 4, weight_bits=8,
+                                      in_bits=ACTIVATION_BITS + (cells - 1).bit_length(),
+                                      weight_bits=8,
                                       out_bits=ACT_BITS, input_offset=cells * offset1,
                                       name=f"{name}.coarse.conv1")
         coarse = Int8CoarsePath(elu1, first, *conv8(net.coarse.conv2, net.coarse.quant2,
