@@ -329,7 +329,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                           "--init-from)")
     sub.add_argument("--channel-context", choices=("none", "linear"), default="none",
                      help="linear: code each pixel's R, G, B in turn, G's and B's means shifted "
-                          "by the earlier channels (REC's models; the rec codec only)")
+                          "by the earlier channels (both codecs)")
     sub.add_argument("--reach", choices=("local", "block"), default="local",
                      help="block: every net gets a coarse path over 4×4-cell averages, so the "
                           "ring of neighbour pixels reaches a block's centre (int8 only)")

@@ -10,7 +10,9 @@ from clean bits). The nets run batched over the chains. Per block, in Bit-Swap's
     push z_{i-1} ~ p(z_{i-1}|z_i); finally push z_L ~ p(z_L)
 
 and decoding runs it backwards. A model with a pixel context pushes x in its stages, the last
-first, so that decoding pops the first stage first and conditions the next on it.
+first, so that decoding pops the first stage first and conditions the next on it; under a
+channel context each stage is coded colour by colour (R, G, B), G's and B's means shifted by
+the earlier colours of the same pixel.
 
 A model with a block context reads, for each block, the border pixels of its neighbours
 (above-left, above, above-right, left: `BlockGeometry`) that were decoded before it. ANS is a
@@ -43,7 +45,13 @@ from recarchive.ans.serialize import CorruptMessageError
 from recarchive.codecs.base import BlockGeometry, CodecError, EncodedShard, check_blocks
 from recarchive.entropy.discretized import DiscretizedTable
 from recarchive.exact import prng
-from recarchive.models.bitswap import BORDER_PIXELS, border_canvas, depth_to_space, space_to_depth
+from recarchive.models.bitswap import (
+    BORDER_PIXELS,
+    BitSwapConfig,
+    border_canvas,
+    depth_to_space,
+    space_to_depth,
+)
 from recarchive.models.exact_bitswap import ExactBitSwap
 
 # Chains per shard, by default: one per BLOCKS_PER_CHAIN blocks, at most MAX_CHAINS. Each chain
@@ -93,6 +101,12 @@ class BitSwapCodec:
         self._sha256 = model_sha256
         self._model_bytes = model_bytes
         self.chains, self.seed = chains, seed
+        # each pixel stage's subpixels, as indices into a block's flattened (12, 16, 16)
+        # pixels, in channel-major order (a checkerboard's are its channels, whole); under a
+        # channel context a stage is coded colour by colour, R, G, B
+        self._stages = [[torch.nonzero(part.flatten()).flatten().to(self.device)
+                         for part in _colours(mask, model.config)]
+                        for mask in model.stage_masks]
         self.mode, self.lanes = self._checked(mode, lanes_per_chain)
         if first_block not in FIRST_BLOCKS:
             raise CodecError(f"unknown first-block coding {first_block!r}: use one of "
@@ -104,13 +118,9 @@ class BitSwapCodec:
         self.posterior = model.table("posterior").to(self.backend)
         self.pixel = model.table("pixel").to(self.backend)
         self.latent_dims = model.config.latent_channels * 256
-        # each pixel stage's subpixels, as indices into a block's flattened (12, 16, 16)
-        # pixels, in channel-major order (a checkerboard's are its channels, whole)
-        self._stages = [torch.nonzero(mask.flatten()).flatten().to(self.device)
-                        for mask in model.stage_masks]
-        if model.config.channel_context != "none" or model.config.latent != "logistic":
-            raise CodecError("this model was made for the rec codec (Gaussian latents or a "
-                             "channel context): code with --codec rec")
+        if model.config.latent != "logistic":
+            raise CodecError("this model was made for the rec codec (Gaussian latents): code "
+                             "with --codec rec")
 
     def _checked(self, mode: str, lanes: int | None) -> tuple[str, int | None]:
         """A mode and lane count this model can code with (shards name theirs: check them)."""
@@ -125,7 +135,7 @@ class BitSwapCodec:
     def _coded_dims(self) -> tuple[int, ...]:
         """The sizes of the variables a block codes: a latent layer, each pixel stage."""
         return (self.model.config.latent_channels * 256,
-                *(int(mask.sum()) for mask in self.model.stage_masks))
+                *(len(part) for stage in self._stages for part in stage))
 
     @property
     def model_sha256(self) -> str:
@@ -225,9 +235,9 @@ class BitSwapCodec:
         decoded neighbours' border pixels, for a block-context model)."""
         params = [p.reshape(x.shape[0], -1) for p in self.net.pixel_likelihood(z1, x, ring=ring)]
         flat = x.reshape(x.shape[0], -1)
-        for stage in reversed(self._stages):
-            self._push(message, self.pixel, flat[:, stage],
-                       tuple(p[:, stage] for p in params), active, tally)
+        for part in reversed([part for stage in self._stages for part in stage]):
+            self._push(message, self.pixel, flat[:, part],
+                       tuple(p[:, part] for p in params), active, tally)
 
     def _pop_pixels(self, message: MessageGroup, z1: torch.Tensor, active: Array | None,
                     ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -238,10 +248,12 @@ class BitSwapCodec:
                         device=self.device)
         flat = x.view(chains, -1)
         for k, stage in enumerate(self._stages):
-            params = self.net.pixel_likelihood(z1, x if k else None, head, ring, stage=k)
-            popped = self._pop(message, self.pixel,
-                               tuple(p.reshape(chains, -1)[:, stage] for p in params), active)
-            flat[:, stage] = self._on_nets(popped).reshape(chains, -1)
+            corrected = self.net.stage_head(z1, x, head, k, ring)
+            for part in stage:  # its colours in turn, under a channel context
+                params = self.net.pixel_likelihood(z1, x, corrected, ring, context=False)
+                popped = self._pop(message, self.pixel,
+                                   tuple(p.reshape(chains, -1)[:, part] for p in params), active)
+                flat[:, part] = self._on_nets(popped).reshape(chains, -1)
         return x
 
     # --- one step of every chain -----------------------------------------------------------
@@ -676,6 +688,15 @@ def coder_backend(device: torch.device, coder: str | None = None) -> Backend:
     return NUMPY
 
 
+def _colours(mask: torch.Tensor, config: BitSwapConfig) -> list[torch.Tensor]:
+    """A pixel stage's (12, 16, 16) subpixel mask as the parts it is coded in: whole, or its
+    colours R, G, B under a channel context (each later one's means shifted by the earlier)."""
+    if config.channel_context == "none":
+        return [mask]
+    colour = torch.arange(config.data_channels)[:, None, None] // 4
+    return [mask & (colour == c) for c in range(config.image_channels)]
+
+
 def _ring(parts: tuple) -> tuple[torch.Tensor, torch.Tensor] | None:
     """A ring sliced along the batch by `_BatchedNets._run` ((None, None): no ring)."""
     return None if parts[0] is None else (parts[0], parts[1])
@@ -715,14 +736,23 @@ class _BatchedNets:
         return self._run(lambda part, *around: self.model.pixel_head(part, _ring(around)),
                          z, *(ring or (None, None)))
 
+    def stage_head(self, z: torch.Tensor, x: torch.Tensor,
+                   head: tuple[torch.Tensor, torch.Tensor], stage: int,
+                   ring: tuple[torch.Tensor, torch.Tensor] | None = None):
+        def run(z, x, head_mean, head_log_scale, centred, mask):
+            return self.model.stage_head(z, x, (head_mean, head_log_scale), stage,
+                                         _ring((centred, mask)))
+
+        return self._run(run, z, x, *head, *(ring or (None, None)))
+
     def pixel_likelihood(self, z: torch.Tensor, x: torch.Tensor | None = None,
                          head: tuple[torch.Tensor, torch.Tensor] | None = None,
                          ring: tuple[torch.Tensor, torch.Tensor] | None = None,
-                         stage: int | None = None):
+                         context: bool = True):
         def run(z, x, head_mean, head_log_scale, centred, mask):
             given = None if head_mean is None else (head_mean, head_log_scale)
             return self.model.pixel_likelihood(z, x, given, _ring((centred, mask)),
-                                               stage=stage)
+                                               context=context)
 
         return self._run(run, z, x, *(head or (None, None)), *(ring or (None, None)))
 

@@ -96,7 +96,7 @@ class BitSwapConfig:
     block_context: str = "none"  # or "ring": the neighbouring blocks' border pixels
     arithmetic: str = "fixed64"  # or "int8"
     latent: str = "logistic"  # or "gaussian" (REC's models)
-    channel_context: str = "none"  # or "linear" (REC's models)
+    channel_context: str = "none"  # or "linear": R, G, B in turn
     reach: str = "local"  # or "block": a coarse path in every net (`CoarsePath`)
 
     def __post_init__(self) -> None:

@@ -465,13 +465,9 @@ class ExactBitSwap(nn.Module):
         head has the context's corrections already (`context_head`: a coder that needs the
         likelihood stage by stage runs the context net once)."""
         head = head if head is not None else self.pixel_head(z1, ring)
-        if context and self.context is not None and x is not None:
-            if self.config.pixel_context == "interlace":
-                stages = range(1, len(self.stage_masks)) if stage is None else [stage]
-                for k in stages:
-                    head = self.interlace_head(z1, x, head, k, ring)
-            else:
-                head = self.context_head(z1, x, head, ring)
+        if context and x is not None:
+            for k in range(1, len(self.stage_masks)) if stage is None else [stage]:
+                head = self.stage_head(z1, x, head, k, ring)
         mean, log_scale = head
         extra = self.config.coefficient_channels
         if extra:
@@ -480,6 +476,20 @@ class ExactBitSwap(nn.Module):
         if extra and x is not None:
             mean = mean + exact_channel_shift(coefficients, x)
         return mean + PIXEL_MEAN_OFFSET, PIXEL_GRID.index(log_scale)
+
+    def stage_head(self, z1: torch.Tensor, x: torch.Tensor,
+                   head: tuple[torch.Tensor, torch.Tensor], stage: int,
+                   ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`head` with the pixel context's corrections to pixel stage `stage`, read from the
+        earlier stages' pixels in `x` (the first stage has none: `head` itself). A coder that
+        pops a stage's colours one by one runs this once and shifts each colour's means with
+        `pixel_likelihood(..., context=False)`."""
+        if stage == 0 or self.context is None:
+            return head
+        if self.config.pixel_context == "interlace":
+            return self.interlace_head(z1, x, head, stage, ring)
+        return self.context_head(z1, x, head, ring)
 
     def context_head(self, z1: torch.Tensor, x: torch.Tensor,
                      head: tuple[torch.Tensor, torch.Tensor],
