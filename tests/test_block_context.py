@@ -217,7 +217,8 @@ def test_an_archive_cuts_images_between_block_rows_and_restores_them(model_file,
     shards = [reader.read_shard(0, number) for number in range(3)]
     assert [s.num_blocks for s in shards] == [6, 8, 4]
     assert [s.codec_params["geometry"] for s in shards] == [
-        [[2, 2, 1, 0], [4, 3, 4, 0]], [[8, 3, 4, 4]], [[4, 2, 2, 0]]]
+        [[2, 2, 1, 0, 64, 32], [4, 3, 4, 0, 96, 128]], [[8, 3, 4, 4, 96, 128]],
+        [[4, 2, 2, 0, 40, 40]]]
     report = restore(str(tmp_path / "archive"), str(tmp_path / "restored"))
     assert not report.problems
     for path in source.iterdir():

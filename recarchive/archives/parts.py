@@ -398,9 +398,10 @@ class PartBuilder:
 
     def _geometry(self, owners: np.ndarray, cells: np.ndarray) -> BlockGeometry:
         """Where a shard's blocks sit in their objects, for codecs that read neighbours."""
-        grids = np.asarray([block_grid(self._rows[o].height, self._rows[o].width)
-                            for o in owners.tolist()]).reshape(-1, 2)
-        return BlockGeometry(owners, cells, grids[:, 0], grids[:, 1])
+        sizes = np.asarray([(self._rows[o].height, self._rows[o].width)
+                            for o in owners.tolist()], np.int64).reshape(-1, 2)
+        grids = np.asarray([block_grid(*size) for size in sizes.tolist()]).reshape(-1, 2)
+        return BlockGeometry(owners, cells, grids[:, 0], grids[:, 1], sizes[:, 0], sizes[:, 1])
 
     def _write_pixel_shards(self, coder: BlockCodec,
                             shards: list[tuple[np.ndarray, np.ndarray, np.ndarray]],

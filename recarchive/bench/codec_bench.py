@@ -95,7 +95,9 @@ def whole_image_shards(whole: list[np.ndarray],
     spans = [slice(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
     shard_of = np.repeat(np.arange(len(spans)), [s.stop - s.start for s in spans])
     objects = owners * len(spans) + shard_of
-    return blocks, BlockGeometry(objects, cells, rows, cols), spans
+    heights = np.repeat([image.shape[0] for image in whole], counts)
+    widths = np.repeat([image.shape[1] for image in whole], counts)
+    return blocks, BlockGeometry(objects, cells, rows, cols, heights, widths), spans
 
 
 def neg_elbo_bits_per_dim(codec, images: np.ndarray, batch: int = 250,

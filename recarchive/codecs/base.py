@@ -37,18 +37,23 @@ class EncodedShard:
 class BlockGeometry:
     """Where a shard's blocks sit in their objects: for block b, its object (`objects[b]`, any
     label, equal for blocks of one object), its cell (`cells[b]`, its index in the object's
-    row-major block grid) and the grid's size (`rows[b]` × `cols[b]`).
+    row-major block grid) and the grid's size (`rows[b]` × `cols[b]`); where known, the
+    object's size in pixels (`heights[b]` × `widths[b]`), which tells the padding of the
+    blocks at its right and bottom edges (`real_extent`).
 
     Shards keep an object's blocks together in raster order, so a codec that reads decoded
     neighbours finds them a fixed distance back. Codecs that use it store it in their
-    parameters (`to_params`: runs of [blocks, rows, cols, first cell], consecutive objects of
-    one grid in one run: a shard of one-block images is one run), so a shard decodes alone.
+    parameters (`to_params`: runs of [blocks, rows, cols, first cell] or, with the sizes,
+    [blocks, rows, cols, first cell, height, width], consecutive objects of one grid (and
+    size) in one run: a shard of one-block images is one run), so a shard decodes alone.
     """
 
     objects: np.ndarray
     cells: np.ndarray
     rows: np.ndarray
     cols: np.ndarray
+    heights: np.ndarray | None = None
+    widths: np.ndarray | None = None
 
     @classmethod
     def lone(cls, count: int) -> BlockGeometry:
@@ -59,46 +64,73 @@ class BlockGeometry:
     @classmethod
     def from_params(cls, runs: list, num_blocks: int) -> BlockGeometry:
         """The inverse of `to_params`, checked against the shard's block count."""
-        objects, cells, rows, cols, base = [], [], [], [], 0
+        objects, cells, rows, cols, sizes, base = [], [], [], [], [], 0
+        with_sizes = bool(runs) and len(runs[0]) == 6
         for run in runs:
-            count, grid_rows, grid_cols, first = (int(v) for v in run)
-            size = grid_rows * grid_cols
-            if count < 1 or grid_rows < 1 or grid_cols < 1 or not 0 <= first < size:
+            if len(run) != (6 if with_sizes else 4):
+                raise CodecError(f"shard geometry run {run} is impossible (damaged parameters)")
+            count, grid_rows, grid_cols, first, *size = (int(v) for v in run)
+            grid = grid_rows * grid_cols
+            if (count < 1 or grid_rows < 1 or grid_cols < 1 or not 0 <= first < grid
+                    or (size and (-(-size[0] // BLOCK_SIZE), -(-size[1] // BLOCK_SIZE))
+                        != (grid_rows, grid_cols))):
                 raise CodecError(f"shard geometry run {run} is impossible (damaged parameters)")
             index = first + np.arange(count)
-            objects.append(base + index // size)
-            cells.append(index % size)
+            objects.append(base + index // grid)
+            cells.append(index % grid)
             rows.append(np.full(count, grid_rows))
             cols.append(np.full(count, grid_cols))
-            base += int(index[-1] // size) + 1
+            sizes.append(np.tile(np.asarray(size, np.int64), (count, 1)))
+            base += int(index[-1] // grid) + 1
         if sum(len(c) for c in cells) != num_blocks:
             raise CodecError(f"shard geometry covers {sum(len(c) for c in cells)} blocks, the "
                              f"shard holds {num_blocks} (damaged parameters)")
         if not runs:
             return cls.lone(0)
-        return cls(*(np.concatenate(a).astype(np.int64) for a in (objects, cells, rows, cols)))
+        parts = [np.concatenate(a).astype(np.int64) for a in (objects, cells, rows, cols)]
+        if with_sizes:
+            size = np.concatenate(sizes)
+            parts += [size[:, 0], size[:, 1]]
+        return cls(*parts)
 
     def __len__(self) -> int:
         return len(self.cells)
 
     def __getitem__(self, blocks: slice) -> BlockGeometry:
         """The geometry of a run of the blocks (a shard's, of an object list's)."""
-        return BlockGeometry(self.objects[blocks], self.cells[blocks], self.rows[blocks],
-                             self.cols[blocks])
+        return BlockGeometry(*(None if a is None else a[blocks]
+                               for a in (self.objects, self.cells, self.rows, self.cols,
+                                         self.heights, self.widths)))
+
+    def real_extent(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows and columns of real pixels in each block, counted from its top left (the rest
+        is padding), or None where the objects' sizes are not known."""
+        if self.heights is None or self.widths is None:
+            return None
+        row, col = self.cells // self.cols, self.cells % self.cols
+        return (np.minimum(self.heights - BLOCK_SIZE * row, BLOCK_SIZE),
+                np.minimum(self.widths - BLOCK_SIZE * col, BLOCK_SIZE))
 
     def to_params(self) -> list[list[int]]:
-        """Runs of [blocks, rows, cols, first cell]: JSON-safe and a few numbers a shard."""
+        """Runs of [blocks, rows, cols, first cell (, height, width)]: JSON-safe and a few
+        numbers a shard."""
+        def shape(b: int) -> tuple[int, ...]:
+            grid = (int(self.rows[b]), int(self.cols[b]))
+            if self.heights is None or self.widths is None:
+                return grid
+            return (*grid, int(self.heights[b]), int(self.widths[b]))
+
         runs: list[list[int]] = []
         for b in range(len(self)):
-            cell, grid = int(self.cells[b]), (int(self.rows[b]), int(self.cols[b]))
-            if runs and b and (int(self.rows[b - 1]), int(self.cols[b - 1])) == grid:
+            cell, grid = int(self.cells[b]), shape(b)
+            if runs and b and shape(b - 1) == grid:
                 previous = int(self.cells[b - 1])
                 same = self.objects[b] == self.objects[b - 1]
                 if (same and cell == previous + 1) or (
                         not same and cell == 0 and previous == grid[0] * grid[1] - 1):
                     runs[-1][0] += 1
                     continue
-            runs.append([1, grid[0], grid[1], cell])
+            runs.append([1, grid[0], grid[1], cell, *grid[2:]])
         return runs
 
     def neighbours(self) -> np.ndarray:

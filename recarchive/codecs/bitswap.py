@@ -42,7 +42,13 @@ from recarchive.ans.backend import NUMPY, Array, Backend, torch_backend
 from recarchive.ans.group import MessageGroup
 from recarchive.ans.primed import can_prime, primed_message, primed_words
 from recarchive.ans.serialize import CorruptMessageError
-from recarchive.codecs.base import BlockGeometry, CodecError, EncodedShard, check_blocks
+from recarchive.codecs.base import (
+    BLOCK_SIZE,
+    BlockGeometry,
+    CodecError,
+    EncodedShard,
+    check_blocks,
+)
 from recarchive.entropy.discretized import DiscretizedTable
 from recarchive.exact import prng
 from recarchive.models.bitswap import (
@@ -70,6 +76,14 @@ MAX_LANES = 1024
 # Shards written before lanes were chosen per shard name none and used this many.
 LEGACY_LANES_PER_CHAIN = 64
 MODES = ("bitswap", "bbans")
+# Padding (the pixels of an object's edge blocks past its right or bottom edge, which
+# `cut_blocks` fills with the last real row and column) is not coded where a shard's geometry
+# knows its objects' sizes (block-context models, shards since 2026-12-05): the coder sets it
+# to PADDING_FILL, which every net reads, codes it as certain (0.05 bits a subpixel) and fills
+# the edges in again after decoding. On the validation photos the model codes edge padding at
+# 0.019 bits/dim of the whole; filled with 0 and not coded, the real pixels and the latents
+# cost 0.002 bits/dim less than before (`docs/models.md`).
+PADDING_FILL = 0
 # How a chain's first block is coded. "raw": as its plain bytes, which prime the message (the
 # lane heads, then the stack) that the second block pops its latents from, as HiLLoC starts a
 # chain with a classical codec: 8 bits a subpixel instead of ~20 kbit of clean bits for its
@@ -230,17 +244,21 @@ class BitSwapCodec:
 
     def _push_pixels(self, message: MessageGroup, x: torch.Tensor, z1: torch.Tensor,
                      active: Array | None, tally: np.ndarray | None = None,
-                     ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     padding: torch.Tensor | None = None) -> None:
         """Push x ~ p(x|z1) (x: (chains, 12, 16, 16)), its stages last first (`ring`: the
-        decoded neighbours' border pixels, for a block-context model)."""
-        params = [p.reshape(x.shape[0], -1) for p in self.net.pixel_likelihood(z1, x, ring=ring)]
+        decoded neighbours' border pixels, for a block-context model; `padding`: (chains,
+        3072) subpixels that are padding, coded as a certain PADDING_FILL)."""
+        likelihood = self.net.pixel_likelihood(z1, x, ring=ring)
+        params = self._padding_params([p.reshape(x.shape[0], -1) for p in likelihood], padding)
         flat = x.reshape(x.shape[0], -1)
         for part in reversed([part for stage in self._stages for part in stage]):
             self._push(message, self.pixel, flat[:, part],
                        tuple(p[:, part] for p in params), active, tally)
 
     def _pop_pixels(self, message: MessageGroup, z1: torch.Tensor, active: Array | None,
-                    ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                    ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    padding: torch.Tensor | None = None) -> torch.Tensor:
         """Pop x ~ p(x|z1), the first stage first: the inverse of `_push_pixels`."""
         chains = z1.shape[0]
         head = self.net.pixel_head(z1, ring)
@@ -250,23 +268,36 @@ class BitSwapCodec:
         for k, stage in enumerate(self._stages):
             corrected = self.net.stage_head(z1, x, head, k, ring)
             for part in stage:  # its colours in turn, under a channel context
-                params = self.net.pixel_likelihood(z1, x, corrected, ring, context=False)
-                popped = self._pop(message, self.pixel,
-                                   tuple(p.reshape(chains, -1)[:, part] for p in params), active)
+                likelihood = self.net.pixel_likelihood(z1, x, corrected, ring, context=False)
+                params = self._padding_params([p.reshape(chains, -1) for p in likelihood],
+                                              padding)
+                popped = self._pop(message, self.pixel, tuple(p[:, part] for p in params), active)
                 flat[:, part] = self._on_nets(popped).reshape(chains, -1)
         return x
+
+    def _padding_params(self, params: list[torch.Tensor],
+                        padding: torch.Tensor | None) -> list[torch.Tensor]:
+        """Pixel (mean, scale index) with every padding subpixel's set to PADDING_FILL at the
+        smallest scale: certain to within 0.05 bits, what a padding subpixel costs."""
+        if padding is None:
+            return params
+        mean, scale = params
+        return [torch.where(padding, PADDING_FILL * self.pixel.spec.mean_steps, mean),
+                torch.where(padding, 0, scale)]
 
     # --- one step of every chain -----------------------------------------------------------
 
     def _encode_step(self, message: MessageGroup, x: torch.Tensor, active: Array | None,
                      tally: np.ndarray | None = None,
-                     ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     padding: torch.Tensor | None = None) -> None:
         m, layers = self.net, len(self.model.infer)
         zs: list[Array] = []
         if self.mode == "bitswap":
             zs.append(self._pop(message, self.posterior, m.posterior(0, 2 * x - 255, ring),
                                 active, tally))
-            self._push_pixels(message, x, self._latent_input(zs[0]), active, tally, ring)
+            self._push_pixels(message, x, self._latent_input(zs[0]), active, tally, ring,
+                              padding)
             for j in range(1, layers):
                 h = self._latent_input(zs[j - 1])
                 zs.append(self._pop(message, self.posterior, m.posterior(j, h, ring), active,
@@ -280,7 +311,8 @@ class BitSwapCodec:
                 zs.append(self._pop(message, self.posterior, m.posterior(j, h, ring), active,
                                     tally))
                 h = self._latent_input(zs[j])
-            self._push_pixels(message, x, self._latent_input(zs[0]), active, tally, ring)
+            self._push_pixels(message, x, self._latent_input(zs[0]), active, tally, ring,
+                              padding)
             for j in range(1, layers):
                 self._push(message, self.latent, zs[j - 1],
                            m.latent_prior(j, self._latent_input(zs[j]), ring), active,
@@ -290,7 +322,8 @@ class BitSwapCodec:
                    tally)
 
     def _decode_step(self, message: MessageGroup, active: Array | None,
-                     ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                     ring: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     padding: torch.Tensor | None = None) -> torch.Tensor:
         m, layers = self.net, len(self.model.infer)
         chains = message.chains
         top = m.top_prior((chains, self.latent_dims))
@@ -303,14 +336,14 @@ class BitSwapCodec:
                                       active)
                 self._push(message, self.posterior, zs[j],
                            m.posterior(j, self._latent_input(zs[j - 1]), ring), active)
-            x = self._pop_pixels(message, self._latent_input(zs[0]), active, ring)
+            x = self._pop_pixels(message, self._latent_input(zs[0]), active, ring, padding)
             self._push(message, self.posterior, zs[0], m.posterior(0, 2 * x - 255, ring),
                        active)
             return x
         for j in reversed(range(1, layers)):
             zs[j - 1] = self._pop(message, self.latent,
                                   m.latent_prior(j, self._latent_input(zs[j]), ring), active)
-        x = self._pop_pixels(message, self._latent_input(zs[0]), active, ring)
+        x = self._pop_pixels(message, self._latent_input(zs[0]), active, ring, padding)
         for j in reversed(range(1, layers)):
             self._push(message, self.posterior, zs[j],
                        m.posterior(j, self._latent_input(zs[j - 1]), ring), active)
@@ -376,6 +409,10 @@ class BitSwapCodec:
         pixels = torch.from_numpy(np.concatenate(blocks)).to(
             self.device).permute(0, 3, 1, 2).to(torch.int64)
         rings = _Rings(together.neighbours(plans), together.slots) if order else None
+        padding = _padding(plans, self.device) if order else None
+        if padding is not None:
+            _check_padding(pixels, padding)
+            pixels = pixels.masked_fill(padding, PADDING_FILL)
         first_block = plans[0].first_block
         if first_block == "raw":
             first, _ = _step_blocks(pixels, together.slots[0])
@@ -393,7 +430,7 @@ class BitSwapCodec:
             tally = np.zeros(len(slots))
             ring = rings.at(k, pixels) if rings else None
             self._encode_step(group, space_to_depth(batch), self._lanes_sitting_out(active),
-                               tally, ring)
+                              tally, ring, _step_padding(padding, slots))
             block_bits[slots[slots >= 0]] = tally[slots >= 0]
         encoded = []
         for plan, message, span in zip(plans, messages, together.blocks, strict=True):
@@ -476,6 +513,7 @@ class BitSwapCodec:
         together = _Together(plans, order)
         rings = _Rings(together.neighbours(plans), together.slots) if order else None
         group = MessageGroup(messages)
+        padding = _padding(plans, self.device) if order else None
         out = torch.zeros((together.num_blocks, 3, 32, 32), dtype=torch.int64,
                           device=self.device)
         raw_first = plans[0].first_block == "raw"
@@ -483,7 +521,8 @@ class BitSwapCodec:
             slots = together.slots[k]
             active = torch.from_numpy(slots >= 0).to(self.device)
             ring = rings.at(k, out) if rings else None
-            x = decoder._decode_step(group, self._lanes_sitting_out(active), ring)
+            x = decoder._decode_step(group, self._lanes_sitting_out(active), ring,
+                                     _step_padding(padding, slots))
             out[torch.from_numpy(slots[slots >= 0]).to(self.device)] = depth_to_space(x)[active]
         if raw_first:
             for message, rows in zip(messages, together.rows, strict=True):
@@ -493,6 +532,8 @@ class BitSwapCodec:
                     raise CodecError(f"Bit-Swap shard payload is damaged: {error}") from error
                 out[torch.from_numpy(together.slots[0, rows]).to(self.device)] = \
                     depth_to_space(self._raw_pixels(words))
+        if padding is not None:
+            out = _repeat_edges(out, padding)
         blocks = out.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
         return [np.ascontiguousarray(blocks[span]) for span in together.blocks]
 
@@ -686,6 +727,57 @@ def coder_backend(device: torch.device, coder: str | None = None) -> Backend:
     if device.type != "cpu":
         raise CodecError(f"the numpy coder runs on the CPU, not {device}")
     return NUMPY
+
+
+def _padding(plans: list[_Plan], device: torch.device) -> torch.Tensor | None:
+    """(N, 3, 32, 32) bool: the padding of the blocks the plans code together, the pixels
+    past their object's right or bottom edge, where their geometry knows the objects' sizes;
+    None where no block has any."""
+    rows, cols = [], []
+    for plan in plans:
+        extent = None if plan.geometry is None else plan.geometry.real_extent()
+        whole = np.full(plan.num_blocks, BLOCK_SIZE)
+        rows.append(whole if extent is None else extent[0])
+        cols.append(whole if extent is None else extent[1])
+    real_rows, real_cols = np.concatenate(rows), np.concatenate(cols)
+    if (real_rows == BLOCK_SIZE).all() and (real_cols == BLOCK_SIZE).all():
+        return None
+    line = np.arange(BLOCK_SIZE)
+    padding = ((line[None, :, None] >= real_rows[:, None, None])
+               | (line[None, None, :] >= real_cols[:, None, None]))
+    return torch.from_numpy(padding)[:, None].expand(-1, 3, -1, -1).to(device)
+
+
+def _step_padding(padding: torch.Tensor | None, slots: np.ndarray) -> torch.Tensor | None:
+    """The padding of one step's blocks as (chains, 3072) subpixels in space-to-depth order
+    (a chain sitting out gets its slot 0's, never coded)."""
+    if padding is None:
+        return None
+    index = torch.from_numpy(np.maximum(slots, 0)).to(padding.device)
+    return space_to_depth(padding[index]).reshape(len(slots), -1)
+
+
+def _repeat_edges(blocks: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    """Blocks (N, C, 32, 32) with their padding filled as `cut_blocks` fills it: each pixel
+    the nearest real one above and to the left (the last real row and column repeated)."""
+    count, channels, size = blocks.shape[0], blocks.shape[1], blocks.shape[2]
+    last_row = (~padding[:, 0, :, 0]).sum(1, keepdim=True) - 1  # column 0 is always real
+    last_col = (~padding[:, 0, 0, :]).sum(1, keepdim=True) - 1
+    line = torch.arange(size, device=blocks.device)[None]
+    rows = torch.minimum(line, last_row)[:, None, :, None].expand(count, channels, size, size)
+    cols = torch.minimum(line, last_col)[:, None, None, :].expand(count, channels, size, size)
+    return blocks.gather(2, rows).gather(3, cols)
+
+
+def _check_padding(pixels: torch.Tensor, padding: torch.Tensor) -> None:
+    """A block whose padding is not its edges repeated would not come back as it was given
+    (the coder does not code padding; it fills it again when decoding)."""
+    wrong = (_repeat_edges(pixels, padding) != pixels).flatten(1).any(1)
+    if bool(wrong.any()):
+        raise CodecError(f"block {int(torch.nonzero(wrong)[0])} of the shard has padding (past "
+                         "its object's size in the geometry) that is not its last real row and "
+                         "column repeated: cut images with archives.blocks.cut_blocks, or give "
+                         "the geometry without object sizes")
 
 
 def _colours(mask: torch.Tensor, config: BitSwapConfig) -> list[torch.Tensor]:
