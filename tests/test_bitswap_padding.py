@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from recarchive.archives.blocks import cut_blocks
+from recarchive.bench.codec_bench import whole_image_shards
 from recarchive.codecs.base import BlockGeometry, CodecError
 from recarchive.codecs.bitswap import BitSwapCodec
 from recarchive.models import zoo
@@ -53,6 +54,13 @@ def test_sizes_give_each_blocks_real_extent_and_travel_in_the_params():
                                                                     [9, 3, 3, 0]]):
         with pytest.raises(CodecError, match="geometry"):
             BlockGeometry.from_params(wrong, 13)
+
+
+def test_the_photo_benchmark_gives_the_sizes_as_an_archive_does():
+    """`bench codec --dataset photo-val-images` cuts shards with the objects' sizes, as the
+    archive's writer does (`test_block_context`'s archive test), so both skip the padding."""
+    _, geometry, _ = whole_image_shards([photo(HEIGHT, WIDTH), photo(64, 64)], 64)
+    assert geometry.to_params() == [[9, 3, 3, 0, HEIGHT, WIDTH], [4, 2, 2, 0, 64, 64]]
 
 
 def test_padding_is_not_coded_and_comes_back_as_cut():
