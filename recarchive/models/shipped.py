@@ -12,12 +12,10 @@ SHIPPED: dict[str, str] = {
     # int8 arithmetic (`exact.int8`): `bitswap-cifar-2026-12` fine-tuned into it
     "bitswap-cifar": "8bb69dbe95a4d772accfadaa75719754c427bcab320286266a4fdba39dfe392c",
     # int8 arithmetic with a coarse path in every net (reach "block"): `bitswap-photo-2026-12-05`
-    # grown with it and trained 5,000 steps, then 7,500 more (`bitswap-photo-2026-12-05-reach`
-    # and onwards)
+    # grown with it and trained 12,500 steps more. The same nets after 5,000 of them (d1bc31e1…,
+    # `bitswap-photo` for a few hours of 2026-12-05) are not kept: a file more would take
+    # `ray job submit --working-dir .` past Ray's 100 MB upload (its archives carry their copy)
     "bitswap-photo": "5e14fc4b7015623f198ceabd2fc35f82832a6cfd83fcffa051a96b4dbb76f7ce",
-    # the same nets after the first 5,000 steps (shipped as `bitswap-photo` until the evening)
-    "bitswap-photo-2026-12-05-reach": (
-        "d1bc31e15fc33fa81fdd9afed930f59c050006fe28d0d55baf102c7ec181c539"),
     # int8 arithmetic: `bitswap-photo-2026-12-04` trained 5,600 steps more
     "bitswap-photo-2026-12-05": (
         "66bf7514cfbd36cc040b037072ce5fd8032d1aa0656db038665b2ff88074ea17"),
