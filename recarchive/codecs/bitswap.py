@@ -53,7 +53,6 @@ from recarchive.entropy.discretized import DiscretizedTable
 from recarchive.exact import prng
 from recarchive.models.bitswap import (
     BORDER_PIXELS,
-    BitSwapConfig,
     border_canvas,
     depth_to_space,
     space_to_depth,
@@ -116,12 +115,8 @@ class BitSwapCodec:
         self._sha256 = model_sha256
         self._model_bytes = model_bytes
         self.chains, self.seed = chains, seed
-        # each pixel stage's subpixels, as indices into a block's flattened (12, 16, 16)
-        # pixels, in channel-major order (a checkerboard's are its channels, whole); under a
-        # channel context a stage is coded colour by colour, R, G, B
-        self._stages = [[torch.nonzero(part.flatten()).flatten().to(self.device)
-                         for part in _colours(mask, model.config)]
-                        for mask in model.stage_masks]
+        self._stages = [[part.to(self.device) for part in stage]
+                        for stage in _coded_parts(model)]
         self.mode, self.lanes = self._checked(mode, lanes_per_chain)
         if first_block not in FIRST_BLOCKS:
             raise CodecError(f"unknown first-block coding {first_block!r}: use one of "
@@ -412,7 +407,7 @@ class BitSwapCodec:
         rings = _Rings(together.neighbours(plans), together.slots) if order else None
         padding = _padding(plans, self.device) if order else None
         if padding is not None:
-            _check_padding(pixels, padding)
+            _check_padding(pixels, padding, together.blocks)
             pixels = pixels.masked_fill(padding, PADDING_FILL)
         first_block = plans[0].first_block
         if first_block == "raw":
@@ -770,24 +765,36 @@ def _repeat_edges(blocks: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
     return blocks.gather(2, rows).gather(3, cols)
 
 
-def _check_padding(pixels: torch.Tensor, padding: torch.Tensor) -> None:
+def _check_padding(pixels: torch.Tensor, padding: torch.Tensor, shards: list[slice]) -> None:
     """A block whose padding is not its edges repeated would not come back as it was given
-    (the coder does not code padding; it fills it again when decoding)."""
+    (the coder does not code padding; it fills it again when decoding). `shards`: each shard's
+    blocks among `pixels`, to name the one at fault."""
     wrong = (_repeat_edges(pixels, padding) != pixels).flatten(1).any(1)
     if bool(wrong.any()):
-        raise CodecError(f"block {int(torch.nonzero(wrong)[0])} of the shard has padding (past "
-                         "its object's size in the geometry) that is not its last real row and "
-                         "column repeated: cut images with archives.blocks.cut_blocks, or give "
-                         "the geometry without object sizes")
+        block = int(torch.nonzero(wrong)[0])
+        shard = next(i for i, span in enumerate(shards) if span.start <= block < span.stop)
+        raise CodecError(f"block {block - shards[shard].start} of shard {shard} (of those coded "
+                         "together) has padding (past its object's size in the geometry) that "
+                         "is not its last real row and column repeated: cut images with "
+                         "archives.blocks.cut_blocks, or give the geometry without object sizes")
 
 
-def _colours(mask: torch.Tensor, config: BitSwapConfig) -> list[torch.Tensor]:
-    """A pixel stage's (12, 16, 16) subpixel mask as the parts it is coded in: whole, or its
-    colours R, G, B under a channel context (each later one's means shifted by the earlier)."""
-    if config.channel_context == "none":
-        return [mask]
-    colour = torch.arange(config.data_channels)[:, None, None] // 4
-    return [mask & (colour == c) for c in range(config.image_channels)]
+def _coded_parts(model: ExactBitSwap) -> list[list[torch.Tensor]]:
+    """Each pixel stage's subpixels, as indices into a block's flattened (12, 16, 16) pixels
+    in channel-major order, in the parts a coder codes them in (`coding_stages`: the stage
+    whole, or its colours R, G, B under a channel context, each later one's means shifted by
+    the earlier)."""
+    masks, parts = model.stage_masks, model.config.coding_stages()
+    per_stage = len(parts) // len(masks)
+    coded = []
+    for k, mask in enumerate(masks):
+        stage = []
+        for channels in parts[k * per_stage : (k + 1) * per_stage]:
+            keep = torch.zeros(mask.shape[0], dtype=torch.bool)
+            keep[list(channels)] = True
+            stage.append(torch.nonzero((mask & keep[:, None, None]).flatten()).flatten())
+        coded.append(stage)
+    return coded
 
 
 def _ring(parts: tuple) -> tuple[torch.Tensor, torch.Tensor] | None:
