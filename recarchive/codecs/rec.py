@@ -3,7 +3,9 @@
 Per image: the model's encoder gives q(z|x) = N(mu, sigma²); the latent is cut into blocks
 (consecutive dimensions, a KL budget each, from training data) and REC (`recarchive.rec`)
 picks one candidate per block from the prior N(0, I) regenerated from Philox, standard or
-space-partitioned, PFR or ORC; the exact pixel nets map that z to integer pixel CDFs and the
+space-partitioned, PFR or ORC (with ORC, since 2026-12-06, the candidate whose code is
+shortest rather than a sample: `selection`, encoder-only, so every decoder reads both); the
+exact pixel nets map that z to integer pixel CDFs and the
 pixels are pushed under them, in the model's stages (`codecs.rec_models`: the MLP VAE's one,
 or the convolutional model's two checkerboard stages, the second reading the first). No
 bits-back, so no initial bits: every message starts empty.
@@ -65,6 +67,11 @@ DEFAULT_LANES = 128  # shards before 2026-12-05: images dealt to this many lanes
 FIT_BATCH = 500
 LAYOUT_OBJECTS = "objects"
 RecModel = VaeRecModel | ConvRecModel
+SELECTIONS = ("codelength", "sample")
+# Choosing by codelength: each index bit weighs this many bits of -log2 dQ/dP. 1 is what the
+# Laplace argument says; 1.5 coded 256 CIFAR-10 validation images shortest (1.0: +0.0058
+# bits/dim, 2.0: +0.0015; `python studies/study_rec_selection.py`).
+INDEX_WEIGHT = 1.5
 Posterior = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -131,9 +138,11 @@ def idle_row(cap: int = DEFAULT_CAP) -> np.ndarray:
 
 
 def _search(loc: np.ndarray, scale: np.ndarray, tables_cuts: np.ndarray, bits: np.ndarray,
-            settings: RecSettings, seed: int, items: np.ndarray):
+            settings: RecSettings, seed: int, items: np.ndarray,
+            code: IndexCode | None = None, index_weight: float = 1.0):
     """Run REC on every block of every image: atoms (N, D), local indices (N, B), bins, steps,
-    truncated."""
+    truncated. With an index `code` (ORC only), each block's choice is the shortest code among
+    ORC's candidates (`rec_search`'s `index_bits`), not a sample."""
     n = loc.shape[0]
     blocks = len(tables_cuts) - 1
     atoms = np.zeros(loc.shape, np.int64)
@@ -145,8 +154,10 @@ def _search(loc: np.ndarray, scale: np.ndarray, tables_cuts: np.ndarray, bits: n
     max_steps = settings.samples if settings.algorithm == "pfr" else 1 << 22
     for b in range(blocks):
         cols = slice(int(tables_cuts[b]), int(tables_cuts[b + 1]))
+        index_bits = None if code is None else index_weight * code.symbol_bits(
+            np.full(settings.samples, b), np.arange(1, settings.samples + 1))
         res = rec_search(loc[:, cols], scale[:, cols], bits[cols], seed=seed, items=items,
-                         blocks=b, budget=budget, max_steps=max_steps)
+                         blocks=b, budget=budget, max_steps=max_steps, index_bits=index_bits)
         atoms[:, cols], indices[:, b], bins[:, b] = res.atoms, res.indices, res.bins
         steps[:, b], truncated[:, b] = res.steps, res.truncated
     return atoms, indices, bins, steps, truncated
@@ -185,6 +196,19 @@ def fit_rec_tables(posterior: Posterior, pixels: np.ndarray,
     return {**tables.as_arrays(), "kl_bits": kl}
 
 
+def _selection(selection: str | None, settings: RecSettings) -> str:
+    """How the encoder picks among REC's candidates (the decoder never needs to know):
+    by codelength where ORC has a fixed list of them, else a sample (PFR's exact one)."""
+    if selection is None:
+        return "codelength" if settings.algorithm == "orc" else "sample"
+    if selection not in SELECTIONS:
+        raise CodecError(f"unknown REC selection {selection!r}: use one of {SELECTIONS}")
+    if selection == "codelength" and settings.algorithm != "orc":
+        raise CodecError("choosing REC's candidate by codelength needs ORC's fixed list of "
+                         f"candidates; with {settings.algorithm} use selection='sample'")
+    return selection
+
+
 def _unit_runs(geometry: BlockGeometry) -> list[tuple[int, int]]:
     """(first block, block count) of each object's run in the shard, in shard order."""
     if len(geometry) == 0:
@@ -205,7 +229,8 @@ class RecCodec:
 
     def __init__(self, model: RecModel, *, settings: RecSettings | None = None,
                  lanes: int = DEFAULT_LANES, seed: int = 0, net_batch: int | None = None,
-                 fit_images: np.ndarray | None = None) -> None:
+                 fit_images: np.ndarray | None = None, selection: str | None = None,
+                 index_weight: float = INDEX_WEIGHT) -> None:
         self.model = model
         self.lanes, self.seed, self.net_batch = lanes, seed, net_batch
         if not model.rec_tables:
@@ -221,6 +246,8 @@ class RecCodec:
             self.tables = RecTables.from_arrays(fit_rec_tables(
                 model.posterior, model.to_pixels(self._check(fit_images)), settings))
         self.code = IndexCode(self.tables.index_cdf)
+        self.selection = _selection(selection, self.tables.settings)
+        self.index_weight = index_weight
         self.pixel = model.table
         self.z24 = default_table().fixed_torch()
 
@@ -313,7 +340,8 @@ class RecCodec:
         loc, scale = batched_posterior(self.model.posterior, pixels, self.net_batch)
         t = self.tables
         atoms, indices, bins, steps, truncated = _search(
-            loc, scale, t.cuts, t.bits, t.settings, self.seed, items)
+            loc, scale, t.cuts, t.bits, t.settings, self.seed, items,
+            self.code if self.selection == "codelength" else None, self.index_weight)
         mean, scale_index = self._pixel_params(self.z24[torch.from_numpy(atoms)], pixels)
         message = empty_lane_message(n)
         active = np.ones(n, bool)
@@ -334,6 +362,7 @@ class RecCodec:
         params = {"layout": LAYOUT_OBJECTS, "seed": self.seed, "clean_words": 0,
                   "geometry": geometry.to_params(),
                   "rec": asdict(t.settings), "rec_tables_sha256": t.sha256(),
+                  "selection": self.selection,
                   "latent_bits": latent_bits, "search_steps_mean": float(steps.mean()) if n
                   else 0.0, "truncated_blocks": int(truncated.sum())}
         head_bits = np.array([int(h).bit_length() for h in message.head], np.float64)

@@ -36,6 +36,18 @@ candidates whose times are the order statistics of N i.i.d. Exp(1): a Gumbel-max
 N samples of P' with probabilities ∝ dQ/dP' (self-normalized importance sampling, so biased for
 small N). It can stop early by the same bound and never examines more than N candidates.
 
+Choosing by codelength (`index_bits`, ORC's candidates only). A lossless coder does not need
+a sample of Q: it needs the candidate whose whole code is shortest, the index it sends plus
+the data's bits given that latent. If Q is the Laplace approximation of the true posterior
+(what a Gaussian VAE's encoder is trained towards), -ln p(x|z) = c - ln dQ/dP(z) with c not
+depending on z, so over one block's candidates the total is index_bits(n) - log2 dQ/dP(z_n)
+plus a constant, and the encoder minimizes it over all `budget` candidates instead of drawing
+one in proportion to dQ/dP. The decoder is the same: it regenerates whatever (bin, n) it is
+sent. ORC's sample among N candidates is over-dispersed where a block's KL outgrows its
+partition (`recarchive/rec/README.md`), and its pixels pay for it; the shortest candidate
+costs less on average than the sampled one, and never more under that model, since the sample
+is among the candidates.
+
 Only this module's floats decide which candidate wins; the decoder never sees them.
 """
 
@@ -194,8 +206,13 @@ def rec_search(
     weights: str = "ratio",
     max_steps: int = DEFAULT_MAX_STEPS,
     table: QuantileTable | None = None,
+    index_bits: np.ndarray | None = None,
 ) -> RecResult:
     """Choose a candidate per block: PFR if `budget` is None (exact), else ORC with `budget`.
+
+    With `index_bits` ((B, budget) or (budget,): what sending local index n = 1..budget costs)
+    and a budget, the choice is not a sample but the shortest code among the same `budget`
+    candidates: argmin index_bits(n) - log2 dQ/dP (see "Choosing by codelength" above).
 
     loc, scale: (B, D) posterior in whitened prior units (P = N(0, 1) per dimension);
     bits: (D,) or (B, D) partition bits per dimension (None or zeros: standard REC);
@@ -215,6 +232,11 @@ def rec_search(
     limit = min(int(max_steps), MAX_INDEX) if budget is None else int(budget)
     if not 1 <= limit <= MAX_INDEX:
         raise ValueError(f"budget / max_steps must be in [1, {MAX_INDEX}]")
+    if index_bits is not None:
+        if budget is None:
+            raise ValueError("choosing by codelength needs a budget (ORC's candidates)")
+        index_nats = np.broadcast_to(np.asarray(index_bits, np.float64) * np.log(2.0),
+                                     (nrows, limit))
     partitioned = bool(bits.any())
     tabs = bin_tables(loc, scale, bits, weights, table)
     offsets = bin_offsets(bits)
@@ -255,11 +277,15 @@ def rec_search(
         ).reshape(r, c, d)
         lr = np.sum(log_ratio(table.values[atoms], loc[act, None], scale[act, None]), axis=-1)
         log_t = np.log(t)
-        key = log_t + log_w - lr
         prev = best_key[act]
-        run = np.minimum(np.minimum.accumulate(key, axis=1), prev[:, None])
-        before = np.concatenate([prev[:, None], run[:, :-1]], axis=1)
-        stop = log_t + tabs.log_c[act, None] >= before
+        if index_bits is None:
+            key = log_t + log_w - lr
+            run = np.minimum(np.minimum.accumulate(key, axis=1), prev[:, None])
+            before = np.concatenate([prev[:, None], run[:, :-1]], axis=1)
+            stop = log_t + tabs.log_c[act, None] >= before
+        else:  # every candidate is examined: a later one may still code shorter
+            key = np.take_along_axis(index_nats[act], np.minimum(n, limit) - 1, axis=1) - lr
+            stop = np.zeros(key.shape, bool)
         has_stop = stop.any(axis=1)
         examined = np.where(has_stop, np.argmax(stop, axis=1), c)
         masked = np.where(np.arange(c) < examined[:, None], key, np.inf)
