@@ -8,6 +8,7 @@ candidate budgets, decodes every shard and prints bits/dim (whole payloads), the
 bits/dim and the encoding time. The decoder and the model's tables are the same throughout.
 
     python studies/study_rec_selection.py [--images 256] [--model rec-cifar]
+    python studies/study_rec_selection.py --model rec-mnist --dataset mnist --images 2000
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -24,12 +26,17 @@ from recarchive.codecs.rec import RecSettings
 from recarchive.codecs.registry import get_codec
 
 
-def _variants(shipped: RecSettings) -> list[dict]:
-    rows = [dict(selection="sample", samples=shipped.samples)]
-    rows += [dict(selection="codelength", samples=shipped.samples, index_weight=w)
-             for w in (1.0, 1.25, 1.5, 2.0)]
-    rows += [dict(selection="sample", samples=4 * shipped.samples),
-             dict(selection="codelength", samples=4 * shipped.samples, index_weight=1.5)]
+def _variants(samples: int) -> list[dict]:
+    """Every row: the selection, the candidates (uniform, or more where a block's KL outgrows
+    its partition: `max_candidates` and `extra_from_bits`), the index weight."""
+    rows = [dict(selection="sample", samples=samples)]
+    rows += [dict(selection="codelength", samples=samples, index_weight=w,
+                  max_candidates=samples) for w in (1.0, 1.25, 1.5, 2.0)]
+    rows += [dict(selection="codelength", samples=samples, max_candidates=most,
+                  extra_from_bits=extra)
+             for most, extra in ((4096, 8.0), (4096, 6.0), (4096, 3.0), (16384, 6.0))]
+    rows += [dict(selection="sample", samples=4 * samples),
+             dict(selection="codelength", samples=4 * samples, max_candidates=4 * samples)]
     return rows
 
 
@@ -37,24 +44,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--model", default="rec-cifar")
+    parser.add_argument("--dataset", choices=("cifar10", "mnist"), default="cifar10")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    images = datasets.cifar10_split("validation")[-args.images:]
+    if args.dataset == "mnist":
+        images = datasets.load_mnist_images("validation")[-args.images:, ..., None]
+        train = datasets.load_mnist_images("train")[:500, ..., None]
+    else:
+        images = datasets.cifar10_split("validation")[-args.images:]
+        train = datasets.cifar10_split("train")[:500]
     shipped = get_codec("rec", model=args.model).tables.settings
-    train = datasets.cifar10_split("train")[:500]
-    for variant in _variants(shipped):
-        samples = variant.pop("samples")
+    for variant in _variants(shipped.samples):
+        options = dict(variant)
+        samples, extra = options.pop("samples"), options.pop("extra_from_bits", None)
         settings = RecSettings(shipped.algorithm, shipped.partitioned, shipped.block_bits, samples)
         codec = get_codec("rec", model=args.model, settings=settings,
-                          fit_images=None if samples == shipped.samples else train, **variant)
+                          fit_images=None if samples == shipped.samples else train, **options)
+        if extra is not None:
+            codec.shortest = replace(codec.shortest, extra_from_bits=extra)
         start = time.perf_counter()
         shard = codec.encode(images)
         seconds = time.perf_counter() - start
         exact = bool(np.array_equal(codec.decode(shard), images))
         dims = images.size
-        print(json.dumps({**variant, "samples": samples,
+        print(json.dumps({**variant,
                           "bits_per_dim": round(8 * len(shard.payload) / dims, 4),
                           "latent_bits_per_dim": round(shard.params["latent_bits"] / dims, 4),
+                          "search_steps_mean": round(shard.params["search_steps_mean"]),
                           "encode_seconds": round(seconds, 1), "roundtrip_exact": exact}),
               flush=True)
 

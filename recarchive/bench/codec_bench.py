@@ -302,17 +302,24 @@ def _code_in_processes(codec_name: str, options: dict, shards: list[np.ndarray],
 def run_rec_sweep(model: str, dataset: str, limit: int | None, variants: list[dict],
                   fit_images: int = 500, shard_blocks: int = 1024) -> list[dict]:
     """The REC codec under other settings (standard / partitioned, PFR / ORC, block budgets,
-    sample counts) on the same images: one `run_codec_benchmark` each. Each variant's tables
-    are fitted on `fit_images` random training images (never the benchmark's)."""
+    sample counts; a variant's optional "selection" is the encoder's, `RecCodec`'s) on the same
+    images: one `run_codec_benchmark` each. Each variant's tables are fitted on `fit_images`
+    random training images (never the benchmark's)."""
     from recarchive.training.vae import load_training_data
 
     train, _ = load_training_data("mnist" if dataset.startswith("mnist") else "cifar10")
     rng = np.random.default_rng(0)
     fit = train[np.sort(rng.choice(len(train), fit_images, replace=False))]
-    return [run_codec_benchmark("rec", model, dataset, limit, shard_blocks, baselines=False,
-                                codec_options={"settings": RecSettings(**variant),
-                                               "fit_images": fit}) | {"rec": variant}
-            for variant in variants]
+    rows = []
+    for variant in variants:
+        settings = {k: v for k, v in variant.items() if k != "selection"}
+        options = {"settings": RecSettings(**settings), "fit_images": fit}
+        if "selection" in variant:
+            options["selection"] = variant["selection"]
+        rows.append(run_codec_benchmark("rec", model, dataset, limit, shard_blocks,
+                                        baselines=False, codec_options=options)
+                    | {"rec": variant})
+    return rows
 
 
 def _baselines(images: np.ndarray) -> dict:

@@ -72,6 +72,11 @@ SELECTIONS = ("codelength", "sample")
 # Laplace argument says; 1.5 coded 256 CIFAR-10 validation images shortest (1.0: +0.0058
 # bits/dim, 2.0: +0.0015; `python studies/study_rec_selection.py`).
 INDEX_WEIGHT = 1.5
+# ...and where an image's KL in a block exceeds the block's partition bits by more than
+# EXTRA_FROM_BITS, twice the candidates per bit beyond, up to MAX_CANDIDATES (chosen on the same
+# images: 4.7167 bits/dim at 1.9× the search's time, against 4.7779 with 256 everywhere).
+EXTRA_FROM_BITS = 6.0
+MAX_CANDIDATES = 4096
 Posterior = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -137,12 +142,36 @@ def idle_row(cap: int = DEFAULT_CAP) -> np.ndarray:
     return pmf_to_cdf(pmf[None], INDEX_PRECISION)[0]
 
 
+@dataclass(frozen=True)
+class Shortest:
+    """The encoder's choice by codelength (`rec_search`'s `index_bits`): each block takes the
+    candidate whose index bits (× `index_weight`) minus log2 dQ/dP is least, among
+    `settings.samples` candidates, or more where the image's KL in the block outgrows the
+    block's partition bits by over `extra_from_bits` (twice as many per bit beyond, up to
+    `max_candidates`): there ORC's few candidates are all far from Q. The decoder neither
+    knows nor needs how many were examined."""
+
+    code: IndexCode
+    index_weight: float = INDEX_WEIGHT
+    max_candidates: int = MAX_CANDIDATES
+    extra_from_bits: float = EXTRA_FROM_BITS
+
+    def candidates(self, excess_bits: np.ndarray, samples: int) -> np.ndarray:
+        extra = np.clip(np.ceil(excess_bits - self.extra_from_bits), 0, 30)
+        return np.minimum(samples * 2.0**extra, max(self.max_candidates, samples)).astype(
+            np.int64)
+
+    def index_bits(self, block: int, count: int) -> np.ndarray:
+        return self.index_weight * self.code.symbol_bits(np.full(count, block),
+                                                         np.arange(1, count + 1))
+
+
 def _search(loc: np.ndarray, scale: np.ndarray, tables_cuts: np.ndarray, bits: np.ndarray,
             settings: RecSettings, seed: int, items: np.ndarray,
-            code: IndexCode | None = None, index_weight: float = 1.0):
+            shortest: Shortest | None = None):
     """Run REC on every block of every image: atoms (N, D), local indices (N, B), bins, steps,
-    truncated. With an index `code` (ORC only), each block's choice is the shortest code among
-    ORC's candidates (`rec_search`'s `index_bits`), not a sample."""
+    truncated. With `shortest` (ORC only) each block's choice is its shortest code, not a
+    sample."""
     n = loc.shape[0]
     blocks = len(tables_cuts) - 1
     atoms = np.zeros(loc.shape, np.int64)
@@ -152,14 +181,22 @@ def _search(loc: np.ndarray, scale: np.ndarray, tables_cuts: np.ndarray, bits: n
     truncated = np.zeros((n, blocks), bool)
     budget = settings.samples if settings.algorithm == "orc" else None
     max_steps = settings.samples if settings.algorithm == "pfr" else 1 << 22
+    kl = kl_bits(loc, scale) if shortest is not None else None
     for b in range(blocks):
         cols = slice(int(tables_cuts[b]), int(tables_cuts[b + 1]))
-        index_bits = None if code is None else index_weight * code.symbol_bits(
-            np.full(settings.samples, b), np.arange(1, settings.samples + 1))
-        res = rec_search(loc[:, cols], scale[:, cols], bits[cols], seed=seed, items=items,
-                         blocks=b, budget=budget, max_steps=max_steps, index_bits=index_bits)
-        atoms[:, cols], indices[:, b], bins[:, b] = res.atoms, res.indices, res.bins
-        steps[:, b], truncated[:, b] = res.steps, res.truncated
+        if shortest is None:
+            groups = [(np.arange(n), budget, None)]
+        else:
+            counts = shortest.candidates(kl[:, cols].sum(axis=1) - bits[cols].sum(),
+                                         settings.samples)
+            groups = [(np.flatnonzero(counts == c), int(c), shortest.index_bits(b, int(c)))
+                      for c in np.unique(counts)]
+        for rows, count, index_bits in groups:
+            res = rec_search(loc[rows, cols], scale[rows, cols], bits[cols], seed=seed,
+                             items=items[rows], blocks=b, budget=count, max_steps=max_steps,
+                             index_bits=index_bits)
+            atoms[rows, cols], indices[rows, b], bins[rows, b] = res.atoms, res.indices, res.bins
+            steps[rows, b], truncated[rows, b] = res.steps, res.truncated
     return atoms, indices, bins, steps, truncated
 
 
@@ -230,7 +267,8 @@ class RecCodec:
     def __init__(self, model: RecModel, *, settings: RecSettings | None = None,
                  lanes: int = DEFAULT_LANES, seed: int = 0, net_batch: int | None = None,
                  fit_images: np.ndarray | None = None, selection: str | None = None,
-                 index_weight: float = INDEX_WEIGHT) -> None:
+                 index_weight: float = INDEX_WEIGHT,
+                 max_candidates: int = MAX_CANDIDATES) -> None:
         self.model = model
         self.lanes, self.seed, self.net_batch = lanes, seed, net_batch
         if not model.rec_tables:
@@ -247,7 +285,8 @@ class RecCodec:
                 model.posterior, model.to_pixels(self._check(fit_images)), settings))
         self.code = IndexCode(self.tables.index_cdf)
         self.selection = _selection(selection, self.tables.settings)
-        self.index_weight = index_weight
+        self.shortest = Shortest(self.code, index_weight, max_candidates) \
+            if self.selection == "codelength" else None
         self.pixel = model.table
         self.z24 = default_table().fixed_torch()
 
@@ -340,8 +379,7 @@ class RecCodec:
         loc, scale = batched_posterior(self.model.posterior, pixels, self.net_batch)
         t = self.tables
         atoms, indices, bins, steps, truncated = _search(
-            loc, scale, t.cuts, t.bits, t.settings, self.seed, items,
-            self.code if self.selection == "codelength" else None, self.index_weight)
+            loc, scale, t.cuts, t.bits, t.settings, self.seed, items, self.shortest)
         mean, scale_index = self._pixel_params(self.z24[torch.from_numpy(atoms)], pixels)
         message = empty_lane_message(n)
         active = np.ones(n, bool)
