@@ -12,10 +12,11 @@ SHIPPED: dict[str, str] = {
     # int8 arithmetic (`exact.int8`): `bitswap-cifar-2026-12` fine-tuned into it
     "bitswap-cifar": "8bb69dbe95a4d772accfadaa75719754c427bcab320286266a4fdba39dfe392c",
     # int8 arithmetic with a coarse path in every net (reach "block"): `bitswap-photo-2026-12-05`
-    # grown with it and trained 12,500 steps more. The same nets after 5,000 of them (d1bc31e1…,
-    # `bitswap-photo` for a few hours of 2026-12-05) are not kept: a file more would take
-    # `ray job submit --working-dir .` past Ray's 100 MB upload (its archives carry their copy)
-    "bitswap-photo": "5e14fc4b7015623f198ceabd2fc35f82832a6cfd83fcffa051a96b4dbb76f7ce",
+    # grown with it and trained 17,500 steps more. The same nets after 5,000 (d1bc31e1…) and
+    # 12,500 (5e14fc4b…, `bitswap-photo` until 2026-12-06) of them are not kept: each file more
+    # takes `ray job submit --working-dir .` toward Ray's 100 MB upload (their archives carry
+    # their own copy)
+    "bitswap-photo": "1311107f519214f26335cfaa7cbe8384e576f3c6b4ba1345a248104d2d20bd97",
     # The photo models before it (archives carry their own copy; these are the shipped
     # replacements for a damaged copy, and models to fine-tune from). Kept: the two the tests
     # grow from, with the checkerboard pixel context but no context across blocks, and before
