@@ -185,7 +185,7 @@ def _search(loc: np.ndarray, scale: np.ndarray, tables_cuts: np.ndarray, bits: n
     for b in range(blocks):
         cols = slice(int(tables_cuts[b]), int(tables_cuts[b + 1]))
         if shortest is None:
-            groups = [(np.arange(n), budget, None)]
+            groups = [(slice(None), budget, None)]
         else:
             counts = shortest.candidates(kl[:, cols].sum(axis=1) - bits[cols].sum(),
                                          settings.samples)

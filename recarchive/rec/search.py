@@ -210,7 +210,7 @@ def rec_search(
 ) -> RecResult:
     """Choose a candidate per block: PFR if `budget` is None (exact), else ORC with `budget`.
 
-    With `index_bits` ((B, budget) or (budget,): what sending local index n = 1..budget costs)
+    With `index_bits` ((budget,): what sending local index n = 1..budget costs)
     and a budget, the choice is not a sample but the shortest code among the same `budget`
     candidates: argmin index_bits(n) - log2 dQ/dP (see "Choosing by codelength" above).
 
@@ -235,8 +235,10 @@ def rec_search(
     if index_bits is not None:
         if budget is None:
             raise ValueError("choosing by codelength needs a budget (ORC's candidates)")
-        index_nats = np.broadcast_to(np.asarray(index_bits, np.float64) * np.log(2.0),
-                                     (nrows, limit))
+        index_nats = np.asarray(index_bits, np.float64) * np.log(2.0)
+        if index_nats.shape != (limit,):
+            raise ValueError(f"index_bits must give the cost of n = 1..{limit}: one per "
+                             f"candidate of the budget, not shape {index_nats.shape}")
     partitioned = bool(bits.any())
     tabs = bin_tables(loc, scale, bits, weights, table)
     offsets = bin_offsets(bits)
@@ -284,7 +286,7 @@ def rec_search(
             before = np.concatenate([prev[:, None], run[:, :-1]], axis=1)
             stop = log_t + tabs.log_c[act, None] >= before
         else:  # every candidate is examined: a later one may still code shorter
-            key = np.take_along_axis(index_nats[act], np.minimum(n, limit) - 1, axis=1) - lr
+            key = index_nats[n - 1] - lr  # n <= candidates examined <= limit
             stop = np.zeros(key.shape, bool)
         has_stop = stop.any(axis=1)
         examined = np.where(has_stop, np.argmax(stop, axis=1), c)
