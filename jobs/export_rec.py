@@ -2,6 +2,8 @@
 
     python jobs/export_rec.py runs/rec-cifar-conv/checkpoint.pt rec-cifar
 
+(or a `recarchive train rec-decoder` checkpoint: the same posterior, so the same tables)
+
 writes recarchive/models/zoo/rec-cifar.safetensors (the Polyak-averaged weights, their exact
 integer conversion and the REC tables fitted on training images: never validation or test)
 and prints the sha256 to pin in `recarchive.models.shipped.SHIPPED`. `--out FILE` writes
@@ -44,6 +46,8 @@ def export(checkpoint: Path, out: Path, dataset: str, settings: RecSettings,
                 "rec_fit_images": fit_images}
     if state.get("init_from"):
         training["init_from"] = state["init_from"]  # the steps above came on top of these
+    if state.get("decoder_fine_tune"):  # `recarchive train rec-decoder`: the validation
+        training["decoder_fine_tune"] = state["decoder_fine_tune"]  # is pixels given z sent
     bare = zoo.load_bitswap_bytes(zoo.bitswap_model_bytes(model, training), None, str(checkpoint))
     adapter = ConvRecModel(bare)
     images = training_images(dataset, fit_images)

@@ -346,6 +346,40 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                           "checkpoint.pt, a model file or a shipped name like bitswap-cifar")
     sub.set_defaults(handler=cmd_train_bitswap)
     add_train_vae_parser(models)
+    add_train_rec_decoder_parser(models)
+
+
+def add_train_rec_decoder_parser(models: argparse._SubParsersAction) -> None:
+    sub = models.add_parser(
+        "rec-decoder", help="fine-tune a REC model's pixel nets on the latents its encoder sends",
+        description="Fine-tune a convolutional REC model's pixel nets (not its posterior: the "
+                    "latents it sends stay the same) on the latents REC's encoder chooses for "
+                    "training images; jobs/export_rec.py makes the model file.")
+    sub.add_argument("--model", default="rec-cifar", help="a shipped name or a model file")
+    sub.add_argument("--dataset", choices=("cifar10", "photo"), default="cifar10")
+    sub.add_argument("--out", required=True, help="folder for checkpoints (resumes from it)")
+    sub.add_argument("--images", type=positive_int, default=6000,
+                     help="training images whose chosen latents are the training data")
+    sub.add_argument("--steps", type=positive_int, default=2000)
+    sub.add_argument("--batch-size", type=positive_int, default=32)
+    sub.add_argument("--lr", type=float, default=3e-4)
+    sub.add_argument("--max-minutes", type=float, default=None)
+    sub.add_argument("--seed", type=int, default=0)
+    sub.set_defaults(handler=cmd_train_rec_decoder)
+
+
+def cmd_train_rec_decoder(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recarchive.training.rec_decoder import DecoderSettings, train_decoder
+
+    settings = DecoderSettings(model=args.model, dataset=args.dataset, images=args.images,
+                               steps=args.steps, batch_size=args.batch_size,
+                               learning_rate=args.lr, max_minutes=args.max_minutes,
+                               seed=args.seed)
+    checkpoint = train_decoder(settings, Path(args.out), log=lambda line: print(line, flush=True))
+    print(f"checkpoint: {checkpoint}")
+    return 0
 
 
 def cmd_train_bitswap(args: argparse.Namespace) -> int:

@@ -362,6 +362,23 @@ class RecCodec:
         return np.broadcast_to(self.tables.bits[self.tables.block(b)], (lanes,
                                self.tables.cuts[b + 1] - self.tables.cuts[b]))
 
+    def _choose(self, pixels: np.ndarray, items: np.ndarray, seed: int):
+        """REC's choice for every latent block of every image (`_search`'s results)."""
+        loc, scale = batched_posterior(self.model.posterior, pixels, self.net_batch)
+        t = self.tables
+        return _search(loc, scale, t.cuts, t.bits, t.settings, seed, items, self.shortest)
+
+    @torch.no_grad()
+    def chosen_latents(self, images: np.ndarray, seed: int | None = None) -> torch.Tensor:
+        """(N, D) z24: the latents this encoder sends for `images` coded as one object each
+        (with `seed`, default the codec's), which is what the decoder's pixel nets will read:
+        the data to train them on (`training.rec_decoder`)."""
+        images = self._check(images)
+        atoms, *_ = self._choose(self.model.to_pixels(images),
+                                 np.zeros(len(images), np.int64),
+                                 self.seed if seed is None else seed)
+        return self.z24[torch.from_numpy(atoms)]
+
     # --- the codec interface ---------------------------------------------------------------
 
     @torch.no_grad()
@@ -376,10 +393,8 @@ class RecCodec:
         items = np.concatenate([np.arange(count) for _, count in runs]) if runs else \
             np.zeros(0, np.int64)
         pixels = self.model.to_pixels(images)
-        loc, scale = batched_posterior(self.model.posterior, pixels, self.net_batch)
         t = self.tables
-        atoms, indices, bins, steps, truncated = _search(
-            loc, scale, t.cuts, t.bits, t.settings, self.seed, items, self.shortest)
+        atoms, indices, bins, steps, truncated = self._choose(pixels, items, self.seed)
         mean, scale_index = self._pixel_params(self.z24[torch.from_numpy(atoms)], pixels)
         message = empty_lane_message(n)
         active = np.ones(n, bool)

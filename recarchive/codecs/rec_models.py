@@ -154,6 +154,11 @@ class ConvRecModel(_ModelFile):
         bins = torch.clamp((z24 + offset) >> self._bin_shift, 0, self._bins - 1)
         return (2 * bins + 1 - self._bins).reshape(len(z24), *self._latent_shape)
 
+    def latent_values(self, z24: torch.Tensor) -> torch.Tensor:
+        """(N, C, 16, 16) float: the z the float model's nets read for these latents, the
+        same bin centres the integer nets compute with (`latent_input` at 1/256)."""
+        return self.latent_input(z24).float() / 256.0
+
     def pixel_head(self, z24: torch.Tensor) -> Head:
         return self.exact.pixel_head(self.latent_input(z24))
 

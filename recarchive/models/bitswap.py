@@ -553,9 +553,7 @@ class BitSwapModel(nn.Module):
             posteriors.append((mean, log_scale))
             zs.append(z)
             h = z
-        x_s2d = space_to_depth(x)
-        mean, log_scale = self.pixel_params(zs[0], x_s2d, ring)
-        recon = -discretized_logistic_log_prob(x_s2d, mean, log_scale).flatten(1).sum(1)
+        recon = self.reconstruction_nats(x, zs[0], ring)
         kls = []
         for i in range(cfg.latent_layers):
             if i + 1 < cfg.latent_layers:
@@ -579,6 +577,14 @@ class BitSwapModel(nn.Module):
             kl_train = kl
         return {"recon": recon, "kl": kl.sum(1), "kl_train": kl_train.sum(1),
                 "kl_layers": kl}
+
+    def reconstruction_nats(self, x: torch.Tensor, z1: torch.Tensor,
+                            ring: tuple[torch.Tensor, torch.Tensor] | None = None
+                            ) -> torch.Tensor:
+        """−ln p(x|z1) per image, x (N, C, 32, 32) pixel values 0..255."""
+        x_s2d = space_to_depth(x)
+        mean, log_scale = self.pixel_params(z1, x_s2d, ring)
+        return -discretized_logistic_log_prob(x_s2d, mean, log_scale).flatten(1).sum(1)
 
     def bits_per_dim(self, x: torch.Tensor,
                      ring: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
