@@ -28,12 +28,17 @@ SHIPPED: dict[str, str] = {
     # the CIFAR-10 model in float64 arithmetic, before the int8 fine-tune
     "bitswap-cifar-2026-12": "fde7912a096853a0ba05d32421805b6cef4a0c5c2240dca993138de8fd0783b8",
     # REC's convolutional model (one Gaussian layer of Bit-Swap's nets, int8, the checkerboard
-    # and the linear channel context) with its pixels trained on latent noise 1.27× wider (as
-    # REC's samples are); the same model before that fine-tune; the MLP VAE (6.62 bits/dim)
-    "rec-cifar": "7869d62c46775d274bc6d6701edb050618c4a4a1f6690edf1eeb421d317df73f",
+    # and the linear channel context), its pixel nets fine-tuned on the latents its encoder
+    # sends (`recarchive train rec-decoder`; same posterior and tables); before that, with its
+    # pixels trained on latent noise 1.27× wider (as REC's samples are); the same model before
+    # that fine-tune; the MLP VAE (6.62 bits/dim)
+    "rec-cifar": "0af19b2738689103f4f93ccf613c97fc05c40875b0c7578bd7cb4f9246f783dd",
+    "rec-cifar-2026-12-06": "7869d62c46775d274bc6d6701edb050618c4a4a1f6690edf1eeb421d317df73f",
     "rec-cifar-2026-12-05": "6aa8dcd39f6cc61fba61096c27f92c8188086b26fdee90cfae5a596984fc0ed4",
-    # the same kind of model fine-tuned on the photo corpus (`--codec rec --model rec-photo`)
-    "rec-photo": "3a447507bfb208b66ad950b0d1dc109ca532b8f25d143a2f57b684f4d28c1cad",
+    # the same kind of model fine-tuned on the photo corpus (`--codec rec --model rec-photo`),
+    # its pixel nets then trained on the latents its encoder sends; the model before that
+    "rec-photo": "160807401892f3095a4886d83d9ba61bf87153e05e254c911cfaa3b6b3f7d91c",
+    "rec-photo-2026-12-06": "3a447507bfb208b66ad950b0d1dc109ca532b8f25d143a2f57b684f4d28c1cad",
     "rec-cifar-mlp": "861b7f407857e692db4dc9a961fb7da2c28989b8080a2ec6f85d5d3ca11a69e3",
     "rec-mnist": "1fc67232bfa1a37d3f368cf5d865665fc3e8985ad0169d8f833903cc19f8d571",
 }
