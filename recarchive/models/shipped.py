@@ -12,11 +12,11 @@ SHIPPED: dict[str, str] = {
     # int8 arithmetic (`exact.int8`): `bitswap-cifar-2026-12` fine-tuned into it
     "bitswap-cifar": "8bb69dbe95a4d772accfadaa75719754c427bcab320286266a4fdba39dfe392c",
     # int8 arithmetic with a coarse path in every net (reach "block"): `bitswap-photo-2026-12-05`
-    # grown with it and trained 17,500 steps more. The same nets after 5,000 (d1bc31e1…) and
-    # 12,500 (5e14fc4b…, `bitswap-photo` until 2026-12-06) of them are not kept: each file more
-    # takes `ray job submit --working-dir .` toward Ray's 100 MB upload (their archives carry
-    # their own copy)
-    "bitswap-photo": "1311107f519214f26335cfaa7cbe8384e576f3c6b4ba1345a248104d2d20bd97",
+    # grown with it and trained 21,500 steps more (the last 4,000 without free bits). The same
+    # nets after 5,000 (d1bc31e1…), 12,500 (5e14fc4b…) and 17,500 (1311107f…, `bitswap-photo`
+    # until the afternoon of 2026-12-06) of them are not kept: each file more takes `ray job
+    # submit --working-dir .` toward Ray's 100 MB upload (their archives carry their own copy)
+    "bitswap-photo": "236cbac0b93b559f1546605d5f3ae4cc7302df2c7f58547cd9f37bb4b23a01bf",
     # The photo models before it (archives carry their own copy; these are the shipped
     # replacements for a damaged copy, and models to fine-tune from). Kept: the two the tests
     # grow from, with the checkerboard pixel context but no context across blocks, and before
@@ -29,10 +29,11 @@ SHIPPED: dict[str, str] = {
     "bitswap-cifar-2026-12": "fde7912a096853a0ba05d32421805b6cef4a0c5c2240dca993138de8fd0783b8",
     # REC's convolutional model (one Gaussian layer of Bit-Swap's nets, int8, the checkerboard
     # and the linear channel context), its pixel nets fine-tuned on the latents its encoder
-    # sends (`recarchive train rec-decoder`; same posterior and tables); before that, with its
+    # sends (`recarchive train rec-decoder`, twice; same posterior and tables; after the first
+    # round, 0af19b27…, not kept: its archives carry their own copy); before that, with its
     # pixels trained on latent noise 1.27× wider (as REC's samples are); the same model before
     # that fine-tune; the MLP VAE (6.62 bits/dim)
-    "rec-cifar": "0af19b2738689103f4f93ccf613c97fc05c40875b0c7578bd7cb4f9246f783dd",
+    "rec-cifar": "42b5c35c2d00e5a72e91fc1f2630a261c05f7037b81d6b37ff678590d186f561",
     "rec-cifar-2026-12-06": "7869d62c46775d274bc6d6701edb050618c4a4a1f6690edf1eeb421d317df73f",
     "rec-cifar-2026-12-05": "6aa8dcd39f6cc61fba61096c27f92c8188086b26fdee90cfae5a596984fc0ed4",
     # the same kind of model fine-tuned on the photo corpus (`--codec rec --model rec-photo`),
