@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,16 @@ def test_cli_and_s3_store(tmp_path, capsys):
         report = restore("s3://archives/two", str(tmp_path / "out"), archive_options=options)
         assert report.byte_exact == len(objects) and not report.notes
         assert not verify("s3://archives/one", options).problems
+
+
+def test_a_model_exported_twice_is_the_same_file():
+    """safetensors orders a file's metadata by a per-process hash; the model file's header is
+    rewritten canonically, so its sha256 names the model, not the export."""
+    script = ("import hashlib, torch; from recarchive.models import zoo; "
+              "from recarchive.models.bitswap import BitSwapConfig, BitSwapModel; "
+              "torch.manual_seed(0); m = BitSwapModel(BitSwapConfig(latent_layers=1, "
+              "latent_channels=2, width=8, res_blocks=0)); "
+              "print(hashlib.sha256(zoo.bitswap_model_bytes(m, {'a': 1, 'b': 2})).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              check=True).stdout for _ in range(4)}
+    assert len(digests) == 1

@@ -33,7 +33,7 @@ SHIPPED: dict[str, str] = {
     # round, 0af19b27…, not kept: its archives carry their own copy); before that, with its
     # pixels trained on latent noise 1.27× wider (as REC's samples are); the same model before
     # that fine-tune; the MLP VAE (6.62 bits/dim)
-    "rec-cifar": "42b5c35c2d00e5a72e91fc1f2630a261c05f7037b81d6b37ff678590d186f561",
+    "rec-cifar": "239e8c892119e100bd5660252f6c36fcc7688cafc08e0418a64c0ef78945b70d",
     "rec-cifar-2026-12-06": "7869d62c46775d274bc6d6701edb050618c4a4a1f6690edf1eeb421d317df73f",
     "rec-cifar-2026-12-05": "6aa8dcd39f6cc61fba61096c27f92c8188086b26fdee90cfae5a596984fc0ed4",
     # the same kind of model fine-tuned on the photo corpus (`--codec rec --model rec-photo`),

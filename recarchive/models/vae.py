@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from safetensors.torch import load, save
+from safetensors.torch import load
 from torch import nn
 
 from recarchive.entropy.discretized import DiscretizedTable, GridSpec
@@ -47,6 +47,7 @@ from recarchive.models.integer import (
     ScaleGrid,
     quantize_conv,
 )
+from recarchive.models.serialize import model_file_bytes
 
 LOG2 = math.log(2.0)
 FAMILY = "rec-vae"
@@ -293,7 +294,7 @@ def vae_model_bytes(model: VAE, rec_tables: dict[str, np.ndarray],
     metadata = {"format": zoo.FORMAT, "family": FAMILY,
                 "config": json.dumps(model.config.to_dict(), sort_keys=True),
                 "training": json.dumps(training or {}, sort_keys=True)}
-    return save(tensors, metadata)
+    return model_file_bytes(tensors, metadata)
 
 
 def _compact(tensor: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load, save
+from safetensors.torch import load
 
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
 from recarchive.models.exact_bitswap import (
@@ -24,6 +24,7 @@ from recarchive.models.exact_bitswap import (
     ExactBitSwap,
     convert_to_exact,
 )
+from recarchive.models.serialize import model_file_bytes
 from recarchive.models.shipped import SHIPPED, ZOO_DIR
 
 FORMAT = "recarchive-model/1"
@@ -60,7 +61,7 @@ def bitswap_model_bytes(model: BitSwapModel, training: dict | None = None,
     metadata = {"format": FORMAT, "family": "bitswap", "latent_layout": exact.layout.name,
                 "config": json.dumps(model.config.to_dict(), sort_keys=True),
                 "training": json.dumps(training or {}, sort_keys=True)}
-    return save(tensors, metadata)
+    return model_file_bytes(tensors, metadata)
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
