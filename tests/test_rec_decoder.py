@@ -66,3 +66,7 @@ def test_the_fine_tune_lowers_the_pixels_cost_and_keeps_the_posterior(model_file
     train_decoder(DecoderSettings(**{**settings.__dict__, "steps": 10}), tmp_path,
                   log=lines.append)
     assert "resumed from step 8" in lines
+    # but not onto latents chosen for other settings
+    with pytest.raises(ValueError, match="fresh --out folder"):
+        train_decoder(DecoderSettings(**{**settings.__dict__, "images": 64}), tmp_path,
+                      log=lines.append)

@@ -66,11 +66,20 @@ def chosen_latents(codec: RecCodec, images: np.ndarray, seed: int,
 
 
 def _pairs(path: Path, codec: RecCodec, images: np.ndarray, seed: int, log) -> torch.Tensor:
-    """The chosen latents, computed once per run folder (a resumed run reuses them)."""
+    """The chosen latents, computed once per run folder (a resumed run reuses them). Saved
+    with what they were chosen for, and written to a temporary file first: a rerun with
+    another model, image count or seed, or after a kill mid-write, must not train on them."""
+    made_for = {"model_sha256": codec.model.sha256, "images": len(images), "seed": seed}
     if path.exists():
-        return torch.load(path, weights_only=True)
+        saved = torch.load(path, weights_only=True)
+        if saved.get("made_for") != made_for:
+            raise ValueError(f"{path} holds latents chosen for {saved.get('made_for')}, not "
+                             f"{made_for}: use a fresh --out folder for other settings")
+        return saved["latents"]
     latents = chosen_latents(codec, images, seed, log)
-    torch.save(latents, path)
+    temporary = path.with_suffix(".tmp")
+    torch.save({"latents": latents, "made_for": made_for}, temporary)
+    temporary.replace(path)
     return latents
 
 
