@@ -347,6 +347,42 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     sub.set_defaults(handler=cmd_train_bitswap)
     add_train_vae_parser(models)
     add_train_rec_decoder_parser(models)
+    add_train_causal_parser(models)
+
+
+def add_train_causal_parser(models: argparse._SubParsersAction) -> None:
+    sub = models.add_parser(
+        "causal", help="the causal pixel model (`--codec causal`)",
+        description="Train the causal pixel model on random crops of the training photos (or "
+                    "CIFAR-10 images); validation codes the validation photos whole. "
+                    "jobs/export_causal.py makes the model file.")
+    sub.add_argument("--dataset", choices=("photo", "cifar10"), default="photo")
+    sub.add_argument("--out", required=True, help="folder for checkpoints (resumes from it)")
+    sub.add_argument("--steps", type=positive_int, default=10_000)
+    sub.add_argument("--batch-size", type=positive_int, default=16)
+    sub.add_argument("--crop", type=positive_int, default=64, help="training crop side (photos)")
+    sub.add_argument("--width", type=positive_int, default=64, help="hidden units per colour")
+    sub.add_argument("--mixtures", type=positive_int, default=3,
+                     help="logistic components per pixel")
+    sub.add_argument("--lr", type=float, default=2e-3)
+    sub.add_argument("--max-minutes", type=float, default=None)
+    sub.add_argument("--seed", type=int, default=0)
+    sub.set_defaults(handler=cmd_train_causal)
+
+
+def cmd_train_causal(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recarchive.training.causal import CausalSettings, train
+
+    settings = CausalSettings(dataset=args.dataset, width=args.width, mixtures=args.mixtures,
+                              crop=args.crop,
+                              steps=args.steps, batch_size=args.batch_size,
+                              learning_rate=args.lr, max_minutes=args.max_minutes,
+                              seed=args.seed)
+    checkpoint = train(settings, Path(args.out), log=lambda line: print(line, flush=True))
+    print(f"checkpoint: {checkpoint}")
+    return 0
 
 
 def add_train_rec_decoder_parser(models: argparse._SubParsersAction) -> None:

@@ -107,6 +107,8 @@ def neg_elbo_bits_per_dim(codec, images: np.ndarray, batch: int = 250,
     from recarchive.models import zoo
 
     if hasattr(codec, "neg_elbo_bits_per_dim"):  # codecs whose model is not Bit-Swap's
+        if getattr(codec, "uses_block_context", False):  # `causal`: the shards' layout
+            return codec.neg_elbo_bits_per_dim(images, geometry)
         return codec.neg_elbo_bits_per_dim(images)
     data = getattr(codec, "model_bytes", lambda: None)()
     if data is None:

@@ -65,6 +65,25 @@ def _rec(model: str = "rec-cifar", model_bytes: bytes | None = None,
     return RecCodec(adapter, **options)
 
 
+def _causal(model: str = "causal-photo", model_bytes: bytes | None = None,
+            model_sha256: str | None = None, **options: Any) -> BlockCodec:
+    """The causal pixel codec with a shipped model, a model file, or model bytes (from an
+    archive); RGB by the model, other layouts split (see `codecs.channels`)."""
+    from recarchive.codecs.causal import CausalCodec
+    from recarchive.codecs.channels import ChannelSplitCodec
+    from recarchive.models import zoo
+
+    options.pop("chains", None)  # the shared --chains option: lanes follow the shard here
+    if options:
+        raise CodecError(f"codec 'causal' takes no options {sorted(options)}")
+    if model_bytes is not None:
+        loaded = zoo.load_causal_bytes(model_bytes, model_sha256, "archive model copy")
+    else:
+        loaded = zoo.load_causal(model, model_sha256)
+    return ChannelSplitCodec(CausalCodec(loaded.exact, loaded.sha256, loaded.data,
+                                         loaded.float_model))
+
+
 def _load_builtin() -> None:
     if "order0" not in _FACTORIES:
         from recarchive.codecs.order0 import Order0Codec
@@ -72,3 +91,4 @@ def _load_builtin() -> None:
         register_codec("order0", Order0Codec)
         register_codec("bitswap", _bitswap)
         register_codec("rec", _rec)
+        register_codec("causal", _causal)

@@ -18,12 +18,15 @@ import torch
 from safetensors.torch import load
 
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
+from recarchive.models.causal import CausalConfig, CausalPixelModel
 from recarchive.models.exact_bitswap import (
     FIRST_LAYOUT,
     LATENT_LAYOUTS,
     ExactBitSwap,
     convert_to_exact,
 )
+from recarchive.models.exact_causal import ExactCausalModel
+from recarchive.models.exact_causal import convert_to_exact as causal_to_exact
 from recarchive.models.serialize import model_file_bytes
 from recarchive.models.shipped import SHIPPED, ZOO_DIR
 
@@ -43,6 +46,15 @@ class LoadedModel:
     data: bytes
     # decoder-known REC tables (`codecs.rec`), in the files of Gaussian models made for REC
     rec: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedCausal:
+    exact: ExactCausalModel
+    float_model: CausalPixelModel
+    metadata: dict
+    sha256: str
+    data: bytes
 
 
 def sha256_of(data: bytes) -> str:
@@ -103,17 +115,7 @@ def model_family(data: bytes) -> str:
 
 def load_bitswap_bytes(data: bytes, expected_sha256: str | None, source: str) -> LoadedModel:
     """Parse and check a Bit-Swap model file's bytes."""
-    digest = sha256_of(data)
-    if expected_sha256 is not None and digest != expected_sha256:
-        raise ModelError(f"model {source} has sha256 {digest}, expected {expected_sha256}: "
-                         "the file is damaged or is another model")
-    try:
-        metadata = _metadata(data)
-        tensors = load(data)
-    except Exception as error:  # safetensors raises several types for damaged files
-        raise ModelError(f"model {source} is not a readable safetensors file: {error}") from error
-    if metadata.get("format") != FORMAT or metadata.get("family") != "bitswap":
-        raise ModelError(f"model {source} is not a {FORMAT} Bit-Swap model: {metadata}")
+    digest, metadata, tensors = _checked(data, expected_sha256, source, "bitswap", "Bit-Swap")
     try:
         config = BitSwapConfig(**json.loads(metadata["config"]))
     except (TypeError, ValueError) as error:  # a shape (a pixel context, …) not known here
@@ -135,6 +137,58 @@ def load_bitswap_bytes(data: bytes, expected_sha256: str | None, source: str) ->
             module.check_bound()
     rec = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("rec.")}
     return LoadedModel(exact, float_model.eval(), metadata, digest, data, rec)
+
+
+def causal_model_bytes(model: CausalPixelModel, training: dict | None = None) -> bytes:
+    """Serialize a trained causal pixel model with its exact conversion."""
+    exact = causal_to_exact(model)
+    tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"exact.{k}": _compact_integers(v) for k, v in exact.state_dict().items()})
+    metadata = {"format": FORMAT, "family": "causal",
+                "config": json.dumps(model.config.to_json(), sort_keys=True),
+                "training": json.dumps(training or {}, sort_keys=True)}
+    return model_file_bytes(tensors, metadata)
+
+
+def _checked(data: bytes, expected_sha256: str | None, source: str, family: str,
+             what: str) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """(sha256, metadata, tensors) of a model file of `family`, or ModelError naming it."""
+    digest = sha256_of(data)
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise ModelError(f"model {source} has sha256 {digest}, expected {expected_sha256}: "
+                         "the file is damaged or is another model")
+    try:
+        metadata = _metadata(data)
+        tensors = load(data)
+    except Exception as error:  # safetensors raises several types for damaged files
+        raise ModelError(f"model {source} is not a readable safetensors file: {error}") from error
+    if metadata.get("format") != FORMAT or metadata.get("family") != family:
+        raise ModelError(f"model {source} is not a {FORMAT} {what} model: {metadata}")
+    return digest, metadata, tensors
+
+
+def load_causal_bytes(data: bytes, expected_sha256: str | None, source: str) -> LoadedCausal:
+    """Parse and check a causal pixel model file's bytes."""
+    digest, metadata, tensors = _checked(data, expected_sha256, source, "causal",
+                                         "causal pixel")
+    try:
+        config = CausalConfig(**json.loads(metadata["config"]))
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"model {source} has a shape this recarchive does not know "
+                         f"({error}): use the recarchive release that made it") from error
+    float_model = CausalPixelModel(config)
+    float_model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("float.")})
+    exact = causal_to_exact(float_model)
+    exact.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("exact.")})
+    for module in exact.modules():
+        if hasattr(module, "check_bound"):
+            module.check_bound()
+    return LoadedCausal(exact, float_model.eval(), metadata, digest, data)
+
+
+def load_causal(name_or_path: str, expected_sha256: str | None = None) -> LoadedCausal:
+    data, shipped_sha, source = resolve_model(name_or_path)
+    return load_causal_bytes(data, expected_sha256 or shipped_sha, source)
 
 
 def resolve_model(name_or_path: str) -> tuple[bytes, str | None, str]:

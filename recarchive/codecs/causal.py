@@ -1,0 +1,239 @@
+"""The `causal` codec: every pixel coded from the pixels decoded before it (`models.causal`).
+
+No latents and no bits-back: a shard's pixels are pushed on an ANS message under the exact
+model's discretized logistics, and popped in the decoding order. That order is a wavefront
+per picture: the blocks of one object in the shard are laid back on the object's canvas
+(`ShardCanvas`), and pixel (y, x) of it is decoded at step x + 2y, every object's pixels of a
+step at once, red, green, then blue, each colour reading the ones before it. Every neighbour
+the model reads has a smaller step, so decoding takes (width + 2 · height) of the largest
+picture × 3 sequential net calls per shard, however many objects the shard holds; encoding
+runs the nets once on every pixel. Neighbours outside the object, or in blocks this shard
+does not hold, read as unknown in encoder and decoder alike, so a shard decodes alone.
+
+Exactness: the features are integers, the nets `FixedPointConv2d` rows (exact float64
+GEMMs), the table Bit-Swap's pinned pixel table; any batch of pixels gives the same integers,
+so the encoder's one pass and the decoder's per-step calls agree bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recarchive.ans import CorruptMessageError, empty_message, message_from_bytes, message_to_bytes
+from recarchive.codecs.base import (
+    BLOCK_SIZE,
+    BlockGeometry,
+    CodecError,
+    EncodedShard,
+    check_blocks,
+)
+from recarchive.entropy import mixture as mixture_code
+from recarchive.models.causal import (
+    MARGIN_LEFT,
+    MARGIN_RIGHT,
+    MARGIN_TOP,
+    CausalPixelModel,
+    causal_features,
+    seen_colours,
+    wave_step,
+)
+from recarchive.models.exact_causal import ExactCausalModel
+
+MAX_LANES = 128
+LANES_PER_BLOCK = 1  # small shards get few lanes: each lane ends with its own head
+ENCODE_CHUNK = 1 << 16  # pixels whose features and nets are computed together when encoding
+GAP = max(MARGIN_LEFT, MARGIN_RIGHT)  # empty columns between two objects' canvases
+
+
+@dataclass(frozen=True)
+class ShardCanvas:
+    """A shard's blocks laid on one canvas: each object's blocks at their places in its block
+    grid (only the rows and columns the shard holds), objects side by side with `GAP` empty
+    columns between them and `MARGIN_TOP` empty rows above. `pixel_index` (N, 1024) is each
+    block pixel's flat canvas index (raster order within the block), `steps` (N, 1024) its
+    wavefront step in its own object's canvas."""
+
+    width: int
+    size: int
+    pixel_index: np.ndarray
+    steps: np.ndarray
+
+    @classmethod
+    def lay_out(cls, geometry: BlockGeometry) -> ShardCanvas:
+        count = len(geometry)
+        row, col = geometry.cells // geometry.cols, geometry.cells % geometry.cols
+        tops = np.zeros(count, np.int64)  # a block's top-left in its object's canvas
+        lefts = np.zeros(count, np.int64)
+        origins = np.zeros(count, np.int64)  # its object's canvas's left edge on the canvas
+        x, height = MARGIN_LEFT, 0
+        objects = geometry.objects
+        starts = np.flatnonzero(np.r_[True, objects[1:] != objects[:-1]])
+        ends = np.r_[starts[1:], count]
+        for start, end in zip(starts, ends, strict=True):
+            part = slice(start, end)
+            r0, c0 = row[part].min(), col[part].min()
+            tops[part] = BLOCK_SIZE * (row[part] - r0)
+            lefts[part] = BLOCK_SIZE * (col[part] - c0)
+            origins[part] = x
+            x += BLOCK_SIZE * (col[part].max() - c0 + 1) + GAP
+            height = max(height, BLOCK_SIZE * (int(row[part].max()) - int(r0) + 1))
+        width = x - GAP + MARGIN_RIGHT if count else MARGIN_LEFT + MARGIN_RIGHT
+        inside = np.arange(BLOCK_SIZE)
+        y = tops[:, None, None] + inside[None, :, None]  # (N, 32, 1) in the object's canvas
+        xs = lefts[:, None, None] + inside[None, None, :]  # (N, 1, 32)
+        steps = wave_step(torch.from_numpy(y), torch.from_numpy(xs)).numpy()
+        flat = (MARGIN_TOP + y) * width + origins[:, None, None] + xs
+        shape = (count, BLOCK_SIZE * BLOCK_SIZE)
+        return cls(width, (MARGIN_TOP + height) * width,
+                   np.broadcast_to(flat, (count, 32, 32)).reshape(shape).copy(),
+                   np.broadcast_to(steps, (count, 32, 32)).reshape(shape).copy())
+
+    def known(self) -> torch.Tensor:
+        known = torch.zeros(self.size, dtype=torch.int64)
+        known[torch.from_numpy(self.pixel_index.reshape(-1))] = 1
+        return known
+
+    def decoding_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Block pixels (flat positions in `pixel_index`) sorted by step, then canvas index,
+        and where each step's run starts (len steps + 1 bounds)."""
+        steps = self.steps.reshape(-1)
+        order = np.lexsort((self.pixel_index.reshape(-1), steps))
+        bounds = np.searchsorted(steps[order], np.arange(int(steps.max(initial=-1)) + 2))
+        return order, bounds
+
+
+def lanes_for(num_blocks: int) -> int:
+    return max(1, min(MAX_LANES, LANES_PER_BLOCK * num_blocks))
+
+
+class CausalCodec:
+    """RGB blocks coded pixel by pixel with an exact causal model (wrap it in
+    `ChannelSplitCodec` for the other layouts, as the registry does)."""
+
+    name = "causal"
+    channel_layouts = (3,)
+    uses_block_context = True  # it wants the geometry (and keeps it in the shard's params)
+
+    def __init__(self, model: ExactCausalModel, sha256: str, model_bytes: bytes | None = None,
+                 float_model: CausalPixelModel | None = None) -> None:
+        self.model = model
+        self.float_model = float_model
+        self._sha256 = sha256
+        self._model_bytes = model_bytes
+
+    @property
+    def model_sha256(self) -> str:
+        return self._sha256
+
+    def model_bytes(self) -> bytes | None:
+        """The model file, for the archive's copy."""
+        return self._model_bytes
+
+    def neg_elbo_bits_per_dim(self, blocks: np.ndarray,
+                              geometry: BlockGeometry | None = None) -> float:
+        """The float model's bits per subpixel of `blocks` laid out as a shard of them is (it
+        has no latents: this is its exact log-likelihood, what the −ELBO is for Bit-Swap)."""
+        if self.float_model is None:
+            raise CodecError("causal codec built without its float model has no −ELBO")
+        canvas, values, known = self._canvas(blocks, geometry)
+        with torch.no_grad():
+            bits = self.float_model.canvas_bits(values, known,
+                                                torch.from_numpy(canvas.pixel_index.reshape(-1)),
+                                                canvas.width)
+        return float(bits) / blocks.size
+
+    def _canvas(self, blocks: np.ndarray, geometry: BlockGeometry | None
+                ) -> tuple[ShardCanvas, torch.Tensor, torch.Tensor]:
+        count = len(blocks)
+        geometry = geometry if geometry is not None else BlockGeometry.lone(count)
+        if len(geometry) != count:
+            raise CodecError(f"causal shard: geometry for {len(geometry)} blocks, {count} given")
+        canvas = ShardCanvas.lay_out(geometry)
+        values = torch.zeros((canvas.size, 3), dtype=torch.int64)
+        flat = torch.from_numpy(canvas.pixel_index.reshape(-1))
+        values[flat] = torch.from_numpy(blocks.reshape(-1, 3).astype(np.int64))
+        return canvas, values, canvas.known()
+
+    def encode(self, blocks: np.ndarray,
+               geometry: BlockGeometry | None = None) -> EncodedShard:
+        blocks = check_blocks(blocks, self)
+        count = len(blocks)
+        geometry = geometry if geometry is not None else BlockGeometry.lone(count)
+        canvas, values, known = self._canvas(blocks, geometry)
+        flat = torch.from_numpy(canvas.pixel_index.reshape(-1))
+        order, bounds = canvas.decoding_order()
+        index = flat[torch.from_numpy(order)]
+        pixels = values[index]
+        symbols = pixels.numpy()
+        starts = np.empty((len(index), 3), np.int64)
+        freqs = np.empty((len(index), 3), np.int64)
+        with torch.no_grad():
+            for start in range(0, len(index), ENCODE_CHUNK):
+                part = slice(start, start + ENCODE_CHUNK)
+                features, ref = causal_features(values, known, index[part], canvas.width)
+                seen = seen_colours(pixels[part], ref)
+                for c in range(3):
+                    mixture = self.model.mixture(features, ref, seen, c)
+                    starts[part, c], freqs[part, c] = mixture.interval(
+                        np.ascontiguousarray(symbols[part, c]))
+        lanes = lanes_for(count)
+        message = empty_message(lanes)
+        for step in reversed(range(len(bounds) - 1)):
+            lo, hi = int(bounds[step]), int(bounds[step + 1])
+            for c in reversed(range(3)):
+                for group in reversed(_groups(lo, hi, lanes)):
+                    mixture_code.push(message, starts[group, c], freqs[group, c], lanes)
+        bits = mixture_code.PRECISION - np.log2(freqs.astype(np.float64))
+        block_bits = np.zeros(count)
+        np.add.at(block_bits, order // (BLOCK_SIZE * BLOCK_SIZE), bits.sum(1))
+        params = {"geometry": geometry.to_params(), "lanes": lanes}
+        return EncodedShard(message_to_bytes(message), count, 3, params, block_bits=block_bits)
+
+    def decode(self, shard: EncodedShard) -> np.ndarray:
+        if shard.channels != 3:
+            raise CodecError(f"causal shard claims {shard.channels} channels; it codes RGB")
+        count = shard.num_blocks
+        lanes = shard.params.get("lanes")
+        if lanes != lanes_for(count):
+            raise CodecError(f"causal shard of {count} blocks records {lanes!r} lanes, not "
+                             f"{lanes_for(count)} (damaged parameters)")
+        geometry = BlockGeometry.from_params(shard.params.get("geometry", []), count)
+        canvas = ShardCanvas.lay_out(geometry)
+        try:
+            message = message_from_bytes(shard.payload)
+        except CorruptMessageError as error:
+            raise CodecError(f"causal shard payload is damaged: {error}") from error
+        values = torch.zeros((canvas.size, 3), dtype=torch.int64)
+        known = canvas.known()
+        flat = torch.from_numpy(canvas.pixel_index.reshape(-1))
+        order, bounds = canvas.decoding_order()
+        index_all = flat[torch.from_numpy(order)]
+        try:
+            with torch.no_grad():
+                for step in range(len(bounds) - 1):
+                    lo, hi = int(bounds[step]), int(bounds[step + 1])
+                    index = index_all[lo:hi]
+                    features, ref = causal_features(values, known, index, canvas.width)
+                    seen = torch.zeros((hi - lo, 3), dtype=torch.int64)
+                    for c in range(3):
+                        mixture = self.model.mixture(features, ref, seen, c)
+                        symbols = np.empty(hi - lo, np.int64)
+                        for group in _groups(0, hi - lo, lanes):
+                            symbols[group] = mixture_code.pop(message, mixture.part(group),
+                                                              lanes)
+                        decoded = torch.from_numpy(symbols)
+                        values[index, c] = decoded
+                        seen[:, c] = seen_colours(decoded[:, None], ref[:, c:c + 1])[:, 0]
+        except (CorruptMessageError, IndexError, ValueError) as error:
+            raise CodecError(f"causal shard payload is damaged: {error}") from error
+        if len(message.stack) or np.any(np.asarray(message.head) != 0):
+            raise CodecError("causal shard payload holds more than its pixels (damaged)")
+        return values[flat].numpy().astype(np.uint8).reshape(count, BLOCK_SIZE, BLOCK_SIZE, 3)
+
+
+def _groups(lo: int, hi: int, lanes: int) -> list[slice]:
+    """The runs of at most `lanes` symbols a step's colour is coded in, first first."""
+    return [slice(s, min(s + lanes, hi)) for s in range(lo, hi, lanes)]

@@ -1,0 +1,110 @@
+"""Training the causal pixel model (`models.causal`) on photo crops or CIFAR-10 images.
+
+The loop is `training.loop`'s. A photo minibatch is random crops (default 64×64) of random
+training photos, each coded as a picture alone, so the model learns from picture edges as
+often as coding meets them at shard and picture borders; validation codes the validation
+photos whole (the figure `bench codec --dataset photo-val-images` measures, before the
+integer conversion and the archive's padding). On CIFAR-10 a minibatch is whole images.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from recarchive import datasets
+from recarchive.models.causal import CausalConfig, CausalPixelModel
+from recarchive.training import loop
+
+
+@dataclass
+class CausalSettings:
+    dataset: str = "photo"  # or "cifar10"
+    width: int = 64
+    mixtures: int = 3
+    crop: int = 64
+    steps: int = 3000
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    seed: int = 0
+    checkpoint_every: int = 500
+    validate_every: int = 500
+    validation_images: int = 500  # CIFAR-10 only: the last N validation images
+    max_minutes: float | None = None
+
+
+def load_pictures(dataset: str, validation_images: int
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(training, validation) pictures as uint8 (H, W, 3) arrays."""
+    if dataset == "photo":
+        def read(split: str) -> list[np.ndarray]:
+            out = []
+            for path in datasets.photo_files(split):
+                with Image.open(path) as image:
+                    out.append(np.array(image.convert("RGB")))
+            return out
+
+        return read("train"), read("validation")
+    if dataset == "cifar10":
+        train = datasets.cifar10_split("train")
+        return list(train), list(datasets.cifar10_split("validation")[-validation_images:])
+    raise ValueError(f"unknown training dataset {dataset!r}: use photo or cifar10")
+
+
+def random_crops(pictures: list[np.ndarray], chosen: np.ndarray, size: int,
+                 rng: np.random.Generator) -> torch.Tensor:
+    """One random size×size crop (or the whole picture, if smaller) of each chosen picture."""
+    first = pictures[int(chosen[0])]
+    size = min(size, *first.shape[:2])
+    out = np.empty((len(chosen), size, size, 3), np.uint8)
+    for i, k in enumerate(chosen):
+        picture = pictures[int(k)]
+        y = rng.integers(picture.shape[0] - size + 1)
+        x = rng.integers(picture.shape[1] - size + 1)
+        out[i] = picture[y:y + size, x:x + size]
+    return torch.from_numpy(out)
+
+
+def bits_per_dim(model: CausalPixelModel, pictures: list[np.ndarray]) -> float:
+    """Float bits/dim of pictures each coded whole (same-size pictures batched)."""
+    total, dims = 0.0, 0
+    with torch.no_grad():
+        by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
+        for picture in pictures:
+            by_shape.setdefault(picture.shape, []).append(picture)
+        for group in by_shape.values():
+            for start in range(0, len(group), 256):
+                batch = torch.from_numpy(np.stack(group[start:start + 256]))
+                total += float(model.neg_log_likelihood_bits(batch))
+                dims += batch.numel()
+    return total / dims
+
+
+def train(settings: CausalSettings, out_dir: Path, log=print) -> Path:
+    """Train into `out_dir/checkpoint.pt` (`jobs/export_causal.py` makes a model file of it)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / "checkpoint.pt"
+    torch.manual_seed(settings.seed)
+    model = CausalPixelModel(CausalConfig(width=settings.width,
+                                          mixtures=settings.mixtures)).train()
+    ema = copy.deepcopy(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    resumed = loop.load_checkpoint(checkpoint, model, ema, optimizer)
+    train_pictures, val_pictures = load_pictures(settings.dataset, settings.validation_images)
+
+    def batch_loss(chosen: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        crops = random_crops(train_pictures, chosen, settings.crop, rng)
+        return model.neg_log_likelihood_bits(crops) / crops.numel()
+
+    return loop.run(settings, model=model, ema=ema, optimizer=optimizer, checkpoint=checkpoint,
+                    train_images=np.arange(len(train_pictures)), batch_loss=batch_loss,
+                    validate=lambda net: bits_per_dim(net, val_pictures),
+                    keep={"config": model.config.to_json(), "settings": asdict(settings)},
+                    resumed=resumed, clip_norm=100.0, log=log)

@@ -1,0 +1,203 @@
+"""The `causal` codec: exact round trips whatever the layout, batch or threads, the integer
+model agreeing with the float one it came from, its exact mixtures, pinned payloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recarchive.codecs import CodecError, get_codec
+from recarchive.codecs.base import EncodedShard
+from recarchive.codecs.causal import ShardCanvas
+from recarchive.datasets import data_dir
+from recarchive.entropy import mixture
+from recarchive.models import zoo
+from recarchive.models.causal import (
+    WINDOW,
+    CausalConfig,
+    CausalPixelModel,
+    crop_canvas,
+    wave_step,
+)
+from recarchive.models.exact_bitswap import PIXEL_TABLE_SHA256, pinned_table, pixel_table_spec
+from tests.photo_blocks import grid_geometry, photo, two_images
+from tests.threads import torch_threads
+
+# a width-8 model as initialized (torch seed 0), and what it codes `two_images` to
+PINNED_MODEL = Path(__file__).parent / "data" / "causal-tiny.safetensors"
+PINNED_MODEL_SHA256 = "4ceb2c22fd8fb15dfc64db7c899723a5e2b63df3fa88de68cbd374f76a30c638"
+PINNED_PAYLOAD_SHA256 = "c188c7e4a0550f759a3db9ef72ea94433aec073bb01d5623919e0fdc9714e61a"
+EXP_TABLE_SHA256 = "0edc8efe4128e6d56644a956b85e7c2637b48139d764a9354162f68e7b19a527"
+
+
+def tiny_model_file(tmp_path, seed: int = 0, width: int = 8) -> str:
+    torch.manual_seed(seed)
+    path = tmp_path / f"causal-{seed}-{width}.safetensors"
+    path.write_bytes(zoo.causal_model_bytes(CausalPixelModel(CausalConfig(width=width))))
+    return str(path)
+
+
+def cifar16() -> np.ndarray:
+    return np.load(data_dir() / "fixtures" / "cifar10_test_first16_uint8_NHWC.npy")
+
+
+def test_window_is_causal_for_the_wavefront():
+    for dy, dx in WINDOW:
+        assert int(wave_step(torch.tensor(dy), torch.tensor(dx))) < 0
+
+
+def test_lone_blocks_and_whole_images_round_trip(tmp_path):
+    codec = get_codec("causal", model=tiny_model_file(tmp_path))
+    images = cifar16()
+    shard = codec.encode(images)
+    assert np.array_equal(codec.decode(shard), images)
+    blocks, geometry = two_images()
+    shard = codec.encode(blocks, geometry)
+    assert np.array_equal(codec.decode(shard), blocks)
+    # the geometry travels in the shard's parameters: a fresh codec decodes it alone
+    again = get_codec("causal", model=tiny_model_file(tmp_path))
+    assert np.array_equal(again.decode(EncodedShard(shard.payload, shard.num_blocks, 3,
+                                                    shard.params)), blocks)
+
+
+def test_a_shard_holding_part_of_an_image_decodes_alone(tmp_path):
+    """The second and third block rows of a 3×4 image (what a shard cut between rows holds),
+    then a lone block: the missing row reads as unknown in encoder and decoder alike."""
+    codec = get_codec("causal", model=tiny_model_file(tmp_path))
+    blocks, geometry = two_images()
+    part = slice(4, 13)
+    shard = codec.encode(np.ascontiguousarray(blocks[part]), geometry[part])
+    assert np.array_equal(codec.decode(shard), blocks[part])
+
+
+def test_bytes_do_not_depend_on_threads_and_decoding_matches(tmp_path):
+    model = tiny_model_file(tmp_path)
+    blocks, geometry = two_images()
+    with torch_threads(1):
+        one = get_codec("causal", model=model).encode(blocks, geometry)
+    with torch_threads(2):
+        two = get_codec("causal", model=model).encode(blocks, geometry)
+        assert np.array_equal(get_codec("causal", model=model).decode(one), blocks)
+    assert one.payload == two.payload
+
+
+def test_exact_model_codes_what_the_float_model_predicts(tmp_path):
+    """The integer conversion keeps the float model's units: coded bits within 1 % of the
+    float model's log-likelihood on the same layout (a unit slip costs far more)."""
+    torch.manual_seed(3)
+    model = CausalPixelModel(CausalConfig(width=16))
+    # train a few steps so the heads are far from their initial values
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    crops = torch.from_numpy(photo(64, 64))[None]
+    for _ in range(40):
+        loss = model.neg_log_likelihood_bits(crops) / crops.numel()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path = tmp_path / "trained.safetensors"
+    path.write_bytes(zoo.causal_model_bytes(model.eval()))
+    codec = get_codec("causal", model=str(path))
+    blocks, geometry = two_images()
+    shard = codec.encode(blocks, geometry)
+    coded = 8 * len(shard.payload) / blocks.size
+    ideal = shard.block_bits.sum() / blocks.size  # −log2 of the exact model's probabilities
+    float_bits = codec.neg_elbo_bits_per_dim(blocks, geometry)
+    assert float_bits < 7.0  # it learnt something
+    assert abs(ideal - float_bits) < 0.01 * float_bits, (ideal, float_bits)
+    assert 0 < coded - ideal < 0.005 * coded, (coded, ideal)  # the lanes' heads
+
+
+def test_float_model_reads_crops_as_the_codec_reads_a_lone_image(tmp_path):
+    """Training's crop canvas and the codec's shard canvas give one picture the same bits."""
+    path = tiny_model_file(tmp_path, seed=5)
+    codec = get_codec("causal", model=path)
+    image = photo(64, 96)
+    blocks = np.ascontiguousarray(image.reshape(2, 32, 3, 32, 3).transpose(0, 2, 1, 3, 4)
+                                  .reshape(6, 32, 32, 3))
+    shard_bits = codec.neg_elbo_bits_per_dim(blocks, grid_geometry((2, 3)))
+    loaded = zoo.load_causal(path)
+    with torch.no_grad():
+        crop_bits = float(loaded.float_model.neg_log_likelihood_bits(
+            torch.from_numpy(image)[None])) / image.size
+    assert abs(shard_bits - crop_bits) < 1e-6
+
+
+def test_canvas_keeps_objects_apart():
+    """Every neighbour a pixel reads is in its own object's canvas or in an empty margin."""
+    blocks, geometry = two_images()
+    canvas = ShardCanvas.lay_out(geometry)
+    owner = np.full(canvas.size, -1)
+    for b in range(len(geometry)):
+        owner[canvas.pixel_index[b]] = geometry.objects[b]
+    for b in range(len(geometry)):
+        for dy, dx in WINDOW:
+            near = owner[canvas.pixel_index[b] + dy * canvas.width + dx]
+            assert np.all((near == -1) | (near == geometry.objects[b]))
+    assert canvas.steps.max() == 4 * 32 - 1 + 2 * (3 * 32 - 1)  # the 3×4 image's last pixel
+
+
+def test_damaged_payloads_are_refused(tmp_path):
+    codec = get_codec("causal", model=tiny_model_file(tmp_path))
+    images = cifar16()[:2]
+    shard = codec.encode(images)
+    cut = EncodedShard(shard.payload[: len(shard.payload) // 2], 2, 3, shard.params)
+    with pytest.raises(CodecError):
+        codec.decode(cut)
+    wrong_lanes = EncodedShard(shard.payload, 2, 3, {**shard.params, "lanes": 7})
+    with pytest.raises(CodecError, match="lanes"):
+        codec.decode(wrong_lanes)
+
+
+def test_model_file_is_checked(tmp_path):
+    path = tiny_model_file(tmp_path)
+    data = Path(path).read_bytes()
+    with pytest.raises(zoo.ModelError, match="expected"):
+        zoo.load_causal_bytes(data, "0" * 64, "test file")
+    with pytest.raises(zoo.ModelError, match="causal"):
+        zoo.load_bitswap_bytes(data, None, "test file")
+
+
+def test_mixture_weights_and_intervals_are_exact():
+    table = pinned_table(pixel_table_spec(), PIXEL_TABLE_SHA256, "pixel")
+    rng = np.random.default_rng(0)
+    n = 64
+    logits = rng.integers(-400, 400, (n, 3))
+    logits[0] = [0, -10_000, -10_000]  # two components far below: weight 0
+    weights = mixture.mixture_weights(logits)
+    assert np.all(weights.sum(1) == 1 << mixture.WEIGHT_BITS) and np.all(weights >= 0)
+    assert list(weights[0]) == [1 << mixture.WEIGHT_BITS, 0, 0]
+    located = [table.locate(rng.integers(0, 4081, n), rng.integers(0, 100, n))
+               for _ in range(3)]
+    mix = mixture.TableMixture(table, located, weights)
+    every = np.arange(257)
+    cum = np.stack([mix.cumulative(np.full(n, x)) for x in every], 1)
+    assert np.all(cum[:, 0] == 0) and np.all(cum[:, -1] == 1 << mixture.PRECISION)
+    assert np.all(np.diff(cum, axis=1) >= 1)  # every symbol codable
+    slots = rng.integers(0, 1 << mixture.PRECISION, n)
+    found = mix.find(slots)
+    start, freq = mix.interval(found)
+    assert np.all((start <= slots) & (slots < start + freq))
+
+
+def test_exp_table_is_pinned():
+    """Mixture weights come from this table: it must be the same integers everywhere."""
+    assert mixture.EXP_TABLE[0] == 1 << mixture.EXP_BITS
+    assert zoo.sha256_of(mixture.EXP_TABLE.astype("<i8").tobytes()) == EXP_TABLE_SHA256
+
+
+def test_pinned_payload():
+    """This release writes, and reads back, exactly the bytes pinned for the tiny model: an
+    archive written today decodes tomorrow."""
+    codec = get_codec("causal", model=str(PINNED_MODEL), model_sha256=PINNED_MODEL_SHA256)
+    blocks, geometry = two_images()
+    shard = codec.encode(blocks, geometry)
+    assert zoo.sha256_of(shard.payload) == PINNED_PAYLOAD_SHA256
+    assert np.array_equal(codec.decode(shard), blocks)
+
+
+def test_crop_canvas_margins():
+    values, known, index, width = crop_canvas(torch.zeros((2, 5, 7, 3), dtype=torch.uint8))
+    assert int(known.sum()) == 2 * 5 * 7 and len(index) == 70
