@@ -22,7 +22,7 @@ from decimal import Decimal, getcontext
 
 import numpy as np
 
-from recarchive.ans import Message
+from recarchive.ans import Message, kernels
 from recarchive.entropy.discretized import DiscretizedTable
 
 PRECISION = 30
@@ -60,45 +60,71 @@ class TableMixture:
 
     def __init__(self, table: DiscretizedTable, located: list[tuple[np.ndarray, np.ndarray]],
                  weights: np.ndarray) -> None:
-        self.table, self.located, self.weights = table, located, weights
+        self.table, self.weights = table, weights
         self.symbols = table.spec.num_symbols
-        symbol_bits = self.symbols.bit_length() - 1
-        if (self.symbols != 1 << symbol_bits
-                or table.spec.precision + WEIGHT_BITS + PRECISION - symbol_bits > 62):
+        self._symbol_bits = self.symbols.bit_length() - 1
+        if (self.symbols != 1 << self._symbol_bits
+                or table.spec.precision + WEIGHT_BITS + PRECISION - self._symbol_bits > 62):
             raise ValueError(f"no exact mixture of {self.symbols}-symbol "
                              f"{table.spec.precision}-bit tables at {PRECISION} bits")
-        self._shift = table.spec.precision + WEIGHT_BITS - symbol_bits
-        self._factor = (1 << (PRECISION - symbol_bits)) - 1
+        self._shift = table.spec.precision + WEIGHT_BITS - self._symbol_bits
+        self._factor = (1 << (PRECISION - self._symbol_bits)) - 1
+        # the K components side by side, so one table call serves them all
+        self._rows = np.concatenate([row for row, _ in located])
+        self._wholes = np.concatenate([whole for _, whole in located])
+        self._k = len(located)
 
     def part(self, lanes: slice) -> TableMixture:
         """The mixture of a run of its lanes."""
-        return TableMixture(self.table, [(row[lanes], whole[lanes]) for row, whole in self.located],
-                            self.weights[lanes])
+        n = len(self.weights)
+        located = [(self._rows[k * n:(k + 1) * n][lanes], self._wholes[k * n:(k + 1) * n][lanes])
+                   for k in range(self._k)]
+        return TableMixture(self.table, located, self.weights[lanes])
 
     def cumulative(self, x: np.ndarray) -> np.ndarray:
         """C(x) for x in [0, n] per lane."""
         last = self.symbols - 1
-        inside = np.minimum(x, last)
-        mixed = np.zeros(len(x), np.int64)
-        for k, located in enumerate(self.located):
-            starts, freqs = self.table.interval(inside, located)
-            mixed += self.weights[:, k] * np.where(x > last, starts + freqs, starts)
+        n = len(x)
+        inside = np.tile(np.minimum(x, last), self._k)
+        starts, freqs = self.table.interval(inside, (self._rows, self._wholes))
+        ends = np.where(np.tile(x > last, self._k), starts + freqs, starts)
+        mixed = (self.weights * ends.reshape(self._k, n).T).sum(1)
         return ((mixed * self._factor) >> self._shift) + x
+
+    def _compiled(self) -> tuple | None:
+        """The arguments the compiled loops share (None where numba is missing)."""
+        if not (kernels.AVAILABLE and not self.table.backend.is_torch):
+            return None
+        cdf, width, _, _, _ = self.table.bank.search_tables()
+        return (cdf, width, np.ascontiguousarray(self._rows, np.int64),
+                np.ascontiguousarray(self._wholes, np.int64),
+                np.ascontiguousarray(self.weights, np.int64))
 
     def interval(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start, frequency) of symbols x at `PRECISION` bits."""
+        shared = self._compiled()
+        if shared is not None:
+            starts, freqs = np.empty(len(x), np.int64), np.empty(len(x), np.int64)
+            kernels.mixture_intervals(*shared, np.ascontiguousarray(x, np.int64),
+                                      self.symbols - 1, self.table.spec.precision,
+                                      self._factor, self._shift, starts, freqs)
+            return starts, freqs
         start = self.cumulative(x)
         return start, self.cumulative(x + 1) - start
 
     def find(self, slots: np.ndarray) -> np.ndarray:
         """The symbol whose interval holds each slot (binary search over C)."""
+        shared = self._compiled()
+        if shared is not None:
+            symbols = np.empty(len(slots), np.int64)
+            kernels.mixture_find(*shared, np.ascontiguousarray(slots, np.int64),
+                                 self.symbols - 1, self.table.spec.precision, self._factor,
+                                 self._shift, self._symbol_bits, symbols)
+            return symbols
         lo = np.zeros(len(slots), np.int64)
-        hi = np.full(len(slots), self.symbols, np.int64)
-        while np.any(hi - lo > 1):
-            mid = (lo + hi) >> 1
-            below = self.cumulative(mid) <= slots
-            lo = np.where(below, mid, lo)
-            hi = np.where(below, hi, mid)
+        for bit in reversed(range(self._symbol_bits)):
+            mid = lo + (1 << bit)
+            lo = np.where(self.cumulative(mid) <= slots, mid, lo)
         return lo
 
     def bits(self, x: np.ndarray) -> np.ndarray:
