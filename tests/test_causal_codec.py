@@ -54,6 +54,8 @@ def test_lone_blocks_and_whole_images_round_trip(tmp_path):
     images = cifar16()
     shard = codec.encode(images)
     assert np.array_equal(codec.decode(shard), images)
+    nothing = codec.encode(images[:0])
+    assert codec.decode(nothing).shape == (0, 32, 32, 3)
     blocks, geometry = two_images()
     shard = codec.encode(blocks, geometry)
     assert np.array_equal(codec.decode(shard), blocks)

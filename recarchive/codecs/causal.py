@@ -64,6 +64,9 @@ class ShardCanvas:
     @classmethod
     def lay_out(cls, geometry: BlockGeometry) -> ShardCanvas:
         count = len(geometry)
+        if count == 0:
+            nothing = np.zeros((0, BLOCK_SIZE * BLOCK_SIZE), np.int64)
+            return cls(MARGIN_LEFT + MARGIN_RIGHT, 0, nothing, nothing.copy())
         row, col = geometry.cells // geometry.cols, geometry.cells % geometry.cols
         tops = np.zeros(count, np.int64)  # a block's top-left in its object's canvas
         lefts = np.zeros(count, np.int64)
