@@ -155,7 +155,8 @@ class CausalCodec:
         geometry = geometry if geometry is not None else BlockGeometry.lone(count)
         if len(geometry) != count:
             raise CodecError(f"causal shard: geometry for {len(geometry)} blocks, {count} given")
-        canvas = ShardCanvas.lay_out(geometry)
+        # laid out from what the shard's parameters will say, as the decoder lays it out
+        canvas = ShardCanvas.lay_out(BlockGeometry.from_params(geometry.to_params(), count))
         values = torch.zeros((canvas.size, 3), dtype=torch.int64)
         flat = torch.from_numpy(canvas.pixel_index.reshape(-1))
         values[flat] = torch.from_numpy(blocks.reshape(-1, 3).astype(np.int64))
