@@ -285,7 +285,7 @@ def test_training_resumes_and_exports_a_codable_model(tmp_path):
 
 def test_the_shipped_photo_model_codes_a_photo_exactly():
     """`causal-photo` as shipped: its pinned file, a real photo back exactly at its rate (2.71
-    bits/dim on this crop when shipped; JPEG-XL at effort 9 takes 2.64)."""
+    bits/dim on this crop with the first file; JPEG-XL at effort 9 takes 2.64)."""
     from recarchive.archives.blocks import cut_blocks
 
     codec = get_codec("causal")
