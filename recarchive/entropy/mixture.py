@@ -127,30 +127,25 @@ class TableMixture:
             lo = np.where(self.cumulative(mid) <= slots, mid, lo)
         return lo
 
-    def bits(self, x: np.ndarray) -> np.ndarray:
-        """−log2 of each symbol's coded probability."""
-        return PRECISION - np.log2(self.interval(x)[1].astype(np.float64))
+
+def _on_lanes(starts: np.ndarray, freqs: np.ndarray, lanes: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Intervals on the first len(starts) of `lanes` lanes; the others code the whole range,
+    which changes nothing on a push or a pop."""
+    pad = lanes - len(starts)
+    if not pad:
+        return starts, freqs
+    return (np.concatenate([starts, np.zeros(pad, np.int64)]),
+            np.concatenate([freqs, np.full(pad, 1 << PRECISION, np.int64)]))
 
 
 def push(message: Message, starts: np.ndarray, freqs: np.ndarray, lanes: int) -> None:
-    """Push (start, freq) intervals on the first len(starts) of `lanes` lanes; the others code
-    the whole range, which changes nothing."""
-    pad = lanes - len(starts)
-    if pad:
-        starts = np.concatenate([starts, np.zeros(pad, np.int64)])
-        freqs = np.concatenate([freqs, np.full(pad, 1 << PRECISION, np.int64)])
-    message.push(starts, freqs, PRECISION)
+    """Push (start, freq) intervals on the first len(starts) of `lanes` lanes."""
+    message.push(*_on_lanes(starts, freqs, lanes), PRECISION)
 
 
 def pop(message: Message, mixture: TableMixture, lanes: int) -> np.ndarray:
     """Pop the symbols of a mixture on the first n lanes (the inverse of `push`)."""
-    n = len(mixture.weights)
-    slots = message.peek(PRECISION)[:n]
-    symbols = mixture.find(slots)
-    starts, freqs = mixture.interval(symbols)
-    push_pad = lanes - n
-    if push_pad:
-        starts = np.concatenate([starts, np.zeros(push_pad, np.int64)])
-        freqs = np.concatenate([freqs, np.full(push_pad, 1 << PRECISION, np.int64)])
-    message.pop(starts, freqs, PRECISION)
+    symbols = mixture.find(message.peek(PRECISION)[:len(mixture.weights)])
+    message.pop(*_on_lanes(*mixture.interval(symbols), lanes), PRECISION)
     return symbols
