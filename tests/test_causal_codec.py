@@ -3,6 +3,7 @@ model agreeing with the float one it came from, its exact mixtures, pinned paylo
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from recarchive.codecs.base import EncodedShard
 from recarchive.codecs.causal import ShardCanvas
 from recarchive.datasets import data_dir
 from recarchive.entropy import mixture
-from recarchive.models import zoo
+from recarchive.models import causal_adapt, zoo
 from recarchive.models.causal import (
     WINDOW,
     CausalConfig,
@@ -29,7 +30,13 @@ from tests.threads import torch_threads
 # a width-8 model as initialized (torch seed 0), and what it codes `two_images` to
 PINNED_MODEL = Path(__file__).parent / "data" / "causal-tiny.safetensors"
 PINNED_MODEL_SHA256 = "4ceb2c22fd8fb15dfc64db7c899723a5e2b63df3fa88de68cbd374f76a30c638"
-PINNED_PAYLOAD_SHA256 = "c188c7e4a0550f759a3db9ef72ea94433aec073bb01d5623919e0fdc9714e61a"
+# adaptation 0 (shards written before it existed) and 1
+PINNED_PAYLOAD_SHA256 = {
+    0: "c188c7e4a0550f759a3db9ef72ea94433aec073bb01d5623919e0fdc9714e61a",
+    1: "d91b71b9dc8b8101f68ed934dadc1d56af445a497ac2fccbc2816ccb2143cc1a"}
+ADAPT_TABLE_SHA256 = {
+    "EXPECTED_ABS": "9805b392f0a3189c199f0dcc6e1d04b4cf8ea1521b48b2a5c9fb95e7f99be59c",
+    "RATIO_THRESHOLDS": "2e5b7255ff67a5df3fbb0bdb20c3243bbaa96cb8268f69815b31b6cf69fb40a1"}
 EXP_TABLE_SHA256 = "0edc8efe4128e6d56644a956b85e7c2637b48139d764a9354162f68e7b19a527"
 
 
@@ -101,7 +108,7 @@ def test_exact_model_codes_what_the_float_model_predicts(tmp_path):
         optimizer.step()
     path = tmp_path / "trained.safetensors"
     path.write_bytes(zoo.causal_model_bytes(model.eval()))
-    codec = get_codec("causal", model=str(path))
+    codec = get_codec("causal", model=str(path), adapt=0)
     blocks, geometry = two_images()
     shard = codec.encode(blocks, geometry)
     coded = 8 * len(shard.payload) / blocks.size
@@ -110,6 +117,11 @@ def test_exact_model_codes_what_the_float_model_predicts(tmp_path):
     assert float_bits < 7.0  # it learnt something
     assert abs(ideal - float_bits) < 0.01 * float_bits, (ideal, float_bits)
     assert 0 < coded - ideal < 0.005 * coded, (coded, ideal)  # the lanes' heads
+    # adapting to the pictures: fewer bits than the model alone, back exactly
+    adapted = get_codec("causal", model=str(path))
+    adapted_shard = adapted.encode(blocks, geometry)
+    assert len(adapted_shard.payload) < 0.97 * len(shard.payload)
+    assert np.array_equal(adapted.decode(adapted_shard), blocks)
 
 
 def test_float_model_reads_crops_as_the_codec_reads_a_lone_image(tmp_path):
@@ -190,14 +202,100 @@ def test_exp_table_is_pinned():
     assert zoo.sha256_of(mixture.EXP_TABLE.astype("<i8").tobytes()) == EXP_TABLE_SHA256
 
 
-def test_pinned_payload():
-    """This release writes, and reads back, exactly the bytes pinned for the tiny model: an
-    archive written today decodes tomorrow."""
+@pytest.mark.parametrize("adapt", [0, 1])
+def test_pinned_payload(adapt):
+    """This release writes, and reads back, exactly the bytes pinned for the tiny model, with
+    and without adaptation: an archive written today decodes tomorrow, and one written before
+    adaptation existed (no `adapt` parameter) decodes as it was written."""
+    codec = get_codec("causal", model=str(PINNED_MODEL), model_sha256=PINNED_MODEL_SHA256,
+                      adapt=adapt)
+    blocks, geometry = two_images()
+    shard = codec.encode(blocks, geometry)
+    assert zoo.sha256_of(shard.payload) == PINNED_PAYLOAD_SHA256[adapt]
+    assert ("adapt" in shard.params) == bool(adapt)
+    assert np.array_equal(codec.decode(shard), blocks)
+
+
+def test_adaptation_tables_are_pinned():
+    for name, expected in ADAPT_TABLE_SHA256.items():
+        table = getattr(causal_adapt, name)
+        assert zoo.sha256_of(table.astype("<i8").tobytes()) == expected, name
+
+
+def test_adaptation_learns_a_pictures_bias_and_spread():
+    """A model that places every pixel 3 pixels too low and twice too wide, on noise: after
+    some rows, coded one pixel a step, the corrections move its means up by 3 pixels (48
+    sixteenths) and its scales down by ln 2 (12 grid steps per nat: 8 steps)."""
+    width, rows = 40, 60
+    values = torch.zeros((width * (rows + 3), 3), dtype=torch.int64)
+    known = torch.zeros((rows + 3, width), dtype=torch.int64)
+    known[3:, 3:-2] = 1  # the picture's pixels, as a shard's canvas marks them
+    adaptation = causal_adapt.PictureAdaptation(values, known.reshape(-1), width)
+    rng = np.random.default_rng(0)
+    scale_index = 60  # a model scale of about 6 pixels, an expected |error| of 8
+    wide = causal_adapt.EXPECTED_ABS[scale_index] / 16
+    one = np.ones((1, 1), np.int64)
+    biases, shifts = [], []
+    for index in np.flatnonzero(known.reshape(-1).numpy()):
+        truth = 128 + rng.logistic(0, wide / 2 / 2 / math.log(2), 3).round()
+        for c in range(3):
+            bias, shift = adaptation.corrections(np.array([index]), c, 16 * (128 - 3) * one,
+                                                 scale_index * one, (1 << 16) * one)
+            biases.append(int(bias[0]))
+            shifts.append(int(shift[0]))
+        values[index] = torch.from_numpy(truth.astype(np.int64))
+        adaptation.update()
+    late = slice(len(biases) // 2, None)
+    assert 42 <= np.mean(biases[late]) <= 50, np.mean(biases[late])  # (shrunk a little)
+    assert abs(np.mean(shifts[late]) + 8) <= 1.5, np.mean(shifts[late])
+    assert biases[0] == shifts[0] == 0  # nothing learnt yet
+
+
+def _remaining_error(rows: int = 60, width: int = 40) -> float:
+    """Mean |x − μ − bias| (pixels) over the second half of a picture whose model errs by a
+    smooth random field (what the neighbours' errors foretell), coded a pixel a step."""
+    values = torch.zeros((width * (rows + 3), 3), dtype=torch.int64)
+    known = torch.zeros((rows + 3, width), dtype=torch.int64)
+    known[3:, 3:-2] = 1
+    adaptation = causal_adapt.PictureAdaptation(values, known.reshape(-1), width)
+    rng = np.random.default_rng(0)
+    field = rng.normal(0, 8, (rows + 3, width))
+    for _ in range(3):
+        field = (field + np.roll(field, 1, 0) + np.roll(field, 1, 1) + np.roll(field, -1, 1)) / 2
+    one = np.ones((1, 1), np.int64)
+    errors = []
+    for index in np.flatnonzero(known.reshape(-1).numpy()):
+        y, x = divmod(int(index), width)
+        truth = np.clip(128 + field[y, x] + rng.logistic(0, 1, 3), 0, 255).round()
+        for c in range(3):
+            bias, _ = adaptation.corrections(np.array([index]), c, 16 * 128 * one, 60 * one,
+                                             (1 << 16) * one)
+            errors.append(abs(16 * truth[c] - 16 * 128 - bias[0]) / 16)
+        values[index] = torch.from_numpy(truth.astype(np.int64))
+        adaptation.update()
+    return float(np.mean(errors[len(errors) // 2:]))
+
+
+def test_adaptation_follows_the_errors_its_neighbours_made(monkeypatch):
+    """The LMS part reads the neighbours' remaining errors: on a smooth error field (about 15
+    pixels on average) it leaves clearly less than the context biases alone (9.1 against
+    10.2 pixels when this was written)."""
+    with_lms = _remaining_error()
+    monkeypatch.setattr(causal_adapt, "LMS_RATE", 10**15)  # steps of 0: the weights stay 0
+    without = _remaining_error()
+    assert with_lms < 0.95 * without < 0.8 * 15, (with_lms, without)
+
+
+def test_a_shard_asking_for_an_unknown_adaptation_is_refused():
     codec = get_codec("causal", model=str(PINNED_MODEL), model_sha256=PINNED_MODEL_SHA256)
     blocks, geometry = two_images()
     shard = codec.encode(blocks, geometry)
-    assert zoo.sha256_of(shard.payload) == PINNED_PAYLOAD_SHA256
-    assert np.array_equal(codec.decode(shard), blocks)
+    damaged = EncodedShard(shard.payload, shard.num_blocks, shard.channels,
+                           {**shard.params, "adapt": 2})
+    with pytest.raises(CodecError, match="adaptation version 2"):
+        codec.decode(damaged)
+    with pytest.raises(CodecError, match="adapt is 0 or 1"):
+        get_codec("causal", model=str(PINNED_MODEL), adapt=3)
 
 
 def test_crop_canvas_margins():

@@ -40,6 +40,9 @@ from recarchive.models.causal import (
     seen_colours,
     wave_step,
 )
+from recarchive.models.causal_adapt import VERSION as ADAPT_VERSION
+from recarchive.models.causal_adapt import PictureAdaptation
+from recarchive.models.exact_bitswap import PIXEL_GRID
 from recarchive.models.exact_causal import ExactCausalModel
 
 MAX_LANES = 128
@@ -55,19 +58,22 @@ class ShardCanvas:
     grid (only the rows and columns the shard holds), objects side by side with `GAP` empty
     columns between them and `MARGIN_TOP` empty rows above. `pixel_index` (N, 1024) is each
     block pixel's flat canvas index (raster order within the block), `steps` (N, 1024) its
-    wavefront step in its own object's canvas."""
+    wavefront step in its own object's canvas, `block_object` (N,) its object's rank in the
+    shard (0, 1, …)."""
 
     width: int
     size: int
     pixel_index: np.ndarray
     steps: np.ndarray
+    block_object: np.ndarray
 
     @classmethod
     def lay_out(cls, geometry: BlockGeometry) -> ShardCanvas:
         count = len(geometry)
         if count == 0:
             nothing = np.zeros((0, BLOCK_SIZE * BLOCK_SIZE), np.int64)
-            return cls(MARGIN_LEFT + MARGIN_RIGHT, 0, nothing, nothing.copy())
+            return cls(MARGIN_LEFT + MARGIN_RIGHT, 0, nothing, nothing.copy(),
+                       np.zeros(0, np.int64))
         row, col = geometry.cells // geometry.cols, geometry.cells % geometry.cols
         tops = np.zeros(count, np.int64)  # a block's top-left in its object's canvas
         lefts = np.zeros(count, np.int64)
@@ -76,8 +82,10 @@ class ShardCanvas:
         objects = geometry.objects
         starts = np.flatnonzero(np.r_[True, objects[1:] != objects[:-1]])
         ends = np.r_[starts[1:], count]
-        for start, end in zip(starts, ends, strict=True):
+        block_object = np.zeros(count, np.int64)
+        for rank, (start, end) in enumerate(zip(starts, ends, strict=True)):
             part = slice(start, end)
+            block_object[part] = rank
             r0, c0 = row[part].min(), col[part].min()
             tops[part] = BLOCK_SIZE * (row[part] - r0)
             lefts[part] = BLOCK_SIZE * (col[part] - c0)
@@ -93,7 +101,13 @@ class ShardCanvas:
         shape = (count, BLOCK_SIZE * BLOCK_SIZE)
         return cls(width, (MARGIN_TOP + height) * width,
                    np.broadcast_to(flat, (count, 32, 32)).reshape(shape).copy(),
-                   np.broadcast_to(steps, (count, 32, 32)).reshape(shape).copy())
+                   np.broadcast_to(steps, (count, 32, 32)).reshape(shape).copy(), block_object)
+
+    def owners(self) -> np.ndarray:
+        """(size,) which of the shard's objects (0, 1, … in order) each canvas pixel is."""
+        owner = np.zeros(self.size, np.int64)
+        owner[self.pixel_index] = self.block_object[:, None]
+        return owner
 
     def known(self) -> torch.Tensor:
         known = torch.zeros(self.size, dtype=torch.int64)
@@ -122,8 +136,10 @@ class CausalCodec:
     uses_block_context = True  # it wants the geometry (and keeps it in the shard's params)
 
     def __init__(self, model: ExactCausalModel, sha256: str, model_bytes: bytes | None = None,
-                 float_model: CausalPixelModel | None = None) -> None:
+                 float_model: CausalPixelModel | None = None,
+                 adapt: int = ADAPT_VERSION) -> None:
         self.model = model
+        self.adapt = adapt  # what new shards use (`models.causal_adapt`); 0: none
         self.float_model = float_model
         self._sha256 = sha256
         self._model_bytes = model_bytes
@@ -173,17 +189,33 @@ class CausalCodec:
         index = flat[torch.from_numpy(order)]
         pixels = values[index]
         symbols = pixels.numpy()
-        starts = np.empty((len(index), 3), np.int64)
-        freqs = np.empty((len(index), 3), np.int64)
+        n, k = len(index), self.model.config.mixtures
+        means, scales, weights = (np.empty((n, 3, k), np.int64) for _ in range(3))
         with torch.no_grad():
-            for start in range(0, len(index), ENCODE_CHUNK):
+            for start in range(0, n, ENCODE_CHUNK):
                 part = slice(start, start + ENCODE_CHUNK)
                 features, ref = causal_features(values, known, index[part], canvas.width)
                 seen = seen_colours(pixels[part], ref)
                 for c in range(3):
-                    mixture = self.model.mixture(features, ref, seen, c)
-                    starts[part, c], freqs[part, c] = mixture.interval(
-                        np.ascontiguousarray(symbols[part, c]))
+                    means[part, c], scales[part, c], weights[part, c] = self.model.parameters(
+                        features, ref, seen, c)
+        if self.adapt:
+            adaptation = PictureAdaptation(values, known, canvas.width,
+                                           canvas.owners())
+            for step in range(len(bounds) - 1):
+                part = slice(int(bounds[step]), int(bounds[step + 1]))
+                for c in range(3):
+                    _adapt(adaptation, index[part].numpy(), c, means[part, c], scales[part, c],
+                           weights[part, c])
+                adaptation.update()
+        starts = np.empty((n, 3), np.int64)
+        freqs = np.empty((n, 3), np.int64)
+        for start in range(0, n, ENCODE_CHUNK):
+            part = slice(start, start + ENCODE_CHUNK)
+            for c in range(3):
+                mixture = self.model.mixture_of(means[part, c], scales[part, c], weights[part, c])
+                starts[part, c], freqs[part, c] = mixture.interval(
+                    np.ascontiguousarray(symbols[part, c]))
         lanes = lanes_for(count)
         message = empty_message(lanes)
         for step in reversed(range(len(bounds) - 1)):
@@ -195,6 +227,8 @@ class CausalCodec:
         block_bits = np.zeros(count)
         np.add.at(block_bits, order // (BLOCK_SIZE * BLOCK_SIZE), bits.sum(1))
         params = {"geometry": geometry.to_params(), "lanes": lanes}
+        if self.adapt:
+            params["adapt"] = self.adapt
         return EncodedShard(message_to_bytes(message), count, 3, params, block_bits=block_bits)
 
     def decode(self, shard: EncodedShard) -> np.ndarray:
@@ -205,6 +239,10 @@ class CausalCodec:
         if lanes != lanes_for(count):
             raise CodecError(f"causal shard of {count} blocks records {lanes!r} lanes, not "
                              f"{lanes_for(count)} (damaged parameters)")
+        adapt = shard.params.get("adapt", 0)
+        if adapt not in (0, ADAPT_VERSION):
+            raise CodecError(f"causal shard asks for adaptation version {adapt!r}; this release "
+                             f"knows 0 and {ADAPT_VERSION} (upgrade recarchive)")
         geometry = BlockGeometry.from_params(shard.params.get("geometry", []), count)
         canvas = ShardCanvas.lay_out(geometry)
         try:
@@ -216,6 +254,8 @@ class CausalCodec:
         flat = torch.from_numpy(canvas.pixel_index.reshape(-1))
         order, bounds = canvas.decoding_order()
         index_all = flat[torch.from_numpy(order)]
+        adaptation = (PictureAdaptation(values, known, canvas.width, canvas.owners())
+                      if adapt else None)
         try:
             with torch.no_grad():
                 for step in range(len(bounds) - 1):
@@ -224,7 +264,10 @@ class CausalCodec:
                     features, ref = causal_features(values, known, index, canvas.width)
                     seen = torch.zeros((hi - lo, 3), dtype=torch.int64)
                     for c in range(3):
-                        mixture = self.model.mixture(features, ref, seen, c)
+                        mean, scale, weights = self.model.parameters(features, ref, seen, c)
+                        if adaptation is not None:
+                            _adapt(adaptation, index.numpy(), c, mean, scale, weights)
+                        mixture = self.model.mixture_of(mean, scale, weights)
                         symbols = np.empty(hi - lo, np.int64)
                         for group in _groups(0, hi - lo, lanes):
                             symbols[group] = mixture_code.pop(message, mixture.part(group),
@@ -232,11 +275,22 @@ class CausalCodec:
                         decoded = torch.from_numpy(symbols)
                         values[index, c] = decoded
                         seen[:, c] = seen_colours(decoded[:, None], ref[:, c:c + 1])[:, 0]
+                    if adaptation is not None:
+                        adaptation.update()
         except (CorruptMessageError, IndexError, ValueError) as error:
             raise CodecError(f"causal shard payload is damaged: {error}") from error
         if len(message.stack) or np.any(np.asarray(message.head) != 0):
             raise CodecError("causal shard payload holds more than its pixels (damaged)")
         return values[flat].numpy().astype(np.uint8).reshape(count, BLOCK_SIZE, BLOCK_SIZE, 3)
+
+
+def _adapt(adaptation: PictureAdaptation, index: np.ndarray, colour: int, mean: np.ndarray,
+           scale: np.ndarray, weights: np.ndarray) -> None:
+    """Move one colour's component means and scale indices (in place) by the picture's
+    corrections."""
+    bias, shift = adaptation.corrections(index, colour, mean, scale, weights)
+    mean += bias[:, None]
+    np.clip(scale + shift[:, None], 0, PIXEL_GRID.count - 1, out=scale)
 
 
 def _groups(lo: int, hi: int, lanes: int) -> list[slice]:

@@ -87,16 +87,26 @@ class ExactCausalModel(nn.Module):
     def table(self) -> DiscretizedTable:
         return pinned_table(pixel_table_spec(), PIXEL_TABLE_SHA256, "pixel")
 
-    def mixture(self, features: torch.Tensor, ref: torch.Tensor, seen: torch.Tensor,
-                colour: int) -> TableMixture:
-        """One colour of n pixels as an exact mixture of the pixel table's logistics."""
+    def parameters(self, features: torch.Tensor, ref: torch.Tensor, seen: torch.Tensor,
+                   colour: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One colour of n pixels: the components' table means (1/16 pixel), scale indices
+        and integer weights, (n, K) int64 each."""
         mean, log_scale, logit = self.colours[colour](torch.cat([features, seen[:, :colour]], 1))
         mean = (TABLE_MEANS_PER_REF * ref[:, colour:colour + 1] + mean).numpy()
-        scale = PIXEL_GRID.index(log_scale).numpy()
+        return mean, PIXEL_GRID.index(log_scale).numpy(), mixture_weights(logit.numpy())
+
+    def mixture_of(self, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray
+                   ) -> TableMixture:
+        """The exact mixture of the pixel table's logistics with these parameters."""
         table = self.table
         located = [table.locate(np.ascontiguousarray(mean[:, k]),
                                 np.ascontiguousarray(scale[:, k])) for k in range(mean.shape[1])]
-        return TableMixture(table, located, mixture_weights(logit.numpy()))
+        return TableMixture(table, located, np.ascontiguousarray(weights))
+
+    def mixture(self, features: torch.Tensor, ref: torch.Tensor, seen: torch.Tensor,
+                colour: int) -> TableMixture:
+        """One colour of n pixels as an exact mixture of the pixel table's logistics."""
+        return self.mixture_of(*self.parameters(features, ref, seen, colour))
 
 
 def convert_to_exact(model: CausalPixelModel) -> ExactCausalModel:
