@@ -364,6 +364,11 @@ def add_train_causal_parser(models: argparse._SubParsersAction) -> None:
     sub.add_argument("--width", type=positive_int, default=64, help="hidden units per colour")
     sub.add_argument("--mixtures", type=positive_int, default=3,
                      help="logistic components per pixel")
+    sub.add_argument("--neighbours", type=positive_int, default=12,
+                     help="causal neighbours read (12 to 24, nearest first)")
+    sub.add_argument("--init-from", default=None,
+                     help="start from this causal model (shipped name or file; its width and "
+                          "mixtures, widened to --neighbours)")
     sub.add_argument("--lr", type=float, default=2e-3)
     sub.add_argument("--max-minutes", type=float, default=None)
     sub.add_argument("--seed", type=int, default=0)
@@ -376,6 +381,7 @@ def cmd_train_causal(args: argparse.Namespace) -> int:
     from recarchive.training.causal import CausalSettings, train
 
     settings = CausalSettings(dataset=args.dataset, width=args.width, mixtures=args.mixtures,
+                              neighbours=args.neighbours, init_from=args.init_from,
                               crop=args.crop,
                               steps=args.steps, batch_size=args.batch_size,
                               learning_rate=args.lr, max_minutes=args.max_minutes,

@@ -17,11 +17,13 @@ from recarchive.datasets import data_dir
 from recarchive.entropy import mixture
 from recarchive.models import causal_adapt, zoo
 from recarchive.models.causal import (
+    NEIGHBOURHOOD,
     WINDOW,
     CausalConfig,
     CausalPixelModel,
     crop_canvas,
     wave_step,
+    with_neighbours,
 )
 from recarchive.models.exact_bitswap import PIXEL_TABLE_SHA256, pinned_table, pixel_table_spec
 from tests.photo_blocks import grid_geometry, photo, two_images
@@ -52,7 +54,12 @@ def cifar16() -> np.ndarray:
 
 
 def test_window_is_causal_for_the_wavefront():
-    for dy, dx in WINDOW:
+    # what the first models read, in this order: their files say nothing of it
+    assert WINDOW == ((0, -1), (0, -2), (-1, -1), (-1, 0), (-1, 1), (-2, 0), (-2, -1),  # noqa: SIM300
+                      (-2, 1), (-1, -2), (0, -3), (-2, 2), (-3, 0))
+    assert NEIGHBOURHOOD[:12] == WINDOW
+    assert len(set(NEIGHBOURHOOD)) == len(NEIGHBOURHOOD)
+    for dy, dx in NEIGHBOURHOOD:
         assert int(wave_step(torch.tensor(dy), torch.tensor(dx))) < 0
 
 
@@ -147,7 +154,7 @@ def test_canvas_keeps_objects_apart():
     for b in range(len(geometry)):
         owner[canvas.pixel_index[b]] = geometry.objects[b]
     for b in range(len(geometry)):
-        for dy, dx in WINDOW:
+        for dy, dx in NEIGHBOURHOOD:
             near = owner[canvas.pixel_index[b] + dy * canvas.width + dx]
             assert np.all((near == -1) | (near == geometry.objects[b]))
     assert canvas.steps.max() == 4 * 32 - 1 + 2 * (3 * 32 - 1)  # the 3×4 image's last pixel
@@ -379,6 +386,33 @@ def test_training_resumes_and_exports_a_codable_model(tmp_path):
                     str(out)], check=True, cwd=Path(__file__).resolve().parents[1])
     codec = get_codec("causal", model=str(out))
     assert np.array_equal(codec.decode(codec.encode(cifar16()[:3])), cifar16()[:3])
+
+
+def test_a_widened_model_computes_the_same_and_trains_on_from_a_file(tmp_path):
+    """`with_neighbours` gives a model reading all 24 neighbours whose likelihood is the
+    narrow model's, which codes exactly and, trained from (`init_from`), moves on."""
+    from recarchive.training.causal import CausalSettings, train
+
+    narrow = zoo.load_causal(tiny_model_file(tmp_path)).float_model
+    wide = with_neighbours(narrow, len(NEIGHBOURHOOD))
+    assert wide.config.neighbours == 24
+    crops = torch.from_numpy(photo(40, 48))[None]
+    with torch.no_grad():
+        assert torch.allclose(wide.neg_log_likelihood_bits(crops),
+                              narrow.neg_log_likelihood_bits(crops))
+    with pytest.raises(ValueError, match="cannot be narrowed"):
+        with_neighbours(wide, 12)
+    settings = CausalSettings(dataset="cifar10", steps=2, batch_size=2, validate_every=2,
+                              checkpoint_every=2, validation_images=8, neighbours=24,
+                              init_from=tiny_model_file(tmp_path))
+    checkpoint = train(settings, tmp_path / "wide", log=lambda line: None)
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["config"]["neighbours"] == 24 and state["config"]["width"] == 8
+    path = tmp_path / "wide.safetensors"
+    path.write_bytes(zoo.causal_model_bytes(wide))
+    codec = get_codec("causal", model=str(path))
+    blocks, geometry = two_images()
+    assert np.array_equal(codec.decode(codec.encode(blocks, geometry)), blocks)
 
 
 def test_the_shipped_photo_model_codes_a_photo_exactly():

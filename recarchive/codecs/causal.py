@@ -190,11 +190,13 @@ class CausalCodec:
         pixels = values[index]
         symbols = pixels.numpy()
         n, k = len(index), self.model.config.mixtures
+        neighbours = self.model.config.neighbours
         means, scales, weights = (np.empty((n, 3, k), np.int64) for _ in range(3))
         with torch.no_grad():
             for start in range(0, n, ENCODE_CHUNK):
                 part = slice(start, start + ENCODE_CHUNK)
-                features, ref = causal_features(values, known, index[part], canvas.width)
+                features, ref = causal_features(values, known, index[part], canvas.width,
+                                                neighbours)
                 seen = seen_colours(pixels[part], ref)
                 for c in range(3):
                     means[part, c], scales[part, c], weights[part, c] = self.model.parameters(
@@ -254,6 +256,7 @@ class CausalCodec:
         flat = torch.from_numpy(canvas.pixel_index.reshape(-1))
         order, bounds = canvas.decoding_order()
         index_all = flat[torch.from_numpy(order)]
+        neighbours = self.model.config.neighbours
         adaptation = (PictureAdaptation(values, known, canvas.width, canvas.owners())
                       if adapt else None)
         try:
@@ -261,7 +264,8 @@ class CausalCodec:
                 for step in range(len(bounds) - 1):
                     lo, hi = int(bounds[step]), int(bounds[step + 1])
                     index = index_all[lo:hi]
-                    features, ref = causal_features(values, known, index, canvas.width)
+                    features, ref = causal_features(values, known, index, canvas.width,
+                                                    neighbours)
                     seen = torch.zeros((hi - lo, 3), dtype=torch.int64)
                     for c in range(3):
                         mean, scale, weights = self.model.parameters(features, ref, seen, c)

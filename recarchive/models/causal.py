@@ -4,7 +4,8 @@ Bit-Swap codes a 32×32 block from latents, and its pixels see only a few neighb
 checkerboard, the ring). Classical lossless coders (CALIC, JPEG-LS, JPEG-XL's modular mode)
 predict each pixel from the pixels left of and above it; on photos that is what pays. This
 model does that with a small learned net: for colour c of a pixel, a two-layer MLP (with a
-linear path beside it) reads a fixed causal window of neighbours (all colours), their local
+linear path beside it) reads a causal window of neighbours (all colours; the first 12 or more
+of `NEIGHBOURHOOD`, nearest first), their local
 gradients and the colours of the same pixel coded before, and gives a mixture of discretized
 logistics (means, log-scales, weights).
 
@@ -14,7 +15,7 @@ see the same numbers. Pixels are laid out on a flat canvas whose margins hold no
 (`MARGIN_*`), so a neighbour's index is the pixel's index plus a fixed offset and a
 neighbour outside the picture reads 0 with its known flag 0, in training crops and in coded
 shards alike. A pixel (y, x) is decoded at wavefront step x + 2y: every neighbour in
-`WINDOW` has a smaller step, so a whole anti-diagonal band decodes at once.
+`NEIGHBOURHOOD` has a smaller step, so a whole anti-diagonal band decodes at once.
 """
 
 from __future__ import annotations
@@ -27,31 +28,41 @@ from torch import nn
 
 from recarchive.models.bitswap import discretized_logistic_log_prob
 
-# (dy, dx) of the causal neighbours read, all three colours each; dx + 2·dy < 0 for every one
-WINDOW: tuple[tuple[int, int], ...] = (
+# (dy, dx) of the causal neighbours a model may read, all three colours each, nearest first;
+# dx + 2·dy < 0 for every one. A model reads the first `CausalConfig.neighbours` of them.
+NEIGHBOURHOOD: tuple[tuple[int, int], ...] = (
     (0, -1), (0, -2), (-1, -1), (-1, 0), (-1, 1), (-2, 0), (-2, -1), (-2, 1), (-1, -2), (0, -3),
-    (-2, 2), (-3, 0))
+    (-2, 2), (-3, 0),
+    (-2, -2), (-2, 3), (-1, -3), (0, -4), (-3, -1), (-3, 1), (-3, 2), (-3, -2), (-3, 3),
+    (-4, 0), (-4, 1), (-4, 2))
+WINDOW = NEIGHBOURHOOD[:12]  # the first models' window
 # pairs of neighbours whose absolute differences (local gradients) are read
 GRADIENTS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
     ((0, -1), (-1, -1)), ((-1, 0), (-1, -1)), ((-1, 0), (-1, 1)), ((0, -1), (0, -2)),
     ((-1, 0), (-2, 0)))
 WEST, NORTH = (0, -1), (-1, 0)
-# empty canvas rows above, columns left and right of every picture: the window's reach
-MARGIN_TOP = max(-dy for dy, _ in WINDOW)
-MARGIN_LEFT = max(-dx for _, dx in WINDOW)
-MARGIN_RIGHT = max(dx for _, dx in WINDOW)
+# empty canvas rows above, columns left and right of every picture: the neighbourhood's reach
+# (wider margins change no feature: what lies outside a picture reads as unknown either way)
+MARGIN_TOP = max(-dy for dy, _ in NEIGHBOURHOOD)
+MARGIN_LEFT = max(-dx for _, dx in NEIGHBOURHOOD)
+MARGIN_RIGHT = max(dx for _, dx in NEIGHBOURHOOD)
 WAVE_ROW = 2  # a pixel's wavefront step is x + WAVE_ROW · y
 # integer features enter the float nets times this (pixels as 2v − 255 are then in ±1)
 FEATURE_SCALE = 1 / 255
 GAIN = 8  # differences from the reference are read 8× larger (gradients 16×: |a − b|·2·8)
 KNOWN = 255  # a known flag of 1.0
-FEATURES = 3 + 4 * len(WINDOW) + 3 * len(GRADIENTS)
+
+
+def feature_count(neighbours: int) -> int:
+    """Features of a pixel for a model reading `neighbours` neighbours."""
+    return 3 + 4 * neighbours + 3 * len(GRADIENTS)
+
 # the mean head's unit, in pixels: 16 units (one table mean step) per ... see `MEAN_UNIT_FIXED`
 MEAN_UNIT = 127.5 / GAIN
 # pixel log-scales the tables hold (`exact_bitswap.PIXEL_GRID`: 0.15 to 127.5 pixels)
 LOG_SCALE_RANGE = (math.log(0.15), math.log(127.5))
 
-assert all(dx + WAVE_ROW * dy < 0 for dy, dx in WINDOW), "the window must be causal"
+assert all(dx + WAVE_ROW * dy < 0 for dy, dx in NEIGHBOURHOOD), "the window must be causal"
 
 
 def wave_step(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -60,19 +71,22 @@ def wave_step(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def causal_features(values: torch.Tensor, known: torch.Tensor, index: torch.Tensor,
-                    width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integer features (n, FEATURES) and references (n, 3) of the pixels at flat `index`.
+                    width: int, neighbours: int = len(WINDOW)
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer features (n, feature_count(neighbours)) and references (n, 3) of the pixels at
+    flat `index`.
 
     `values` (P, 3) int64 canvas pixels (0 where nothing is), `known` (P,) int64 0/1, `width`
-    the canvas's row stride. The reference of colour c is W + N (twice the W/N average): means
-    are coded relative to it. Any integer dtype works; the result is int64."""
+    the canvas's row stride, `neighbours` how many of `NEIGHBOURHOOD` are read. The reference
+    of colour c is W + N (twice the W/N average): means are coded relative to it. Any integer
+    dtype works; the result is int64."""
     def near(offset: tuple[int, int]) -> torch.Tensor:
         return index + offset[0] * width + offset[1]
 
     west, north = values[near(WEST)], values[near(NORTH)]
     ref = west + north
     parts = [ref - 255]
-    for offset in WINDOW:
+    for offset in NEIGHBOURHOOD[:neighbours]:
         at = near(offset)
         flag = known[at].unsqueeze(1)
         parts.append(GAIN * (2 * values[at] - ref) * flag)
@@ -92,6 +106,12 @@ def seen_colours(pixel: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 class CausalConfig:
     width: int = 64
     mixtures: int = 3  # logistic components per pixel (3 against 1: −0.12 bits/dim, study)
+    neighbours: int = len(WINDOW)  # of `NEIGHBOURHOOD`; model files without it read 12
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.neighbours <= len(NEIGHBOURHOOD):
+            raise ValueError(f"a causal model reads 1 to {len(NEIGHBOURHOOD)} neighbours, "
+                             f"not {self.neighbours}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -125,8 +145,9 @@ class CausalPixelModel(nn.Module):
     def __init__(self, config: CausalConfig) -> None:
         super().__init__()
         self.config = config
-        self.colours = nn.ModuleList(ColourNet(FEATURES + c, config.width, config.mixtures)
-                                     for c in range(3))
+        self.colours = nn.ModuleList(
+            ColourNet(feature_count(config.neighbours) + c, config.width, config.mixtures)
+            for c in range(3))
 
     def pixel_parameters(self, features: torch.Tensor, seen: torch.Tensor, colour: int
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -141,7 +162,7 @@ class CausalPixelModel(nn.Module):
     def canvas_bits(self, values: torch.Tensor, known: torch.Tensor, index: torch.Tensor,
                     width: int) -> torch.Tensor:
         """Total bits of the canvas pixels at `index` (see `causal_features`)."""
-        features, ref = causal_features(values, known, index, width)
+        features, ref = causal_features(values, known, index, width, self.config.neighbours)
         pixel = values[index]
         seen = seen_colours(pixel, ref)
         total = torch.zeros((), dtype=torch.float32)
@@ -153,6 +174,31 @@ class CausalPixelModel(nn.Module):
             logp = discretized_logistic_log_prob(x, mean, log_scale)
             total = total - torch.logsumexp(logp + torch.log_softmax(logit, 1), 1).sum()
         return total / math.log(2)
+
+
+def with_neighbours(model: CausalPixelModel, neighbours: int) -> CausalPixelModel:
+    """A copy of `model` reading `neighbours` neighbours (at least as many as it reads) that
+    computes the same function: the new neighbours' input weights start at 0. Training goes on
+    from it (warm start) instead of from scratch."""
+    old = model.config.neighbours
+    if neighbours < old:
+        raise ValueError(f"a model reading {old} neighbours cannot be narrowed to {neighbours}")
+    wider = CausalPixelModel(CausalConfig(model.config.width, model.config.mixtures, neighbours))
+    # old feature columns → new: the reference and the first `old` neighbours stay, the
+    # gradients and seen colours move past the new neighbours' columns
+    kept = 3 + 4 * old
+    for c, (net, new) in enumerate(zip(model.colours, wider.colours, strict=True)):
+        columns = torch.cat([torch.arange(kept),
+                             torch.arange(kept, feature_count(old) + c) + 4 * (neighbours - old)])
+        with torch.no_grad():
+            for name in ("hidden", "mean", "log_scale", "logit"):
+                getattr(new, name).load_state_dict(getattr(net, name).state_dict())
+            for name in ("inp", "linear_mean", "linear_log_scale"):
+                source, target = getattr(net, name), getattr(new, name)
+                target.weight.zero_()
+                target.weight[:, columns] = source.weight
+                target.bias.copy_(source.bias)
+    return wider
 
 
 def crop_canvas(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:

@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from recarchive import datasets
-from recarchive.models.causal import CausalConfig, CausalPixelModel
+from recarchive.models import zoo
+from recarchive.models.causal import CausalConfig, CausalPixelModel, with_neighbours
 from recarchive.training import loop
 
 
@@ -27,6 +28,8 @@ class CausalSettings:
     dataset: str = "photo"  # or "cifar10"
     width: int = 64
     mixtures: int = 3
+    neighbours: int = 12  # of `models.causal.NEIGHBOURHOOD`
+    init_from: str | None = None  # a model (name or file) to start from, widened if need be
     crop: int = 64
     steps: int = 3000
     batch_size: int = 16
@@ -92,8 +95,12 @@ def train(settings: CausalSettings, out_dir: Path, log=print) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.pt"
     torch.manual_seed(settings.seed)
-    model = CausalPixelModel(CausalConfig(width=settings.width,
-                                          mixtures=settings.mixtures)).train()
+    if settings.init_from:
+        start = zoo.load_causal(settings.init_from).float_model
+        model = with_neighbours(start, settings.neighbours).train()
+    else:
+        model = CausalPixelModel(CausalConfig(width=settings.width, mixtures=settings.mixtures,
+                                              neighbours=settings.neighbours)).train()
     ema = copy.deepcopy(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     resumed = loop.load_checkpoint(checkpoint, model, ema, optimizer)
