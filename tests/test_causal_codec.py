@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from recarchive.archives.blocks import cut_blocks
 from recarchive.codecs import CodecError, get_codec
-from recarchive.codecs.base import EncodedShard
+from recarchive.codecs.base import BlockGeometry, EncodedShard
 from recarchive.codecs.causal import ShardCanvas
 from recarchive.datasets import data_dir
 from recarchive.entropy import mixture
@@ -35,7 +36,7 @@ PINNED_MODEL_SHA256 = "4ceb2c22fd8fb15dfc64db7c899723a5e2b63df3fa88de68cbd374f76
 # adaptation 0 (shards written before it existed) and 1
 PINNED_PAYLOAD_SHA256 = {
     0: "c188c7e4a0550f759a3db9ef72ea94433aec073bb01d5623919e0fdc9714e61a",
-    1: "d91b71b9dc8b8101f68ed934dadc1d56af445a497ac2fccbc2816ccb2143cc1a"}
+    1: "a3ad4ccba1a5b75fc641b54b29a13ebfde8a69438764487a354e5405e229e5c5"}
 ADAPT_TABLE_SHA256 = {
     "EXPECTED_ABS": "9805b392f0a3189c199f0dcc6e1d04b4cf8ea1521b48b2a5c9fb95e7f99be59c",
     "RATIO_THRESHOLDS": "2e5b7255ff67a5df3fbb0bdb20c3243bbaa96cb8268f69815b31b6cf69fb40a1"}
@@ -209,6 +210,15 @@ def test_exp_table_is_pinned():
     assert zoo.sha256_of(mixture.EXP_TABLE.astype("<i8").tobytes()) == EXP_TABLE_SHA256
 
 
+def pinned_images(adapt: int) -> tuple[np.ndarray, BlockGeometry]:
+    """`two_images`; with adaptation also a 5×4 image, large enough for tables of its own."""
+    blocks, geometry = two_images()
+    if not adapt:
+        return blocks, geometry
+    return (np.concatenate([blocks, cut_blocks(photo(160, 128))]),
+            grid_geometry((3, 4), (2, 2), (5, 4)))
+
+
 @pytest.mark.parametrize("adapt", [0, 1])
 def test_pinned_payload(adapt):
     """This release writes, and reads back, exactly the bytes pinned for the tiny model, with
@@ -216,11 +226,20 @@ def test_pinned_payload(adapt):
     adaptation existed (no `adapt` parameter) decodes as it was written."""
     codec = get_codec("causal", model=str(PINNED_MODEL), model_sha256=PINNED_MODEL_SHA256,
                       adapt=adapt)
-    blocks, geometry = two_images()
+    blocks, geometry = pinned_images(adapt)
     shard = codec.encode(blocks, geometry)
     assert zoo.sha256_of(shard.payload) == PINNED_PAYLOAD_SHA256[adapt]
     assert ("adapt" in shard.params) == bool(adapt)
     assert np.array_equal(codec.decode(shard), blocks)
+
+
+def test_small_objects_share_adaptation_tables_large_ones_have_their_own():
+    _, geometry = pinned_images(1)
+    canvas = ShardCanvas.lay_out(geometry)
+    owner = canvas.owners()
+    tables = [set(owner[canvas.pixel_index[geometry.objects == k]].ravel()) for k in range(3)]
+    assert tables == [{0}, {0}, {1}]  # 12 and 4 blocks share table 0; 20 blocks: table 1
+    assert set(owner[canvas.known().numpy() == 0]) == {0}
 
 
 def test_adaptation_tables_are_pinned():
@@ -418,8 +437,6 @@ def test_a_widened_model_computes_the_same_and_trains_on_from_a_file(tmp_path):
 def test_the_shipped_photo_model_codes_a_photo_exactly():
     """`causal-photo` as shipped: its pinned file, a real photo back exactly at its rate (2.71
     bits/dim on this crop with the first file; JPEG-XL at effort 9 takes 2.64)."""
-    from recarchive.archives.blocks import cut_blocks
-
     codec = get_codec("causal")
     assert codec.model_sha256 == zoo.SHIPPED["causal-photo"]
     image = photo(96, 128)

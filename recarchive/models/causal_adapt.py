@@ -58,6 +58,7 @@ LMS_NEIGHBOURS = ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0))  # (dy,
 LMS_WEIGHT_BITS = 24  # fine enough that the steps' rounding does not steer the weights
 LMS_RATE = 1000  # the step is 1/LMS_RATE of the normalized gradient
 LMS_FLOOR = 256  # (1 pixel)² added to the inputs' squared norm
+LMS_BATCH = 256  # at most this many of a picture's pixels' steps are summed per wavefront step
 
 
 def _decimal_exp(x: Decimal) -> Decimal:
@@ -169,7 +170,13 @@ class PictureAdaptation:
             norm = LMS_RATE * ((inputs * inputs).sum(1) + LMS_FLOOR)
             step = (((remaining[:, None] * inputs) << LMS_WEIGHT_BITS) + norm[:, None] // 2
                     ) // norm[:, None]  # rounded to nearest
-            np.add.at(self._lms, (self._owner[index], colour), step)
+            picture = self._owner[index]
+            total = np.zeros(self._lms.shape[::2], np.int64)  # (pictures, inputs)
+            np.add.at(total, picture, step)
+            # a picture with more than LMS_BATCH pixels in the step takes their mean × LMS_BATCH:
+            # a wide picture's summed steps would otherwise overshoot and diverge
+            pixels = np.bincount(picture, minlength=len(total))[:, None]
+            self._lms[:, colour] += total * LMS_BATCH // np.maximum(pixels, LMS_BATCH)
             self._residual[index, colour] = error - context_bias
             np.add.at(self._bias_sum, bias_at, error)
             np.add.at(self._bias_count, bias_at, 1)
