@@ -108,8 +108,8 @@ class ShardCanvas:
         """(size,) whose adaptation tables each canvas pixel uses (`models.causal_adapt`):
         an object with more than `SHARED_BLOCKS` blocks in the shard has its own (1, 2, …),
         the smaller ones share table 0, which learns what they have in common (alone, a
-        thumbnail is too small to learn from: on CIFAR-10 its own tables cost 0.1 %, shared
-        ones save 1.7 %)."""
+        thumbnail is too small to learn from: on 1,024 CIFAR-10 validation images in one
+        shard, own tables cost 0.07 %, shared ones save 1.8 %)."""
         blocks = np.bincount(self.block_object)
         large = blocks > SHARED_BLOCKS
         table = np.where(large, np.cumsum(large), 0)
