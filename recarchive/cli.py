@@ -235,6 +235,9 @@ def _codec_arguments(parser: argparse.ArgumentParser) -> None:
                         help="chains per shard (Bit-Swap; default the codec's)")
     parser.add_argument("--mode", choices=("bitswap", "bbans"), default=None,
                         help="Bit-Swap's coding order, or BB-ANS's (default bitswap)")
+    parser.add_argument("--no-adapt", dest="adapt", action="store_false",
+                        help="causal: code without adapting to the pictures (what shards "
+                             "written before adaptation do)")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false")
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="processes coding shards side by side, one torch thread each "
@@ -247,7 +250,12 @@ def _codec_arguments(parser: argparse.ArgumentParser) -> None:
 def _codec_run(args: argparse.Namespace) -> Result:
     from recarchive.bench.codec_bench import run_codec_benchmark
 
-    options = {"mode": args.mode} if args.mode else None
+    options = {"mode": args.mode} if args.mode else {}
+    if not args.adapt:
+        if args.codec != "causal":
+            raise ValueError("bench codec: --no-adapt is the causal codec's option; drop it "
+                             f"for --codec {args.codec}")
+        options["adapt"] = 0
     return run_codec_benchmark(args.codec, args.model, args.dataset, args.limit,
                                args.shard_blocks, args.chains, args.baselines, options,
                                workers=args.workers,
