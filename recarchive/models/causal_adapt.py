@@ -128,8 +128,9 @@ class PictureAdaptation:
                     weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean shift, scale-index shift) (n,) for colour `colour` of the pixels at canvas
         `index`, from their mixture's integer means, scale indices and weights (n, K)."""
-        mu = (weights * mean).sum(1) >> 16
-        sigma = (weights * scale).sum(1) >> 16
+        # floor divisions, not shifts: defined the same for negative numbers everywhere
+        mu = (weights * mean).sum(1) // (1 << 16)
+        sigma = (weights * scale).sum(1) // (1 << 16)
         band = np.clip(sigma // SIGMA_BAND, 0, BANDS - 1)
         values = self._values[:, colour].numpy()
         texture = np.zeros(len(index), np.int64)
@@ -147,7 +148,7 @@ class PictureAdaptation:
         bias_at = (picture, colour, band, texture)
         context_bias = self._bias_sum[bias_at] // (self._bias_count[bias_at] + BIAS_PRIOR)
         inputs = self._lms_inputs(index, colour)
-        bias = context_bias + ((self._lms[picture, colour] * inputs).sum(1) >> LMS_WEIGHT_BITS)
+        bias = context_bias + (self._lms[picture, colour] * inputs).sum(1) // (1 << LMS_WEIGHT_BITS)
         scale_at = (picture, colour, band, energy)
         count = self._scale_count[scale_at]
         b = self._expected_sum[scale_at]
@@ -168,7 +169,7 @@ class PictureAdaptation:
             error = MEAN_STEPS * self._values[index, colour].numpy() - mu
             remaining = error - bias
             norm = LMS_RATE * ((inputs * inputs).sum(1) + LMS_FLOOR)
-            step = (((remaining[:, None] * inputs) << LMS_WEIGHT_BITS) + norm[:, None] // 2
+            step = ((remaining[:, None] * inputs * (1 << LMS_WEIGHT_BITS)) + norm[:, None] // 2
                     ) // norm[:, None]  # rounded to nearest
             picture = self._owner[index]
             total = np.zeros(self._lms.shape[::2], np.int64)  # (pictures, inputs)
