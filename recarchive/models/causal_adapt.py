@@ -58,6 +58,7 @@ LMS_NEIGHBOURS = ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0))  # (dy,
 LMS_WEIGHT_BITS = 24  # fine enough that the steps' rounding does not steer the weights
 LMS_RATE = 1000  # the step is 1/LMS_RATE of the normalized gradient
 LMS_FLOOR = 256  # (1 pixel)² added to the inputs' squared norm
+LMS_LIMIT = 8 << LMS_WEIGHT_BITS  # |weight| ≤ 8
 LMS_BATCH = 256  # at most this many of a picture's pixels' steps are summed per wavefront step
 
 
@@ -178,6 +179,8 @@ class PictureAdaptation:
             # a wide picture's summed steps would otherwise overshoot and diverge
             pixels = np.bincount(picture, minlength=len(total))[:, None]
             self._lms[:, colour] += total * LMS_BATCH // np.maximum(pixels, LMS_BATCH)
+            # a bound no real picture reaches, so that no sum above can overflow int64
+            np.clip(self._lms, -LMS_LIMIT, LMS_LIMIT, out=self._lms)
             self._residual[index, colour] = error - context_bias
             np.add.at(self._bias_sum, bias_at, error)
             np.add.at(self._bias_count, bias_at, 1)
