@@ -168,11 +168,13 @@ class CausalCodec:
             raise CodecError("causal codec built without its float model has no −ELBO")
         canvas, values, known = self._canvas(blocks, geometry)
         index = torch.from_numpy(canvas.pixel_index.reshape(-1))
+        chunk = 16 * ENCODE_CHUNK  # all 10,000 CIFAR-10 images' features at once are GBs
         bits = 0.0
-        with torch.no_grad():  # in chunks: all 10,000 CIFAR-10 images' features at once is GBs
-            for start in range(0, len(index), 16 * ENCODE_CHUNK):
-                bits += float(self.float_model.canvas_bits(
-                    values, known, index[start:start + 16 * ENCODE_CHUNK], canvas.width))
+        with torch.no_grad():
+            for start in range(0, len(index), chunk):
+                bits += float(self.float_model.canvas_bits(values, known,
+                                                           index[start:start + chunk],
+                                                           canvas.width))
         return bits / blocks.size
 
     def _canvas(self, blocks: np.ndarray, geometry: BlockGeometry | None
@@ -214,10 +216,11 @@ class CausalCodec:
         if self.adapt:
             adaptation = PictureAdaptation(values, known, canvas.width,
                                            canvas.owners())
+            canvas_index = index.numpy()
             for step in range(len(bounds) - 1):
                 part = slice(int(bounds[step]), int(bounds[step + 1]))
                 for c in range(3):
-                    _adapt(adaptation, index[part].numpy(), c, means[part, c], scales[part, c],
+                    _adapt(adaptation, canvas_index[part], c, means[part, c], scales[part, c],
                            weights[part, c])
                 adaptation.update()
         starts = np.empty((n, 3), np.int64)
@@ -274,13 +277,14 @@ class CausalCodec:
                 for step in range(len(bounds) - 1):
                     lo, hi = int(bounds[step]), int(bounds[step + 1])
                     index = index_all[lo:hi]
+                    step_index = index.numpy()
                     features, ref = causal_features(values, known, index, canvas.width,
                                                     neighbours)
                     seen = torch.zeros((hi - lo, 3), dtype=torch.int64)
                     for c in range(3):
                         mean, scale, weights = self.model.parameters(features, ref, seen, c)
                         if adaptation is not None:
-                            _adapt(adaptation, index.numpy(), c, mean, scale, weights)
+                            _adapt(adaptation, step_index, c, mean, scale, weights)
                         mixture = self.model.mixture_of(mean, scale, weights)
                         symbols = np.empty(hi - lo, np.int64)
                         for group in _groups(0, hi - lo, lanes):

@@ -18,7 +18,7 @@ machine), and an integer normalization. Decoding finds the symbol by a binary se
 
 from __future__ import annotations
 
-from decimal import Decimal, getcontext
+from decimal import Decimal, localcontext
 
 import numpy as np
 
@@ -34,10 +34,11 @@ EXP_SPAN = 256  # logits more than 16 nats below the largest get weight 0
 
 def _exp_table() -> np.ndarray:
     """round(2^20 · exp(−k/16)) for k = 0..EXP_SPAN, correctly rounded (decimal)."""
-    getcontext().prec = 40
-    scale = Decimal(1 << EXP_BITS)
-    return np.array([int((scale * (Decimal(-k) / 16).exp()).to_integral_value())
-                     for k in range(EXP_SPAN + 1)], np.int64)
+    with localcontext() as context:  # the process's decimal context is left alone
+        context.prec = 40
+        scale = Decimal(1 << EXP_BITS)
+        return np.array([int((scale * (Decimal(-k) / 16).exp()).to_integral_value())
+                         for k in range(EXP_SPAN + 1)], np.int64)
 
 
 EXP_TABLE = _exp_table()

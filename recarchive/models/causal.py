@@ -21,7 +21,7 @@ shards alike. A pixel (y, x) is decoded at wavefront step x + 2y: every neighbou
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -183,7 +183,7 @@ def with_neighbours(model: CausalPixelModel, neighbours: int) -> CausalPixelMode
     old = model.config.neighbours
     if neighbours < old:
         raise ValueError(f"a model reading {old} neighbours cannot be narrowed to {neighbours}")
-    wider = CausalPixelModel(CausalConfig(model.config.width, model.config.mixtures, neighbours))
+    wider = CausalPixelModel(replace(model.config, neighbours=neighbours))
     # old feature columns → new: the reference and the first `old` neighbours stay, the
     # gradients and seen colours move past the new neighbours' columns
     kept = 3 + 4 * old

@@ -5,7 +5,8 @@ net finds too noisy, a facade whose edges it places a little off). Classical cod
 for that as they go (CALIC's bias cancellation, JPEG-XL's self-correcting predictor), and so
 does this: every coded pixel updates small integer tables, and the pixels after it read them.
 
-Each picture on a shard's canvas (each object) has its own tables. For colour c of a pixel,
+Each large picture on a shard's canvas has tables of its own; small ones share a set (the
+codec decides: `ShardCanvas.owners`). For colour c of a pixel,
 the net's mixture gives its mean μ (the weights' average of the components' means, in 1/16
 pixel) and scale index σ (their average grid index). Then:
 
@@ -26,14 +27,14 @@ pixel) and scale index σ (their average grid index). Then:
 A step's pixels read the tables as they were before the step; after its three colours are
 coded, its errors are added (the LMS steps of its pixels summed), then contexts at their limit
 halved: the decoder, which learns a step's pixels only at its end, computes exactly what the
-encoder did. Every quantity is an integer (floor divisions and shifts) and every table is
-computed with `decimal`, so any machine gives the same numbers. What it buys and costs:
-docs/models.md, "Adapting to the picture".
+encoder did. Every quantity is an integer (floor divisions; shifts of non-negative numbers
+only) and both tables are computed with `decimal`, so any machine gives the same numbers.
+What it buys and costs: docs/models.md, "Adapting to the picture".
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, getcontext
+from decimal import Decimal, localcontext
 
 import numpy as np
 import torch
@@ -62,27 +63,30 @@ LMS_LIMIT = 8 << LMS_WEIGHT_BITS  # |weight| ≤ 8
 LMS_BATCH = 256  # at most this many of a picture's pixels' steps are summed per wavefront step
 
 
-def _decimal_exp(x: Decimal) -> Decimal:
-    getcontext().prec = 40
-    return x.exp()
+DECIMAL_DIGITS = 40  # the precision the tables are computed at (a local context: the
+# process's decimal context is neither read nor changed)
 
 
 def _expected_abs_table() -> np.ndarray:
     """16 × 2 ln 2 × the pixel scale of every grid index (the mean |x − μ| of a logistic),
     rounded: the unit of B."""
-    two_ln2 = 2 * Decimal(2).ln(getcontext())
-    unit = Decimal(PIXEL_GRID.unit)  # floats convert exactly
-    return np.array([int((MEAN_STEPS * two_ln2 * unit * _decimal_exp(
-        Decimal(j + PIXEL_GRID.first) * Decimal(PIXEL_GRID.step))).to_integral_value())
-        for j in range(PIXEL_GRID.count)], np.int64)
+    with localcontext() as context:
+        context.prec = DECIMAL_DIGITS
+        two_ln2 = 2 * Decimal(2).ln()
+        unit = Decimal(PIXEL_GRID.unit)  # floats convert exactly
+        return np.array([int((MEAN_STEPS * two_ln2 * unit * (
+            Decimal(j + PIXEL_GRID.first) * Decimal(PIXEL_GRID.step)).exp()).to_integral_value())
+            for j in range(PIXEL_GRID.count)], np.int64)
 
 
 def _ratio_thresholds() -> np.ndarray:
     """2^20 · exp((j − 1/2) / SCALE_GAIN) for j = −REACH + 1 … REACH: r ≥ threshold j moves
     the scale by at least j steps."""
-    return np.array([int((Decimal(1 << RATIO_BITS) * _decimal_exp(
-        (Decimal(j) - Decimal("0.5")) / SCALE_GAIN)).to_integral_value())
-        for j in range(-SCALE_REACH + 1, SCALE_REACH + 1)], np.int64)
+    with localcontext() as context:
+        context.prec = DECIMAL_DIGITS
+        return np.array([int((Decimal(1 << RATIO_BITS) * (
+            (Decimal(j) - Decimal("0.5")) / SCALE_GAIN).exp()).to_integral_value())
+            for j in range(-SCALE_REACH + 1, SCALE_REACH + 1)], np.int64)
 
 
 EXPECTED_ABS = _expected_abs_table()
@@ -172,7 +176,7 @@ class PictureAdaptation:
             norm = LMS_RATE * ((inputs * inputs).sum(1) + LMS_FLOOR)
             step = ((remaining[:, None] * inputs * (1 << LMS_WEIGHT_BITS)) + norm[:, None] // 2
                     ) // norm[:, None]  # rounded to nearest
-            picture = self._owner[index]
+            picture = bias_at[0]
             total = np.zeros(self._lms.shape[::2], np.int64)  # (pictures, inputs)
             np.add.at(total, picture, step)
             # a picture with more than LMS_BATCH pixels in the step takes their mean × LMS_BATCH:
@@ -180,7 +184,7 @@ class PictureAdaptation:
             pixels = np.bincount(picture, minlength=len(total))[:, None]
             self._lms[:, colour] += total * LMS_BATCH // np.maximum(pixels, LMS_BATCH)
             # a bound no real picture reaches, so that no sum above can overflow int64
-            np.clip(self._lms, -LMS_LIMIT, LMS_LIMIT, out=self._lms)
+            np.clip(self._lms[:, colour], -LMS_LIMIT, LMS_LIMIT, out=self._lms[:, colour])
             self._residual[index, colour] = error - context_bias
             np.add.at(self._bias_sum, bias_at, error)
             np.add.at(self._bias_count, bias_at, 1)

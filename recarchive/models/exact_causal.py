@@ -103,11 +103,6 @@ class ExactCausalModel(nn.Module):
                                 np.ascontiguousarray(scale[:, k])) for k in range(mean.shape[1])]
         return TableMixture(table, located, np.ascontiguousarray(weights))
 
-    def mixture(self, features: torch.Tensor, ref: torch.Tensor, seen: torch.Tensor,
-                colour: int) -> TableMixture:
-        """One colour of n pixels as an exact mixture of the pixel table's logistics."""
-        return self.mixture_of(*self.parameters(features, ref, seen, colour))
-
 
 def convert_to_exact(model: CausalPixelModel) -> ExactCausalModel:
     return ExactCausalModel(model.eval())
