@@ -1,8 +1,10 @@
-"""Export a one-layer Gaussian Bit-Swap checkpoint as a REC model file (`rec-cifar`).
+"""Export a REC model's checkpoint as a REC model file (`rec-cifar`, `rec-photo`).
 
-    python jobs/export_rec.py runs/rec-cifar-conv/checkpoint.pt rec-cifar
+    python jobs/export_rec.py runs/rec-causal/checkpoint.pt rec-cifar
 
-(or a `recarchive train rec-decoder` checkpoint: the same posterior, so the same tables)
+The checkpoint is a latent causal model's (`recarchive train causal --latent-channels C`), or
+a one-layer Gaussian Bit-Swap's (the models before 2026-12-06; or a `recarchive train
+rec-decoder` checkpoint: the same posterior, so the same tables).
 
 writes recarchive/models/zoo/rec-cifar.safetensors (the Polyak-averaged weights, their exact
 integer conversion and the REC tables fitted on training images: never validation or test)
@@ -21,8 +23,10 @@ import torch
 
 from recarchive import datasets
 from recarchive.codecs.rec import RecSettings, fit_rec_tables
-from recarchive.codecs.rec_models import ConvRecModel
+from recarchive.codecs.rec_models import CausalRecModel, ConvRecModel
 from recarchive.models import zoo
+from recarchive.models.causal import CausalConfig
+from recarchive.models.causal_latent import CausalLatentVAE
 
 FIT_IMAGES = 2000
 
@@ -41,16 +45,28 @@ def training_images(dataset: str, count: int) -> np.ndarray:
 def export(checkpoint: Path, out: Path, dataset: str, settings: RecSettings,
            fit_images: int = FIT_IMAGES) -> str:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = zoo.float_model_from_checkpoint(checkpoint)
     training = {"dataset": dataset, "steps": state["step"], "validation": state["history"][-1:],
                 "rec_fit_images": fit_images}
+    images = training_images(dataset, fit_images)
+    if "latent_channels" in state["config"]:  # a latent causal model
+        causal = CausalLatentVAE(CausalConfig(**state["config"]))
+        causal.load_state_dict(state["ema"])
+        training["settings"] = state["settings"]
+        bare = zoo.load_causal_latent_bytes(zoo.causal_latent_model_bytes(causal, training),
+                                            None, str(checkpoint))
+        latent = CausalRecModel(bare)
+        tables = fit_rec_tables(latent.posterior, latent.to_pixels(images), settings)
+        data = zoo.causal_latent_model_bytes(causal, training, rec_tables=tables)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+        return zoo.sha256_of(data)
+    model = zoo.float_model_from_checkpoint(checkpoint)
     if state.get("init_from"):
         training["init_from"] = state["init_from"]  # the steps above came on top of these
     if state.get("decoder_fine_tune"):  # `recarchive train rec-decoder`: the validation
         training["decoder_fine_tune"] = state["decoder_fine_tune"]  # is pixels given z sent
     bare = zoo.load_bitswap_bytes(zoo.bitswap_model_bytes(model, training), None, str(checkpoint))
     adapter = ConvRecModel(bare)
-    images = training_images(dataset, fit_images)
     tables = fit_rec_tables(adapter.posterior, adapter.to_pixels(images), settings)
     data = zoo.bitswap_model_bytes(model, training, rec_tables=tables)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -377,6 +377,12 @@ def add_train_causal_parser(models: argparse._SubParsersAction) -> None:
     sub.add_argument("--init-from", default=None,
                      help="start from this causal model (shipped name or file; its width and "
                           "mixtures, widened to --neighbours)")
+    sub.add_argument("--latent-channels", type=int, default=0,
+                     help="> 0: train the REC codec's model, a latent of this many channels "
+                          "per 4×4 cells of a 32×32 block read by the causal model "
+                          "(`--codec rec`; jobs/export_rec_causal.py makes its file)")
+    sub.add_argument("--kl-warmup", type=int, default=500,
+                     help="steps over which the latent's KL weight rises from 0 to 1")
     sub.add_argument("--lr", type=float, default=2e-3)
     sub.add_argument("--max-minutes", type=float, default=None)
     sub.add_argument("--seed", type=int, default=0)
@@ -393,7 +399,8 @@ def cmd_train_causal(args: argparse.Namespace) -> int:
                               crop=args.crop,
                               steps=args.steps, batch_size=args.batch_size,
                               learning_rate=args.lr, max_minutes=args.max_minutes,
-                              seed=args.seed)
+                              seed=args.seed, latent_channels=args.latent_channels,
+                              kl_warmup_steps=args.kl_warmup)
     checkpoint = train(settings, Path(args.out), log=lambda line: print(line, flush=True))
     print(f"checkpoint: {checkpoint}")
     return 0

@@ -46,7 +46,7 @@ from recarchive.ans import NUMPY, Message, message_from_bytes
 from recarchive.ans.lanes import LaneMessage, empty_lane_message, lane_message, lanes_to_bytes
 from recarchive.ans.serialize import CorruptMessageError, pack_uints, unpack_uints
 from recarchive.codecs.base import BLOCK_SIZE, BlockGeometry, CodecError, EncodedShard, check_blocks
-from recarchive.codecs.rec_models import ConvRecModel, VaeRecModel
+from recarchive.codecs.rec_models import CausalRecModel, ConvRecModel, VaeRecModel
 from recarchive.entropy.quantize import pmf_to_cdf
 from recarchive.exact.normal import default_table
 from recarchive.rec import (
@@ -66,7 +66,7 @@ ALGORITHMS = ("pfr", "orc")
 DEFAULT_LANES = 128  # shards before 2026-12-05: images dealt to this many lanes
 FIT_BATCH = 500
 LAYOUT_OBJECTS = "objects"
-RecModel = VaeRecModel | ConvRecModel
+RecModel = VaeRecModel | ConvRecModel | CausalRecModel
 SELECTIONS = ("codelength", "sample")
 # Choosing by codelength: each index bit weighs this many bits of -log2 dQ/dP. 1 is what the
 # Laplace argument says; 1.5 coded 256 CIFAR-10 validation images shortest (1.0: +0.0058
@@ -328,6 +328,9 @@ class RecCodec:
         for _ in range(samples):
             z = loc + scale * rng.standard_normal(loc.shape)
             z24 = torch.from_numpy(np.floor(z * 2.0**frac).astype(np.int64))
+            if self.model.codes_pixels:
+                pixel_bits += float(np.sum(self.model.pixel_bits(pixels, z24))) / samples
+                continue
             mean, index = self._pixel_params(z24, pixels)
             pixel_bits += float(np.sum(self.pixel.bits(pixels, mean, index))) / samples
         return (kl + pixel_bits) / pixels.size
@@ -395,12 +398,8 @@ class RecCodec:
         pixels = self.model.to_pixels(images)
         t = self.tables
         atoms, indices, bins, steps, truncated = self._choose(pixels, items, self.seed)
-        mean, scale_index = self._pixel_params(self.z24[torch.from_numpy(atoms)], pixels)
         message = empty_lane_message(n)
-        active = np.ones(n, bool)
-        for stage in reversed(self.model.stages):
-            for j in stage:
-                self.pixel.push(message, pixels[:, j], mean[:, j], scale_index[:, j], active)
+        self._push_pixels(message, pixels, self.z24[torch.from_numpy(atoms)])
         latent_bits = 0.0
         for b in range(t.num_blocks):
             rows, bits = np.full(n, b), self._lane_bits(b, n)
@@ -469,28 +468,48 @@ class RecCodec:
         n = sum(counts)
         items = np.concatenate([np.arange(c) for c in counts]) if counts else \
             np.zeros(0, np.int64)
-        seed, active = int(params["seed"]), np.ones(n, bool)
+        seed = int(params["seed"])
         atoms = np.zeros((n, int(t.cuts[-1])), np.int64)
         try:
             for b in reversed(range(t.num_blocks)):
                 atoms[:, t.block(b)] = decode_blocks(message, self._lane_bits(b, n), self.code,
                                                      np.full(n, b), seed=seed, items=items,
                                                      blocks=b)
-            z24 = self.z24[torch.from_numpy(atoms)]
-            pixels = np.zeros((n, self.model.pixels), np.int64)
-            heads = self._pixel_heads(z24)
-            for s, stage in enumerate(self.model.stages):
-                if s == self.model.context_stage:  # the context net, once, for what follows
-                    heads = self._with_context(heads, z24, pixels)
-                mean, scale_index = self._stage_params(heads, z24, pixels if s else None)
-                for j in reversed(stage):
-                    pixels[:, j] = self.pixel.pop(message, mean[:, j], scale_index[:, j],
-                                                  active)
+            pixels = self._pop_pixels(message, self.z24[torch.from_numpy(atoms)])
         except (CorruptMessageError, IndexError, ValueError) as error:
             raise CodecError(f"REC unit is damaged: {error}") from error
         if not message.lanes_finished().all():
             raise CodecError("REC unit is damaged: its lanes did not decode back to empty")
         return self.model.to_images(pixels)
+
+    def _push_pixels(self, message: LaneMessage, pixels: np.ndarray, z24: torch.Tensor) -> None:
+        """Push every image's pixels given its latent on its lane (the model's stages, the
+        last first; or the model's own schedule where it codes its pixels itself)."""
+        if self.model.codes_pixels:
+            self.model.push_pixels(message, pixels, z24)
+            return
+        mean, scale_index = self._pixel_params(z24, pixels)
+        active = np.ones(len(pixels), bool)
+        for stage in reversed(self.model.stages):
+            for j in stage:
+                self.pixel.push(message, pixels[:, j], mean[:, j], scale_index[:, j], active)
+
+    def _pop_pixels(self, message: LaneMessage, z24: torch.Tensor) -> np.ndarray:
+        """The inverse of `_push_pixels`: the stages in order, the context net once before
+        the stage that reads it."""
+        if self.model.codes_pixels:
+            return self.model.pop_pixels(message, z24)
+        n = len(z24)
+        active = np.ones(n, bool)
+        pixels = np.zeros((n, self.model.pixels), np.int64)
+        heads = self._pixel_heads(z24)
+        for s, stage in enumerate(self.model.stages):
+            if s == self.model.context_stage:
+                heads = self._with_context(heads, z24, pixels)
+            mean, scale_index = self._stage_params(heads, z24, pixels if s else None)
+            for j in reversed(stage):
+                pixels[:, j] = self.pixel.pop(message, mean[:, j], scale_index[:, j], active)
+        return pixels
 
     def _pixel_heads(self, z24: torch.Tensor) -> list:
         step = self.net_batch or max(len(z24), 1)

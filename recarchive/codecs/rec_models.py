@@ -13,6 +13,11 @@ the earlier ones: the checkerboard context).
   its integer arithmetic (int8 or fixed64), pixels space to depth in the checkerboard's two
   stages. The nets read z as the centre of its bin in the model's latent layout (1/128 wide on
   [-8, 8]): an integer function of z24.
+- `CausalRecModel`: a latent on a 4×4 grid read by the causal pixel model
+  (`models.causal_latent`, `rec-cifar` since 2026-12-06): the pixels are not a few stages but
+  a wavefront of 94 steps per block, each pixel under a mixture of the pixel table, so this
+  kind codes its pixels itself (`codes_pixels`: `push_pixels`, `pop_pixels`, `pixel_bits`),
+  one ANS lane per block like the others.
 """
 
 from __future__ import annotations
@@ -22,11 +27,20 @@ import math
 import numpy as np
 import torch
 
+from recarchive.ans.lanes import LaneMessage
 from recarchive.codecs.base import CodecError
+from recarchive.entropy import mixture as mixture_code
 from recarchive.entropy.discretized import DiscretizedTable
 from recarchive.exact.normal import default_table
 from recarchive.models import zoo
 from recarchive.models.bitswap import depth_to_space, space_to_depth
+from recarchive.models.causal import causal_features, crop_canvas, seen_colours, wave_step
+from recarchive.models.causal_latent import (
+    BLOCK,
+    LATENT_GRID,
+    latent_feature_ints,
+    pixel_latents,
+)
 from recarchive.models.exact_bitswap import LATENT_LIMIT
 from recarchive.models.vae import LATENT_FRAC_BITS, LoadedVAE, flat_pixels
 
@@ -40,6 +54,7 @@ class _ModelFile:
     loaded: LoadedVAE | zoo.LoadedModel
     # the first stage whose likelihood reads the pixel context (`with_context`), or None
     context_stage: int | None = None
+    codes_pixels = False  # True: the kind pushes and pops its pixels itself (no stages)
 
     def with_context(self, head: Head, z24: torch.Tensor, pixels: np.ndarray) -> Head:
         """`head` with the pixel context's corrections, read from `pixels` (which hold every
@@ -179,3 +194,117 @@ class ConvRecModel(_ModelFile):
     def neg_elbo_bits(self, images: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()
         return self.loaded.float_model.bits_per_dim(x).numpy() * images[0].size
+
+
+ENCODE_CHUNK = 1 << 13  # pixels whose features and nets are computed together when encoding
+
+
+class CausalRecModel(_ModelFile):
+    """The latent causal model (`models.causal_latent`) with its `rec.*` tables.
+
+    Pixels (`to_pixels`) are each block's raster (y, x, colour) flattened. A block's pixels are
+    coded in its wavefront order (`order`: by step x + 2y, then raster), colour by colour, every
+    block on its own lane and alone on its own canvas, so a block's bits depend on its own
+    pixels and latent only."""
+
+    codes_pixels = True
+
+    def __init__(self, loaded: zoo.LoadedCausalLatent) -> None:
+        self.loaded, self.exact = loaded, loaded.exact
+        config = loaded.exact.config
+        self.neighbours, self.latent_channels = config.neighbours, config.latent_channels
+        self.channels, self.height, self.width = 3, BLOCK, BLOCK
+        self.pixels = 3 * BLOCK * BLOCK
+        self.table = loaded.exact.table
+        y, x = torch.meshgrid(torch.arange(BLOCK), torch.arange(BLOCK), indexing="ij")
+        steps = wave_step(y, x).reshape(-1).numpy()
+        self.order = np.lexsort((np.arange(BLOCK * BLOCK), steps))  # positions, decoding order
+        self.bounds = np.searchsorted(steps[self.order], np.arange(int(steps.max()) + 2))
+
+    def to_pixels(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(images).reshape(len(images), -1).astype(np.int64)
+
+    def to_images(self, pixels: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(pixels.reshape(len(pixels), BLOCK, BLOCK, 3).astype(np.uint8))
+
+    @torch.no_grad()
+    def posterior(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """q(z|x) (loc, scale), (N, D) float64, D = channels × 4 × 4 (encoder only)."""
+        blocks = torch.from_numpy(pixels.reshape(len(pixels), BLOCK, BLOCK, 3))
+        loc, log_scale = self.loaded.encoder(blocks)
+        return (loc.reshape(len(pixels), -1).numpy(),
+                torch.exp(log_scale).reshape(len(pixels), -1).numpy())
+
+    def _latents(self, z24: torch.Tensor) -> torch.Tensor:
+        """(N · 1024, C) the integer latent features of every block pixel (block-major,
+        raster order)."""
+        cells = latent_feature_ints(z24).reshape(len(z24), self.latent_channels, LATENT_GRID,
+                                                 LATENT_GRID)
+        return pixel_latents(cells)
+
+    def _intervals(self, pixels: np.ndarray, z24: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(start, freq) (N · 1024, 3) of every block pixel's colours, block-major raster."""
+        blocks = torch.from_numpy(pixels.reshape(len(pixels), BLOCK, BLOCK, 3))
+        values, known, index, width = crop_canvas(blocks)
+        latent = self._latents(z24)
+        symbols = values[index]
+        starts = np.empty((len(index), 3), np.int64)
+        freqs = np.empty((len(index), 3), np.int64)
+        for lo in range(0, len(index), ENCODE_CHUNK):
+            part = slice(lo, lo + ENCODE_CHUNK)
+            features, ref = causal_features(values, known, index[part], width, self.neighbours)
+            features = torch.cat([features, latent[part]], 1)
+            seen = seen_colours(symbols[part], ref)
+            for c in range(3):
+                mixture = self.exact.mixture_of(*self.exact.parameters(features, ref, seen, c))
+                starts[part, c], freqs[part, c] = mixture.interval(
+                    np.ascontiguousarray(symbols[part, c].numpy()))
+        return starts, freqs
+
+    def pixel_bits(self, pixels: np.ndarray, z24: torch.Tensor) -> np.ndarray:
+        """(N,) the bits each block's pixels cost given its latent."""
+        _, freqs = self._intervals(pixels, z24)
+        bits = mixture_code.PRECISION - np.log2(freqs.astype(np.float64))
+        return bits.reshape(len(pixels), -1).sum(1)
+
+    def push_pixels(self, message: LaneMessage, pixels: np.ndarray, z24: torch.Tensor) -> None:
+        """Push every block's pixels on its lane, the last decoded first."""
+        n = len(pixels)
+        starts, freqs = (a.reshape(n, BLOCK * BLOCK, 3) for a in self._intervals(pixels, z24))
+        for step in reversed(range(len(self.bounds) - 1)):
+            positions = self.order[self.bounds[step]:self.bounds[step + 1]]
+            for c in reversed(range(3)):
+                for position in reversed(positions):
+                    mixture_code.push(message, starts[:, position, c], freqs[:, position, c], n)
+
+    def pop_pixels(self, message: LaneMessage, z24: torch.Tensor) -> np.ndarray:
+        """Every block's pixels from its lane, step by step (all blocks' at once)."""
+        n = len(z24)
+        values, known, index, width = crop_canvas(torch.zeros((n, BLOCK, BLOCK, 3),
+                                                              dtype=torch.int64))
+        latent = self._latents(z24)
+        rows = torch.arange(n)[None, :] * (BLOCK * BLOCK)  # (1, N) each block's first row
+        for step in range(len(self.bounds) - 1):
+            positions = torch.from_numpy(self.order[self.bounds[step]:self.bounds[step + 1]])
+            at = (rows + positions[:, None]).reshape(-1)  # position-major: a position's N
+            step_index = index[at]
+            features, ref = causal_features(values, known, step_index, width, self.neighbours)
+            features = torch.cat([features, latent[at]], 1)
+            seen = torch.zeros((len(at), 3), dtype=torch.int64)
+            for c in range(3):
+                mixture = self.exact.mixture_of(*self.exact.parameters(features, ref, seen, c))
+                symbols = np.empty(len(at), np.int64)
+                for k in range(len(positions)):
+                    lanes = slice(k * n, (k + 1) * n)
+                    symbols[lanes] = mixture_code.pop(message, mixture.part(lanes), n)
+                decoded = torch.from_numpy(symbols)
+                values[step_index, c] = decoded
+                seen[:, c] = seen_colours(decoded[:, None], ref[:, c:c + 1])[:, 0]
+        return values[index].reshape(n, -1).numpy()
+
+    @torch.no_grad()
+    def neg_elbo_bits(self, images: np.ndarray) -> np.ndarray:
+        """The float model's −ELBO of the batch (one sample of z per block), in bits: one
+        number, the batch's total."""
+        blocks = torch.from_numpy(np.ascontiguousarray(images))
+        return np.array([float(self.loaded.float_model.neg_elbo_bits(blocks))])

@@ -46,9 +46,9 @@ def _bitswap(model: str = "bitswap-cifar", model_bytes: bytes | None = None,
 def _rec(model: str = "rec-cifar", model_bytes: bytes | None = None,
          model_sha256: str | None = None, **options: Any) -> BlockCodec:
     """REC with a shipped model, a model file, or model bytes (from an archive): an MLP VAE
-    file or a one-layer Gaussian Bit-Swap file (`codecs.rec_models`)."""
+    file, a one-layer Gaussian Bit-Swap file or a latent causal file (`codecs.rec_models`)."""
     from recarchive.codecs.rec import RecCodec
-    from recarchive.codecs.rec_models import ConvRecModel, VaeRecModel
+    from recarchive.codecs.rec_models import CausalRecModel, ConvRecModel, VaeRecModel
     from recarchive.models import vae, zoo
 
     if "chains" in options:  # the shared --chains option: REC's ANS lanes
@@ -58,8 +58,11 @@ def _rec(model: str = "rec-cifar", model_bytes: bytes | None = None,
     else:
         data, shipped_sha, source = zoo.resolve_model(model)
         model_sha256 = model_sha256 or shipped_sha
-    if zoo.model_family(data) == "bitswap":
+    family = zoo.model_family(data)
+    if family == "bitswap":
         adapter: Any = ConvRecModel(zoo.load_bitswap_bytes(data, model_sha256, source))
+    elif family == "causal-latent":
+        adapter = CausalRecModel(zoo.load_causal_latent_bytes(data, model_sha256, source))
     else:
         adapter = VaeRecModel(vae.load_vae_bytes(data, model_sha256, source))
     return RecCodec(adapter, **options)

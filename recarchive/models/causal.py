@@ -21,6 +21,7 @@ shards alike. A pixel (y, x) is decoded at wavefront step x + 2y: every neighbou
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -107,11 +108,22 @@ class CausalConfig:
     width: int = 64
     mixtures: int = 3  # logistic components per pixel (3 against 1: −0.12 bits/dim, study)
     neighbours: int = len(WINDOW)  # of `NEIGHBOURHOOD`; model files without it read 12
+    # latent features each pixel also reads (`models.causal_latent`: the REC codec's model);
+    # 0 for the `causal` codec's models and every file without the field
+    latent_channels: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.neighbours <= len(NEIGHBOURHOOD):
             raise ValueError(f"a causal model reads 1 to {len(NEIGHBOURHOOD)} neighbours, "
                              f"not {self.neighbours}")
+        if self.latent_channels < 0:
+            raise ValueError(f"latent_channels must be ≥ 0, not {self.latent_channels}")
+
+    @property
+    def inputs(self) -> int:
+        """Features a pixel's colour nets read before the seen colours: the window's, then
+        the latent's."""
+        return feature_count(self.neighbours) + self.latent_channels
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -146,12 +158,12 @@ class CausalPixelModel(nn.Module):
         super().__init__()
         self.config = config
         self.colours = nn.ModuleList(
-            ColourNet(feature_count(config.neighbours) + c, config.width, config.mixtures)
-            for c in range(3))
+            ColourNet(config.inputs + c, config.width, config.mixtures) for c in range(3))
 
     def pixel_parameters(self, features: torch.Tensor, seen: torch.Tensor, colour: int
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Head outputs (n, K) for one colour from integer features and seen colours."""
+        """Head outputs (n, K) for one colour from features (the window's, then any latent
+        ones: `CausalConfig.inputs` columns) and seen colours."""
         f = torch.cat([features, seen[:, :colour]], 1).to(torch.float32) * FEATURE_SCALE
         return self.colours[colour](f)
 
@@ -160,9 +172,12 @@ class CausalPixelModel(nn.Module):
         return self.canvas_bits(*crop_canvas(crops))
 
     def canvas_bits(self, values: torch.Tensor, known: torch.Tensor, index: torch.Tensor,
-                    width: int) -> torch.Tensor:
-        """Total bits of the canvas pixels at `index` (see `causal_features`)."""
+                    width: int, latent: torch.Tensor | None = None) -> torch.Tensor:
+        """Total bits of the canvas pixels at `index` (see `causal_features`); `latent`
+        (n, latent_channels) the latent features they read, if the model reads any."""
         features, ref = causal_features(values, known, index, width, self.config.neighbours)
+        if self.config.latent_channels:
+            features = torch.cat([features.to(latent.dtype), latent], 1)
         pixel = values[index]
         seen = seen_colours(pixel, ref)
         total = torch.zeros((), dtype=torch.float32)
@@ -185,20 +200,46 @@ def with_neighbours(model: CausalPixelModel, neighbours: int) -> CausalPixelMode
         raise ValueError(f"a model reading {old} neighbours cannot be narrowed to {neighbours}")
     wider = CausalPixelModel(replace(model.config, neighbours=neighbours))
     # old feature columns → new: the reference and the first `old` neighbours stay, the
-    # gradients and seen colours move past the new neighbours' columns
+    # gradients, latent features and seen colours move past the new neighbours' columns
     kept = 3 + 4 * old
-    for c, (net, new) in enumerate(zip(model.colours, wider.colours, strict=True)):
-        columns = torch.cat([torch.arange(kept),
-                             torch.arange(kept, feature_count(old) + c) + 4 * (neighbours - old)])
+    return _moved_columns(model, wider, lambda c: torch.cat([
+        torch.arange(kept), torch.arange(kept, model.config.inputs + c) + 4 * (neighbours - old)]))
+
+
+def with_latent(model: CausalPixelModel, channels: int, spread: float = 0.05,
+                seed: int = 0) -> CausalPixelModel:
+    """A copy of `model` (reading no latent) that also reads `channels` latent features: the
+    window's weights stay, the latent's first layer starts at small random weights (std
+    `spread`, seeded: at 0 neither encoder nor decoder would get a gradient) and its linear
+    paths at 0. The REC codec's model starts from a trained causal model this way."""
+    if model.config.latent_channels:
+        raise ValueError("this causal model reads a latent already")
+    wider = CausalPixelModel(replace(model.config, latent_channels=channels))
+    features = feature_count(model.config.neighbours)
+    copied = _moved_columns(model, wider, lambda c: torch.cat([
+        torch.arange(features), torch.arange(features, features + c) + channels]))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for net in copied.colours:
+            net.inp.weight[:, features:features + channels] = spread * torch.randn(
+                net.inp.out_features, channels, generator=generator)
+    return copied
+
+
+def _moved_columns(model: CausalPixelModel, copy: CausalPixelModel,
+                   columns: Callable[[int], torch.Tensor]) -> CausalPixelModel:
+    """`copy` with `model`'s weights, colour c's input columns moved to `columns(c)` (the
+    other input columns 0)."""
+    for c, (net, new) in enumerate(zip(model.colours, copy.colours, strict=True)):
         with torch.no_grad():
             for name in ("hidden", "mean", "log_scale", "logit"):
                 getattr(new, name).load_state_dict(getattr(net, name).state_dict())
             for name in ("inp", "linear_mean", "linear_log_scale"):
                 source, target = getattr(net, name), getattr(new, name)
                 target.weight.zero_()
-                target.weight[:, columns] = source.weight
+                target.weight[:, columns(c)] = source.weight
                 target.bias.copy_(source.bias)
-    return wider
+    return copy
 
 
 def crop_canvas(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:

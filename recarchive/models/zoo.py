@@ -8,6 +8,7 @@ the name's entry in `SHIPPED`, or the hash an archive recorded. No pickle anywhe
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from safetensors.torch import load
 
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
 from recarchive.models.causal import CausalConfig, CausalPixelModel
+from recarchive.models.causal_latent import CausalLatentVAE, LatentEncoder
 from recarchive.models.exact_bitswap import (
     FIRST_LAYOUT,
     LATENT_LAYOUTS,
@@ -55,6 +57,20 @@ class LoadedCausal:
     metadata: dict
     sha256: str
     data: bytes
+
+
+@dataclass
+class LoadedCausalLatent:
+    """The REC codec's latent causal model (`models.causal_latent`): `exact` its pixel nets
+    in integers, `encoder` q(z|x) in float64 (the encoder's choice only), its REC tables."""
+
+    exact: ExactCausalModel
+    float_model: CausalLatentVAE
+    encoder: LatentEncoder
+    metadata: dict
+    sha256: str
+    data: bytes
+    rec: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def sha256_of(data: bytes) -> str:
@@ -148,6 +164,43 @@ def causal_model_bytes(model: CausalPixelModel, training: dict | None = None) ->
                 "config": json.dumps(model.config.to_json(), sort_keys=True),
                 "training": json.dumps(training or {}, sort_keys=True)}
     return model_file_bytes(tensors, metadata)
+
+
+def causal_latent_model_bytes(model: CausalLatentVAE, training: dict | None = None,
+                              rec_tables: dict[str, np.ndarray] | None = None) -> bytes:
+    """Serialize the REC codec's latent causal model: float weights (encoder and pixel nets),
+    the pixel nets' exact conversion and the REC tables."""
+    exact = causal_to_exact(model.pixels)
+    tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"exact.{k}": _compact_integers(v) for k, v in exact.state_dict().items()})
+    tensors.update({f"rec.{k}": torch.from_numpy(np.ascontiguousarray(_narrow(v)))
+                    for k, v in (rec_tables or {}).items()})
+    metadata = {"format": FORMAT, "family": "causal-latent",
+                "config": json.dumps(model.config.to_json(), sort_keys=True),
+                "training": json.dumps(training or {}, sort_keys=True)}
+    return model_file_bytes(tensors, metadata)
+
+
+def load_causal_latent_bytes(data: bytes, expected_sha256: str | None,
+                             source: str) -> LoadedCausalLatent:
+    """Parse and check a latent causal model file's bytes."""
+    digest, metadata, tensors = _checked(data, expected_sha256, source, "causal-latent",
+                                         "latent causal")
+    try:
+        config = CausalConfig(**json.loads(metadata["config"]))
+        float_model = CausalLatentVAE(config, len(tensors["float.encoder.net.0.weight"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(f"model {source} has a shape this recarchive does not know "
+                         f"({error}): use the recarchive release that made it") from error
+    float_model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("float.")})
+    exact = causal_to_exact(float_model.pixels)
+    exact.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("exact.")})
+    for module in exact.modules():
+        if hasattr(module, "check_bound"):
+            module.check_bound()
+    encoder = copy.deepcopy(float_model.encoder).double().eval()
+    rec = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("rec.")}
+    return LoadedCausalLatent(exact, float_model.eval(), encoder, metadata, digest, data, rec)
 
 
 def _checked(data: bytes, expected_sha256: str | None, source: str, family: str,

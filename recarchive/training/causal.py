@@ -5,12 +5,17 @@ training photos, each coded as a picture alone, so the model learns from picture
 often as coding meets them at shard and picture borders; validation codes the validation
 photos whole (the figure `bench codec --dataset photo-val-images` measures, before the
 integer conversion and the archive's padding). On CIFAR-10 a minibatch is whole images.
+
+With `latent_channels` > 0 it trains the REC codec's model instead (`models.causal_latent`):
+32×32 crops (CIFAR-10: whole images), the −ELBO of each with one sample of its latent, the KL's
+weight warmed up from 0 to 1 over `kl_warmup_steps`; validation is the −ELBO (weight 1) of
+validation images, or of 32×32 blocks of the validation photos.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +24,13 @@ from PIL import Image
 
 from recarchive import datasets
 from recarchive.models import zoo
-from recarchive.models.causal import CausalConfig, CausalPixelModel, with_neighbours
+from recarchive.models.causal import (
+    CausalConfig,
+    CausalPixelModel,
+    with_latent,
+    with_neighbours,
+)
+from recarchive.models.causal_latent import BLOCK, CausalLatentVAE
 from recarchive.training import loop
 
 
@@ -41,6 +52,8 @@ class CausalSettings:
     validate_every: int = 500
     validation_images: int = 500  # CIFAR-10 only: the last N validation images
     max_minutes: float | None = None
+    latent_channels: int = 0  # > 0: the REC codec's latent model (`models.causal_latent`)
+    kl_warmup_steps: int = 500
 
 
 def load_pictures(dataset: str, validation_images: int
@@ -92,6 +105,8 @@ def bits_per_dim(model: CausalPixelModel, pictures: list[np.ndarray]) -> float:
 
 def train(settings: CausalSettings, out_dir: Path, log=print) -> Path:
     """Train into `out_dir/checkpoint.pt` (`jobs/export_causal.py` makes a model file of it)."""
+    if settings.latent_channels:
+        return train_latent(settings, out_dir, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.pt"
     torch.manual_seed(settings.seed)
@@ -113,5 +128,65 @@ def train(settings: CausalSettings, out_dir: Path, log=print) -> Path:
     return loop.run(settings, model=model, ema=ema, optimizer=optimizer, checkpoint=checkpoint,
                     train_images=np.arange(len(train_pictures)), batch_loss=batch_loss,
                     validate=lambda net: bits_per_dim(net, val_pictures),
+                    keep={"config": model.config.to_json(), "settings": asdict(settings)},
+                    resumed=resumed, clip_norm=100.0, log=log)
+
+
+def photo_blocks(pictures: list[np.ndarray]) -> list[np.ndarray]:
+    """Every whole 32×32 block of the pictures (what the REC codec codes alone)."""
+    out = []
+    for picture in pictures:
+        rows, cols = picture.shape[0] // BLOCK, picture.shape[1] // BLOCK
+        grid = picture[:rows * BLOCK, :cols * BLOCK].reshape(rows, BLOCK, cols, BLOCK, 3)
+        out.extend(grid.transpose(0, 2, 1, 3, 4).reshape(-1, BLOCK, BLOCK, 3))
+    return out
+
+
+def latent_bits_per_dim(model: CausalLatentVAE, blocks: list[np.ndarray]) -> float:
+    """−ELBO bits/dim of 32×32 blocks (one seeded sample of z each)."""
+    total = 0.0
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for start in range(0, len(blocks), 256):
+            total += float(model.neg_elbo_bits(torch.from_numpy(np.stack(
+                blocks[start:start + 256]))))
+    torch.random.set_rng_state(generator_state)
+    return total / (len(blocks) * BLOCK * BLOCK * 3)
+
+
+def train_latent(settings: CausalSettings, out_dir: Path, log=print) -> Path:
+    """Train the REC codec's latent causal model into `out_dir/checkpoint.pt`
+    (`jobs/export_rec_causal.py` makes the model file, with its REC tables)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / "checkpoint.pt"
+    torch.manual_seed(settings.seed)
+    model = CausalLatentVAE(CausalConfig(width=settings.width, mixtures=settings.mixtures,
+                                         neighbours=settings.neighbours,
+                                         latent_channels=settings.latent_channels))
+    if settings.init_from:
+        start = with_neighbours(zoo.load_causal(settings.init_from).float_model,
+                                settings.neighbours)
+        model = CausalLatentVAE(replace(start.config,
+                                        latent_channels=settings.latent_channels))
+        model.pixels = with_latent(start, settings.latent_channels, seed=settings.seed)
+    model.train()
+    ema = copy.deepcopy(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    resumed = loop.load_checkpoint(checkpoint, model, ema, optimizer)
+    train_pictures, val_pictures = load_pictures(settings.dataset, settings.validation_images)
+    val_blocks = val_pictures if settings.dataset == "cifar10" else \
+        photo_blocks(val_pictures)[::8]
+    steps = [resumed["step"] if resumed else 0]
+
+    def batch_loss(chosen: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        crops = random_crops(train_pictures, chosen, BLOCK, rng)
+        beta = min(1.0, steps[0] / max(settings.kl_warmup_steps, 1))
+        steps[0] += 1
+        return model.neg_elbo_bits(crops, beta) / crops.numel()
+
+    return loop.run(settings, model=model, ema=ema, optimizer=optimizer, checkpoint=checkpoint,
+                    train_images=np.arange(len(train_pictures)), batch_loss=batch_loss,
+                    validate=lambda net: latent_bits_per_dim(net, val_blocks),
                     keep={"config": model.config.to_json(), "settings": asdict(settings)},
                     resumed=resumed, clip_norm=100.0, log=log)
