@@ -383,6 +383,9 @@ def add_train_causal_parser(models: argparse._SubParsersAction) -> None:
                           "(`--codec rec`; jobs/export_rec_causal.py makes its file)")
     sub.add_argument("--kl-warmup", type=int, default=500,
                      help="steps over which the latent's KL weight rises from 0 to 1")
+    sub.add_argument("--free-bits", type=float, default=0.0,
+                     help="latent model: a channel's KL per block below this costs this much "
+                          "in training (keeps the latent from collapsing to the prior)")
     sub.add_argument("--lr", type=float, default=2e-3)
     sub.add_argument("--max-minutes", type=float, default=None)
     sub.add_argument("--seed", type=int, default=0)
@@ -400,7 +403,7 @@ def cmd_train_causal(args: argparse.Namespace) -> int:
                               steps=args.steps, batch_size=args.batch_size,
                               learning_rate=args.lr, max_minutes=args.max_minutes,
                               seed=args.seed, latent_channels=args.latent_channels,
-                              kl_warmup_steps=args.kl_warmup)
+                              kl_warmup_steps=args.kl_warmup, free_bits=args.free_bits)
     checkpoint = train(settings, Path(args.out), log=lambda line: print(line, flush=True))
     print(f"checkpoint: {checkpoint}")
     return 0

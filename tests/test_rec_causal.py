@@ -27,7 +27,7 @@ from tests.threads import torch_threads
 
 TINY = CausalConfig(width=8, mixtures=2, neighbours=12, latent_channels=2)
 PINNED_MODEL = Path(__file__).parent / "data" / "rec-tiny-causal.safetensors"
-PINNED_MODEL_SHA256 = "a0fbf8718264293cb242505c15597b887c10287a16876baa59149914c66aed98"
+PINNED_MODEL_SHA256 = "69519295f25c9945feab198f09f99e07fb40cfb1926c240e9aca7788426f5efe"
 PINNED_PAYLOAD_SHA256 = "3a663dd8f9c382012deafaf4100565cca18660909e487f4ae53b60e4cb22023a"
 
 

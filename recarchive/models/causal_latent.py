@@ -87,8 +87,7 @@ class CausalLatentVAE(nn.Module):
 
     def kl_bits(self, loc: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
         """KL(q || N(0, I)) in bits, summed."""
-        return (0.5 * (loc.square() + torch.exp(2 * log_scale) - 1) - log_scale).sum() \
-            / math.log(2)
+        return self.kl_bits_per_channel(loc, log_scale).sum()
 
     def pixel_bits(self, blocks: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """Total bits of `blocks` (N, 32, 32, 3) given per-cell latent features (N, C, 4, 4)
@@ -97,9 +96,21 @@ class CausalLatentVAE(nn.Module):
         return self.pixels.canvas_bits(values, known, index, width,
                                        pixel_latents(latent.to(torch.float32)))
 
-    def neg_elbo_bits(self, blocks: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-        """−ELBO of `blocks` in bits, summed, with one reparametrized sample of z (`beta`
-        weighs the KL: 1 is the −ELBO; training warms it up)."""
+    def neg_elbo_bits(self, blocks: torch.Tensor, beta: float = 1.0,
+                      free_bits: float = 0.0) -> torch.Tensor:
+        """−ELBO of `blocks` in bits, summed, with one reparametrized sample of z. Training
+        only: `beta` weighs the KL (warmed up from 0), and a latent channel's mean KL per
+        block below `free_bits` costs `free_bits` (no pressure below it: the latent is used
+        instead of collapsing to the prior). At 1 and 0 it is the −ELBO."""
         loc, log_scale = self.encoder(blocks)
         z = loc + torch.exp(log_scale) * torch.randn_like(loc)
-        return self.pixel_bits(blocks, z * LATENT_UNIT) + beta * self.kl_bits(loc, log_scale)
+        kl = self.kl_bits(loc, log_scale)
+        if free_bits:
+            per_channel = self.kl_bits_per_channel(loc, log_scale) / len(blocks)
+            kl = len(blocks) * torch.clamp(per_channel, min=free_bits).sum()
+        return self.pixel_bits(blocks, z * LATENT_UNIT) + beta * kl
+
+    def kl_bits_per_channel(self, loc: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+        """(C,) KL(q || N(0, I)) in bits of each latent channel, summed over blocks and cells."""
+        kl = 0.5 * (loc.square() + torch.exp(2 * log_scale) - 1) - log_scale
+        return kl.sum(dim=(0, 2, 3)) / math.log(2)

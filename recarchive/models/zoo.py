@@ -8,7 +8,6 @@ the name's entry in `SHIPPED`, or the hash an archive recorded. No pickle anywhe
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from safetensors.torch import load
 
 from recarchive.models.bitswap import BitSwapConfig, BitSwapModel
 from recarchive.models.causal import CausalConfig, CausalPixelModel
-from recarchive.models.causal_latent import CausalLatentVAE, LatentEncoder
+from recarchive.models.causal_latent import CausalLatentVAE
 from recarchive.models.exact_bitswap import (
     FIRST_LAYOUT,
     LATENT_LAYOUTS,
@@ -62,11 +61,11 @@ class LoadedCausal:
 @dataclass
 class LoadedCausalLatent:
     """The REC codec's latent causal model (`models.causal_latent`): `exact` its pixel nets
-    in integers, `encoder` q(z|x) in float64 (the encoder's choice only), its REC tables."""
+    in integers, `float_model` the float nets (its encoder is q(z|x), which only the encoder's
+    choice reads), its REC tables."""
 
     exact: ExactCausalModel
     float_model: CausalLatentVAE
-    encoder: LatentEncoder
     metadata: dict
     sha256: str
     data: bytes
@@ -198,9 +197,8 @@ def load_causal_latent_bytes(data: bytes, expected_sha256: str | None,
     for module in exact.modules():
         if hasattr(module, "check_bound"):
             module.check_bound()
-    encoder = copy.deepcopy(float_model.encoder).double().eval()
     rec = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("rec.")}
-    return LoadedCausalLatent(exact, float_model.eval(), encoder, metadata, digest, data, rec)
+    return LoadedCausalLatent(exact, float_model.eval(), metadata, digest, data, rec)
 
 
 def _checked(data: bytes, expected_sha256: str | None, source: str, family: str,

@@ -54,6 +54,7 @@ class CausalSettings:
     max_minutes: float | None = None
     latent_channels: int = 0  # > 0: the REC codec's latent model (`models.causal_latent`)
     kl_warmup_steps: int = 500
+    free_bits: float = 0.0  # per latent channel and block (`CausalLatentVAE.neg_elbo_bits`)
 
 
 def load_pictures(dataset: str, validation_images: int
@@ -183,7 +184,7 @@ def train_latent(settings: CausalSettings, out_dir: Path, log=print) -> Path:
         crops = random_crops(train_pictures, chosen, BLOCK, rng)
         beta = min(1.0, steps[0] / max(settings.kl_warmup_steps, 1))
         steps[0] += 1
-        return model.neg_elbo_bits(crops, beta) / crops.numel()
+        return model.neg_elbo_bits(crops, beta, settings.free_bits) / crops.numel()
 
     return loop.run(settings, model=model, ema=ema, optimizer=optimizer, checkpoint=checkpoint,
                     train_images=np.arange(len(train_pictures)), batch_loss=batch_loss,
