@@ -81,20 +81,18 @@ def causal_features(values: torch.Tensor, known: torch.Tensor, index: torch.Tens
     the canvas's row stride, `neighbours` how many of `NEIGHBOURHOOD` are read. The reference
     of colour c is W + N (twice the W/N average): means are coded relative to it. Any integer
     dtype works; the result is int64."""
-    def near(offset: tuple[int, int]) -> torch.Tensor:
-        return index + offset[0] * width + offset[1]
-
-    west, north = values[near(WEST)], values[near(NORTH)]
-    ref = west + north
-    parts = [ref - 255]
-    for offset in NEIGHBOURHOOD[:neighbours]:
-        at = near(offset)
-        flag = known[at].unsqueeze(1)
-        parts.append(GAIN * (2 * values[at] - ref) * flag)
-        parts.append(KNOWN * flag)
-    for a, b in GRADIENTS:
-        parts.append(2 * GAIN * (values[near(a)] - values[near(b)]).abs())
-    return torch.cat(parts, 1), ref
+    count = len(index)
+    window = torch.tensor([dy * width + dx for dy, dx in NEIGHBOURHOOD[:neighbours]])
+    pairs = torch.tensor([dy * width + dx for pair in GRADIENTS for dy, dx in pair])
+    at = index[:, None] + window[None]  # (n, k): one gather for the whole window
+    near = values[at]  # (n, k, 3)
+    flag = known[at].unsqueeze(2)
+    ref = values[index + WEST[0] * width + WEST[1]] + values[index + NORTH[0] * width + NORTH[1]]
+    ends = values[index[:, None] + pairs[None]]  # (n, 2 · gradients, 3)
+    return torch.cat([
+        ref - 255,
+        torch.cat([GAIN * (2 * near - ref[:, None]) * flag, KNOWN * flag], 2).reshape(count, -1),
+        (2 * GAIN * (ends[:, 0::2] - ends[:, 1::2]).abs()).reshape(count, -1)], 1), ref
 
 
 def seen_colours(pixel: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
