@@ -4,12 +4,14 @@ batch, the company or the threads; pinned bytes of a tiny such model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from recarchive.cli import main
 from recarchive.codecs import CodecError, get_codec
 from recarchive.codecs.base import BlockGeometry
 from recarchive.codecs.rec import RecSettings, fit_rec_tables
@@ -149,6 +151,21 @@ def test_exact_rate_matches_the_payload(model_file, blocks):
         shard.params["latent_bits"]
     assert 8 * len(shard.payload) == pytest.approx(ideal, abs=16 * 80)
     assert 8 * len(shard.payload) > ideal
+
+
+def test_benchmark_reports_rec_keys(model_file, capsys):
+    """`bench codec --codec rec` with a latent causal model: exact, its rate near the exact
+    model's −ELBO (the units' heads above it), REC's keys and the search's share."""
+    assert main(["bench", "codec", "--json", "--codec", "rec", "--model", str(model_file),
+                 "--dataset", "cifar10-test", "--limit", "6", "--shard-blocks", "4",
+                 "--no-baselines"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["roundtrip_exact"] is True and result["shards"] == 2
+    assert result["latent_bits_per_image"] > 16
+    assert 1.0 < result["bits_per_dim"] / result["exact_neg_elbo_bits_per_dim"] < 1.05
+    assert result["rec_overhead_bits_per_dim"] == pytest.approx(
+        result["bits_per_dim"] - result["neg_elbo_bits_per_dim"])
+    assert 0 < result["rec_search_share"] < 1
 
 
 def test_training_a_latent_model_learns(tmp_path):

@@ -223,6 +223,7 @@ def test_mnist_benchmark_codes_whole_digits(mnist_file, capsys):
     assert 0.88 < result["bits_per_dim"] / result["exact_neg_elbo_bits_per_dim"] < 1.05
     assert result["rec_overhead_bits_per_dim"] == pytest.approx(
         result["bits_per_dim"] - result["neg_elbo_bits_per_dim"])
+    assert 0 < result["rec_search_share"] < 1
     assert 1 < result["png_bits_per_dim"] < 8 and result["webp_bits_per_dim"] > 0
 
 
