@@ -415,7 +415,8 @@ def add_train_rec_decoder_parser(models: argparse._SubParsersAction) -> None:
         description="Fine-tune a convolutional REC model's pixel nets (not its posterior: the "
                     "latents it sends stay the same) on the latents REC's encoder chooses for "
                     "training images; jobs/export_rec.py makes the model file.")
-    sub.add_argument("--model", default="rec-cifar", help="a shipped name or a model file")
+    sub.add_argument("--model", default="rec-cifar-2026-12-06b",
+                     help="a convolutional REC model: a shipped name or a model file")
     sub.add_argument("--dataset", choices=("cifar10", "photo"), default="cifar10")
     sub.add_argument("--out", required=True, help="folder for checkpoints (resumes from it)")
     sub.add_argument("--images", type=positive_int, default=6000,

@@ -184,6 +184,20 @@ def test_training_a_latent_model_learns(tmp_path):
     assert np.isfinite(state["history"][-1]["val_bits_per_dim_ema"])
 
 
+def test_the_shipped_model_codes_real_images_alone_below_jpegxl(blocks):
+    """`rec-cifar` loads under its pinned sha256 and codes 16 CIFAR-10 test images exactly,
+    each its own unit, near its exact −ELBO (the latent it sends is ~0 bits: it collapsed to
+    the prior in training, `recarchive/rec/README.md`) and far below JPEG-XL's ~4.1."""
+    codec = get_codec("rec", model="rec-cifar")
+    assert codec.model_sha256 == zoo.SHIPPED["rec-cifar"]
+    shard = codec.encode(blocks)
+    assert len(shard.units) == 16 and np.array_equal(codec.decode(shard), blocks)
+    rate = 8 * len(shard.payload) / blocks.size
+    assert shard.params["latent_bits"] < 16
+    assert 3.0 < rate < 4.0
+    assert rate == pytest.approx(codec.exact_neg_elbo_bits_per_dim(blocks, samples=1), rel=0.02)
+
+
 def test_pinned_payload():
     """This release writes, and reads back, exactly the bytes pinned for the tiny model."""
     assert zoo.sha256_of(PINNED_MODEL.read_bytes()) == PINNED_MODEL_SHA256

@@ -194,12 +194,13 @@ def test_coded_bytes_are_those_earlier_releases_wrote(blocks, selection, pinned)
 
 
 def test_the_shipped_model_round_trips_real_images_near_its_rate():
-    """`rec-cifar` loads under its pinned sha256 and codes real images exactly, 5-10 % over
+    """`rec-cifar-2026-12-06b` (the convolutional model) loads under its pinned sha256 and
+    codes real images exactly, 5-10 % over
     the exact −ELBO (the latent's code, and what the chosen candidate costs the pixels:
     recarchive/rec/README.md)."""
     images = np.load(data_dir() / "fixtures" / "cifar10_test_first16_uint8_NHWC.npy")[:8]
-    shipped = get_codec("rec", model="rec-cifar")
-    assert shipped.model_sha256 == zoo.SHIPPED["rec-cifar"]
+    shipped = get_codec("rec", model="rec-cifar-2026-12-06b")
+    assert shipped.model_sha256 == zoo.SHIPPED["rec-cifar-2026-12-06b"]
     shard = shipped.encode(images)
     assert np.array_equal(shipped.decode(shard), images)
     rate = 8 * len(shard.payload) / images.size
@@ -207,14 +208,16 @@ def test_the_shipped_model_round_trips_real_images_near_its_rate():
 
 
 def test_choosing_by_codelength_codes_real_images_shorter_than_sampling(blocks):
-    """`rec-cifar` on 16 real images: ORC's shortest candidate codes them in fewer bytes than
+    """`rec-cifar-2026-12-06b` on 16 real images: ORC's shortest candidate codes them in fewer
+    bytes than
     its sample (4.422 against 4.474 bits/dim with 0af19b27…), and more candidates where a
     block's KL outgrows its partition shorter still (4.399); the decoder reads them all
     alike."""
     sizes, steps = {}, {}
-    decoder = get_codec("rec", model="rec-cifar")
+    decoder = get_codec("rec", model="rec-cifar-2026-12-06b")
     for selection, most in (("sample", 256), ("codelength", 256), ("codelength", 4096)):
-        codec = get_codec("rec", model="rec-cifar", selection=selection, max_candidates=most)
+        codec = get_codec("rec", model="rec-cifar-2026-12-06b", selection=selection,
+                          max_candidates=most)
         shard = codec.encode(blocks)
         assert np.array_equal(decoder.decode(shard), blocks)
         sizes[selection, most] = len(shard.payload)

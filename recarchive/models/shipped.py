@@ -27,13 +27,16 @@ SHIPPED: dict[str, str] = {
     "bitswap-photo-2026-11": "8457fca4521ff9d34de67998c4f5a53fcf55881e864233fb6310fdcb5975668e",
     # the CIFAR-10 model in float64 arithmetic, before the int8 fine-tune
     "bitswap-cifar-2026-12": "fde7912a096853a0ba05d32421805b6cef4a0c5c2240dca993138de8fd0783b8",
+    # REC's model: a latent on a 4×4 grid read by the causal pixel model (`causal-photo`
+    # trained on CIFAR-10 with it, `models.causal_latent`; the latent collapsed to the prior)
+    "rec-cifar": "b847c8b72a5010df74cd25ba153bfcf73af2f868ce80fa7a6e2a5c7194eb947a",
     # REC's convolutional model (one Gaussian layer of Bit-Swap's nets, int8, the checkerboard
     # and the linear channel context), its pixel nets fine-tuned on the latents its encoder
     # sends (`recarchive train rec-decoder`, twice; same posterior and tables; after the first
     # round, 0af19b27…, not kept: its archives carry their own copy); before that, with its
     # pixels trained on latent noise 1.27× wider (as REC's samples are); the same model before
     # that fine-tune; the MLP VAE (6.62 bits/dim)
-    "rec-cifar": "239e8c892119e100bd5660252f6c36fcc7688cafc08e0418a64c0ef78945b70d",
+    "rec-cifar-2026-12-06b": "239e8c892119e100bd5660252f6c36fcc7688cafc08e0418a64c0ef78945b70d",
     "rec-cifar-2026-12-06": "7869d62c46775d274bc6d6701edb050618c4a4a1f6690edf1eeb421d317df73f",
     "rec-cifar-2026-12-05": "6aa8dcd39f6cc61fba61096c27f92c8188086b26fdee90cfae5a596984fc0ed4",
     # the same kind of model fine-tuned on the photo corpus (`--codec rec --model rec-photo`),

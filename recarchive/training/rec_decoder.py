@@ -33,7 +33,7 @@ CHOOSE_CHUNK = 250  # images whose latents are chosen together (each chunk its o
 
 @dataclass
 class DecoderSettings:
-    model: str = "rec-cifar"  # a shipped name or a model file with REC tables
+    model: str = "rec-cifar-2026-12-06b"  # a convolutional REC model: name or file
     dataset: str = "cifar10"  # or "photo"
     images: int = 6000  # training images whose chosen latents are the training data
     steps: int = 2000
