@@ -247,17 +247,19 @@ def test_a_selection_the_settings_cannot_make_is_refused(model_file):
                      fit_images=train).selection == "sample"
 
 
-def test_the_photo_model_codes_a_photo_object_by_object():
-    """`rec-photo` loads under its pinned sha256 and codes a real photo's blocks exactly, each
-    of the two objects its own unit that decodes alone."""
+@pytest.mark.parametrize("name", ["rec-photo", "rec-photo-2026-12-06b"])
+def test_the_photo_model_codes_a_photo_object_by_object(name):
+    """The photo models (the latent causal one and the convolutional one before it) load under
+    their pinned sha256 and code a real photo's blocks exactly, each of the two objects its own
+    unit that decodes alone."""
     with Image.open(data_dir() / "fixtures" / "skimage_chelsea_CC0.png") as image:
         pixels = np.asarray(image.convert("RGB"))[:64, :96]
     blocks = cut_blocks(np.ascontiguousarray(pixels))  # 2×3 blocks
     geometry = BlockGeometry(np.array([0, 0, 0, 0, 0, 0, 1]), np.array([0, 1, 2, 3, 4, 5, 0]),
                              np.array([2] * 6 + [1]), np.array([3] * 6 + [1]))
     blocks = np.concatenate([blocks, blocks[:1, ::-1]])
-    shipped = get_codec("rec", model="rec-photo")
-    assert shipped.model_sha256 == zoo.SHIPPED["rec-photo"]
+    shipped = get_codec("rec", model=name)
+    assert shipped.model_sha256 == zoo.SHIPPED[name]
     shard = shipped.encode(blocks, geometry)
     assert np.array_equal(shipped.decode(shard), blocks)
     offset, length = shard.units[0]

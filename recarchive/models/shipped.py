@@ -39,9 +39,11 @@ SHIPPED: dict[str, str] = {
     "rec-cifar-2026-12-06b": "239e8c892119e100bd5660252f6c36fcc7688cafc08e0418a64c0ef78945b70d",
     "rec-cifar-2026-12-06": "7869d62c46775d274bc6d6701edb050618c4a4a1f6690edf1eeb421d317df73f",
     "rec-cifar-2026-12-05": "6aa8dcd39f6cc61fba61096c27f92c8188086b26fdee90cfae5a596984fc0ed4",
-    # the same kind of model fine-tuned on the photo corpus (`--codec rec --model rec-photo`),
-    # its pixel nets then trained on the latents its encoder sends; the model before that
-    "rec-photo": "160807401892f3095a4886d83d9ba61bf87153e05e254c911cfaa3b6b3f7d91c",
+    # the latent causal model trained on 32×32 crops of the photo corpus (`--model rec-photo`)
+    "rec-photo": "9517f6dc208fcc6637a7a8b0e03c0f7c234c64b74844a90fcb60f68dd0d337ae",
+    # the convolutional kind fine-tuned on the photo corpus, its pixel nets then trained on
+    # the latents its encoder sends; the model before that
+    "rec-photo-2026-12-06b": "160807401892f3095a4886d83d9ba61bf87153e05e254c911cfaa3b6b3f7d91c",
     "rec-photo-2026-12-06": "3a447507bfb208b66ad950b0d1dc109ca532b8f25d143a2f57b684f4d28c1cad",
     # the causal pixel model (`--codec causal`): every pixel from its decoded neighbours, no
     # latents; trained on random 64×64 crops of the photo corpus's training files, reading 24
