@@ -47,32 +47,32 @@ def export(checkpoint: Path, out: Path, dataset: str, settings: RecSettings,
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     training = {"dataset": dataset, "steps": state["step"], "validation": state["history"][-1:],
                 "rec_fit_images": fit_images}
-    images = training_images(dataset, fit_images)
     if "latent_channels" in state["config"]:  # a latent causal model
         causal = CausalLatentVAE(CausalConfig(**state["config"]))
         causal.load_state_dict(state["ema"])
         training["settings"] = state["settings"]
-        bare = zoo.load_causal_latent_bytes(zoo.causal_latent_model_bytes(causal, training),
-                                            None, str(checkpoint))
-        latent = CausalRecModel(bare)
-        tables = fit_rec_tables(latent.posterior, latent.to_pixels(images), settings)
-        data = zoo.causal_latent_model_bytes(causal, training, rec_tables=tables)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(data)
-        return zoo.sha256_of(data)
-    model = zoo.float_model_from_checkpoint(checkpoint)
-    if state.get("init_from"):
-        training["init_from"] = state["init_from"]  # the steps above came on top of these
-    if state.get("decoder_fine_tune"):  # `recarchive train rec-decoder`: the validation
-        training["decoder_fine_tune"] = state["decoder_fine_tune"]  # is pixels given z sent
-    bare = zoo.load_bitswap_bytes(zoo.bitswap_model_bytes(model, training), None, str(checkpoint))
-    adapter = ConvRecModel(bare)
-    tables = fit_rec_tables(adapter.posterior, adapter.to_pixels(images), settings)
-    data = zoo.bitswap_model_bytes(model, training, rec_tables=tables)
+
+        def model_bytes(tables: dict | None) -> bytes:
+            return zoo.causal_latent_model_bytes(causal, training, rec_tables=tables)
+
+        adapter = CausalRecModel(zoo.load_causal_latent_bytes(model_bytes(None), None,
+                                                              str(checkpoint)))
+    else:  # a one-layer Gaussian Bit-Swap model
+        model = zoo.float_model_from_checkpoint(checkpoint)
+        if state.get("init_from"):
+            training["init_from"] = state["init_from"]  # the steps above came on top of these
+        if state.get("decoder_fine_tune"):  # `recarchive train rec-decoder`: the validation
+            training["decoder_fine_tune"] = state["decoder_fine_tune"]  # is pixels given z sent
+
+        def model_bytes(tables: dict | None) -> bytes:
+            return zoo.bitswap_model_bytes(model, training, rec_tables=tables)
+
+        adapter = ConvRecModel(zoo.load_bitswap_bytes(model_bytes(None), None, str(checkpoint)))
+    images = training_images(dataset, fit_images)
+    data = model_bytes(fit_rec_tables(adapter.posterior, adapter.to_pixels(images), settings))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     return zoo.sha256_of(data)
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

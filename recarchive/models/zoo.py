@@ -81,14 +81,10 @@ def bitswap_model_bytes(model: BitSwapModel, training: dict | None = None,
     """Serialize a trained float model together with its exact conversion (and, for a model
     made for REC, its REC tables)."""
     exact = convert_to_exact(model)
-    tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"exact.{k}": _compact_integers(v) for k, v in exact.state_dict().items()})
-    tensors.update({f"rec.{k}": torch.from_numpy(np.ascontiguousarray(_narrow(v)))
-                    for k, v in (rec_tables or {}).items()})
-    metadata = {"format": FORMAT, "family": "bitswap", "latent_layout": exact.layout.name,
-                "config": json.dumps(model.config.to_dict(), sort_keys=True),
-                "training": json.dumps(training or {}, sort_keys=True)}
-    return model_file_bytes(tensors, metadata)
+    return _file_bytes(model, exact, {
+        "family": "bitswap", "latent_layout": exact.layout.name,
+        "config": json.dumps(model.config.to_dict(), sort_keys=True),
+        "training": json.dumps(training or {}, sort_keys=True)}, rec_tables)
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
@@ -146,38 +142,25 @@ def load_bitswap_bytes(data: bytes, expected_sha256: str | None, source: str) ->
     # The skeleton of the layout the file was converted for, from the stored float model (an
     # int8 model's activation scales shape its nets); the integer weights come from the file.
     exact = convert_to_exact(float_model, LATENT_LAYOUTS[layout_name])
-    exact.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("exact.")})
-    for module in exact.modules():
-        if hasattr(module, "check_bound"):
-            module.check_bound()
+    _load_exact(exact, tensors)
     rec = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("rec.")}
     return LoadedModel(exact, float_model.eval(), metadata, digest, data, rec)
 
 
 def causal_model_bytes(model: CausalPixelModel, training: dict | None = None) -> bytes:
     """Serialize a trained causal pixel model with its exact conversion."""
-    exact = causal_to_exact(model)
-    tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"exact.{k}": _compact_integers(v) for k, v in exact.state_dict().items()})
-    metadata = {"format": FORMAT, "family": "causal",
-                "config": json.dumps(model.config.to_json(), sort_keys=True),
-                "training": json.dumps(training or {}, sort_keys=True)}
-    return model_file_bytes(tensors, metadata)
+    return _file_bytes(model, causal_to_exact(model), {
+        "family": "causal", "config": json.dumps(model.config.to_json(), sort_keys=True),
+        "training": json.dumps(training or {}, sort_keys=True)})
 
 
 def causal_latent_model_bytes(model: CausalLatentVAE, training: dict | None = None,
                               rec_tables: dict[str, np.ndarray] | None = None) -> bytes:
     """Serialize the REC codec's latent causal model: float weights (encoder and pixel nets),
     the pixel nets' exact conversion and the REC tables."""
-    exact = causal_to_exact(model.pixels)
-    tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"exact.{k}": _compact_integers(v) for k, v in exact.state_dict().items()})
-    tensors.update({f"rec.{k}": torch.from_numpy(np.ascontiguousarray(_narrow(v)))
-                    for k, v in (rec_tables or {}).items()})
-    metadata = {"format": FORMAT, "family": "causal-latent",
-                "config": json.dumps(model.config.to_json(), sort_keys=True),
-                "training": json.dumps(training or {}, sort_keys=True)}
-    return model_file_bytes(tensors, metadata)
+    return _file_bytes(model, causal_to_exact(model.pixels), {
+        "family": "causal-latent", "config": json.dumps(model.config.to_json(), sort_keys=True),
+        "training": json.dumps(training or {}, sort_keys=True)}, rec_tables)
 
 
 def load_causal_latent_bytes(data: bytes, expected_sha256: str | None,
@@ -193,12 +176,28 @@ def load_causal_latent_bytes(data: bytes, expected_sha256: str | None,
                          f"({error}): use the recarchive release that made it") from error
     float_model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("float.")})
     exact = causal_to_exact(float_model.pixels)
+    _load_exact(exact, tensors)
+    rec = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("rec.")}
+    return LoadedCausalLatent(exact, float_model.eval(), metadata, digest, data, rec)
+
+
+def _load_exact(exact: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """The file's integer weights into `exact`, each layer's bound checked."""
     exact.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("exact.")})
     for module in exact.modules():
         if hasattr(module, "check_bound"):
             module.check_bound()
-    rec = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("rec.")}
-    return LoadedCausalLatent(exact, float_model.eval(), metadata, digest, data, rec)
+
+
+def _file_bytes(model: torch.nn.Module, exact: torch.nn.Module, metadata: dict,
+                rec_tables: dict[str, np.ndarray] | None = None) -> bytes:
+    """A model file: the float weights, their exact conversion (integers compacted), any REC
+    tables and the metadata (with the format)."""
+    tensors = {f"float.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"exact.{k}": _compact_integers(v) for k, v in exact.state_dict().items()})
+    tensors.update({f"rec.{k}": torch.from_numpy(np.ascontiguousarray(_narrow(v)))
+                    for k, v in (rec_tables or {}).items()})
+    return model_file_bytes(tensors, {"format": FORMAT, **metadata})
 
 
 def _checked(data: bytes, expected_sha256: str | None, source: str, family: str,
@@ -230,10 +229,7 @@ def load_causal_bytes(data: bytes, expected_sha256: str | None, source: str) -> 
     float_model = CausalPixelModel(config)
     float_model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("float.")})
     exact = causal_to_exact(float_model)
-    exact.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("exact.")})
-    for module in exact.modules():
-        if hasattr(module, "check_bound"):
-            module.check_bound()
+    _load_exact(exact, tensors)
     return LoadedCausal(exact, float_model.eval(), metadata, digest, data)
 
 
