@@ -7,8 +7,10 @@ space-partitioned, PFR or ORC (with ORC, since 2026-12-06, the candidate whose c
 shortest rather than a sample: `selection`, encoder-only, so every decoder reads both); the
 exact pixel nets map that z to integer pixel CDFs and the
 pixels are pushed under them, in the model's stages (`codecs.rec_models`: the MLP VAE's one,
-or the convolutional model's two checkerboard stages, the second reading the first). No
-bits-back, so no initial bits: every message starts empty.
+or the convolutional model's two checkerboard stages, the second reading the first), or, for
+the latent causal model (`rec-cifar` and `rec-photo` since 2026-12-06 evening), in its own
+wavefront over each block (`codes_pixels`). No bits-back, so no initial bits: every message
+starts empty.
 
 Layout (shards since 2026-12-05, params `layout: "objects"`): one ANS lane per block, each
 with its own words (`ans.lanes`), and each object's blocks (its run in the shard: geometry)
