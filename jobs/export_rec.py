@@ -74,6 +74,7 @@ def export(checkpoint: Path, out: Path, dataset: str, settings: RecSettings,
     out.write_bytes(data)
     return zoo.sha256_of(data)
 
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", type=Path)

@@ -380,7 +380,7 @@ def add_train_causal_parser(models: argparse._SubParsersAction) -> None:
     sub.add_argument("--latent-channels", type=int, default=0,
                      help="> 0: train the REC codec's model, a latent of this many channels "
                           "per 4×4 cells of a 32×32 block read by the causal model "
-                          "(`--codec rec`; jobs/export_rec_causal.py makes its file)")
+                          "(`--codec rec`; jobs/export_rec.py makes its file)")
     sub.add_argument("--kl-warmup", type=int, default=500,
                      help="steps over which the latent's KL weight rises from 0 to 1")
     sub.add_argument("--free-bits", type=float, default=0.0,

@@ -29,6 +29,7 @@ import torch
 
 from recarchive.ans.lanes import LaneMessage
 from recarchive.codecs.base import CodecError
+from recarchive.codecs.causal import ENCODE_CHUNK
 from recarchive.entropy import mixture as mixture_code
 from recarchive.entropy.discretized import DiscretizedTable
 from recarchive.exact.normal import default_table
@@ -194,9 +195,6 @@ class ConvRecModel(_ModelFile):
     def neg_elbo_bits(self, images: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()
         return self.loaded.float_model.bits_per_dim(x).numpy() * images[0].size
-
-
-ENCODE_CHUNK = 1 << 13  # pixels whose features and nets are computed together when encoding
 
 
 class CausalRecModel(_ModelFile):

@@ -104,10 +104,9 @@ class CausalLatentVAE(nn.Module):
         instead of collapsing to the prior). At 1 and 0 it is the −ELBO."""
         loc, log_scale = self.encoder(blocks)
         z = loc + torch.exp(log_scale) * torch.randn_like(loc)
-        kl = self.kl_bits(loc, log_scale)
-        if free_bits:
-            per_channel = self.kl_bits_per_channel(loc, log_scale) / len(blocks)
-            kl = len(blocks) * torch.clamp(per_channel, min=free_bits).sum()
+        per_channel = self.kl_bits_per_channel(loc, log_scale)
+        kl = per_channel.sum() if not free_bits else \
+            len(blocks) * torch.clamp(per_channel / len(blocks), min=free_bits).sum()
         return self.pixel_bits(blocks, z * LATENT_UNIT) + beta * kl
 
     def kl_bits_per_channel(self, loc: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:

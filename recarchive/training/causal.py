@@ -158,19 +158,20 @@ def latent_bits_per_dim(model: CausalLatentVAE, blocks: list[np.ndarray]) -> flo
 
 def train_latent(settings: CausalSettings, out_dir: Path, log=print) -> Path:
     """Train the REC codec's latent causal model into `out_dir/checkpoint.pt`
-    (`jobs/export_rec_causal.py` makes the model file, with its REC tables)."""
+    (`jobs/export_rec.py` makes the model file, with its REC tables)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.pt"
     torch.manual_seed(settings.seed)
-    model = CausalLatentVAE(CausalConfig(width=settings.width, mixtures=settings.mixtures,
-                                         neighbours=settings.neighbours,
-                                         latent_channels=settings.latent_channels))
     if settings.init_from:
         start = with_neighbours(zoo.load_causal(settings.init_from).float_model,
                                 settings.neighbours)
         model = CausalLatentVAE(replace(start.config,
                                         latent_channels=settings.latent_channels))
         model.pixels = with_latent(start, settings.latent_channels, seed=settings.seed)
+    else:
+        model = CausalLatentVAE(CausalConfig(width=settings.width, mixtures=settings.mixtures,
+                                             neighbours=settings.neighbours,
+                                             latent_channels=settings.latent_channels))
     model.train()
     ema = copy.deepcopy(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
