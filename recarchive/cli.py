@@ -369,14 +369,16 @@ def add_train_causal_parser(models: argparse._SubParsersAction) -> None:
     sub.add_argument("--steps", type=positive_int, default=10_000)
     sub.add_argument("--batch-size", type=positive_int, default=16)
     sub.add_argument("--crop", type=positive_int, default=64, help="training crop side (photos)")
-    sub.add_argument("--width", type=positive_int, default=64, help="hidden units per colour")
+    sub.add_argument("--width", type=positive_int, default=None,
+                     help="hidden units per colour (default 64; with --init-from the model's "
+                          "own, widened to this where it is narrower)")
     sub.add_argument("--mixtures", type=positive_int, default=3,
                      help="logistic components per pixel")
     sub.add_argument("--neighbours", type=positive_int, default=12,
                      help="causal neighbours read (12 to 24, nearest first)")
     sub.add_argument("--init-from", default=None,
-                     help="start from this causal model (shipped name or file; its width and "
-                          "mixtures, widened to --neighbours)")
+                     help="start from this causal model (shipped name or file; its mixtures, "
+                          "widened to --neighbours and --width)")
     sub.add_argument("--latent-channels", type=int, default=0,
                      help="> 0: train the REC codec's model, a latent of this many channels "
                           "per 4×4 cells of a 32×32 block read by the causal model "

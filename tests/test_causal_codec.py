@@ -25,6 +25,7 @@ from recarchive.models.causal import (
     crop_canvas,
     wave_step,
     with_neighbours,
+    with_width,
 )
 from recarchive.models.exact_bitswap import PIXEL_TABLE_SHA256, pinned_table, pixel_table_spec
 from tests.photo_blocks import grid_geometry, photo, two_images
@@ -33,10 +34,12 @@ from tests.threads import torch_threads
 # a width-8 model as initialized (torch seed 0), and what it codes `two_images` to
 PINNED_MODEL = Path(__file__).parent / "data" / "causal-tiny.safetensors"
 PINNED_MODEL_SHA256 = "4ceb2c22fd8fb15dfc64db7c899723a5e2b63df3fa88de68cbd374f76a30c638"
-# adaptation 0 (shards written before it existed) and 1
+# adaptation 0 (shards written before it existed), 1 (the tables) and 2 (and the residual
+# histograms)
 PINNED_PAYLOAD_SHA256 = {
     0: "c188c7e4a0550f759a3db9ef72ea94433aec073bb01d5623919e0fdc9714e61a",
-    1: "a3ad4ccba1a5b75fc641b54b29a13ebfde8a69438764487a354e5405e229e5c5"}
+    1: "a3ad4ccba1a5b75fc641b54b29a13ebfde8a69438764487a354e5405e229e5c5",
+    2: "5a7ec924b2a277fbe48864b17dcfeeb94893dbb9e11316fdffec778585c2001e"}
 ADAPT_TABLE_SHA256 = {
     "EXPECTED_ABS": "9805b392f0a3189c199f0dcc6e1d04b4cf8ea1521b48b2a5c9fb95e7f99be59c",
     "RATIO_THRESHOLDS": "2e5b7255ff67a5df3fbb0bdb20c3243bbaa96cb8268f69815b31b6cf69fb40a1"}
@@ -219,7 +222,7 @@ def pinned_images(adapt: int) -> tuple[np.ndarray, BlockGeometry]:
             grid_geometry((3, 4), (2, 2), (5, 4)))
 
 
-@pytest.mark.parametrize("adapt", [0, 1])
+@pytest.mark.parametrize("adapt", [0, 1, 2])
 def test_pinned_payload(adapt):
     """This release writes, and reads back, exactly the bytes pinned for the tiny model, with
     and without adaptation: an archive written today decodes tomorrow, and one written before
@@ -317,10 +320,10 @@ def test_a_shard_asking_for_an_unknown_adaptation_is_refused():
     blocks, geometry = two_images()
     shard = codec.encode(blocks, geometry)
     damaged = EncodedShard(shard.payload, shard.num_blocks, shard.channels,
-                           {**shard.params, "adapt": 2})
-    with pytest.raises(CodecError, match="adaptation version 2"):
+                           {**shard.params, "adapt": 3})
+    with pytest.raises(CodecError, match="adaptation version 3"):
         codec.decode(damaged)
-    with pytest.raises(CodecError, match="adapt is 0 or 1"):
+    with pytest.raises(CodecError, match="adapt is one of"):
         get_codec("causal", model=str(PINNED_MODEL), adapt=3)
 
 
@@ -405,6 +408,29 @@ def test_training_resumes_and_exports_a_codable_model(tmp_path):
                     str(out)], check=True, cwd=Path(__file__).resolve().parents[1])
     codec = get_codec("causal", model=str(out))
     assert np.array_equal(codec.decode(codec.encode(cifar16()[:3])), cifar16()[:3])
+
+
+def test_a_model_made_wider_computes_the_same_and_its_new_units_learn(tmp_path):
+    """`with_width` adds hidden units that change nothing until trained, and `init_from`
+    with a larger width trains them."""
+    from recarchive.training.causal import CausalSettings, train
+
+    narrow = zoo.load_causal(tiny_model_file(tmp_path)).float_model
+    wide = with_width(narrow, 12)
+    crops = torch.from_numpy(photo(40, 48))[None]
+    with torch.no_grad():
+        assert torch.allclose(wide.neg_log_likelihood_bits(crops),
+                              narrow.neg_log_likelihood_bits(crops))
+    assert wide.colours[0].hidden.weight.shape == (12, 12)
+    with pytest.raises(ValueError, match="cannot be narrowed"):
+        with_width(wide, 8)
+    settings = CausalSettings(dataset="cifar10", steps=2, batch_size=2, validate_every=2,
+                              checkpoint_every=2, validation_images=8, width=12,
+                              init_from=tiny_model_file(tmp_path))
+    state = torch.load(train(settings, tmp_path / "wider", log=lambda line: None),
+                       weights_only=False)
+    assert state["config"]["width"] == 12
+    assert state["model"]["colours.1.mean.weight"][:, 8:].abs().sum() > 0  # were 0
 
 
 def test_a_widened_model_computes_the_same_and_trains_on_from_a_file(tmp_path):

@@ -40,8 +40,10 @@ from recarchive.models.causal import (
     seen_colours,
     wave_step,
 )
-from recarchive.models.causal_adapt import VERSION as ADAPT_VERSION
+from recarchive.models.causal_adapt import VERSION as TABLES_VERSION
 from recarchive.models.causal_adapt import PictureAdaptation
+from recarchive.models.causal_histogram import VERSION as HISTOGRAM_VERSION
+from recarchive.models.causal_histogram import ResidualHistograms
 from recarchive.models.exact_bitswap import PIXEL_GRID
 from recarchive.models.exact_causal import ExactCausalModel
 
@@ -51,6 +53,10 @@ ENCODE_CHUNK = 1 << 13  # pixels whose features and nets are computed together w
 # (8,192 a chunk: twice as fast as 65,536, whose float64 activations overflow the caches)
 GAP = max(MARGIN_LEFT, MARGIN_RIGHT)  # empty columns between two objects' canvases
 SHARED_BLOCKS = 16  # objects of at most this many blocks in a shard share adaptation tables
+# the shard parameter `adapt`: 0 none, 1 the bias and scale tables (`models.causal_adapt`),
+# 2 those and the residual histograms (`models.causal_histogram`), what new shards use
+ADAPT_VERSIONS = (0, TABLES_VERSION, HISTOGRAM_VERSION)
+ADAPT_VERSION = HISTOGRAM_VERSION
 
 
 @dataclass(frozen=True)
@@ -213,24 +219,39 @@ class CausalCodec:
                 for c in range(3):
                     means[part, c], scales[part, c], weights[part, c] = self.model.parameters(
                         features, ref, seen, c)
+        starts = np.empty((n, 3), np.int64)
+        freqs = np.empty((n, 3), np.int64)
+        histograms = None
         if self.adapt:
-            adaptation = PictureAdaptation(values, known, canvas.width,
-                                           canvas.owners())
+            owner = canvas.owners()
+            adaptation = PictureAdaptation(values, known, canvas.width, owner)
+            if self.adapt >= HISTOGRAM_VERSION:
+                histograms = ResidualHistograms(int(owner.max(initial=0)) + 1)
             canvas_index = index.numpy()
             for step in range(len(bounds) - 1):
                 part = slice(int(bounds[step]), int(bounds[step + 1]))
                 for c in range(3):
                     _adapt(adaptation, canvas_index[part], c, means[part, c], scales[part, c],
                            weights[part, c])
+                    if histograms is not None:
+                        mixture = _with_histogram(self.model, histograms,
+                                                  owner[canvas_index[part]], c, means[part, c],
+                                                  scales[part, c], weights[part, c])
+                        starts[part, c], freqs[part, c] = mixture.interval(
+                            np.ascontiguousarray(symbols[part, c]))
+                        _observe(self.model, histograms, symbols[part, c], means[part, c],
+                                 scales[part, c], weights[part, c])
                 adaptation.update()
-        starts = np.empty((n, 3), np.int64)
-        freqs = np.empty((n, 3), np.int64)
-        for start in range(0, n, ENCODE_CHUNK):
-            part = slice(start, start + ENCODE_CHUNK)
-            for c in range(3):
-                mixture = self.model.mixture_of(means[part, c], scales[part, c], weights[part, c])
-                starts[part, c], freqs[part, c] = mixture.interval(
-                    np.ascontiguousarray(symbols[part, c]))
+                if histograms is not None:
+                    histograms.update()
+        if histograms is None:
+            for start in range(0, n, ENCODE_CHUNK):
+                part = slice(start, start + ENCODE_CHUNK)
+                for c in range(3):
+                    mixture = self.model.mixture_of(means[part, c], scales[part, c],
+                                                    weights[part, c])
+                    starts[part, c], freqs[part, c] = mixture.interval(
+                        np.ascontiguousarray(symbols[part, c]))
         lanes = lanes_for(count)
         message = empty_message(lanes)
         for step in reversed(range(len(bounds) - 1)):
@@ -255,9 +276,9 @@ class CausalCodec:
             raise CodecError(f"causal shard of {count} blocks records {lanes!r} lanes, not "
                              f"{lanes_for(count)} (damaged parameters)")
         adapt = shard.params.get("adapt", 0)
-        if adapt not in (0, ADAPT_VERSION):
+        if adapt not in ADAPT_VERSIONS:
             raise CodecError(f"causal shard asks for adaptation version {adapt!r}; this release "
-                             f"knows 0 and {ADAPT_VERSION} (upgrade recarchive)")
+                             f"knows {', '.join(map(str, ADAPT_VERSIONS))} (upgrade recarchive)")
         geometry = BlockGeometry.from_params(shard.params.get("geometry", []), count)
         canvas = ShardCanvas.lay_out(geometry)
         try:
@@ -270,8 +291,11 @@ class CausalCodec:
         order, bounds = canvas.decoding_order()
         index_all = flat[torch.from_numpy(order)]
         neighbours = self.model.config.neighbours
-        adaptation = (PictureAdaptation(values, known, canvas.width, canvas.owners())
+        owner = canvas.owners()
+        adaptation = (PictureAdaptation(values, known, canvas.width, owner)
                       if adapt else None)
+        histograms = (ResidualHistograms(int(owner.max(initial=0)) + 1)
+                      if adapt >= HISTOGRAM_VERSION else None)
         try:
             with torch.no_grad():
                 for step in range(len(bounds) - 1):
@@ -285,16 +309,24 @@ class CausalCodec:
                         mean, scale, weights = self.model.parameters(features, ref, seen, c)
                         if adaptation is not None:
                             _adapt(adaptation, step_index, c, mean, scale, weights)
-                        mixture = self.model.mixture_of(mean, scale, weights)
+                        if histograms is not None:
+                            mixture = _with_histogram(self.model, histograms,
+                                                      owner[step_index], c, mean, scale, weights)
+                        else:
+                            mixture = self.model.mixture_of(mean, scale, weights)
                         symbols = np.empty(hi - lo, np.int64)
                         for group in _groups(0, hi - lo, lanes):
                             symbols[group] = mixture_code.pop(message, mixture.part(group),
                                                               lanes)
+                        if histograms is not None:
+                            _observe(self.model, histograms, symbols, mean, scale, weights)
                         decoded = torch.from_numpy(symbols)
                         values[index, c] = decoded
                         seen[:, c] = seen_colours(decoded[:, None], ref[:, c:c + 1])[:, 0]
                     if adaptation is not None:
                         adaptation.update()
+                    if histograms is not None:
+                        histograms.update()
         except (CorruptMessageError, IndexError, ValueError) as error:
             raise CodecError(f"causal shard payload is damaged: {error}") from error
         if len(message.stack) or np.any(np.asarray(message.head) != 0):
@@ -309,6 +341,22 @@ def _adapt(adaptation: PictureAdaptation, index: np.ndarray, colour: int, mean: 
     bias, shift = adaptation.corrections(index, colour, mean, scale, weights)
     mean += bias[:, None]
     np.clip(scale + shift[:, None], 0, PIXEL_GRID.count - 1, out=scale)
+
+
+def _with_histogram(model: ExactCausalModel, histograms: ResidualHistograms,
+                    picture: np.ndarray, colour: int, mean: np.ndarray, scale: np.ndarray,
+                    weights: np.ndarray) -> mixture_code.TableMixture:
+    """One colour's mixture with its picture's residual histogram as the extra component."""
+    return model.mixture_of(mean, scale, weights,
+                            histograms.component(picture, colour, mean, scale, weights))
+
+
+def _observe(model: ExactCausalModel, histograms: ResidualHistograms, symbols: np.ndarray,
+             mean: np.ndarray, scale: np.ndarray, weights: np.ndarray) -> None:
+    """Tell the histograms the colour's coded symbols and what the net alone gave them."""
+    _, model_freqs = model.mixture_of(mean, scale, weights).interval(
+        np.ascontiguousarray(symbols))
+    histograms.observe(symbols, model_freqs)
 
 
 def _groups(lo: int, hi: int, lanes: int) -> list[slice]:

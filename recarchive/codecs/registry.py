@@ -72,16 +72,17 @@ def _causal(model: str = "causal-photo", model_bytes: bytes | None = None,
             model_sha256: str | None = None, **options: Any) -> BlockCodec:
     """The causal pixel codec with a shipped model, a model file, or model bytes (from an
     archive); RGB by the model, other layouts split (see `codecs.channels`)."""
-    from recarchive.codecs.causal import ADAPT_VERSION, CausalCodec
+    from recarchive.codecs.causal import ADAPT_VERSION, ADAPT_VERSIONS, CausalCodec
     from recarchive.codecs.channels import ChannelSplitCodec
     from recarchive.models import zoo
 
     options.pop("chains", None)  # the shared --chains option: lanes follow the shard here
-    adapt = options.pop("adapt", ADAPT_VERSION)  # 0: code without adapting (measurements)
+    # 0: code without adapting, 1: without the residual histograms (measurements)
+    adapt = options.pop("adapt", ADAPT_VERSION)
     if options:
         raise CodecError(f"codec 'causal' takes no options {sorted(options)}")
-    if adapt not in (0, ADAPT_VERSION):
-        raise CodecError(f"codec 'causal': adapt is 0 or {ADAPT_VERSION}, not {adapt!r}")
+    if adapt not in ADAPT_VERSIONS:
+        raise CodecError(f"codec 'causal': adapt is one of {ADAPT_VERSIONS}, not {adapt!r}")
     if model_bytes is not None:
         loaded = zoo.load_causal_bytes(model_bytes, model_sha256, "archive model copy")
     else:

@@ -14,6 +14,12 @@ below 2^62 for p = 24 and n = 256. Weights at 8 bits had cost 0.04 bits/dim (a c
 weighted 0 where it still carried outliers). Weights come from integer logits through a
 table of exp values computed with `decimal` (correctly rounded, so the same integers on every
 machine), and an integer normalization. Decoding finds the symbol by a binary search over C.
+
+A mixture may hold one extra component given as explicit cumulative rows h(x) (n, n_symbols
++ 1) at the table's precision, h(0) = 0, h(n) = 2^p, non-decreasing (the causal codec's
+residual histograms, `models.causal_histogram`), with weight G < 2^16 per lane: the table
+components' weights are scaled to sum to 2^16 − G (`scaled_weights`) and G · h(x) joins the
+sum A, so C keeps every property above.
 """
 
 from __future__ import annotations
@@ -56,12 +62,27 @@ def mixture_weights(logits: np.ndarray) -> np.ndarray:
     return weights
 
 
+def scaled_weights(weights: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Weights (n, K) summing to 2^WEIGHT_BITS scaled to sum to `total` (n,) per row: floored,
+    the remainder given to the largest (the first of equals)."""
+    scaled = (weights * total[:, None]) >> WEIGHT_BITS
+    first = np.argmax(weights, 1)
+    scaled[np.arange(len(scaled)), first] += total - scaled.sum(1)
+    return scaled
+
+
 class TableMixture:
-    """K located components of `table` with their integer weights, for n lanes."""
+    """K located components of `table` with their integer weights, for n lanes, and
+    optionally one extra component (weights G (n,), cumulative rows (n, n_symbols + 1))."""
 
     def __init__(self, table: DiscretizedTable, located: list[tuple[np.ndarray, np.ndarray]],
-                 weights: np.ndarray) -> None:
-        self.table, self.weights = table, weights
+                 weights: np.ndarray,
+                 extra: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self.table = table
+        self.extra = extra
+        if extra is not None:
+            weights = scaled_weights(weights, (1 << WEIGHT_BITS) - extra[0])
+        self.weights = weights
         self.symbols = table.spec.num_symbols
         self._symbol_bits = self.symbols.bit_length() - 1
         if (self.symbols != 1 << self._symbol_bits
@@ -80,7 +101,10 @@ class TableMixture:
         n = len(self.weights)
         located = [(self._rows[k * n:(k + 1) * n][lanes], self._wholes[k * n:(k + 1) * n][lanes])
                    for k in range(self._k)]
-        return TableMixture(self.table, located, self.weights[lanes])
+        extra = None if self.extra is None else (self.extra[0][lanes], self.extra[1][lanes])
+        part = TableMixture(self.table, located, self.weights[lanes])
+        part.extra = extra  # the weights are scaled already
+        return part
 
     def cumulative(self, x: np.ndarray) -> np.ndarray:
         """C(x) for x in [0, n] per lane."""
@@ -90,6 +114,8 @@ class TableMixture:
         starts, freqs = self.table.interval(inside, (self._rows, self._wholes))
         ends = np.where(np.tile(x > last, self._k), starts + freqs, starts)
         mixed = (self.weights * ends.reshape(self._k, n).T).sum(1)
+        if self.extra is not None:
+            mixed += self.extra[0] * self.extra[1][np.arange(n), x]
         return ((mixed * self._factor) >> self._shift) + x
 
     def _compiled(self) -> tuple | None:
@@ -97,9 +123,14 @@ class TableMixture:
         if not (kernels.AVAILABLE and not self.table.backend.is_torch):
             return None
         cdf, width, _, _, _ = self.table.bank.search_tables()
+        n = len(self.weights)
+        extra_weights, extra_rows = self.extra if self.extra is not None else (
+            np.zeros(n, np.int64), np.zeros((n, 0), np.int64))
         return (cdf, width, np.ascontiguousarray(self._rows, np.int64),
                 np.ascontiguousarray(self._wholes, np.int64),
-                np.ascontiguousarray(self.weights, np.int64))
+                np.ascontiguousarray(self.weights, np.int64),
+                np.ascontiguousarray(extra_weights, np.int64),
+                np.ascontiguousarray(extra_rows, np.int64))
 
     def interval(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start, frequency) of symbols x at `PRECISION` bits."""

@@ -204,6 +204,41 @@ def with_neighbours(model: CausalPixelModel, neighbours: int) -> CausalPixelMode
         torch.arange(kept), torch.arange(kept, model.config.inputs + c) + 4 * (neighbours - old)]))
 
 
+def with_width(model: CausalPixelModel, width: int, spread: float = 0.05,
+               seed: int = 0) -> CausalPixelModel:
+    """A copy of `model` with `width` hidden units per colour (at least its own) that
+    computes the same function: the new units start with small random input weights (std
+    `spread`, seeded, so they compute something and get gradients) and output weights 0.
+    Training a trained model on wider is cheaper than training the wider one from scratch."""
+    old = model.config.width
+    if width < old:
+        raise ValueError(f"a model {old} units wide cannot be narrowed to {width}")
+    wider = CausalPixelModel(replace(model.config, width=width))
+    generator = torch.Generator().manual_seed(seed)
+
+    def noise(rows: int, columns: int) -> torch.Tensor:
+        return spread * torch.randn(rows, columns, generator=generator)
+
+    with torch.no_grad():
+        for net, new in zip(model.colours, wider.colours, strict=True):
+            new.load_state_dict({name: value for name, value in net.state_dict().items()
+                                 if name.startswith("linear_")}, strict=False)
+            new.inp.weight.copy_(torch.cat([net.inp.weight,
+                                            noise(width - old, net.inp.in_features)]))
+            new.inp.bias.copy_(torch.cat([net.inp.bias, torch.zeros(width - old)]))
+            hidden = torch.zeros(width, width)
+            hidden[:old, :old] = net.hidden.weight
+            hidden[old:] = noise(width - old, width)
+            new.hidden.weight.copy_(hidden)
+            new.hidden.bias.copy_(torch.cat([net.hidden.bias, torch.zeros(width - old)]))
+            for name in ("mean", "log_scale", "logit"):
+                source, target = getattr(net, name), getattr(new, name)
+                target.weight.zero_()
+                target.weight[:, :old] = source.weight
+                target.bias.copy_(source.bias)
+    return wider
+
+
 def with_latent(model: CausalPixelModel, channels: int, spread: float = 0.05,
                 seed: int = 0) -> CausalPixelModel:
     """A copy of `model` (reading no latent) that also reads `channels` latent features: the

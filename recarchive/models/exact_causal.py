@@ -95,13 +95,14 @@ class ExactCausalModel(nn.Module):
         mean = (TABLE_MEANS_PER_REF * ref[:, colour:colour + 1] + mean).numpy()
         return mean, PIXEL_GRID.index(log_scale).numpy(), mixture_weights(logit.numpy())
 
-    def mixture_of(self, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray
-                   ) -> TableMixture:
-        """The exact mixture of the pixel table's logistics with these parameters."""
+    def mixture_of(self, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray,
+                   extra: tuple[np.ndarray, np.ndarray] | None = None) -> TableMixture:
+        """The exact mixture of the pixel table's logistics with these parameters (and an
+        extra component, `TableMixture`'s)."""
         table = self.table
         located = [table.locate(np.ascontiguousarray(mean[:, k]),
                                 np.ascontiguousarray(scale[:, k])) for k in range(mean.shape[1])]
-        return TableMixture(table, located, np.ascontiguousarray(weights))
+        return TableMixture(table, located, np.ascontiguousarray(weights), extra)
 
 
 def convert_to_exact(model: CausalPixelModel) -> ExactCausalModel:

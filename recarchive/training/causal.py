@@ -29,18 +29,23 @@ from recarchive.models.causal import (
     CausalPixelModel,
     with_latent,
     with_neighbours,
+    with_width,
 )
 from recarchive.models.causal_latent import BLOCK, CausalLatentVAE
 from recarchive.training import loop
+
+DEFAULT_WIDTH = 64
 
 
 @dataclass
 class CausalSettings:
     dataset: str = "photo"  # or "cifar10"
-    width: int = 64
+    width: int | None = None  # hidden units per colour: 64 from scratch, the start model's
+    # own with `init_from` (widened to this where it is narrower)
     mixtures: int = 3
     neighbours: int = 12  # of `models.causal.NEIGHBOURHOOD`
     init_from: str | None = None  # a model (name or file) to start from, widened if need be
+    # (to `neighbours` and to `width`, where they exceed its own)
     crop: int = 64
     steps: int = 3000
     batch_size: int = 16
@@ -113,9 +118,12 @@ def train(settings: CausalSettings, out_dir: Path, log=print) -> Path:
     torch.manual_seed(settings.seed)
     if settings.init_from:
         start = zoo.load_causal(settings.init_from).float_model
-        model = with_neighbours(start, settings.neighbours).train()
+        model = with_width(with_neighbours(start, settings.neighbours),
+                           max(settings.width or 0, start.config.width), seed=settings.seed)
+        model.train()
     else:
-        model = CausalPixelModel(CausalConfig(width=settings.width, mixtures=settings.mixtures,
+        model = CausalPixelModel(CausalConfig(width=settings.width or DEFAULT_WIDTH,
+                                              mixtures=settings.mixtures,
                                               neighbours=settings.neighbours)).train()
     ema = copy.deepcopy(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
@@ -169,7 +177,8 @@ def train_latent(settings: CausalSettings, out_dir: Path, log=print) -> Path:
                                         latent_channels=settings.latent_channels))
         model.pixels = with_latent(start, settings.latent_channels, seed=settings.seed)
     else:
-        model = CausalLatentVAE(CausalConfig(width=settings.width, mixtures=settings.mixtures,
+        model = CausalLatentVAE(CausalConfig(width=settings.width or DEFAULT_WIDTH,
+                                             mixtures=settings.mixtures,
                                              neighbours=settings.neighbours,
                                              latent_channels=settings.latent_channels))
     model.train()
