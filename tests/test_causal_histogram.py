@@ -75,29 +75,55 @@ def test_compiled_and_array_code_agree_with_an_extra_component(monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(compiled, array, strict=True))
 
 
-def test_histograms_learn_a_peaked_residual_and_take_weight():
-    """Residuals always 0 against a wide model: the histogram piles on the centre, its weight
-    rises to the largest candidate, and the candidates' costs say why."""
-    histograms = histogram.ResidualHistograms(pictures=2)
-    n = 50
-    picture = np.zeros(n, np.int64)
-    mean = np.full((n, 1), 16 * 100 + 3)  # μ = 100 and 3/16: rounds to 100
-    scale = np.full((n, 1), 60)
-    weights = np.full((n, 1), 1 << 16)
-    first_weight = None
-    for _ in range(20):
-        weight, rows = histograms.component(picture, 1, mean, scale, weights)
-        first_weight = weight if first_weight is None else first_weight
-        histograms.observe(np.full(n, 100), np.full(n, 1 << 26))  # the model: p = 1/16
+def learn(histograms: histogram.PictureHistograms, colour: int, before: np.ndarray,
+          symbols: np.ndarray, steps: int) -> np.ndarray:
+    """`steps` steps of the same pixels (μ = 100 3/16, a wide net giving each symbol 1/16);
+    the weights the histograms' component had at each step."""
+    n = len(symbols)
+    args = (np.full((n, 1), 16 * 100 + 3), np.full((n, 1), 60), np.full((n, 1), 1 << 16))
+    weights = []
+    for _ in range(steps):
+        weight, _ = histograms.component(np.zeros(n, np.int64), colour, before, *args)
+        weights.append(weight)
+        histograms.observe(symbols, np.full(n, 1 << 26))
         histograms.update()
-    weight, rows = histograms.component(picture, 1, mean, scale, weights)
-    assert np.all(first_weight == 0)  # nothing learnt: the net alone
+    return np.array(weights)
+
+
+def test_histograms_learn_a_peaked_residual_and_take_weight():
+    """Red always at the rounded mean against a wide net: the residual histogram piles on
+    it and takes the largest weight; nothing else has learnt anything."""
+    histograms = histogram.PictureHistograms(pictures=2)
+    n = 50
+    weights = learn(histograms, 0, np.zeros((n, 3), np.int64), np.full(n, 100), 20)
+    assert np.all(weights[0] == 0)  # nothing learnt: the net alone
+    assert np.all(weights[-1] == (12 << 12) * 950 // (950 + histogram.COUNT_PRIOR))
+    args = (np.full((n, 1), 16 * 100 + 3), np.full((n, 1), 60), np.full((n, 1), 1 << 16))
+    weight, rows = histograms.component(np.zeros(n, np.int64), 0, np.zeros((n, 3)), *args)
     assert np.all(rows[:, 101] - rows[:, 100] == 1 << 24)  # all mass on 100
     assert np.all(weight == (12 << 12) * 1000 // (1000 + histogram.COUNT_PRIOR))
     # another colour and another picture have learnt nothing
-    other = histograms.component(picture, 0, mean, scale, weights)[0]
-    assert np.all(other == 0)
-    assert np.all(histograms.component(picture + 1, 1, mean, scale, weights)[0] == 0)
+    assert np.all(histograms.component(np.zeros(n, np.int64), 1, np.zeros((n, 3), np.int64),
+                                       *args)[0] == 0)
+    assert np.all(histograms.component(np.ones(n, np.int64), 0, np.zeros((n, 3)), *args)[0]
+                  == 0)
+
+
+def test_colour_histograms_learn_what_the_colours_before_foretell():
+    """Green always equal to red, red spread over many values, green's residual against the
+    net's mean spread too: the colour histogram (green given red) carries the weight."""
+    histograms = histogram.PictureHistograms(pictures=1)
+    n = 64
+    red = np.arange(n) * 3
+    before = np.stack([red, red, red], 1)
+    weights = learn(histograms, 1, before, red, 12)
+    chosen = histogram.CANDIDATES[np.argmin(histograms._costs[1])]
+    assert chosen[1] > 0, chosen  # green's colour histogram is used
+    assert weights[-1].min() > 1 << 14
+    args = (np.full((n, 1), 16 * 100 + 3), np.full((n, 1), 60), np.full((n, 1), 1 << 16))
+    _, rows = histograms.component(np.zeros(n, np.int64), 1, before, *args)
+    at = np.arange(n)
+    assert np.all(rows[at, red + 1] - rows[at, red] > 1 << 22)  # red's value foretells green
 
 
 def test_histograms_code_fewer_bits_and_round_trip():

@@ -43,7 +43,7 @@ from recarchive.models.causal import (
 from recarchive.models.causal_adapt import VERSION as TABLES_VERSION
 from recarchive.models.causal_adapt import PictureAdaptation
 from recarchive.models.causal_histogram import VERSION as HISTOGRAM_VERSION
-from recarchive.models.causal_histogram import ResidualHistograms
+from recarchive.models.causal_histogram import PictureHistograms
 from recarchive.models.exact_bitswap import PIXEL_GRID
 from recarchive.models.exact_causal import ExactCausalModel
 
@@ -226,7 +226,7 @@ class CausalCodec:
             owner = canvas.owners()
             adaptation = PictureAdaptation(values, known, canvas.width, owner)
             if self.adapt >= HISTOGRAM_VERSION:
-                histograms = ResidualHistograms(int(owner.max(initial=0)) + 1)
+                histograms = PictureHistograms(int(owner.max(initial=0)) + 1)
             canvas_index = index.numpy()
             for step in range(len(bounds) - 1):
                 part = slice(int(bounds[step]), int(bounds[step + 1]))
@@ -235,8 +235,9 @@ class CausalCodec:
                            weights[part, c])
                     if histograms is not None:
                         mixture = _with_histogram(self.model, histograms,
-                                                  owner[canvas_index[part]], c, means[part, c],
-                                                  scales[part, c], weights[part, c])
+                                                  owner[canvas_index[part]], c, symbols[part],
+                                                  means[part, c], scales[part, c],
+                                                  weights[part, c])
                         starts[part, c], freqs[part, c] = mixture.interval(
                             np.ascontiguousarray(symbols[part, c]))
                         _observe(self.model, histograms, symbols[part, c], means[part, c],
@@ -294,7 +295,7 @@ class CausalCodec:
         owner = canvas.owners()
         adaptation = (PictureAdaptation(values, known, canvas.width, owner)
                       if adapt else None)
-        histograms = (ResidualHistograms(int(owner.max(initial=0)) + 1)
+        histograms = (PictureHistograms(int(owner.max(initial=0)) + 1)
                       if adapt >= HISTOGRAM_VERSION else None)
         try:
             with torch.no_grad():
@@ -311,7 +312,9 @@ class CausalCodec:
                             _adapt(adaptation, step_index, c, mean, scale, weights)
                         if histograms is not None:
                             mixture = _with_histogram(self.model, histograms,
-                                                      owner[step_index], c, mean, scale, weights)
+                                                      owner[step_index], c,
+                                                      values[index].numpy(), mean, scale,
+                                                      weights)
                         else:
                             mixture = self.model.mixture_of(mean, scale, weights)
                         symbols = np.empty(hi - lo, np.int64)
@@ -343,15 +346,16 @@ def _adapt(adaptation: PictureAdaptation, index: np.ndarray, colour: int, mean: 
     np.clip(scale + shift[:, None], 0, PIXEL_GRID.count - 1, out=scale)
 
 
-def _with_histogram(model: ExactCausalModel, histograms: ResidualHistograms,
-                    picture: np.ndarray, colour: int, mean: np.ndarray, scale: np.ndarray,
-                    weights: np.ndarray) -> mixture_code.TableMixture:
-    """One colour's mixture with its picture's residual histogram as the extra component."""
-    return model.mixture_of(mean, scale, weights,
-                            histograms.component(picture, colour, mean, scale, weights))
+def _with_histogram(model: ExactCausalModel, histograms: PictureHistograms,
+                    picture: np.ndarray, colour: int, before: np.ndarray, mean: np.ndarray,
+                    scale: np.ndarray, weights: np.ndarray) -> mixture_code.TableMixture:
+    """One colour's mixture with its picture's histograms as the extra component (`before`:
+    the pixels' colours, those before `colour` coded)."""
+    return model.mixture_of(mean, scale, weights, histograms.component(
+        picture, colour, before, mean, scale, weights))
 
 
-def _observe(model: ExactCausalModel, histograms: ResidualHistograms, symbols: np.ndarray,
+def _observe(model: ExactCausalModel, histograms: PictureHistograms, symbols: np.ndarray,
              mean: np.ndarray, scale: np.ndarray, weights: np.ndarray) -> None:
     """Tell the histograms the colour's coded symbols and what the net alone gave them."""
     _, model_freqs = model.mixture_of(mean, scale, weights).interval(

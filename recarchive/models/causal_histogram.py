@@ -32,7 +32,15 @@ SYMBOLS = 256
 SLOTS = 2 * SYMBOLS - 1  # residuals −255 … 255
 FRACTIONS = 4  # quarter pixels: where μ lies within its rounded pixel
 COUNT_PRIOR = 64  # the histogram's weight grows as n / (n + COUNT_PRIOR)
-CANDIDATES = np.array([0, 2, 4, 8, 12], np.int64)  # full weight a, in sixteenths
+RESIDUAL_WEIGHTS = (0, 2, 4, 8, 12)  # a: the residual histogram's full weight, sixteenths
+COLOUR_WEIGHTS = (0, 2, 4, 8)  # b: the colour histogram's
+# the (a, b) pairs a picture's colour may use, b = 0 first for each a (red has no colour
+# histogram: its b > 0 pairs tie with b = 0, and the first of equals is taken)
+CANDIDATES = np.array([(a, b) for a in RESIDUAL_WEIGHTS for b in COLOUR_WEIGHTS if a + b <= 14],
+                      np.int64)
+COLOUR_PRIOR = 2
+# colour contexts: green from red's value (256), blue from green's and R − G in −2 … 2 (1,280)
+COLOUR_CONTEXTS = 256 + 256 * 5
 WEIGHT_BITS = 16  # as `entropy.mixture.WEIGHT_BITS`
 ROW_BITS = 24  # the rows' precision: the pixel table's
 CODED_BITS = 30  # frequencies are at `entropy.mixture.PRECISION`
@@ -63,66 +71,115 @@ def log2_fixed(q: np.ndarray) -> np.ndarray:
     return (exponent << LOG2_BITS) + LOG2_TABLE[top - (1 << MANTISSA_BITS)]
 
 
-class ResidualHistograms:
-    """Every picture's histograms and candidate costs on a shard's canvas. Per colour of a
-    step: `component` (the extra mixture component), then `observe` with the coded symbols;
-    `update` once the step is coded."""
+class _Counts:
+    """Counts of `slots` values per context, and their running sums, from which a context's
+    distribution over the 256 symbols is gathered."""
+
+    def __init__(self, contexts: int, slots: int) -> None:
+        self._slots = slots
+        self._counts = np.zeros(contexts * slots, np.int64)
+        self._cumulative = np.zeros((contexts, slots + 1), np.int64)
+
+    def rows(self, context: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(cumulative rows (n, 257) at `ROW_BITS`, count n (n,)) of the symbols 0 … 255 in
+        slots first … first + 255 of each context; uniform where the count is 0."""
+        at = context * (self._slots + 1) + first
+        cumulative = self._cumulative.reshape(-1)[at[:, None] + np.arange(SYMBOLS + 1)]
+        inside = cumulative - cumulative[:, :1]
+        total = inside[:, -1]
+        rows = (inside << ROW_BITS) // np.maximum(total, 1)[:, None]
+        empty = total == 0
+        if empty.any():
+            rows[empty] = np.arange(SYMBOLS + 1, dtype=np.int64) << (ROW_BITS - 8)
+        return rows, total
+
+    def learn(self, contexts: list[np.ndarray], slots: list[np.ndarray]) -> None:
+        for context, slot in zip(contexts, slots, strict=True):
+            np.add.at(self._counts, context * self._slots + slot, 1)
+        touched = np.unique(np.concatenate(contexts))
+        self._cumulative[touched, 1:] = np.cumsum(
+            self._counts.reshape(-1, self._slots)[touched], 1)
+
+
+class PictureHistograms:
+    """Every picture's residual and colour histograms and candidate costs on a shard's
+    canvas. Per colour of a step: `component` (the extra mixture component), then `observe`
+    with the coded symbols; `update` once the step is coded."""
 
     def __init__(self, pictures: int) -> None:
-        shape = (pictures, 3, BANDS, FRACTIONS)
-        self._counts = np.zeros((*shape, SLOTS), np.int64)
-        self._cumulative = np.zeros((*shape, SLOTS + 1), np.int64)
-        self._costs = np.zeros((pictures, 3, len(CANDIDATES)), np.int64)
+        self._residuals = _Counts(pictures * 3 * BANDS * FRACTIONS, SLOTS)
+        self._colours = _Counts(pictures * COLOUR_CONTEXTS, SYMBOLS)
+        self._costs = np.zeros((pictures * 3, len(CANDIDATES)), np.int64)
         self._current: tuple | None = None  # what `component` computed, for `observe`
         self._pending: list[tuple] = []  # what `update` learns from
 
-    def component(self, picture: np.ndarray, colour: int, mean: np.ndarray, scale: np.ndarray,
-                  weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(weight G (n,), cumulative rows (n, 257) at 24 bits) of the histogram component for
-        colour `colour` of pixels of pictures `picture`, from their (adapted) mixture's
-        integer means (1/16 pixel), scale indices and weights (n, K)."""
+    def component(self, picture: np.ndarray, colour: int, before: np.ndarray, mean: np.ndarray,
+                  scale: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(weight G (n,), cumulative rows (n, 257) at 24 bits) of the histograms' component
+        for colour `colour` of pixels of pictures `picture`, from the pixels' colours coded
+        before it (`before` (n, ≥ colour)) and their (adapted) mixture's integer means (1/16
+        pixel), scale indices and weights (n, K)."""
         mu = (weights * mean).sum(1) // (1 << WEIGHT_BITS)
         sigma = (weights * scale).sum(1) // (1 << WEIGHT_BITS)
         band = np.clip(sigma // SIGMA_BAND, 0, BANDS - 1)
         half = MEAN_STEPS // 2
         centre = np.clip((mu + half) // MEAN_STEPS, 0, SYMBOLS - 1)
         fraction = (mu + half) % MEAN_STEPS * FRACTIONS // MEAN_STEPS
-        at = (picture, colour, band, fraction)
-        # the slots of x = 0 … 256 (residual x − centre, slot residual + 255)
-        columns = (SYMBOLS - 1 - centre)[:, None] + np.arange(SYMBOLS + 1)[None]
-        cumulative = np.take_along_axis(self._cumulative[at], columns, 1)
-        inside = cumulative - cumulative[:, :1]
-        total = inside[:, -1]
-        uniform = np.arange(SYMBOLS + 1, dtype=np.int64) << (ROW_BITS - 8)
-        rows = np.where(total[:, None] > 0, (inside << ROW_BITS) // np.maximum(total, 1)[:, None],
-                        uniform[None])
-        full = (CANDIDATES[None] << (WEIGHT_BITS - 4)) * total[:, None] // (
-            total[:, None] + COUNT_PRIOR)  # (n, candidates)
-        choice = np.argmin(self._costs[picture, colour], 1)
-        self._current = (at, centre, rows, full)
-        return full[np.arange(len(full)), choice], rows
+        owner = picture * 3 + colour
+        residual_context = (owner * BANDS + band) * FRACTIONS + fraction
+        # slot x − centre + 255 holds residual x − centre
+        residual_rows, residual_total = self._residuals.rows(residual_context,
+                                                            SYMBOLS - 1 - centre)
+        colour_context = None
+        if colour == 1:
+            colour_context = picture * COLOUR_CONTEXTS + before[:, 0]
+        elif colour == 2:
+            colour_context = picture * COLOUR_CONTEXTS + SYMBOLS + 5 * before[:, 1] + np.clip(
+                before[:, 0] - before[:, 1], -2, 2) + 2
+        if colour_context is None:
+            colour_rows, colour_total = residual_rows, np.zeros_like(residual_total)
+        else:
+            colour_rows, colour_total = self._colours.rows(colour_context, 0 * centre)
+        # every candidate's two weights (n, candidates), in 1/2^16
+        residual_weight = (CANDIDATES[None, :, 0] << (WEIGHT_BITS - 4)) * residual_total[
+            :, None] // (residual_total[:, None] + COUNT_PRIOR)
+        colour_weight = (CANDIDATES[None, :, 1] << (WEIGHT_BITS - 4)) * colour_total[
+            :, None] // (colour_total[:, None] + COLOUR_PRIOR)
+        choice = np.argmin(self._costs[owner], 1)
+        n = np.arange(len(choice))
+        g_residual, g_colour = residual_weight[n, choice], colour_weight[n, choice]
+        weight = g_residual + g_colour
+        rows = (g_residual[:, None] * residual_rows + g_colour[:, None] * colour_rows
+                ) // np.maximum(weight, 1)[:, None]
+        self._current = (owner, residual_context, centre, residual_rows, residual_weight,
+                         colour_context, colour_rows, colour_weight)
+        return weight, rows
 
     def observe(self, symbols: np.ndarray, model_freqs: np.ndarray) -> None:
         """The coded symbols of the colour `component` was last called for, and their
         frequencies under the net's mixture alone (at 30 bits)."""
-        at, centre, rows, full = self._current
+        (owner, residual_context, centre, residual_rows, residual_weight, colour_context,
+         colour_rows, colour_weight) = self._current
         n = np.arange(len(symbols))
-        histogram_freqs = rows[n, symbols + 1] - rows[n, symbols]
-        mixed = (((1 << WEIGHT_BITS) - full) * model_freqs[:, None]
-                 + full * (histogram_freqs << (CODED_BITS - ROW_BITS))[:, None]) >> WEIGHT_BITS
+        up = CODED_BITS - ROW_BITS
+        residual_freqs = (residual_rows[n, symbols + 1] - residual_rows[n, symbols]) << up
+        colour_freqs = (colour_rows[n, symbols + 1] - colour_rows[n, symbols]) << up
+        mixed = (((1 << WEIGHT_BITS) - residual_weight - colour_weight) * model_freqs[:, None]
+                 + residual_weight * residual_freqs[:, None]
+                 + colour_weight * colour_freqs[:, None]) >> WEIGHT_BITS
         cost = (CODED_BITS << LOG2_BITS) - log2_fixed(np.maximum(mixed, 1))
-        self._pending.append((at, symbols - centre + SYMBOLS - 1, cost))
+        self._pending.append((owner, residual_context, symbols - centre + SYMBOLS - 1,
+                              colour_context, symbols, cost))
         self._current = None
 
     def update(self) -> None:
-        """Learn the step's residuals and costs."""
-        touched = []
-        for at, slot, cost in self._pending:
-            np.add.at(self._counts, (*at, slot), 1)
-            np.add.at(self._costs, at[:2], cost)
-            touched.append(np.stack(np.broadcast_arrays(*at), 1))
+        """Learn the step's symbols and costs."""
+        if not self._pending:
+            return
+        for owner, *_, cost in self._pending:
+            np.add.at(self._costs, owner, cost)
+        self._residuals.learn([p[1] for p in self._pending], [p[2] for p in self._pending])
+        coloured = [p for p in self._pending if p[3] is not None]
+        if coloured:
+            self._colours.learn([p[3] for p in coloured], [p[4] for p in coloured])
         self._pending = []
-        if touched:
-            contexts = np.unique(np.concatenate(touched), axis=0)
-            at = tuple(contexts.T)
-            self._cumulative[at + (slice(1, None),)] = np.cumsum(self._counts[at], 1)
