@@ -235,9 +235,10 @@ def _codec_arguments(parser: argparse.ArgumentParser) -> None:
                         help="chains per shard (Bit-Swap; default the codec's)")
     parser.add_argument("--mode", choices=("bitswap", "bbans"), default=None,
                         help="Bit-Swap's coding order, or BB-ANS's (default bitswap)")
-    parser.add_argument("--no-adapt", dest="adapt", action="store_false",
-                        help="causal: code without adapting to the pictures (what shards "
-                             "written before adaptation do)")
+    parser.add_argument("--adapt", type=int, choices=(0, 1, 2), default=None,
+                        help="causal: the adaptation version to code with (default the "
+                             "latest, 2, with the pictures' histograms; 1 without them; 0 "
+                             "none: what shards written before each code with)")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false")
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="processes coding shards side by side, one torch thread each "
@@ -251,11 +252,11 @@ def _codec_run(args: argparse.Namespace) -> Result:
     from recarchive.bench.codec_bench import run_codec_benchmark
 
     options = {"mode": args.mode} if args.mode else {}
-    if not args.adapt:
+    if args.adapt is not None:
         if args.codec != "causal":
-            raise ValueError("bench codec: --no-adapt is the causal codec's option; drop it "
+            raise ValueError("bench codec: --adapt is the causal codec's option; drop it "
                              f"for --codec {args.codec}")
-        options["adapt"] = 0
+        options["adapt"] = args.adapt
     return run_codec_benchmark(args.codec, args.model, args.dataset, args.limit,
                                args.shard_blocks, args.chains, args.baselines, options,
                                workers=args.workers,
