@@ -35,26 +35,27 @@ def random_mixture(n: int, seed: int, extra: bool) -> mixture.TableMixture:
     weights = mixture.mixture_weights(rng.integers(-300, 300, (n, 3)))
     if not extra:
         return mixture.TableMixture(table, located, weights)
-    counts = rng.integers(0, 3, (n, 256)) * (rng.random((n, 256)) < 0.1)
+    # two sources per lane, each a run of 256 counts in one flat array of running sums
+    counts = rng.integers(0, 3, (2 * n, 256)) * (rng.random((2 * n, 256)) < 0.1)
     counts[0] = 0
-    counts[0, 7] = 5  # one lane's histogram all on one symbol
-    cumulative = np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(counts, 1)], 1)
-    rows = (cumulative << 24) // np.maximum(cumulative[:, -1:], 1)
-    rows[cumulative[:, -1] == 0] = np.arange(257) << 16
-    return mixture.TableMixture(table, located, weights,
-                                (rng.integers(0, 49_152, n), rows))
+    counts[0, 7] = 5  # one lane's first source all on one symbol
+    counts[n + 1] = 0  # another's second source empty: uniform
+    sums = np.concatenate([np.zeros((2 * n, 1), np.int64), np.cumsum(counts, 1)], 1)
+    firsts = (257 * np.arange(2 * n)).reshape(2, n)
+    source_weights = np.stack([rng.integers(0, 40_000, n), rng.integers(0, 20_000, n)])
+    return mixture.TableMixture(table, located, weights, mixture.CountComponents(
+        sums.reshape(-1), firsts, source_weights))
 
 
 def test_a_mixture_with_an_extra_component_codes_every_symbol():
     n = 64
     mix = random_mixture(n, 0, extra=True)
-    assert np.all(mix.weights.sum(1) + mix.extra[0] == 1 << mixture.WEIGHT_BITS)
+    assert np.all(mix.weights.sum(1) + mix.counts.weights.sum(0) == 1 << mixture.WEIGHT_BITS)
     cum = np.stack([mix.cumulative(np.full(n, x)) for x in range(257)], 1)
     assert np.all(cum[:, 0] == 0) and np.all(cum[:, -1] == 1 << mixture.PRECISION)
     assert np.all(np.diff(cum, axis=1) >= 1)
-    # the histogram's symbol gets the histogram's weight on top of the logistics'
-    plain = np.diff(cum[0])
-    assert plain[7] >= (mix.extra[0][0] << 14) * 0.99
+    # the counts' one symbol gets their source's weight on top of the logistics'
+    assert np.diff(cum[0])[7] >= (mix.counts.weights[0, 0] << 14) * 0.99
     slots = np.random.default_rng(1).integers(0, 1 << mixture.PRECISION, n)
     found = mix.find(slots)
     start, freq = mix.interval(found)
@@ -75,17 +76,33 @@ def test_compiled_and_array_code_agree_with_an_extra_component(monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(compiled, array, strict=True))
 
 
+ARGS = (16 * 100 + 3, 60, 1 << 16)  # μ = 100 3/16 (rounds to 100), a scale index, weight 1
+
+
+def component(histograms: histogram.PictureHistograms, colour: int, before: np.ndarray,
+              picture: int = 0) -> mixture.CountComponents:
+    n = len(before)
+    return histograms.component(np.full(n, picture), colour, before,
+                                *(np.full((n, 1), value) for value in ARGS))
+
+
+def probability(counts: mixture.CountComponents, source: int, symbols: np.ndarray
+                ) -> np.ndarray:
+    """Source `source`'s probability of each lane's symbol."""
+    first = counts.firsts[source]
+    sums = counts.counts
+    return (sums[first + symbols + 1] - sums[first + symbols]) / np.maximum(
+        sums[first + 256] - sums[first], 1)
+
+
 def learn(histograms: histogram.PictureHistograms, colour: int, before: np.ndarray,
           symbols: np.ndarray, steps: int) -> np.ndarray:
-    """`steps` steps of the same pixels (μ = 100 3/16, a wide net giving each symbol 1/16);
-    the weights the histograms' component had at each step."""
-    n = len(symbols)
-    args = (np.full((n, 1), 16 * 100 + 3), np.full((n, 1), 60), np.full((n, 1), 1 << 16))
+    """`steps` steps of the same pixels (a wide net giving each symbol 1/16); the count
+    components' weights (steps, 2, n) at each step."""
     weights = []
     for _ in range(steps):
-        weight, _ = histograms.component(np.zeros(n, np.int64), colour, before, *args)
-        weights.append(weight)
-        histograms.observe(symbols, np.full(n, 1 << 26))
+        weights.append(component(histograms, colour, before).weights)
+        histograms.observe(symbols, np.full(len(symbols), 1 << 26))
         histograms.update()
     return np.array(weights)
 
@@ -95,18 +112,16 @@ def test_histograms_learn_a_peaked_residual_and_take_weight():
     it and takes the largest weight; nothing else has learnt anything."""
     histograms = histogram.PictureHistograms(pictures=2)
     n = 50
-    weights = learn(histograms, 0, np.zeros((n, 3), np.int64), np.full(n, 100), 20)
+    nothing = np.zeros((n, 3), np.int64)
+    weights = learn(histograms, 0, nothing, np.full(n, 100), 20)
     assert np.all(weights[0] == 0)  # nothing learnt: the net alone
-    assert np.all(weights[-1] == (12 << 12) * 950 // (950 + histogram.COUNT_PRIOR))
-    args = (np.full((n, 1), 16 * 100 + 3), np.full((n, 1), 60), np.full((n, 1), 1 << 16))
-    weight, rows = histograms.component(np.zeros(n, np.int64), 0, np.zeros((n, 3)), *args)
-    assert np.all(rows[:, 101] - rows[:, 100] == 1 << 24)  # all mass on 100
-    assert np.all(weight == (12 << 12) * 1000 // (1000 + histogram.COUNT_PRIOR))
+    assert np.all(weights[-1][0] == (12 << 12) * 950 // (950 + histogram.COUNT_PRIOR))
+    assert np.all(weights[:, 1] == 0)  # red has no colour histogram
+    counts = component(histograms, 0, nothing)
+    assert np.all(probability(counts, 0, np.full(n, 100)) == 1)  # all mass on 100
     # another colour and another picture have learnt nothing
-    assert np.all(histograms.component(np.zeros(n, np.int64), 1, np.zeros((n, 3), np.int64),
-                                       *args)[0] == 0)
-    assert np.all(histograms.component(np.ones(n, np.int64), 0, np.zeros((n, 3)), *args)[0]
-                  == 0)
+    assert np.all(component(histograms, 1, nothing).weights == 0)
+    assert np.all(component(histograms, 0, nothing, picture=1).weights == 0)
 
 
 def test_colour_histograms_learn_what_the_colours_before_foretell():
@@ -119,11 +134,8 @@ def test_colour_histograms_learn_what_the_colours_before_foretell():
     weights = learn(histograms, 1, before, red, 12)
     chosen = histogram.CANDIDATES[np.argmin(histograms._costs[1])]
     assert chosen[1] > 0, chosen  # green's colour histogram is used
-    assert weights[-1].min() > 1 << 14
-    args = (np.full((n, 1), 16 * 100 + 3), np.full((n, 1), 60), np.full((n, 1), 1 << 16))
-    _, rows = histograms.component(np.zeros(n, np.int64), 1, before, *args)
-    at = np.arange(n)
-    assert np.all(rows[at, red + 1] - rows[at, red] > 1 << 22)  # red's value foretells green
+    assert weights[-1][1].min() > 1 << 14
+    assert np.all(probability(component(histograms, 1, before), 1, red) == 1)
 
 
 def test_histograms_code_fewer_bits_and_round_trip():

@@ -187,11 +187,11 @@ def intervals(cdf: np.ndarray, width: int, rows: np.ndarray, wholes: np.ndarray,
 
 @njit(cache=True, nogil=True)
 def _mixture_cumulative(cdf: np.ndarray, width: int, rows: np.ndarray, wholes: np.ndarray,
-                        weights: np.ndarray, extra_weights: np.ndarray,
-                        extra_rows: np.ndarray, lane: int, lanes: int, x: int, last: int,
+                        weights: np.ndarray, counts: np.ndarray, firsts: np.ndarray,
+                        count_weights: np.ndarray, lane: int, lanes: int, x: int, last: int,
                         full: int, factor: int, shift: int) -> int:
     """`entropy.mixture.TableMixture.cumulative` of one lane at symbol x in [0, last + 1]
-    (`extra_rows` with no columns: no extra component)."""
+    (`firsts` (S, lanes) with S = 0: no count components; `entropy.mixture.CountComponents`)."""
     mixed = np.int64(0)
     inside = min(x, last)
     for k in range(weights.shape[1]):
@@ -199,33 +199,40 @@ def _mixture_cumulative(cdf: np.ndarray, width: int, rows: np.ndarray, wholes: n
         start, freq = _interval(cdf, rows[at] * width + inside - wholes[at] + last, inside,
                                 last, full)
         mixed += weights[lane, k] * (start + freq if x > last else start)
-    if extra_rows.shape[1]:
-        mixed += extra_weights[lane] * extra_rows[lane, x]
+    for source in range(firsts.shape[0]):
+        first = firsts[source, lane]
+        total = counts[first + last + 1] - counts[first]
+        if total > 0:
+            below = (counts[first + x] - counts[first]) * full // total
+        else:
+            below = x * full // (last + 1)
+        mixed += count_weights[source, lane] * below
     return ((mixed * factor) >> shift) + x
 
 
 @njit(cache=True, nogil=True)
 def mixture_intervals(cdf: np.ndarray, width: int, rows: np.ndarray, wholes: np.ndarray,
-                      weights: np.ndarray, extra_weights: np.ndarray, extra_rows: np.ndarray,
-                      symbols: np.ndarray, last: int, precision: int,
-                      factor: int, shift: int, starts: np.ndarray, freqs: np.ndarray) -> None:
+                      weights: np.ndarray, counts: np.ndarray, firsts: np.ndarray,
+                      count_weights: np.ndarray, symbols: np.ndarray, last: int,
+                      precision: int, factor: int, shift: int, starts: np.ndarray,
+                      freqs: np.ndarray) -> None:
     """Each lane's symbol's (start, frequency) under its mixture (`TableMixture.interval`)."""
     lanes = symbols.shape[0]
     full = 1 << precision
     for lane in range(lanes):
         x = np.int64(symbols[lane])
-        start = _mixture_cumulative(cdf, width, rows, wholes, weights, extra_weights,
-                                    extra_rows, lane, lanes, x, last, full, factor, shift)
+        start = _mixture_cumulative(cdf, width, rows, wholes, weights, counts, firsts,
+                                    count_weights, lane, lanes, x, last, full, factor, shift)
         starts[lane] = start
-        freqs[lane] = _mixture_cumulative(cdf, width, rows, wholes, weights, extra_weights,
-                                          extra_rows, lane, lanes, x + 1, last, full, factor,
+        freqs[lane] = _mixture_cumulative(cdf, width, rows, wholes, weights, counts, firsts,
+                                          count_weights, lane, lanes, x + 1, last, full, factor,
                                           shift) - start
 
 
 @njit(cache=True, nogil=True)
 def mixture_find(cdf: np.ndarray, width: int, rows: np.ndarray, wholes: np.ndarray,
-                 weights: np.ndarray, extra_weights: np.ndarray, extra_rows: np.ndarray,
-                 slots: np.ndarray, last: int, precision: int,
+                 weights: np.ndarray, counts: np.ndarray, firsts: np.ndarray,
+                 count_weights: np.ndarray, slots: np.ndarray, last: int, precision: int,
                  factor: int, shift: int, symbol_bits: int, symbols: np.ndarray) -> None:
     """Each lane's symbol whose mixture interval holds its slot (`TableMixture.find`)."""
     lanes = slots.shape[0]
@@ -234,8 +241,8 @@ def mixture_find(cdf: np.ndarray, width: int, rows: np.ndarray, wholes: np.ndarr
         lo = np.int64(0)
         for bit in range(symbol_bits - 1, -1, -1):
             mid = lo + (np.int64(1) << bit)
-            if _mixture_cumulative(cdf, width, rows, wholes, weights, extra_weights,
-                                   extra_rows, lane, lanes, mid, last, full, factor,
+            if _mixture_cumulative(cdf, width, rows, wholes, weights, counts, firsts,
+                                   count_weights, lane, lanes, mid, last, full, factor,
                                    shift) <= slots[lane]:
                 lo = mid
         symbols[lane] = lo

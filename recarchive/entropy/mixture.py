@@ -15,15 +15,17 @@ weighted 0 where it still carried outliers). Weights come from integer logits th
 table of exp values computed with `decimal` (correctly rounded, so the same integers on every
 machine), and an integer normalization. Decoding finds the symbol by a binary search over C.
 
-A mixture may hold one extra component given as explicit cumulative rows h(x) (n, n_symbols
-+ 1) at the table's precision, h(0) = 0, h(n) = 2^p, non-decreasing (the causal codec's
-residual histograms, `models.causal_histogram`), with weight G < 2^16 per lane: the table
-components' weights are scaled to sum to 2^16 − G (`scaled_weights`) and G · h(x) joins the
-sum A, so C keeps every property above.
+A mixture may also hold count components (`CountComponents`: the causal codec's picture
+histograms, `models.causal_histogram`): component s of a lane is the distribution of a run of
+counts, h_s(x) = floor(2^p · (c(x) − c(0)) / (c(n) − c(0))) from running sums c of the
+counts (uniform where they are all 0), with weight G_s; the table components' weights are
+scaled to sum to 2^16 − Σ G_s (`scaled_weights`) and Σ G_s h_s(x) joins the sum A, so C keeps
+every property above. h is computed at the symbols looked at only, never as a whole row.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 import numpy as np
@@ -62,6 +64,30 @@ def mixture_weights(logits: np.ndarray) -> np.ndarray:
     return weights
 
 
+@dataclass(frozen=True)
+class CountComponents:
+    """S count components for n lanes: source s of lane i has running sums
+    `counts[firsts[s, i] + x]`, x = 0 … n_symbols, and weight `weights[s, i]`."""
+
+    counts: np.ndarray  # (M,) int64 running sums, one flat array for every source
+    firsts: np.ndarray  # (S, n) int64
+    weights: np.ndarray  # (S, n) int64, Σ_s < 2^WEIGHT_BITS per lane
+
+    def part(self, lanes: slice) -> CountComponents:
+        return CountComponents(self.counts, self.firsts[:, lanes], self.weights[:, lanes])
+
+    def weighted(self, x: np.ndarray, symbols: int, precision: int) -> np.ndarray:
+        """Σ_s G_s h_s(x) per lane, x in [0, symbols]."""
+        mixed = np.zeros(len(x), np.int64)
+        for first, weight in zip(self.firsts, self.weights, strict=True):
+            total = self.counts[first + symbols] - self.counts[first]
+            below = np.where(total > 0, ((self.counts[first + x] - self.counts[first])
+                                         << precision) // np.maximum(total, 1),
+                             (x << precision) // symbols)
+            mixed += weight * below
+        return mixed
+
+
 def scaled_weights(weights: np.ndarray, total: np.ndarray) -> np.ndarray:
     """Weights (n, K) summing to 2^WEIGHT_BITS scaled to sum to `total` (n,) per row: floored,
     the remainder given to the largest (the first of equals)."""
@@ -73,15 +99,16 @@ def scaled_weights(weights: np.ndarray, total: np.ndarray) -> np.ndarray:
 
 class TableMixture:
     """K located components of `table` with their integer weights, for n lanes, and
-    optionally one extra component (weights G (n,), cumulative rows (n, n_symbols + 1))."""
+    optionally count components."""
 
     def __init__(self, table: DiscretizedTable, located: list[tuple[np.ndarray, np.ndarray]],
-                 weights: np.ndarray,
-                 extra: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 weights: np.ndarray, counts: CountComponents | None = None,
+                 scaled: bool = False) -> None:
+        """`weights` (n, K) sum to 2^16 (or, `scaled`, to 2^16 minus the count components')."""
         self.table = table
-        self.extra = extra
-        if extra is not None:
-            weights = scaled_weights(weights, (1 << WEIGHT_BITS) - extra[0])
+        self.counts = counts
+        if counts is not None and not scaled:
+            weights = scaled_weights(weights, (1 << WEIGHT_BITS) - counts.weights.sum(0))
         self.weights = weights
         self.symbols = table.spec.num_symbols
         self._symbol_bits = self.symbols.bit_length() - 1
@@ -101,10 +128,8 @@ class TableMixture:
         n = len(self.weights)
         located = [(self._rows[k * n:(k + 1) * n][lanes], self._wholes[k * n:(k + 1) * n][lanes])
                    for k in range(self._k)]
-        extra = None if self.extra is None else (self.extra[0][lanes], self.extra[1][lanes])
-        part = TableMixture(self.table, located, self.weights[lanes])
-        part.extra = extra  # the weights are scaled already
-        return part
+        counts = None if self.counts is None else self.counts.part(lanes)
+        return TableMixture(self.table, located, self.weights[lanes], counts, scaled=True)
 
     def cumulative(self, x: np.ndarray) -> np.ndarray:
         """C(x) for x in [0, n] per lane."""
@@ -114,8 +139,8 @@ class TableMixture:
         starts, freqs = self.table.interval(inside, (self._rows, self._wholes))
         ends = np.where(np.tile(x > last, self._k), starts + freqs, starts)
         mixed = (self.weights * ends.reshape(self._k, n).T).sum(1)
-        if self.extra is not None:
-            mixed += self.extra[0] * self.extra[1][np.arange(n), x]
+        if self.counts is not None:
+            mixed += self.counts.weighted(x, self.symbols, self.table.spec.precision)
         return ((mixed * self._factor) >> self._shift) + x
 
     def _compiled(self) -> tuple | None:
@@ -124,13 +149,14 @@ class TableMixture:
             return None
         cdf, width, _, _, _ = self.table.bank.search_tables()
         n = len(self.weights)
-        extra_weights, extra_rows = self.extra if self.extra is not None else (
-            np.zeros(n, np.int64), np.zeros((n, 0), np.int64))
+        counts = self.counts or CountComponents(np.zeros(1, np.int64), np.zeros((0, n), np.int64),
+                                                np.zeros((0, n), np.int64))
         return (cdf, width, np.ascontiguousarray(self._rows, np.int64),
                 np.ascontiguousarray(self._wholes, np.int64),
                 np.ascontiguousarray(self.weights, np.int64),
-                np.ascontiguousarray(extra_weights, np.int64),
-                np.ascontiguousarray(extra_rows, np.int64))
+                np.ascontiguousarray(counts.counts, np.int64),
+                np.ascontiguousarray(counts.firsts, np.int64),
+                np.ascontiguousarray(counts.weights, np.int64))
 
     def interval(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start, frequency) of symbols x at `PRECISION` bits."""

@@ -36,6 +36,7 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
+from recarchive.entropy.mixture import CountComponents
 from recarchive.models.causal_adapt import BANDS, MEAN_STEPS, SIGMA_BAND
 
 VERSION = 2  # the shard parameter `adapt` that adds these to `causal_adapt`'s tables (1)
@@ -53,7 +54,6 @@ COLOUR_PRIOR = 2
 # colour contexts: green from red's value (256), blue from green's and R − G in −2 … 2 (1,280)
 COLOUR_CONTEXTS = 256 + 256 * 5
 WEIGHT_BITS = 16  # as `entropy.mixture.WEIGHT_BITS`
-ROW_BITS = 24  # the rows' precision: the pixel table's
 CODED_BITS = 30  # frequencies are at `entropy.mixture.PRECISION`
 LOG2_BITS = 16  # costs in 1/65536 bit
 MANTISSA_BITS = 12
@@ -83,53 +83,54 @@ def log2_fixed(q: np.ndarray) -> np.ndarray:
 
 
 class _Counts:
-    """Counts of `slots` values per context, and their running sums, from which a context's
-    distribution over the 256 symbols is gathered."""
+    """Counts of `slots` values per context, and their running sums (in a region of a flat
+    array shared with other tables: `CountComponents` reads them all at once)."""
 
-    def __init__(self, contexts: int, slots: int) -> None:
-        self._slots = slots
+    def __init__(self, contexts: int, slots: int, sums: np.ndarray, offset: int) -> None:
+        self.slots = slots
+        self.offset = offset
         self._counts = np.zeros(contexts * slots, np.int64)
-        self._cumulative = np.zeros((contexts, slots + 1), np.int64)
+        self._sums = sums[offset:offset + contexts * (slots + 1)].reshape(contexts, slots + 1)
 
-    def rows(self, context: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(cumulative rows (n, 257) at `ROW_BITS`, count n (n,)) of the symbols 0 … 255 in
-        slots first … first + 255 of each context; uniform where the count is 0."""
-        at = context * (self._slots + 1) + first
-        cumulative = self._cumulative.reshape(-1)[at[:, None] + np.arange(SYMBOLS + 1)]
-        inside = cumulative - cumulative[:, :1]
-        total = inside[:, -1]
-        rows = (inside << ROW_BITS) // np.maximum(total, 1)[:, None]
-        empty = total == 0
-        if empty.any():
-            rows[empty] = np.arange(SYMBOLS + 1, dtype=np.int64) << (ROW_BITS - 8)
-        return rows, total
+    @staticmethod
+    def size(contexts: int, slots: int) -> int:
+        return contexts * (slots + 1)
+
+    def first(self, context: np.ndarray, slot: np.ndarray) -> np.ndarray:
+        """The flat index of the running sum before `slot` of `context`."""
+        return self.offset + context * (self.slots + 1) + slot
 
     def learn(self, contexts: list[np.ndarray], slots: list[np.ndarray]) -> None:
         for context, slot in zip(contexts, slots, strict=True):
-            np.add.at(self._counts, context * self._slots + slot, 1)
+            np.add.at(self._counts, context * self.slots + slot, 1)
         touched = np.unique(np.concatenate(contexts))
-        self._cumulative[touched, 1:] = np.cumsum(
-            self._counts.reshape(-1, self._slots)[touched], 1)
+        self._sums[touched, 1:] = np.cumsum(self._counts.reshape(-1, self.slots)[touched], 1)
 
 
 class PictureHistograms:
     """Every picture's residual and colour histograms and candidate costs on a shard's
-    canvas. Per colour of a step: `component` (the extra mixture component), then `observe`
-    with the coded symbols; `update` once the step is coded."""
+    canvas. Per colour of a step: `component` (the count components), then `observe` with the
+    coded symbols; `update` once the step is coded."""
 
     def __init__(self, pictures: int) -> None:
-        self._residuals = _Counts(pictures * 3 * BANDS * FRACTIONS, SLOTS)
-        self._colours = _Counts(pictures * COLOUR_CONTEXTS, SYMBOLS)
+        residual = (pictures * 3 * BANDS * FRACTIONS, SLOTS)
+        colour = (pictures * COLOUR_CONTEXTS, SYMBOLS)
+        self._sums = np.zeros(_Counts.size(*residual) + _Counts.size(*colour), np.int64)
+        self._residuals = _Counts(*residual, self._sums, 0)
+        self._colours = _Counts(*colour, self._sums, _Counts.size(*residual))
         self._costs = np.zeros((pictures * 3, len(CANDIDATES)), np.int64)
         self._current: tuple | None = None  # what `component` computed, for `observe`
         self._pending: list[tuple] = []  # what `update` learns from
 
+    def _totals(self, firsts: np.ndarray) -> np.ndarray:
+        return self._sums[firsts + SYMBOLS] - self._sums[firsts]
+
     def component(self, picture: np.ndarray, colour: int, before: np.ndarray, mean: np.ndarray,
-                  scale: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(weight G (n,), cumulative rows (n, 257) at 24 bits) of the histograms' component
-        for colour `colour` of pixels of pictures `picture`, from the pixels' colours coded
-        before it (`before` (n, ≥ colour)) and their (adapted) mixture's integer means (1/16
-        pixel), scale indices and weights (n, K)."""
+                  scale: np.ndarray, weights: np.ndarray) -> CountComponents:
+        """The histograms' count components (residual, colour) for colour `colour` of pixels
+        of pictures `picture`, from the pixels' colours coded before it (`before` (n, ≥
+        colour)) and their (adapted) mixture's integer means (1/16 pixel), scale indices and
+        weights (n, K)."""
         mu = (weights * mean).sum(1) // (1 << WEIGHT_BITS)
         sigma = (weights * scale).sum(1) // (1 << WEIGHT_BITS)
         band = np.clip(sigma // SIGMA_BAND, 0, BANDS - 1)
@@ -139,45 +140,39 @@ class PictureHistograms:
         owner = picture * 3 + colour
         residual_context = (owner * BANDS + band) * FRACTIONS + fraction
         # slot x − centre + 255 holds residual x − centre
-        residual_rows, residual_total = self._residuals.rows(residual_context,
-                                                            SYMBOLS - 1 - centre)
+        residual_first = self._residuals.first(residual_context, SYMBOLS - 1 - centre)
         colour_context = None
         if colour == 1:
             colour_context = picture * COLOUR_CONTEXTS + before[:, 0]
         elif colour == 2:
             colour_context = picture * COLOUR_CONTEXTS + SYMBOLS + 5 * before[:, 1] + np.clip(
                 before[:, 0] - before[:, 1], -2, 2) + 2
+        colour_first = (residual_first if colour_context is None
+                        else self._colours.first(colour_context, 0))
+        firsts = np.stack([residual_first, colour_first])
+        totals = self._totals(firsts)
         if colour_context is None:
-            colour_rows, colour_total = residual_rows, np.zeros_like(residual_total)
-        else:
-            colour_rows, colour_total = self._colours.rows(colour_context, 0 * centre)
-        # every candidate's two weights (n, candidates), in 1/2^16
-        residual_weight = (CANDIDATES[None, :, 0] << (WEIGHT_BITS - 4)) * residual_total[
-            :, None] // (residual_total[:, None] + COUNT_PRIOR)
-        colour_weight = (CANDIDATES[None, :, 1] << (WEIGHT_BITS - 4)) * colour_total[
-            :, None] // (colour_total[:, None] + COLOUR_PRIOR)
+            totals[1] = 0
+        # every candidate's weights (2, n, candidates), in 1/2^16
+        priors = np.array([COUNT_PRIOR, COLOUR_PRIOR])[:, None, None]
+        candidates = (CANDIDATES.T[:, None, :] << (WEIGHT_BITS - 4)) * totals[:, :, None] // (
+            totals[:, :, None] + priors)
         choice = np.argmin(self._costs[owner], 1)
-        n = np.arange(len(choice))
-        g_residual, g_colour = residual_weight[n, choice], colour_weight[n, choice]
-        weight = g_residual + g_colour
-        rows = (g_residual[:, None] * residual_rows + g_colour[:, None] * colour_rows
-                ) // np.maximum(weight, 1)[:, None]
-        self._current = (owner, residual_context, centre, residual_rows, residual_weight,
-                         colour_context, colour_rows, colour_weight)
-        return weight, rows
+        self._current = (owner, residual_context, centre, colour_context, firsts, totals,
+                         candidates)
+        return CountComponents(self._sums, firsts,
+                               candidates[:, np.arange(len(choice)), choice])
 
     def observe(self, symbols: np.ndarray, model_freqs: np.ndarray) -> None:
         """The coded symbols of the colour `component` was last called for, and their
         frequencies under the net's mixture alone (at 30 bits)."""
-        (owner, residual_context, centre, residual_rows, residual_weight, colour_context,
-         colour_rows, colour_weight) = self._current
-        n = np.arange(len(symbols))
-        up = CODED_BITS - ROW_BITS
-        residual_freqs = (residual_rows[n, symbols + 1] - residual_rows[n, symbols]) << up
-        colour_freqs = (colour_rows[n, symbols + 1] - colour_rows[n, symbols]) << up
-        mixed = (((1 << WEIGHT_BITS) - residual_weight - colour_weight) * model_freqs[:, None]
-                 + residual_weight * residual_freqs[:, None]
-                 + colour_weight * colour_freqs[:, None]) >> WEIGHT_BITS
+        owner, residual_context, centre, colour_context, firsts, totals, candidates = \
+            self._current
+        # each source's frequency of the symbol at 30 bits (0 where it has no counts)
+        freqs = ((self._sums[firsts + symbols + 1] - self._sums[firsts + symbols])
+                 << CODED_BITS) // np.maximum(totals, 1)
+        mixed = (((1 << WEIGHT_BITS) - candidates.sum(0)) * model_freqs[:, None]
+                 + (candidates * freqs[:, :, None]).sum(0)) >> WEIGHT_BITS
         cost = (CODED_BITS << LOG2_BITS) - log2_fixed(np.maximum(mixed, 1))
         self._pending.append((owner, residual_context, symbols - centre + SYMBOLS - 1,
                               colour_context, symbols, cost))
