@@ -16,9 +16,9 @@ For each colour of a pixel their distributions over 0 … 255 (a residual histog
 that fall inside, renormalized) form one more component of the exact mixture
 (`entropy.mixture.TableMixture`'s extra component): weight a · n / (n + 64) for the residual
 histogram and b · m / (m + 2) for the colour one (n, m their counts there), (a, b) one of
-`CANDIDATES`. Each picture and colour use the pair whose mixtures would have coded its pixels
-so far in the fewest bits (follow the leader; (0, 0) leaves the net alone), costs counted
-with an integer log2 (`LOG2_TABLE`, computed with `decimal`). Counts and costs are learnt at
+`CANDIDATES`. Each picture, colour and scale band use the pair whose mixtures would have coded
+its pixels there so far in the fewest bits (follow the leader; (0, 0) leaves the net alone),
+costs counted with an integer log2 (`LOG2_TABLE`, computed with `decimal`). Counts and costs are learnt at
 the end of each wavefront step, as the other tables are: the decoder computes what the
 encoder did.
 
@@ -27,7 +27,7 @@ photos, whole blocks, docs/models.md): 3.047 bits/dim without; a residual histog
 3.033; per band and quarter-pixel 3.029; weights up to 3/4 and the count prior 64: 3.021
 (following the leader costs nothing against the best weight per picture in hindsight);
 with the colour histograms 3.014 (blue given red and green exactly: 3.012, for 65,536
-contexts a picture).
+contexts a picture); the weights chosen per scale band, not per colour alone, 3.010.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class PictureHistograms:
         self._sums = np.zeros(_Counts.size(*residual) + _Counts.size(*colour), np.int64)
         self._residuals = _Counts(*residual, self._sums, 0)
         self._colours = _Counts(*colour, self._sums, _Counts.size(*residual))
-        self._costs = np.zeros((pictures * 3, len(CANDIDATES)), np.int64)
+        self._costs = np.zeros((pictures * 3 * BANDS, len(CANDIDATES)), np.int64)
         self._current: tuple | None = None  # what `component` computed, for `observe`
         self._pending: list[tuple] = []  # what `update` learns from
 
@@ -157,8 +157,9 @@ class PictureHistograms:
         priors = np.array([COUNT_PRIOR, COLOUR_PRIOR])[:, None, None]
         candidates = (CANDIDATES.T[:, None, :] << (WEIGHT_BITS - 4)) * totals[:, :, None] // (
             totals[:, :, None] + priors)
-        choice = np.argmin(self._costs[owner], 1)
-        self._current = (owner, residual_context, centre, colour_context, firsts, totals,
+        chooser = owner * BANDS + band  # whose costs choose the weights
+        choice = np.argmin(self._costs[chooser], 1)
+        self._current = (chooser, residual_context, centre, colour_context, firsts, totals,
                          candidates)
         return CountComponents(self._sums, firsts,
                                candidates[:, np.arange(len(choice)), choice])
@@ -166,7 +167,7 @@ class PictureHistograms:
     def observe(self, symbols: np.ndarray, model_freqs: np.ndarray) -> None:
         """The coded symbols of the colour `component` was last called for, and their
         frequencies under the net's mixture alone (at 30 bits)."""
-        owner, residual_context, centre, colour_context, firsts, totals, candidates = \
+        chooser, residual_context, centre, colour_context, firsts, totals, candidates = \
             self._current
         # each source's frequency of the symbol at 30 bits (0 where it has no counts)
         freqs = ((self._sums[firsts + symbols + 1] - self._sums[firsts + symbols])
@@ -174,7 +175,7 @@ class PictureHistograms:
         mixed = (((1 << WEIGHT_BITS) - candidates.sum(0)) * model_freqs[:, None]
                  + (candidates * freqs[:, :, None]).sum(0)) >> WEIGHT_BITS
         cost = (CODED_BITS << LOG2_BITS) - log2_fixed(np.maximum(mixed, 1))
-        self._pending.append((owner, residual_context, symbols - centre + SYMBOLS - 1,
+        self._pending.append((chooser, residual_context, symbols - centre + SYMBOLS - 1,
                               colour_context, symbols, cost))
         self._current = None
 
@@ -182,8 +183,8 @@ class PictureHistograms:
         """Learn the step's symbols and costs."""
         if not self._pending:
             return
-        for owner, *_, cost in self._pending:
-            np.add.at(self._costs, owner, cost)
+        for chooser, *_, cost in self._pending:
+            np.add.at(self._costs, chooser, cost)
         self._residuals.learn([p[1] for p in self._pending], [p[2] for p in self._pending])
         coloured = [p for p in self._pending if p[3] is not None]
         if coloured:
