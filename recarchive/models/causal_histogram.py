@@ -14,13 +14,13 @@ the net, per picture on a shard's canvas (the same owners as `causal_adapt`'s ta
 
 For each colour of a pixel their distributions over 0 … 255 (a residual histogram's slots
 that fall inside, renormalized) form one more component of the exact mixture
-(`entropy.mixture.TableMixture`'s extra component): weight a · n / (n + 64) for the residual
+(`entropy.mixture.CountComponents`): weight a · n / (n + 64) for the residual
 histogram and b · m / (m + 2) for the colour one (n, m their counts there), (a, b) one of
 `CANDIDATES`. Each picture, colour and scale band use the pair whose mixtures would have coded
 its pixels there so far in the fewest bits (follow the leader; (0, 0) leaves the net alone),
-costs counted with an integer log2 (`LOG2_TABLE`, computed with `decimal`). Counts and costs are learnt at
-the end of each wavefront step, as the other tables are: the decoder computes what the
-encoder did.
+costs counted with an integer log2 (`LOG2_TABLE`, computed with `decimal`). Counts and costs
+are learnt at the end of each wavefront step, as the other tables are: the decoder computes
+what the encoder did.
 
 How it was chosen (float simulation on `causal-photo`'s adapted outputs for the 37 validation
 photos, whole blocks, docs/models.md): 3.047 bits/dim without; a residual histogram per band
