@@ -54,7 +54,8 @@ ENCODE_CHUNK = 1 << 13  # pixels whose features and nets are computed together w
 GAP = max(MARGIN_LEFT, MARGIN_RIGHT)  # empty columns between two objects' canvases
 SHARED_BLOCKS = 16  # objects of at most this many blocks in a shard share adaptation tables
 # the shard parameter `adapt`: 0 none, 1 the bias and scale tables (`models.causal_adapt`),
-# 2 those and the residual histograms (`models.causal_histogram`), what new shards use
+# 2 those and the picture's residual and colour histograms (`models.causal_histogram`), what
+# new shards use
 ADAPT_VERSIONS = (0, TABLES_VERSION, HISTOGRAM_VERSION)
 ADAPT_VERSION = HISTOGRAM_VERSION
 
