@@ -5,7 +5,7 @@ coded symbol of the 37 validation photos a probability; this simulates, in float
 histograms learnt on the picture as it is decoded (counts from earlier wavefront steps only),
 as `models/causal_histogram.py` (adaptation version 2) does in integers:
 
-    python studies/study_picture_histograms.py [causal-photo]
+    python studies/study_picture_histograms.py [causal-photo-2026-12-06c]
 
 prints bits/dim over the coded blocks (padding included) for each variant in the table of
 docs/models.md, "The picture's histograms".
@@ -144,7 +144,7 @@ VARIANTS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model", nargs="?", default="causal-photo")
+    parser.add_argument("model", nargs="?", default="causal-photo-2026-12-06c")
     args = parser.parse_args()
     bits = dict.fromkeys(VARIANTS, 0.0)
     dims = 0

@@ -22,13 +22,13 @@ costs counted with an integer log2 (`LOG2_TABLE`, computed with `decimal`). Coun
 are learnt at the end of each wavefront step, as the other tables are: the decoder computes
 what the encoder did.
 
-How it was chosen (float simulation on `causal-photo`'s adapted outputs for the 37 validation
-photos, whole blocks: `studies/study_picture_histograms.py`, docs/models.md): 3.047 bits/dim
-without; a residual histogram per band 3.032; per band and quarter-pixel 3.029; weights up to
-3/4 and the count prior 64: 3.021 (following the leader costs nothing against the best weight
-per picture in hindsight); with the colour histograms 3.014 (blue given red and green
-exactly: 3.012, for 65,536 contexts a picture); the weights chosen per scale band, not per
-colour alone, 3.010.
+How it was chosen (float simulation on the adapted outputs of `causal-photo-2026-12-06c` for
+the 37 validation photos, whole blocks: `studies/study_picture_histograms.py`, docs/models.md):
+3.047 bits/dim without; a residual histogram per band 3.032; per band and quarter-pixel
+3.029; weights up to 3/4 and the count prior 64: 3.021 (following the leader costs nothing
+against the best weight per picture in hindsight); with the colour histograms 3.014 (blue
+given red and green exactly: 3.012, for 65,536 contexts a picture); the weights chosen per
+scale band, not per colour alone, 3.010.
 """
 
 from __future__ import annotations
