@@ -235,14 +235,12 @@ class CausalCodec:
                     _adapt(adaptation, canvas_index[part], c, means[part, c], scales[part, c],
                            weights[part, c])
                     if histograms is not None:
-                        mixture = _with_histogram(self.model, histograms,
-                                                  owner[canvas_index[part]], c, symbols[part],
-                                                  means[part, c], scales[part, c],
-                                                  weights[part, c])
-                        starts[part, c], freqs[part, c] = mixture.interval(
-                            np.ascontiguousarray(symbols[part, c]))
-                        _observe(self.model, histograms, symbols[part, c], means[part, c],
-                                 scales[part, c], weights[part, c])
+                        net, mixture = _with_histograms(
+                            self.model, histograms, owner[canvas_index[part]], c,
+                            symbols[part], means[part, c], scales[part, c], weights[part, c])
+                        coded = np.ascontiguousarray(symbols[part, c])
+                        starts[part, c], freqs[part, c] = mixture.interval(coded)
+                        histograms.observe(coded, net.interval(coded)[1])
                 adaptation.update()
                 if histograms is not None:
                     histograms.update()
@@ -312,10 +310,9 @@ class CausalCodec:
                         if adaptation is not None:
                             _adapt(adaptation, step_index, c, mean, scale, weights)
                         if histograms is not None:
-                            mixture = _with_histogram(self.model, histograms,
-                                                      owner[step_index], c,
-                                                      values[index].numpy(), mean, scale,
-                                                      weights)
+                            net, mixture = _with_histograms(
+                                self.model, histograms, owner[step_index], c,
+                                values[index].numpy(), mean, scale, weights)
                         else:
                             mixture = self.model.mixture_of(mean, scale, weights)
                         symbols = np.empty(hi - lo, np.int64)
@@ -323,7 +320,7 @@ class CausalCodec:
                             symbols[group] = mixture_code.pop(message, mixture.part(group),
                                                               lanes)
                         if histograms is not None:
-                            _observe(self.model, histograms, symbols, mean, scale, weights)
+                            histograms.observe(symbols, net.interval(symbols)[1])
                         decoded = torch.from_numpy(symbols)
                         values[index, c] = decoded
                         seen[:, c] = seen_colours(decoded[:, None], ref[:, c:c + 1])[:, 0]
@@ -347,21 +344,16 @@ def _adapt(adaptation: PictureAdaptation, index: np.ndarray, colour: int, mean: 
     np.clip(scale + shift[:, None], 0, PIXEL_GRID.count - 1, out=scale)
 
 
-def _with_histogram(model: ExactCausalModel, histograms: PictureHistograms,
-                    picture: np.ndarray, colour: int, before: np.ndarray, mean: np.ndarray,
-                    scale: np.ndarray, weights: np.ndarray) -> mixture_code.TableMixture:
-    """One colour's mixture with its picture's histograms as the extra component (`before`:
-    the pixels' colours, those before `colour` coded)."""
-    return model.mixture_of(mean, scale, weights, histograms.component(
-        picture, colour, before, mean, scale, weights))
-
-
-def _observe(model: ExactCausalModel, histograms: PictureHistograms, symbols: np.ndarray,
-             mean: np.ndarray, scale: np.ndarray, weights: np.ndarray) -> None:
-    """Tell the histograms the colour's coded symbols and what the net alone gave them."""
-    _, model_freqs = model.mixture_of(mean, scale, weights).interval(
-        np.ascontiguousarray(symbols))
-    histograms.observe(symbols, model_freqs)
+def _with_histograms(model: ExactCausalModel, histograms: PictureHistograms,
+                     picture: np.ndarray, colour: int, before: np.ndarray, mean: np.ndarray,
+                     scale: np.ndarray, weights: np.ndarray
+                     ) -> tuple[mixture_code.TableMixture, mixture_code.TableMixture]:
+    """One colour's mixture from the net alone (what the histograms' costs compare with) and
+    with its picture's histograms (what is coded); `before`: the pixels' colours, those before
+    `colour` coded."""
+    net = model.mixture_of(mean, scale, weights)
+    return net, net.with_counts(histograms.component(picture, colour, before, mean, scale,
+                                                     weights))
 
 
 def _groups(lo: int, hi: int, lanes: int) -> list[slice]:

@@ -123,6 +123,16 @@ class TableMixture:
         self._wholes = np.concatenate([whole for _, whole in located])
         self._k = len(located)
 
+    def with_counts(self, counts: CountComponents) -> TableMixture:
+        """The same components with count components added (their weights scaled to make
+        room): the tables are not located again."""
+        if self.counts is not None:
+            raise ValueError("this mixture holds count components already")
+        n = len(self.weights)
+        located = [(self._rows[k * n:(k + 1) * n], self._wholes[k * n:(k + 1) * n])
+                   for k in range(self._k)]
+        return TableMixture(self.table, located, self.weights, counts)
+
     def part(self, lanes: slice) -> TableMixture:
         """The mixture of a run of its lanes."""
         n = len(self.weights)

@@ -93,6 +93,16 @@ EXPECTED_ABS = _expected_abs_table()
 RATIO_THRESHOLDS = _ratio_thresholds()
 
 
+def mixture_centre(mean: np.ndarray, scale: np.ndarray, weights: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(μ in 1/16 pixel, σ as a grid index, its scale band) (n,) of mixtures given by their
+    components' integer means, scale indices and weights (n, K): the weights' averages."""
+    # floor divisions, not shifts: defined the same for negative numbers everywhere
+    mu = (weights * mean).sum(1) // (1 << 16)
+    sigma = (weights * scale).sum(1) // (1 << 16)
+    return mu, sigma, np.clip(sigma // SIGMA_BAND, 0, BANDS - 1)
+
+
 class PictureAdaptation:
     """The tables of every picture on a shard's canvas (each object has its own) and each
     coded pixel's error, for the pixels after it. Call `corrections` for each colour of a
@@ -133,10 +143,7 @@ class PictureAdaptation:
                     weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean shift, scale-index shift) (n,) for colour `colour` of the pixels at canvas
         `index`, from their mixture's integer means, scale indices and weights (n, K)."""
-        # floor divisions, not shifts: defined the same for negative numbers everywhere
-        mu = (weights * mean).sum(1) // (1 << 16)
-        sigma = (weights * scale).sum(1) // (1 << 16)
-        band = np.clip(sigma // SIGMA_BAND, 0, BANDS - 1)
+        mu, sigma, band = mixture_centre(mean, scale, weights)
         values = self._values[:, colour].numpy()
         texture = np.zeros(len(index), np.int64)
         error_sum = np.zeros(len(index), np.int64)

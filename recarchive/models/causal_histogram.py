@@ -37,8 +37,9 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
-from recarchive.entropy.mixture import CountComponents
-from recarchive.models.causal_adapt import BANDS, MEAN_STEPS, SIGMA_BAND
+from recarchive.entropy.mixture import PRECISION as CODED_BITS
+from recarchive.entropy.mixture import WEIGHT_BITS, CountComponents
+from recarchive.models.causal_adapt import BANDS, MEAN_STEPS, mixture_centre
 
 VERSION = 2  # the shard parameter `adapt` that adds these to `causal_adapt`'s tables (1)
 SYMBOLS = 256
@@ -54,8 +55,6 @@ CANDIDATES = np.array([(a, b) for a in RESIDUAL_WEIGHTS for b in COLOUR_WEIGHTS 
 COLOUR_PRIOR = 2
 # colour contexts: green from red's value (256), blue from green's and R − G in −2 … 2 (1,280)
 COLOUR_CONTEXTS = 256 + 256 * 5
-WEIGHT_BITS = 16  # as `entropy.mixture.WEIGHT_BITS`
-CODED_BITS = 30  # frequencies are at `entropy.mixture.PRECISION`
 LOG2_BITS = 16  # costs in 1/65536 bit
 MANTISSA_BITS = 12
 
@@ -132,9 +131,7 @@ class PictureHistograms:
         of pictures `picture`, from the pixels' colours coded before it (`before` (n, ≥
         colour)) and their (adapted) mixture's integer means (1/16 pixel), scale indices and
         weights (n, K)."""
-        mu = (weights * mean).sum(1) // (1 << WEIGHT_BITS)
-        sigma = (weights * scale).sum(1) // (1 << WEIGHT_BITS)
-        band = np.clip(sigma // SIGMA_BAND, 0, BANDS - 1)
+        mu, _, band = mixture_centre(mean, scale, weights)
         half = MEAN_STEPS // 2
         centre = np.clip((mu + half) // MEAN_STEPS, 0, SYMBOLS - 1)
         fraction = (mu + half) % MEAN_STEPS * FRACTIONS // MEAN_STEPS

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from recarchive.entropy.discretized import DiscretizedTable
-from recarchive.entropy.mixture import LOGIT_STEP, CountComponents, TableMixture, mixture_weights
+from recarchive.entropy.mixture import LOGIT_STEP, TableMixture, mixture_weights
 from recarchive.exact.fixed_point import FixedPointConv2d, FixedPointELU
 from recarchive.models.causal import FEATURE_SCALE, CausalPixelModel, ColourNet
 from recarchive.models.exact_bitswap import (
@@ -95,14 +95,13 @@ class ExactCausalModel(nn.Module):
         mean = (TABLE_MEANS_PER_REF * ref[:, colour:colour + 1] + mean).numpy()
         return mean, PIXEL_GRID.index(log_scale).numpy(), mixture_weights(logit.numpy())
 
-    def mixture_of(self, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray,
-                   counts: CountComponents | None = None) -> TableMixture:
-        """The exact mixture of the pixel table's logistics with these parameters (and count
-        components, `TableMixture`'s)."""
+    def mixture_of(self, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray
+                   ) -> TableMixture:
+        """The exact mixture of the pixel table's logistics with these parameters."""
         table = self.table
         located = [table.locate(np.ascontiguousarray(mean[:, k]),
                                 np.ascontiguousarray(scale[:, k])) for k in range(mean.shape[1])]
-        return TableMixture(table, located, np.ascontiguousarray(weights), counts)
+        return TableMixture(table, located, np.ascontiguousarray(weights))
 
 
 def convert_to_exact(model: CausalPixelModel) -> ExactCausalModel:
