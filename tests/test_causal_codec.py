@@ -40,6 +40,8 @@ PINNED_PAYLOAD_SHA256 = {
     0: "c188c7e4a0550f759a3db9ef72ea94433aec073bb01d5623919e0fdc9714e61a",
     1: "a3ad4ccba1a5b75fc641b54b29a13ebfde8a69438764487a354e5405e229e5c5",
     2: "3b6486bb806051fbc395ec7f09804e9286183cda1d6afb33fc18aefcef21ea85"}
+# adaptation 2, `padded_images` (padding repeated, not coded)
+PINNED_PADDED_PAYLOAD_SHA256 = "7235b9892987a08c87044c06246dfdfac9169f0ab36266d806efa14fbdd52958"
 ADAPT_TABLE_SHA256 = {
     "EXPECTED_ABS": "9805b392f0a3189c199f0dcc6e1d04b4cf8ea1521b48b2a5c9fb95e7f99be59c",
     "RATIO_THRESHOLDS": "2e5b7255ff67a5df3fbb0bdb20c3243bbaa96cb8268f69815b31b6cf69fb40a1"}
@@ -91,6 +93,55 @@ def test_a_shard_holding_part_of_an_image_decodes_alone(tmp_path):
     part = slice(4, 13)
     shard = codec.encode(np.ascontiguousarray(blocks[part]), geometry[part])
     assert np.array_equal(codec.decode(shard), blocks[part])
+
+
+def padded_images() -> tuple[np.ndarray, BlockGeometry]:
+    """A 90×115 photo (its 3×4 blocks padded at the bottom and right) and a 40×20 one (2×1
+    blocks), with the sizes an archive's geometry gives."""
+    first, second = photo(90, 115), photo(40, 20)[::-1]
+    geometry = grid_geometry((3, 4), (2, 1))
+    sizes = np.repeat([[90, 115], [40, 20]], [12, 2], axis=0)
+    return (np.concatenate([cut_blocks(first), cut_blocks(second)]),
+            BlockGeometry(geometry.objects, geometry.cells, geometry.rows, geometry.cols,
+                          sizes[:, 0], sizes[:, 1]))
+
+
+def test_padding_the_geometry_knows_is_repeated_not_coded(tmp_path):
+    """With the objects' sizes, the padding past their edges costs nothing and comes back as
+    `cut_blocks` made it (also in a shard holding only an image's lower block rows); without
+    them it is coded like any pixel, as shards written before this were."""
+    codec = get_codec("causal", model=tiny_model_file(tmp_path))
+    blocks, geometry = padded_images()
+    repeated = codec.encode(blocks, geometry)
+    assert repeated.params["padding"] == "repeated"
+    assert np.array_equal(codec.decode(repeated), blocks)
+    lone = BlockGeometry(geometry.objects, geometry.cells, geometry.rows, geometry.cols)
+    coded = codec.encode(blocks, lone)
+    assert "padding" not in coded.params
+    assert np.array_equal(codec.decode(coded), blocks)
+    assert len(repeated.payload) < 0.97 * len(coded.payload)
+    # the 90×115 image's last block: 26 of its 32 rows and 19 of its columns are real
+    assert repeated.block_bits[11] < 0.6 * coded.block_bits[11]
+    part = slice(4, 14)
+    lower = codec.encode(np.ascontiguousarray(blocks[part]), geometry[part])
+    assert lower.params["padding"] == "repeated"
+    assert np.array_equal(codec.decode(lower), blocks[part])
+    whole, _ = two_images()
+    unpadded = codec.encode(whole[:12], BlockGeometry(*(a[:12] for a in (
+        geometry.objects, geometry.cells, geometry.rows, geometry.cols)), np.full(12, 96),
+        np.full(12, 128)))
+    assert "padding" not in unpadded.params  # sizes that leave no padding change nothing
+
+
+def test_padding_parameter_must_match_the_geometry(tmp_path):
+    codec = get_codec("causal", model=tiny_model_file(tmp_path))
+    blocks, geometry = padded_images()
+    shard = codec.encode(blocks, geometry)
+    for params, says in ((dict(shard.params, padding="mirrored"), "'mirrored'"),
+                         (dict(shard.params, geometry=[[12, 3, 4, 0], [2, 2, 1, 0]]), "none")):
+        forged = EncodedShard(shard.payload, shard.num_blocks, 3, params)
+        with pytest.raises(CodecError, match=says):
+            codec.decode(forged)
 
 
 def test_bytes_do_not_depend_on_threads_and_decoding_matches(tmp_path):
@@ -233,6 +284,15 @@ def test_pinned_payload(adapt):
     shard = codec.encode(blocks, geometry)
     assert zoo.sha256_of(shard.payload) == PINNED_PAYLOAD_SHA256[adapt]
     assert ("adapt" in shard.params) == bool(adapt)
+    assert np.array_equal(codec.decode(shard), blocks)
+
+
+def test_pinned_payload_with_repeated_padding():
+    codec = get_codec("causal", model=str(PINNED_MODEL), model_sha256=PINNED_MODEL_SHA256,
+                      adapt=2)
+    blocks, geometry = padded_images()
+    shard = codec.encode(blocks, geometry)
+    assert zoo.sha256_of(shard.payload) == PINNED_PADDED_PAYLOAD_SHA256
     assert np.array_equal(codec.decode(shard), blocks)
 
 

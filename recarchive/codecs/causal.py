@@ -9,6 +9,10 @@ the model reads has a smaller step, so decoding takes (width + 2 · height) of t
 picture × 3 sequential net calls per shard, however many objects the shard holds; encoding
 runs the nets once on every pixel. Neighbours outside the object, or in blocks this shard
 does not hold, read as unknown in encoder and decoder alike, so a shard decodes alone.
+Padding past an object's bottom and right edges, where the geometry knows its size (archives
+and the photo bench give it), is not coded: the decoder repeats the edges as `cut_blocks` did,
+each padding pixel at its own step (shard parameter `padding`; on the 37 validation photos,
+whose padding is 0.9 % of their pixels, coding it cost 0.011 bits/dim).
 
 Exactness: the features are integers, the nets `FixedPointConv2d` rows (exact float64
 GEMMs), the table Bit-Swap's pinned pixel table; any batch of pixels gives the same integers,
@@ -58,6 +62,8 @@ SHARED_BLOCKS = 16  # objects of at most this many blocks in a shard share adapt
 # new shards use
 ADAPT_VERSIONS = (0, TABLES_VERSION, HISTOGRAM_VERSION)
 ADAPT_VERSION = HISTOGRAM_VERSION
+REPEATED = "repeated"  # the shard parameter `padding`: not coded, the edges repeated (absent:
+# coded like the other pixels, as shards written before it were)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class ShardCanvas:
     pixel_index: np.ndarray
     steps: np.ndarray
     block_object: np.ndarray
+    repeats: np.ndarray | None = None
+
 
     @classmethod
     def lay_out(cls, geometry: BlockGeometry) -> ShardCanvas:
@@ -107,9 +115,10 @@ class ShardCanvas:
         steps = wave_step(torch.from_numpy(y), torch.from_numpy(xs)).numpy()
         flat = (MARGIN_TOP + y) * width + origins[:, None, None] + xs
         shape = (count, BLOCK_SIZE * BLOCK_SIZE)
-        return cls(width, (MARGIN_TOP + height) * width,
-                   np.broadcast_to(flat, (count, 32, 32)).reshape(shape).copy(),
-                   np.broadcast_to(steps, (count, 32, 32)).reshape(shape).copy(), block_object)
+        pixel_index = np.broadcast_to(flat, (count, 32, 32)).reshape(shape).copy()
+        return cls(width, (MARGIN_TOP + height) * width, pixel_index,
+                   np.broadcast_to(steps, (count, 32, 32)).reshape(shape).copy(), block_object,
+                   _repeats(geometry, pixel_index, width, (MARGIN_TOP + height) * width))
 
     def owners(self) -> np.ndarray:
         """(size,) whose adaptation tables each canvas pixel uses (`models.causal_adapt`):
@@ -129,13 +138,47 @@ class ShardCanvas:
         known[torch.from_numpy(self.pixel_index.reshape(-1))] = 1
         return known
 
-    def decoding_order(self) -> tuple[np.ndarray, np.ndarray]:
+    def decoding_order(self, repeated: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Block pixels (flat positions in `pixel_index`) sorted by step, then canvas index,
-        and where each step's run starts (len steps + 1 bounds)."""
+        and where each step's run starts (len steps + 1 bounds): all of them (None), or only
+        those coded (False) or only the padding repeated from its edge (True) when padding
+        is not coded (`repeats`); both have the steps of the whole canvas."""
         steps = self.steps.reshape(-1)
         order = np.lexsort((self.pixel_index.reshape(-1), steps))
+        if repeated is not None:
+            repeats = (np.full(self.size, -1, np.int64) if self.repeats is None
+                       else self.repeats)
+            order = order[(repeats[self.pixel_index.reshape(-1)[order]] >= 0) == repeated]
         bounds = np.searchsorted(steps[order], np.arange(int(steps.max(initial=-1)) + 2))
         return order, bounds
+
+    def repeat_padding(self, values: torch.Tensor, positions: torch.Tensor) -> None:
+        """Fill padding pixels (canvas `positions`, one step's) as `cut_blocks` filled them;
+        what they repeat has a smaller step, so it is already decoded."""
+        if self.repeats is not None and len(positions):
+            values[positions] = values[torch.from_numpy(self.repeats[positions.numpy()])]
+
+
+def _repeats(geometry: BlockGeometry, pixel_index: np.ndarray, width: int,
+             size: int) -> np.ndarray | None:
+    """(size,) for each canvas pixel that is padding (past its object's bottom or right edge,
+    where the geometry knows the objects' sizes) the canvas index of the pixel it repeats, as
+    `cut_blocks` pads: the one above in the bottom rows, else the one to its left; -1 for
+    real pixels. None where no block has padding."""
+    extent = geometry.real_extent()
+    if extent is None or not len(geometry):
+        return None
+    real_rows, real_cols = extent
+    if (real_rows >= BLOCK_SIZE).all() and (real_cols >= BLOCK_SIZE).all():
+        return None
+    line = np.arange(BLOCK_SIZE)
+    flat = pixel_index.reshape(-1, BLOCK_SIZE, BLOCK_SIZE)
+    below = line[None, :, None] >= real_rows[:, None, None]
+    right = line[None, None, :] >= real_cols[:, None, None]
+    source = np.where(below, flat - width, np.where(right, flat - 1, -1))
+    repeats = np.full(size, -1, np.int64)
+    repeats[flat.reshape(-1)] = source.reshape(-1)
+    return repeats
 
 
 def lanes_for(num_blocks: int) -> int:
@@ -204,7 +247,9 @@ class CausalCodec:
         geometry = geometry if geometry is not None else BlockGeometry.lone(count)
         canvas, values, known = self._canvas(blocks, geometry)
         flat = torch.from_numpy(canvas.pixel_index.reshape(-1))
-        order, bounds = canvas.decoding_order()
+        # padding the geometry knows of is not coded: the decoder repeats the edges
+        repeated = canvas.repeats is not None
+        order, bounds = canvas.decoding_order(False if repeated else None)
         index = flat[torch.from_numpy(order)]
         pixels = values[index]
         symbols = pixels.numpy()
@@ -231,6 +276,8 @@ class CausalCodec:
             canvas_index = index.numpy()
             for step in range(len(bounds) - 1):
                 part = slice(int(bounds[step]), int(bounds[step + 1]))
+                if part.start == part.stop:  # a step of padding only: nothing to learn
+                    continue
                 for c in range(3):
                     _adapt(adaptation, canvas_index[part], c, means[part, c], scales[part, c],
                            weights[part, c])
@@ -265,6 +312,8 @@ class CausalCodec:
         params = {"geometry": geometry.to_params(), "lanes": lanes}
         if self.adapt:
             params["adapt"] = self.adapt
+        if repeated:
+            params["padding"] = REPEATED
         return EncodedShard(message_to_bytes(message), count, 3, params, block_bits=block_bits)
 
     def decode(self, shard: EncodedShard) -> np.ndarray:
@@ -281,6 +330,11 @@ class CausalCodec:
                              f"knows {', '.join(map(str, ADAPT_VERSIONS))} (upgrade recarchive)")
         geometry = BlockGeometry.from_params(shard.params.get("geometry", []), count)
         canvas = ShardCanvas.lay_out(geometry)
+        repeated = shard.params.get("padding")
+        if repeated not in (None, REPEATED) or (repeated and canvas.repeats is None):
+            raise CodecError(f"causal shard says its padding is {repeated!r}, its geometry "
+                             f"{'has none' if canvas.repeats is None else 'has some'} "
+                             "(damaged parameters)")
         try:
             message = message_from_bytes(shard.payload)
         except CorruptMessageError as error:
@@ -288,8 +342,10 @@ class CausalCodec:
         values = torch.zeros((canvas.size, 3), dtype=torch.int64)
         known = canvas.known()
         flat = torch.from_numpy(canvas.pixel_index.reshape(-1))
-        order, bounds = canvas.decoding_order()
+        order, bounds = canvas.decoding_order(False if repeated else None)
         index_all = flat[torch.from_numpy(order)]
+        fills, fill_bounds = canvas.decoding_order(True)
+        fill_all = flat[torch.from_numpy(fills)]
         neighbours = self.model.config.neighbours
         owner = canvas.owners()
         adaptation = (PictureAdaptation(values, known, canvas.width, owner)
@@ -299,7 +355,12 @@ class CausalCodec:
         try:
             with torch.no_grad():
                 for step in range(len(bounds) - 1):
+                    if repeated:
+                        canvas.repeat_padding(values, fill_all[int(fill_bounds[step]):
+                                                               int(fill_bounds[step + 1])])
                     lo, hi = int(bounds[step]), int(bounds[step + 1])
+                    if lo == hi:
+                        continue
                     index = index_all[lo:hi]
                     step_index = index.numpy()
                     features, ref = causal_features(values, known, index, canvas.width,
