@@ -235,10 +235,11 @@ def _codec_arguments(parser: argparse.ArgumentParser) -> None:
                         help="chains per shard (Bit-Swap; default the codec's)")
     parser.add_argument("--mode", choices=("bitswap", "bbans"), default=None,
                         help="Bit-Swap's coding order, or BB-ANS's (default bitswap)")
-    parser.add_argument("--adapt", type=int, choices=(0, 1, 2), default=None,
+    parser.add_argument("--adapt", type=int, choices=(0, 1, 2, 3), default=None,
                         help="causal: the adaptation version to code with (default the "
-                             "latest, 2, with the pictures' histograms; 1 without them; 0 "
-                             "none: what shards written before each code with)")
+                             "latest, 3, histograms with contexts by the neighbours' errors "
+                             "and across colours; 2 the pictures' histograms; 1 without them; "
+                             "0 none: what shards written before each code with)")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false")
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="processes coding shards side by side, one torch thread each "

@@ -34,12 +34,13 @@ from tests.threads import torch_threads
 # a width-8 model as initialized (torch seed 0), and what it codes `two_images` to
 PINNED_MODEL = Path(__file__).parent / "data" / "causal-tiny.safetensors"
 PINNED_MODEL_SHA256 = "4ceb2c22fd8fb15dfc64db7c899723a5e2b63df3fa88de68cbd374f76a30c638"
-# adaptation 0 (shards written before it existed), 1 (the tables) and 2 (and the residual
-# histograms)
+# adaptation 0 (shards written before it existed), 1 (the tables), 2 (and the residual
+# histograms) and 3 (their contexts by the neighbours' errors, and the cross-colour ones)
 PINNED_PAYLOAD_SHA256 = {
     0: "c188c7e4a0550f759a3db9ef72ea94433aec073bb01d5623919e0fdc9714e61a",
     1: "a3ad4ccba1a5b75fc641b54b29a13ebfde8a69438764487a354e5405e229e5c5",
-    2: "3b6486bb806051fbc395ec7f09804e9286183cda1d6afb33fc18aefcef21ea85"}
+    2: "3b6486bb806051fbc395ec7f09804e9286183cda1d6afb33fc18aefcef21ea85",
+    3: "463a9f08efa64c2cb071a5099e5486b0f553c7d5868abd48ade39d1244f99c92"}
 # adaptation 2, `padded_images` (padding repeated, not coded)
 PINNED_PADDED_PAYLOAD_SHA256 = "7235b9892987a08c87044c06246dfdfac9169f0ab36266d806efa14fbdd52958"
 ADAPT_TABLE_SHA256 = {
@@ -273,7 +274,7 @@ def pinned_images(adapt: int) -> tuple[np.ndarray, BlockGeometry]:
             grid_geometry((3, 4), (2, 2), (5, 4)))
 
 
-@pytest.mark.parametrize("adapt", [0, 1, 2])
+@pytest.mark.parametrize("adapt", [0, 1, 2, 3])
 def test_pinned_payload(adapt):
     """This release writes, and reads back, exactly the bytes pinned for the tiny model, with
     and without adaptation: an archive written today decodes tomorrow, and one written before
@@ -380,8 +381,8 @@ def test_a_shard_asking_for_an_unknown_adaptation_is_refused():
     blocks, geometry = two_images()
     shard = codec.encode(blocks, geometry)
     damaged = EncodedShard(shard.payload, shard.num_blocks, shard.channels,
-                           {**shard.params, "adapt": 3})
-    with pytest.raises(CodecError, match="adaptation version 3"):
+                           {**shard.params, "adapt": 4})
+    with pytest.raises(CodecError, match="adaptation version 4"):
         codec.decode(damaged)
     with pytest.raises(CodecError, match="adapt is one of"):
         get_codec("causal", model=str(PINNED_MODEL), adapt=3)

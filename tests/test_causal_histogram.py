@@ -1,4 +1,5 @@
-"""The causal codec's residual histograms (adaptation version 2, `models.causal_histogram`)."""
+"""The causal codec's residual histograms (adaptation versions 2 and 3,
+`models.causal_histogram`)."""
 
 from __future__ import annotations
 
@@ -138,6 +139,32 @@ def test_colour_histograms_learn_what_the_colours_before_foretell():
     assert np.all(probability(component(histograms, 1, before), 1, red) == 1)
 
 
+def test_cross_colour_histograms_learn_greens_residual_from_reds():
+    """Version 3: green's residual always red's while the means wander (so neither green's
+    value given red's nor its own residual histogram foretells it): the cross-colour
+    histogram learns it and takes weight."""
+    histograms = histogram.PictureHistograms(pictures=1, version=histogram.CONTEXT_VERSION)
+    rng = np.random.default_rng(0)
+    n = 64
+    _, scale, weights = (np.full((n, 1), value) for value in ARGS)
+    picture, error, wide = np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, 1 << 26)
+    for _ in range(30):
+        residual = rng.integers(-6, 7, n)
+        red_mean, green_mean = (16 * rng.integers(40, 200, (n, 1)) for _ in range(2))
+        red, green = red_mean[:, 0] // 16 + residual, green_mean[:, 0] // 16 + residual
+        before = np.stack([red, np.zeros(n, np.int64), np.zeros(n, np.int64)], 1)
+        histograms.component(picture, 0, before, red_mean, scale, weights, error)
+        histograms.observe(red, wide)
+        counts = histograms.component(picture, 1, before, green_mean, scale, weights, error)
+        histograms.observe(green, wide)
+        histograms.update()
+    assert np.all(probability(counts, 2, green) == 1)
+    costs = histograms._costs[1 * histogram.BANDS + ARGS[1] // 8]
+    chosen = histogram.CANDIDATES_3[np.argmin(costs)]
+    assert chosen[2] > 0, chosen  # the cross-colour source is used
+    assert counts.weights[2].min() > 1 << 14
+
+
 def test_histograms_code_fewer_bits_and_round_trip():
     """Version 2 against 1 on the pinned tiny model: an image in three objects, one of them a
     grey one (its green and blue repeat its red) that the net cannot know is grey."""
@@ -147,7 +174,7 @@ def test_histograms_code_fewer_bits_and_round_trip():
     blocks = np.concatenate([cut_blocks(photo(160, 128)), cut_blocks(grey)])
     geometry = grid_geometry((5, 4), (3, 3))
     sizes = {}
-    for adapt in (1, 2):
+    for adapt in (1, 2, 3):
         codec = get_codec("causal", model=str(PINNED_MODEL), model_sha256=PINNED_MODEL_SHA256,
                           adapt=adapt)
         shard = codec.encode(blocks, geometry)
@@ -155,3 +182,4 @@ def test_histograms_code_fewer_bits_and_round_trip():
         assert np.array_equal(codec.decode(shard), blocks)
         sizes[adapt] = len(shard.payload)
     assert sizes[2] < 0.9 * sizes[1], sizes
+    assert sizes[3] < sizes[2], sizes

@@ -46,8 +46,8 @@ from recarchive.models.causal import (
 )
 from recarchive.models.causal_adapt import VERSION as TABLES_VERSION
 from recarchive.models.causal_adapt import PictureAdaptation
+from recarchive.models.causal_histogram import CONTEXT_VERSION, PictureHistograms
 from recarchive.models.causal_histogram import VERSION as HISTOGRAM_VERSION
-from recarchive.models.causal_histogram import PictureHistograms
 from recarchive.models.exact_bitswap import PIXEL_GRID
 from recarchive.models.exact_causal import ExactCausalModel
 
@@ -58,10 +58,11 @@ ENCODE_CHUNK = 1 << 13  # pixels whose features and nets are computed together w
 GAP = max(MARGIN_LEFT, MARGIN_RIGHT)  # empty columns between two objects' canvases
 SHARED_BLOCKS = 16  # objects of at most this many blocks in a shard share adaptation tables
 # the shard parameter `adapt`: 0 none, 1 the bias and scale tables (`models.causal_adapt`),
-# 2 those and the picture's residual and colour histograms (`models.causal_histogram`), what
-# new shards use
-ADAPT_VERSIONS = (0, TABLES_VERSION, HISTOGRAM_VERSION)
-ADAPT_VERSION = HISTOGRAM_VERSION
+# 2 those and the picture's residual and colour histograms (`models.causal_histogram`), 3
+# those with residual contexts by the neighbours' errors and the cross-colour histograms,
+# what new shards use
+ADAPT_VERSIONS = (0, TABLES_VERSION, HISTOGRAM_VERSION, CONTEXT_VERSION)
+ADAPT_VERSION = CONTEXT_VERSION
 REPEATED = "repeated"  # the shard parameter `padding`: not coded, the edges repeated (absent:
 # coded like the other pixels, as shards written before it were)
 
@@ -272,7 +273,7 @@ class CausalCodec:
             owner = canvas.owners()
             adaptation = PictureAdaptation(values, known, canvas.width, owner)
             if self.adapt >= HISTOGRAM_VERSION:
-                histograms = PictureHistograms(int(owner.max(initial=0)) + 1)
+                histograms = PictureHistograms(int(owner.max(initial=0)) + 1, self.adapt)
             canvas_index = index.numpy()
             for step in range(len(bounds) - 1):
                 part = slice(int(bounds[step]), int(bounds[step + 1]))
@@ -283,8 +284,9 @@ class CausalCodec:
                            weights[part, c])
                     if histograms is not None:
                         net, mixture = _with_histograms(
-                            self.model, histograms, owner[canvas_index[part]], c,
-                            symbols[part], means[part, c], scales[part, c], weights[part, c])
+                            self.model, histograms, adaptation, canvas_index[part],
+                            owner[canvas_index[part]], c, symbols[part], means[part, c],
+                            scales[part, c], weights[part, c])
                         coded = np.ascontiguousarray(symbols[part, c])
                         starts[part, c], freqs[part, c] = mixture.interval(coded)
                         histograms.observe(coded, net.interval(coded)[1])
@@ -350,7 +352,7 @@ class CausalCodec:
         owner = canvas.owners()
         adaptation = (PictureAdaptation(values, known, canvas.width, owner)
                       if adapt else None)
-        histograms = (PictureHistograms(int(owner.max(initial=0)) + 1)
+        histograms = (PictureHistograms(int(owner.max(initial=0)) + 1, adapt)
                       if adapt >= HISTOGRAM_VERSION else None)
         try:
             with torch.no_grad():
@@ -372,8 +374,9 @@ class CausalCodec:
                             _adapt(adaptation, step_index, c, mean, scale, weights)
                         if histograms is not None:
                             net, mixture = _with_histograms(
-                                self.model, histograms, owner[step_index], c,
-                                values[index].numpy(), mean, scale, weights)
+                                self.model, histograms, adaptation, step_index,
+                                owner[step_index], c, values[index].numpy(), mean, scale,
+                                weights)
                         else:
                             mixture = self.model.mixture_of(mean, scale, weights)
                         symbols = np.empty(hi - lo, np.int64)
@@ -406,15 +409,18 @@ def _adapt(adaptation: PictureAdaptation, index: np.ndarray, colour: int, mean: 
 
 
 def _with_histograms(model: ExactCausalModel, histograms: PictureHistograms,
-                     picture: np.ndarray, colour: int, before: np.ndarray, mean: np.ndarray,
-                     scale: np.ndarray, weights: np.ndarray
+                     adaptation: PictureAdaptation, index: np.ndarray, picture: np.ndarray,
+                     colour: int, before: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                     weights: np.ndarray
                      ) -> tuple[mixture_code.TableMixture, mixture_code.TableMixture]:
     """One colour's mixture from the net alone (what the histograms' costs compare with) and
-    with its picture's histograms (what is coded); `before`: the pixels' colours, those before
-    `colour` coded."""
+    with its picture's histograms (what is coded), for the pixels at canvas `index`;
+    `before`: the pixels' colours, those before `colour` coded."""
     net = model.mixture_of(mean, scale, weights)
+    error = (adaptation.neighbour_error(index, colour)
+             if histograms.version >= CONTEXT_VERSION else None)
     return net, net.with_counts(histograms.component(picture, colour, before, mean, scale,
-                                                     weights))
+                                                     weights, error))
 
 
 def _groups(lo: int, hi: int, lanes: int) -> list[slice]:

@@ -139,6 +139,11 @@ class PictureAdaptation:
         return np.stack([self._residual[index + dy * self._width + dx, colour]
                          for dy, dx in LMS_NEIGHBOURS], 1)
 
+    def neighbour_error(self, index: np.ndarray, colour: int) -> np.ndarray:
+        """(n,) the sum of what the corrections left of W's, N's, NW's and NE's errors (1/16
+        pixel; 0 for a neighbour not coded): how busy the pixels' surroundings are."""
+        return sum(self._error[near, colour] for near in self._neighbours(index))
+
     def corrections(self, index: np.ndarray, colour: int, mean: np.ndarray, scale: np.ndarray,
                     weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean shift, scale-index shift) (n,) for colour `colour` of the pixels at canvas

@@ -42,6 +42,7 @@ from recarchive.entropy.mixture import WEIGHT_BITS, CountComponents
 from recarchive.models.causal_adapt import BANDS, MEAN_STEPS, mixture_centre
 
 VERSION = 2  # the shard parameter `adapt` that adds these to `causal_adapt`'s tables (1)
+CONTEXT_VERSION = 3  # residual contexts by neighbours' errors too, and the cross-colour source
 SYMBOLS = 256
 SLOTS = 2 * SYMBOLS - 1  # residuals −255 … 255
 FRACTIONS = 4  # quarter pixels: where μ lies within its rounded pixel
@@ -53,6 +54,15 @@ COLOUR_WEIGHTS = (0, 2, 4, 8)  # b: the colour histogram's
 CANDIDATES = np.array([(a, b) for a in RESIDUAL_WEIGHTS for b in COLOUR_WEIGHTS if a + b <= 14],
                       np.int64)
 COLOUR_PRIOR = 2
+# version 3: the residual histograms' contexts also by the neighbours' errors (W, N, NW, NE:
+# the sum of what the adaptation left of them, 1/16 pixel) in octaves, and green's and blue's
+# residuals by the previous colour's residual of the pixel (red's, green's), in −6 … 6
+ERROR_OCTAVES = np.array([16, 32, 64, 128, 256, 512], np.int64)  # 7 buckets
+CROSS_REACH = 6
+CROSS_WEIGHTS = (0, 2, 4, 8)  # d: the cross-colour histogram's full weight, sixteenths
+# (a, b, d), d = 0 first: red has neither the colour nor the cross source
+CANDIDATES_3 = np.array([(a, b, d) for a in RESIDUAL_WEIGHTS for b in COLOUR_WEIGHTS
+                         for d in CROSS_WEIGHTS if a + b + d <= 14], np.int64)
 # colour contexts: green from red's value (256), blue from green's and R − G in −2 … 2 (1,280)
 COLOUR_CONTEXTS = 256 + 256 * 5
 LOG2_BITS = 16  # costs in 1/65536 bit
@@ -112,31 +122,49 @@ class PictureHistograms:
     canvas. Per colour of a step: `component` (the count components), then `observe` with the
     coded symbols; `update` once the step is coded."""
 
-    def __init__(self, pictures: int) -> None:
-        residual = (pictures * 3 * BANDS * FRACTIONS, SLOTS)
+    def __init__(self, pictures: int, version: int = VERSION) -> None:
+        self.version = version
+        self._octaves = len(ERROR_OCTAVES) + 1 if version >= CONTEXT_VERSION else 1
+        residual = (pictures * 3 * BANDS * FRACTIONS * self._octaves, SLOTS)
         colour = (pictures * COLOUR_CONTEXTS, SYMBOLS)
-        self._sums = np.zeros(_Counts.size(*residual) + _Counts.size(*colour), np.int64)
+        cross = (pictures * 3 * BANDS * (2 * CROSS_REACH + 1), SLOTS)
+        sizes = [_Counts.size(*residual), _Counts.size(*colour)]
+        if version >= CONTEXT_VERSION:
+            sizes.append(_Counts.size(*cross))
+        self._sums = np.zeros(sum(sizes), np.int64)
         self._residuals = _Counts(*residual, self._sums, 0)
-        self._colours = _Counts(*colour, self._sums, _Counts.size(*residual))
-        self._costs = np.zeros((pictures * 3 * BANDS, len(CANDIDATES)), np.int64)
+        self._colours = _Counts(*colour, self._sums, sizes[0])
+        self._cross = (_Counts(*cross, self._sums, sizes[0] + sizes[1])
+                       if version >= CONTEXT_VERSION else None)
+        self._candidates = CANDIDATES_3 if version >= CONTEXT_VERSION else CANDIDATES
+        self._costs = np.zeros((pictures * 3 * BANDS, len(self._candidates)), np.int64)
         self._current: tuple | None = None  # what `component` computed, for `observe`
+        self._previous: np.ndarray | None = None  # the last colour's residuals (version 3)
         self._pending: list[tuple] = []  # what `update` learns from
 
     def _totals(self, firsts: np.ndarray) -> np.ndarray:
         return self._sums[firsts + SYMBOLS] - self._sums[firsts]
 
     def component(self, picture: np.ndarray, colour: int, before: np.ndarray, mean: np.ndarray,
-                  scale: np.ndarray, weights: np.ndarray) -> CountComponents:
-        """The histograms' count components (residual, colour) for colour `colour` of pixels
-        of pictures `picture`, from the pixels' colours coded before it (`before` (n, ≥
-        colour)) and their (adapted) mixture's integer means (1/16 pixel), scale indices and
-        weights (n, K)."""
+                  scale: np.ndarray, weights: np.ndarray,
+                  neighbour_error: np.ndarray | None = None) -> CountComponents:
+        """The histograms' count components (residual, colour; version 3: and cross-colour)
+        for colour `colour` of pixels of pictures `picture`, from the pixels' colours coded
+        before it (`before` (n, ≥ colour)), their (adapted) mixture's integer means (1/16
+        pixel), scale indices and weights (n, K), and (version 3) their neighbours' errors
+        (`PictureAdaptation.neighbour_error`). Colours come in order, each after the last's
+        `observe`."""
         mu, _, band = mixture_centre(mean, scale, weights)
         half = MEAN_STEPS // 2
         centre = np.clip((mu + half) // MEAN_STEPS, 0, SYMBOLS - 1)
         fraction = (mu + half) % MEAN_STEPS * FRACTIONS // MEAN_STEPS
         owner = picture * 3 + colour
         residual_context = (owner * BANDS + band) * FRACTIONS + fraction
+        if self._cross is not None:
+            if neighbour_error is None:
+                raise ValueError("version 3 histograms need the neighbours' errors")
+            octave = (neighbour_error[:, None] >= ERROR_OCTAVES[None]).sum(1)
+            residual_context = residual_context * self._octaves + octave
         # slot x − centre + 255 holds residual x − centre
         residual_first = self._residuals.first(residual_context, SYMBOLS - 1 - centre)
         colour_context = None
@@ -147,26 +175,36 @@ class PictureHistograms:
                 before[:, 0] - before[:, 1], -2, 2) + 2
         colour_first = (residual_first if colour_context is None
                         else self._colours.first(colour_context, 0))
-        firsts = np.stack([residual_first, colour_first])
+        sources = [residual_first, colour_first]
+        cross_context = None
+        if self._cross is not None:
+            cross_context = residual_first  # red: weight 0 (its totals are set to 0 below)
+            if colour:
+                cross_context = (owner * BANDS + band) * (2 * CROSS_REACH + 1) + np.clip(
+                    self._previous, -CROSS_REACH, CROSS_REACH) + CROSS_REACH
+                sources.append(self._cross.first(cross_context, SYMBOLS - 1 - centre))
+            else:
+                sources.append(residual_first)
+        firsts = np.stack(sources)
         totals = self._totals(firsts)
         if colour_context is None:
-            totals[1] = 0
-        # every candidate's weights (2, n, candidates), in 1/2^16
-        priors = np.array([COUNT_PRIOR, COLOUR_PRIOR])[:, None, None]
-        candidates = (CANDIDATES.T[:, None, :] << (WEIGHT_BITS - 4)) * totals[:, :, None] // (
-            totals[:, :, None] + priors)
+            totals[1:] = 0
+        # every candidate's weights (sources, n, candidates), in 1/2^16
+        priors = np.array([COUNT_PRIOR, COLOUR_PRIOR, COUNT_PRIOR][:len(sources)])[:, None, None]
+        candidates = (self._candidates.T[:, None, :] << (WEIGHT_BITS - 4)) * totals[
+            :, :, None] // (totals[:, :, None] + priors)
         chooser = owner * BANDS + band  # whose costs choose the weights
         choice = np.argmin(self._costs[chooser], 1)
         self._current = (chooser, residual_context, centre, colour_context, firsts, totals,
-                         candidates)
+                         candidates, cross_context if colour else None)
         return CountComponents(self._sums, firsts,
                                candidates[:, np.arange(len(choice)), choice])
 
     def observe(self, symbols: np.ndarray, model_freqs: np.ndarray) -> None:
         """The coded symbols of the colour `component` was last called for, and their
         frequencies under the net's mixture alone (at 30 bits)."""
-        chooser, residual_context, centre, colour_context, firsts, totals, candidates = \
-            self._current
+        (chooser, residual_context, centre, colour_context, firsts, totals, candidates,
+         cross_context) = self._current
         # each source's frequency of the symbol at 30 bits (0 where it has no counts)
         freqs = ((self._sums[firsts + symbols + 1] - self._sums[firsts + symbols])
                  << CODED_BITS) // np.maximum(totals, 1)
@@ -174,17 +212,21 @@ class PictureHistograms:
                  + (candidates * freqs[:, :, None]).sum(0)) >> WEIGHT_BITS
         cost = (CODED_BITS << LOG2_BITS) - log2_fixed(np.maximum(mixed, 1))
         self._pending.append((chooser, residual_context, symbols - centre + SYMBOLS - 1,
-                              colour_context, symbols, cost))
+                              colour_context, symbols, cost, cross_context))
+        self._previous = symbols - centre
         self._current = None
 
     def update(self) -> None:
         """Learn the step's symbols and costs."""
         if not self._pending:
             return
-        for chooser, *_, cost in self._pending:
+        for chooser, *_, cost, _ in self._pending:
             np.add.at(self._costs, chooser, cost)
         self._residuals.learn([p[1] for p in self._pending], [p[2] for p in self._pending])
         coloured = [p for p in self._pending if p[3] is not None]
         if coloured:
             self._colours.learn([p[3] for p in coloured], [p[4] for p in coloured])
+        crossed = [p for p in self._pending if p[6] is not None]
+        if crossed and self._cross is not None:
+            self._cross.learn([p[6] for p in crossed], [p[2] for p in crossed])
         self._pending = []
