@@ -159,7 +159,8 @@ def test_cross_colour_histograms_learn_greens_residual_from_reds():
         histograms.observe(green, wide)
         histograms.update()
     assert np.all(probability(counts, 2, green) == 1)
-    costs = histograms._costs[1 * histogram.BANDS + ARGS[1] // 8]
+    octaves = len(histogram.ERROR_OCTAVES) + 1  # the neighbours' errors: 0, the first
+    costs = histograms._costs[(1 * histogram.BANDS + ARGS[1] // 8) * octaves]
     chosen = histogram.CANDIDATES_3[np.argmin(costs)]
     assert chosen[2] > 0, chosen  # the cross-colour source is used
     assert counts.weights[2].min() > 1 << 14

@@ -137,7 +137,8 @@ class PictureHistograms:
         self._cross = (_Counts(*cross, self._sums, sizes[0] + sizes[1])
                        if version >= CONTEXT_VERSION else None)
         self._candidates = CANDIDATES_3 if version >= CONTEXT_VERSION else CANDIDATES
-        self._costs = np.zeros((pictures * 3 * BANDS, len(self._candidates)), np.int64)
+        self._costs = np.zeros((pictures * 3 * BANDS * self._octaves, len(self._candidates)),
+                               np.int64)
         self._current: tuple | None = None  # what `component` computed, for `observe`
         self._previous: np.ndarray | None = None  # the last colour's residuals (version 3)
         self._pending: list[tuple] = []  # what `update` learns from
@@ -160,11 +161,13 @@ class PictureHistograms:
         fraction = (mu + half) % MEAN_STEPS * FRACTIONS // MEAN_STEPS
         owner = picture * 3 + colour
         residual_context = (owner * BANDS + band) * FRACTIONS + fraction
+        chooser = owner * BANDS + band  # whose costs choose the weights
         if self._cross is not None:
             if neighbour_error is None:
                 raise ValueError("version 3 histograms need the neighbours' errors")
             octave = (neighbour_error[:, None] >= ERROR_OCTAVES[None]).sum(1)
             residual_context = residual_context * self._octaves + octave
+            chooser = chooser * self._octaves + octave
         # slot x − centre + 255 holds residual x − centre
         residual_first = self._residuals.first(residual_context, SYMBOLS - 1 - centre)
         colour_context = None
@@ -193,7 +196,6 @@ class PictureHistograms:
         priors = np.array([COUNT_PRIOR, COLOUR_PRIOR, COUNT_PRIOR][:len(sources)])[:, None, None]
         candidates = (self._candidates.T[:, None, :] << (WEIGHT_BITS - 4)) * totals[
             :, :, None] // (totals[:, :, None] + priors)
-        chooser = owner * BANDS + band  # whose costs choose the weights
         choice = np.argmin(self._costs[chooser], 1)
         self._current = (chooser, residual_context, centre, colour_context, firsts, totals,
                          candidates, cross_context if colour else None)
