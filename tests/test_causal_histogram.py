@@ -83,8 +83,9 @@ ARGS = (16 * 100 + 3, 60, 1 << 16)  # μ = 100 3/16 (rounds to 100), a scale ind
 def component(histograms: histogram.PictureHistograms, colour: int, before: np.ndarray,
               picture: int = 0) -> mixture.CountComponents:
     n = len(before)
+    error = np.zeros(n, np.int64) if histograms.version >= histogram.CONTEXT_VERSION else None
     return histograms.component(np.full(n, picture), colour, before,
-                                *(np.full((n, 1), value) for value in ARGS))
+                                *(np.full((n, 1), value) for value in ARGS), error)
 
 
 def probability(counts: mixture.CountComponents, source: int, symbols: np.ndarray
@@ -164,6 +165,20 @@ def test_cross_colour_histograms_learn_greens_residual_from_reds():
     chosen = histogram.CANDIDATES_3[np.argmin(costs)]
     assert chosen[2] > 0, chosen  # the cross-colour source is used
     assert counts.weights[2].min() > 1 << 14
+
+
+def test_the_shards_histogram_carries_what_other_pictures_learnt():
+    """Version 3: red always at its rounded mean in picture 0; picture 1, which has coded
+    nothing, finds all the shard's histogram's mass there, and nothing in its own."""
+    histograms = histogram.PictureHistograms(pictures=2, version=histogram.CONTEXT_VERSION)
+    n = 50
+    nothing = np.zeros((n, 3), np.int64)
+    learn(histograms, 0, nothing, np.full(n, 100), 10)
+    counts = component(histograms, 0, nothing, picture=1)
+    assert len(counts.firsts) == 4  # residual, colour, cross-colour, the shard's
+    assert np.all(probability(counts, 3, np.full(n, 100)) == 1)
+    assert np.all(probability(counts, 0, np.full(n, 100)) == 0)
+    assert np.all(counts.weights == 0)  # picture 1's costs have chosen nothing yet
 
 
 def test_histograms_code_fewer_bits_and_round_trip():

@@ -60,9 +60,11 @@ COLOUR_PRIOR = 2
 ERROR_OCTAVES = np.array([16, 32, 64, 128, 256, 512], np.int64)  # 7 buckets
 CROSS_REACH = 6
 CROSS_WEIGHTS = (0, 2, 4, 8)  # d: the cross-colour histogram's full weight, sixteenths
-# (a, b, d), d = 0 first: red has neither the colour nor the cross source
-CANDIDATES_3 = np.array([(a, b, d) for a in RESIDUAL_WEIGHTS for b in COLOUR_WEIGHTS
-                         for d in CROSS_WEIGHTS if a + b + d <= 14], np.int64)
+SHARED_WEIGHTS = (0, 2, 4, 8)  # e: the shard's residual histogram's (every picture's pixels)
+# (a, b, d, e), b = d = 0 first for each (a, e): red has neither the colour nor the cross source
+CANDIDATES_3 = np.array([(a, b, d, e) for a in RESIDUAL_WEIGHTS for b in COLOUR_WEIGHTS
+                         for d in CROSS_WEIGHTS for e in SHARED_WEIGHTS if a + b + d + e <= 14],
+                        np.int64)
 # colour contexts: green from red's value (256), blue from green's and R − G in −2 … 2 (1,280)
 COLOUR_CONTEXTS = 256 + 256 * 5
 LOG2_BITS = 16  # costs in 1/65536 bit
@@ -128,14 +130,17 @@ class PictureHistograms:
         residual = (pictures * 3 * BANDS * FRACTIONS * self._octaves, SLOTS)
         colour = (pictures * COLOUR_CONTEXTS, SYMBOLS)
         cross = (pictures * 3 * BANDS * (2 * CROSS_REACH + 1), SLOTS)
+        shared = (3 * BANDS * FRACTIONS * self._octaves, SLOTS)
         sizes = [_Counts.size(*residual), _Counts.size(*colour)]
         if version >= CONTEXT_VERSION:
-            sizes.append(_Counts.size(*cross))
+            sizes += [_Counts.size(*cross), _Counts.size(*shared)]
         self._sums = np.zeros(sum(sizes), np.int64)
         self._residuals = _Counts(*residual, self._sums, 0)
         self._colours = _Counts(*colour, self._sums, sizes[0])
-        self._cross = (_Counts(*cross, self._sums, sizes[0] + sizes[1])
-                       if version >= CONTEXT_VERSION else None)
+        self._cross = self._shared = None
+        if version >= CONTEXT_VERSION:
+            self._cross = _Counts(*cross, self._sums, sizes[0] + sizes[1])
+            self._shared = _Counts(*shared, self._sums, sum(sizes[:3]))
         self._candidates = CANDIDATES_3 if version >= CONTEXT_VERSION else CANDIDATES
         self._costs = np.zeros((pictures * 3 * BANDS * self._octaves, len(self._candidates)),
                                np.int64)
@@ -162,12 +167,15 @@ class PictureHistograms:
         owner = picture * 3 + colour
         residual_context = (owner * BANDS + band) * FRACTIONS + fraction
         chooser = owner * BANDS + band  # whose costs choose the weights
+        shared_context = None
         if self._cross is not None:
             if neighbour_error is None:
                 raise ValueError("version 3 histograms need the neighbours' errors")
             octave = (neighbour_error[:, None] >= ERROR_OCTAVES[None]).sum(1)
             residual_context = residual_context * self._octaves + octave
             chooser = chooser * self._octaves + octave
+            shared_context = (((colour * BANDS + band) * FRACTIONS + fraction) * self._octaves
+                              + octave)
         # slot x − centre + 255 holds residual x − centre
         residual_first = self._residuals.first(residual_context, SYMBOLS - 1 - centre)
         colour_context = None
@@ -188,17 +196,19 @@ class PictureHistograms:
                 sources.append(self._cross.first(cross_context, SYMBOLS - 1 - centre))
             else:
                 sources.append(residual_first)
+            sources.append(self._shared.first(shared_context, SYMBOLS - 1 - centre))
         firsts = np.stack(sources)
         totals = self._totals(firsts)
         if colour_context is None:
-            totals[1:] = 0
+            totals[1:3] = 0
         # every candidate's weights (sources, n, candidates), in 1/2^16
-        priors = np.array([COUNT_PRIOR, COLOUR_PRIOR, COUNT_PRIOR][:len(sources)])[:, None, None]
+        priors = np.array([COUNT_PRIOR, COLOUR_PRIOR, COUNT_PRIOR, COUNT_PRIOR][:len(sources)]
+                          )[:, None, None]
         candidates = (self._candidates.T[:, None, :] << (WEIGHT_BITS - 4)) * totals[
             :, :, None] // (totals[:, :, None] + priors)
         choice = np.argmin(self._costs[chooser], 1)
         self._current = (chooser, residual_context, centre, colour_context, firsts, totals,
-                         candidates, cross_context if colour else None)
+                         candidates, cross_context if colour else None, shared_context)
         return CountComponents(self._sums, firsts,
                                candidates[:, np.arange(len(choice)), choice])
 
@@ -206,7 +216,7 @@ class PictureHistograms:
         """The coded symbols of the colour `component` was last called for, and their
         frequencies under the net's mixture alone (at 30 bits)."""
         (chooser, residual_context, centre, colour_context, firsts, totals, candidates,
-         cross_context) = self._current
+         cross_context, shared_context) = self._current
         # each source's frequency of the symbol at 30 bits (0 where it has no counts)
         freqs = ((self._sums[firsts + symbols + 1] - self._sums[firsts + symbols])
                  << CODED_BITS) // np.maximum(totals, 1)
@@ -214,7 +224,7 @@ class PictureHistograms:
                  + (candidates * freqs[:, :, None]).sum(0)) >> WEIGHT_BITS
         cost = (CODED_BITS << LOG2_BITS) - log2_fixed(np.maximum(mixed, 1))
         self._pending.append((chooser, residual_context, symbols - centre + SYMBOLS - 1,
-                              colour_context, symbols, cost, cross_context))
+                              colour_context, symbols, cost, cross_context, shared_context))
         self._previous = symbols - centre
         self._current = None
 
@@ -222,7 +232,7 @@ class PictureHistograms:
         """Learn the step's symbols and costs."""
         if not self._pending:
             return
-        for chooser, *_, cost, _ in self._pending:
+        for chooser, *_, cost, _, _ in self._pending:
             np.add.at(self._costs, chooser, cost)
         self._residuals.learn([p[1] for p in self._pending], [p[2] for p in self._pending])
         coloured = [p for p in self._pending if p[3] is not None]
@@ -231,4 +241,6 @@ class PictureHistograms:
         crossed = [p for p in self._pending if p[6] is not None]
         if crossed and self._cross is not None:
             self._cross.learn([p[6] for p in crossed], [p[2] for p in crossed])
+        if self._shared is not None:
+            self._shared.learn([p[7] for p in self._pending], [p[2] for p in self._pending])
         self._pending = []
