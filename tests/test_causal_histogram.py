@@ -181,6 +181,20 @@ def test_the_shards_histogram_carries_what_other_pictures_learnt():
     assert np.all(counts.weights == 0)  # picture 1's costs have chosen nothing yet
 
 
+def test_compiled_and_array_costs_code_the_same_bytes(monkeypatch):
+    """The candidates' costs (`_add_costs` under numba, the array code without it) choose the
+    weights: both must give the same shard, for version 2 and 3."""
+    blocks = np.concatenate([cut_blocks(photo(160, 128)), cut_blocks(photo(64, 96))])
+    geometry = grid_geometry((5, 4), (2, 3))
+    for adapt in (2, 3):
+        codec = get_codec("causal", model=str(PINNED_MODEL), model_sha256=PINNED_MODEL_SHA256,
+                          adapt=adapt)
+        monkeypatch.setattr(histogram, "COMPILED", True)
+        compiled = codec.encode(blocks, geometry).payload
+        monkeypatch.setattr(histogram, "COMPILED", False)
+        assert codec.encode(blocks, geometry).payload == compiled
+
+
 def test_histograms_code_fewer_bits_and_round_trip():
     """Version 2 against 1 on the pinned tiny model: an image in three objects, one of them a
     grey one (its green and blue repeat its red) that the net cannot know is grey."""

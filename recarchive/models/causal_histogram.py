@@ -84,6 +84,16 @@ def _log2_table() -> np.ndarray:
 
 LOG2_TABLE = _log2_table()
 
+try:
+    from numba import njit
+
+    COMPILED = True
+except ImportError:  # without numba the array code gives the same costs, only slower
+    COMPILED = False
+
+    def njit(**_options):
+        return lambda function: function
+
 
 def log2_fixed(q: np.ndarray) -> np.ndarray:
     """2^16 · log2(q) for integers 1 ≤ q < 2^53, from q's top 13 bits (exact integer steps:
@@ -92,6 +102,46 @@ def log2_fixed(q: np.ndarray) -> np.ndarray:
     top = np.where(exponent >= MANTISSA_BITS, q >> np.maximum(exponent - MANTISSA_BITS, 0),
                    q << np.maximum(MANTISSA_BITS - exponent, 0))
     return (exponent << LOG2_BITS) + LOG2_TABLE[top - (1 << MANTISSA_BITS)]
+
+
+@njit(cache=True, nogil=True)
+def _add_costs(table: np.ndarray, chooser: np.ndarray, model_freqs: np.ndarray,
+               freqs: np.ndarray, totals: np.ndarray, priors: np.ndarray,
+               candidates: np.ndarray, log2_table: np.ndarray) -> None:
+    """`observe`'s costs in one compiled loop: for each lane and candidate, the weights, the
+    mixed frequency and its cost in 1/2^16 bit (`log2_fixed`), added to the lane's row of
+    `table`; integer steps in the array code's order, so the same numbers."""
+    sources, lanes = freqs.shape
+    full = candidates.max() + 1
+    weights = np.zeros((sources, full), np.int64)  # a lane's weight for each full weight
+    for i in range(lanes):
+        row = chooser[i]
+        for s in range(sources):
+            for value in range(full):
+                weights[s, value] = ((value << (WEIGHT_BITS - 4)) * totals[s, i]
+                                     // (totals[s, i] + priors[s]))
+        for c in range(candidates.shape[0]):
+            weight_sum = 0
+            mixed_sum = 0
+            for s in range(sources):
+                weight = weights[s, candidates[c, s]]
+                weight_sum += weight
+                mixed_sum += weight * freqs[s, i]
+            mixed = (((1 << WEIGHT_BITS) - weight_sum) * model_freqs[i] + mixed_sum
+                     ) >> WEIGHT_BITS
+            q = max(mixed, 1)
+            exponent = 0
+            rest = q
+            for shift in (32, 16, 8, 4, 2, 1):
+                if rest >> shift:
+                    rest >>= shift
+                    exponent += shift
+            if exponent >= MANTISSA_BITS:
+                top = q >> (exponent - MANTISSA_BITS)
+            else:
+                top = q << (MANTISSA_BITS - exponent)
+            log2 = (exponent << LOG2_BITS) + log2_table[top - (1 << MANTISSA_BITS)]
+            table[row, c] += (CODED_BITS << LOG2_BITS) - log2
 
 
 class _Counts:
@@ -117,6 +167,11 @@ class _Counts:
             np.add.at(self._counts, context * self.slots + slot, 1)
         touched = np.unique(np.concatenate(contexts))
         self._sums[touched, 1:] = np.cumsum(self._counts.reshape(-1, self.slots)[touched], 1)
+
+
+def _weights(candidates: np.ndarray, totals: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """Sources' weights in 1/2^16: full weights in sixteenths × n / (n + prior)."""
+    return (candidates << (WEIGHT_BITS - 4)) * totals // (totals + priors)
 
 
 class PictureHistograms:
@@ -201,30 +256,35 @@ class PictureHistograms:
         totals = self._totals(firsts)
         if colour_context is None:
             totals[1:3] = 0
-        # every candidate's weights (sources, n, candidates), in 1/2^16
-        priors = np.array([COUNT_PRIOR, COLOUR_PRIOR, COUNT_PRIOR, COUNT_PRIOR][:len(sources)]
-                          )[:, None, None]
-        candidates = (self._candidates.T[:, None, :] << (WEIGHT_BITS - 4)) * totals[
-            :, :, None] // (totals[:, :, None] + priors)
+        priors = np.array([COUNT_PRIOR, COLOUR_PRIOR, COUNT_PRIOR, COUNT_PRIOR][:len(sources)])
         choice = np.argmin(self._costs[chooser], 1)
         self._current = (chooser, residual_context, centre, colour_context, firsts, totals,
-                         candidates, cross_context if colour else None, shared_context)
+                         priors, cross_context if colour else None, shared_context)
         return CountComponents(self._sums, firsts,
-                               candidates[:, np.arange(len(choice)), choice])
+                               _weights(self._candidates[choice].T, totals, priors[:, None]))
 
     def observe(self, symbols: np.ndarray, model_freqs: np.ndarray) -> None:
         """The coded symbols of the colour `component` was last called for, and their
         frequencies under the net's mixture alone (at 30 bits)."""
-        (chooser, residual_context, centre, colour_context, firsts, totals, candidates,
+        (chooser, residual_context, centre, colour_context, firsts, totals, priors,
          cross_context, shared_context) = self._current
         # each source's frequency of the symbol at 30 bits (0 where it has no counts)
         freqs = ((self._sums[firsts + symbols + 1] - self._sums[firsts + symbols])
                  << CODED_BITS) // np.maximum(totals, 1)
-        mixed = (((1 << WEIGHT_BITS) - candidates.sum(0)) * model_freqs[:, None]
-                 + (candidates * freqs[:, :, None]).sum(0)) >> WEIGHT_BITS
-        cost = (CODED_BITS << LOG2_BITS) - log2_fixed(np.maximum(mixed, 1))
-        self._pending.append((chooser, residual_context, symbols - centre + SYMBOLS - 1,
-                              colour_context, symbols, cost, cross_context, shared_context))
+        # every candidate's cost, added now: a colour's rows are read only by its own
+        # `component`, which comes again after `update`
+        if COMPILED:
+            _add_costs(self._costs, chooser, np.ascontiguousarray(model_freqs, np.int64),
+                       freqs, totals, priors, self._candidates, LOG2_TABLE)
+        else:
+            candidates = _weights(self._candidates.T[:, None, :], totals[:, :, None],
+                                  priors[:, None, None])  # (sources, n, candidates)
+            mixed = (((1 << WEIGHT_BITS) - candidates.sum(0)) * model_freqs[:, None]
+                     + (candidates * freqs[:, :, None]).sum(0)) >> WEIGHT_BITS
+            np.add.at(self._costs, chooser,
+                      (CODED_BITS << LOG2_BITS) - log2_fixed(np.maximum(mixed, 1)))
+        self._pending.append((residual_context, symbols - centre + SYMBOLS - 1,
+                              colour_context, symbols, cross_context, shared_context))
         self._previous = symbols - centre
         self._current = None
 
@@ -232,15 +292,13 @@ class PictureHistograms:
         """Learn the step's symbols and costs."""
         if not self._pending:
             return
-        for chooser, *_, cost, _, _ in self._pending:
-            np.add.at(self._costs, chooser, cost)
-        self._residuals.learn([p[1] for p in self._pending], [p[2] for p in self._pending])
-        coloured = [p for p in self._pending if p[3] is not None]
+        self._residuals.learn([p[0] for p in self._pending], [p[1] for p in self._pending])
+        coloured = [p for p in self._pending if p[2] is not None]
         if coloured:
-            self._colours.learn([p[3] for p in coloured], [p[4] for p in coloured])
-        crossed = [p for p in self._pending if p[6] is not None]
+            self._colours.learn([p[2] for p in coloured], [p[3] for p in coloured])
+        crossed = [p for p in self._pending if p[4] is not None]
         if crossed and self._cross is not None:
-            self._cross.learn([p[6] for p in crossed], [p[2] for p in crossed])
+            self._cross.learn([p[4] for p in crossed], [p[1] for p in crossed])
         if self._shared is not None:
-            self._shared.learn([p[7] for p in self._pending], [p[2] for p in self._pending])
+            self._shared.learn([p[5] for p in self._pending], [p[1] for p in self._pending])
         self._pending = []
