@@ -134,6 +134,15 @@ def test_padding_the_geometry_knows_is_repeated_not_coded(tmp_path):
     assert "padding" not in unpadded.params  # sizes that leave no padding change nothing
 
 
+def test_padding_that_is_not_the_edges_repeated_is_refused(tmp_path):
+    codec = get_codec("causal", model=tiny_model_file(tmp_path))
+    blocks, geometry = padded_images()
+    blocks = blocks.copy()
+    blocks[11, 31, 31] += 1  # the 90×115 image's last block, past both its edges
+    with pytest.raises(CodecError, match="block 11 has padding"):
+        codec.encode(blocks, geometry)
+
+
 def test_padding_parameter_must_match_the_geometry(tmp_path):
     codec = get_codec("causal", model=tiny_model_file(tmp_path))
     blocks, geometry = padded_images()

@@ -250,6 +250,8 @@ class CausalCodec:
         flat = torch.from_numpy(canvas.pixel_index.reshape(-1))
         # padding the geometry knows of is not coded: the decoder repeats the edges
         repeated = canvas.repeats is not None
+        if repeated:
+            _check_padding(canvas, values)
         order, bounds = canvas.decoding_order(False if repeated else None)
         index = flat[torch.from_numpy(order)]
         pixels = values[index]
@@ -397,6 +399,19 @@ class CausalCodec:
         if len(message.stack) or np.any(np.asarray(message.head) != 0):
             raise CodecError("causal shard payload holds more than its pixels (damaged)")
         return values[flat].numpy().astype(np.uint8).reshape(count, BLOCK_SIZE, BLOCK_SIZE, 3)
+
+
+def _check_padding(canvas: ShardCanvas, values: torch.Tensor) -> None:
+    """Padding that is not its edges repeated would not come back as it was given (it is not
+    coded; the decoder repeats the edges)."""
+    positions = np.flatnonzero(canvas.repeats >= 0)
+    wrong = (values[positions] != values[canvas.repeats[positions]]).any(1).numpy()
+    if wrong.any():
+        block = int(np.nonzero(canvas.pixel_index == positions[wrong][0])[0][0])
+        raise CodecError(f"causal shard: block {block} has padding (past its object's size in "
+                         "the geometry) that is not its last real row and column repeated: "
+                         "cut images with archives.blocks.cut_blocks, or give the geometry "
+                         "without object sizes")
 
 
 def _adapt(adaptation: PictureAdaptation, index: np.ndarray, colour: int, mean: np.ndarray,
