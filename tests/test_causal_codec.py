@@ -40,7 +40,7 @@ PINNED_PAYLOAD_SHA256 = {
     0: "c188c7e4a0550f759a3db9ef72ea94433aec073bb01d5623919e0fdc9714e61a",
     1: "a3ad4ccba1a5b75fc641b54b29a13ebfde8a69438764487a354e5405e229e5c5",
     2: "3b6486bb806051fbc395ec7f09804e9286183cda1d6afb33fc18aefcef21ea85",
-    3: "28c477853f507b22e526642fb103cb0b8ce4cf6f37ef2d327ffdf636707b890d"}
+    3: "e1b655df1c33670cab91b1dd10bdc9aa923f45703474b7d0ab8e5a8672b87467"}
 # adaptation 2, `padded_images` (padding repeated, not coded)
 PINNED_PADDED_PAYLOAD_SHA256 = "7235b9892987a08c87044c06246dfdfac9169f0ab36266d806efa14fbdd52958"
 ADAPT_TABLE_SHA256 = {
@@ -294,6 +294,8 @@ def test_pinned_payload(adapt):
     shard = codec.encode(blocks, geometry)
     assert zoo.sha256_of(shard.payload) == PINNED_PAYLOAD_SHA256[adapt]
     assert ("adapt" in shard.params) == bool(adapt)
+    # one lane a block, at most 128 (versions 0 to 2: 16 and 36 blocks) or 32 (3: 36 blocks)
+    assert shard.params["lanes"] == {0: 16, 1: 36, 2: 36, 3: 32}[adapt]
     assert np.array_equal(codec.decode(shard), blocks)
 
 

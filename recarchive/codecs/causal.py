@@ -51,7 +51,9 @@ from recarchive.models.causal_histogram import VERSION as HISTOGRAM_VERSION
 from recarchive.models.exact_bitswap import PIXEL_GRID
 from recarchive.models.exact_causal import ExactCausalModel
 
-MAX_LANES = 128
+MAX_LANES = 128  # shards of adaptation versions 0 to 2
+MAX_LANES_3 = 32  # version 3 on: a lane's head and word count cost about 6 bytes, and 128
+# lanes cost 0.1 % of a shard of three photos (32: 0.03 %, the decoder 6 % slower)
 LANES_PER_BLOCK = 1  # small shards get few lanes: each lane ends with its own head
 ENCODE_CHUNK = 1 << 13  # pixels whose features and nets are computed together when encoding
 # (8,192 a chunk: twice as fast as 65,536, whose float64 activations overflow the caches)
@@ -182,8 +184,10 @@ def _repeats(geometry: BlockGeometry, pixel_index: np.ndarray, width: int,
     return repeats
 
 
-def lanes_for(num_blocks: int) -> int:
-    return max(1, min(MAX_LANES, LANES_PER_BLOCK * num_blocks))
+def lanes_for(num_blocks: int, adapt: int) -> int:
+    """The ANS lanes a shard of `num_blocks` blocks and adaptation version `adapt` uses."""
+    most = MAX_LANES_3 if adapt >= CONTEXT_VERSION else MAX_LANES
+    return max(1, min(most, LANES_PER_BLOCK * num_blocks))
 
 
 class CausalCodec:
@@ -303,7 +307,7 @@ class CausalCodec:
                                                     weights[part, c])
                     starts[part, c], freqs[part, c] = mixture.interval(
                         np.ascontiguousarray(symbols[part, c]))
-        lanes = lanes_for(count)
+        lanes = lanes_for(count, self.adapt)
         message = empty_message(lanes)
         for step in reversed(range(len(bounds) - 1)):
             lo, hi = int(bounds[step]), int(bounds[step + 1])
@@ -324,14 +328,14 @@ class CausalCodec:
         if shard.channels != 3:
             raise CodecError(f"causal shard claims {shard.channels} channels; it codes RGB")
         count = shard.num_blocks
-        lanes = shard.params.get("lanes")
-        if lanes != lanes_for(count):
-            raise CodecError(f"causal shard of {count} blocks records {lanes!r} lanes, not "
-                             f"{lanes_for(count)} (damaged parameters)")
         adapt = shard.params.get("adapt", 0)
         if adapt not in ADAPT_VERSIONS:
             raise CodecError(f"causal shard asks for adaptation version {adapt!r}; this release "
                              f"knows {', '.join(map(str, ADAPT_VERSIONS))} (upgrade recarchive)")
+        lanes = shard.params.get("lanes")
+        if lanes != lanes_for(count, adapt):
+            raise CodecError(f"causal shard of {count} blocks records {lanes!r} lanes, not "
+                             f"{lanes_for(count, adapt)} (damaged parameters)")
         geometry = BlockGeometry.from_params(shard.params.get("geometry", []), count)
         canvas = ShardCanvas.lay_out(geometry)
         repeated = shard.params.get("padding")
