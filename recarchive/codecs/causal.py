@@ -83,8 +83,7 @@ class ShardCanvas:
     pixel_index: np.ndarray
     steps: np.ndarray
     block_object: np.ndarray
-    repeats: np.ndarray | None = None
-
+    repeats: np.ndarray | None = None  # `_repeats`: what each padding pixel repeats
 
     @classmethod
     def lay_out(cls, geometry: BlockGeometry) -> ShardCanvas:
@@ -352,8 +351,9 @@ class CausalCodec:
         flat = torch.from_numpy(canvas.pixel_index.reshape(-1))
         order, bounds = canvas.decoding_order(False if repeated else None)
         index_all = flat[torch.from_numpy(order)]
-        fills, fill_bounds = canvas.decoding_order(True)
-        fill_all = flat[torch.from_numpy(fills)]
+        if repeated:
+            fills, fill_bounds = canvas.decoding_order(True)
+            fill_all = flat[torch.from_numpy(fills)]
         neighbours = self.model.config.neighbours
         owner = canvas.owners()
         adaptation = (PictureAdaptation(values, known, canvas.width, owner)

@@ -151,12 +151,11 @@ class PictureAdaptation:
         mu, sigma, band = mixture_centre(mean, scale, weights)
         values = self._values[:, colour].numpy()
         texture = np.zeros(len(index), np.int64)
-        error_sum = np.zeros(len(index), np.int64)
+        error_sum = self.neighbour_error(index, colour)
         expected_sum = np.zeros(len(index), np.int64)
         for bit, near in enumerate(self._neighbours(index)):
             texture |= ((self._known[near] & (MEAN_STEPS * values[near] > mu))
                         .astype(np.int64) << bit)
-            error_sum += self._error[near, colour]
             expected_sum += self._expected[near, colour]
         # octaves of error_sum / expected_sum, 0 (below 1/8, or no neighbour) … 7 (8 or more)
         energy = sum(((MEAN_STEPS * error_sum >= (1 << j) * expected_sum) & (expected_sum > 0))
